@@ -1,0 +1,195 @@
+"""One configuration dataclass for the whole pipeline.
+
+Defaults are the paper's HER2ST protocol (SENCA-st, section 4.1.1) where the
+paper gives a value, and the choices written down in ``docs/method.md`` where it
+does not. Nothing here is specific to HER2ST: every value can be changed from
+Python, the CLI or the napari widget.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .errors import ConfigError
+
+__all__ = ["SencaConfig"]
+
+Device = Literal["auto", "cpu", "cuda", "mps"] | str
+
+
+@dataclass
+class SencaConfig:
+    """Every setting of preprocessing, model, training and clustering.
+
+    Attributes
+    ----------
+    min_gene_counts
+        Genes whose total count over all spots is below this are dropped (paper: 10).
+    target_sum
+        Library size each spot is normalised to before log1p; ``None`` uses the
+        median library size (scanpy's default).
+    n_top_genes
+        Number of highly variable genes, ranked by normalised dispersion (paper: 500).
+    n_neighbors
+        Spatial neighbours per spot in the ball-tree kNN graph (paper: 4).
+    patch_radius_spacings
+        Patch radius around each spot in units of the median nearest-spot
+        distance (paper: 3, "up to third degree neighbour").
+    patch_size
+        Side in pixels every patch is resized to before the ResNet.
+    use_image
+        Use the H&E branch when the section has an image. ``False`` (or a
+        section without an image) runs RNA-only.
+    backbone
+        torchvision ResNet depth: ``resnet18``, ``resnet34`` or ``resnet50``.
+    image_weights
+        ``"imagenet"`` (torchvision weights API, cached by torch), ``"none"``
+        (random initialisation) or a path to a local ``.pth`` state dict.
+    freeze_backbone
+        Keep the ResNet frozen and cache its features once (fast on a CPU).
+        ``False`` fine-tunes it with the rest of the model.
+    embed_dim
+        Dimension of the RNA and image embeddings R and H (paper: 128).
+    hidden_dim
+        Hidden dimension of the graph transformer (paper: 256).
+    shared_dim
+        Dimension of the shared embedding S that is clustered.
+    n_heads
+        Attention heads in the graph transformer's self-attention block.
+    dropout
+        Input-masking dropout of the graph transformer (paper: 0.2).
+    fusion
+        How eq. 2 combines the two cross-attention outputs: ``"sum"`` (as
+        written in eq. 2) or ``"concat"`` (as written in section 3.4).
+    cross_attention
+        ``False`` is the paper's "without cross-attention" ablation: the shared
+        encoder sees the spot's own R and H without attention over neighbours.
+    hierarchical
+        ``False`` is the paper's "without hierarchical learning" ablation: the
+        two NT-Xent terms are dropped and only the MSE term trains the model.
+    window_spacings
+        Side of the square spatial windows of the hierarchical loss, in spot
+        spacings. Spots in one window are averaged into a windowed embedding.
+    pool_factor
+        The pooled (global) scale uses windows ``pool_factor`` times larger.
+    temperature
+        NT-Xent temperature.
+    lambda_mse
+        Weight of the reconstruction term (paper: 40).
+    epochs
+        Training epochs (paper: 10 for HER2ST).
+    lr
+        Adam learning rate (paper: 5e-4).
+    weight_decay
+        Adam weight decay.
+    steps_per_epoch
+        Optimiser steps per epoch (the whole section is one graph, so one
+        epoch is a fixed number of full-graph steps).
+    n_clusters
+        Number of regions. ``None`` means "set later" (e.g. from the labels).
+    cluster_method
+        ``"agglomerative"`` (Ward, keeps the tree for instant re-clustering,
+        the paper's choice) or ``"kmeans"`` (as in the ConGcR evaluation).
+    seed
+        Random seed: the same seed on the same device gives the same clusters.
+    device
+        ``"auto"`` picks CUDA, then Apple MPS, then the CPU.
+    """
+
+    # preprocessing (paper section 3.1)
+    min_gene_counts: int = 10
+    target_sum: float | None = None
+    n_top_genes: int = 500
+    n_neighbors: int = 4
+    # image patches (section 3.3)
+    patch_radius_spacings: float = 3.0
+    patch_size: int = 224
+    use_image: bool = True
+    backbone: str = "resnet18"
+    image_weights: str = "imagenet"
+    freeze_backbone: bool = True
+    # model (sections 3.2-3.4)
+    embed_dim: int = 128
+    hidden_dim: int = 256
+    shared_dim: int = 32
+    n_heads: int = 1
+    dropout: float = 0.2
+    fusion: str = "concat"
+    cross_attention: bool = True
+    # hierarchical learning (section 3.5)
+    hierarchical: bool = True
+    window_spacings: float = 3.0
+    pool_factor: int = 3
+    temperature: float = 0.5
+    lambda_mse: float = 40.0
+    # training (section 4.1.1)
+    epochs: int = 10
+    lr: float = 5e-4
+    weight_decay: float = 0.0
+    steps_per_epoch: int = 20
+    # clustering (section 3.5)
+    n_clusters: int | None = None
+    cluster_method: str = "agglomerative"
+    seed: int = 0
+    device: Device = "auto"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> SencaConfig:
+        """Check every value; raise :class:`ConfigError` naming the bad one."""
+
+        def need(ok: bool, what: str) -> None:
+            if not ok:
+                raise ConfigError(f"invalid setting: {what}")
+
+        need(self.min_gene_counts >= 0, f"min_gene_counts must be >= 0, got {self.min_gene_counts}")
+        need(self.n_top_genes >= 2, f"n_top_genes must be >= 2, got {self.n_top_genes}")
+        need(1 <= self.n_neighbors <= 64, f"n_neighbors must be 1-64, got {self.n_neighbors}")
+        need(self.patch_radius_spacings > 0, "patch_radius_spacings must be > 0")
+        need(16 <= self.patch_size <= 1024, f"patch_size must be 16-1024, got {self.patch_size}")
+        need(
+            self.backbone in ("resnet18", "resnet34", "resnet50"),
+            f"backbone must be resnet18, resnet34 or resnet50, got {self.backbone!r}",
+        )
+        need(bool(self.image_weights), "image_weights must be 'imagenet', 'none' or a file path")
+        need(self.embed_dim >= 2 and self.hidden_dim >= 2 and self.shared_dim >= 2, "dimensions must be >= 2")
+        need(self.embed_dim % self.n_heads == 0, "embed_dim must be divisible by n_heads")
+        need(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
+        need(self.fusion in ("sum", "concat"), f"fusion must be 'sum' or 'concat', got {self.fusion!r}")
+        need(self.window_spacings > 0 and self.pool_factor >= 1, "window_spacings > 0 and pool_factor >= 1")
+        need(self.temperature > 0, "temperature must be > 0")
+        need(self.lambda_mse >= 0, "lambda_mse must be >= 0")
+        need(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        need(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        need(self.steps_per_epoch >= 1, "steps_per_epoch must be >= 1")
+        need(
+            self.n_clusters is None or self.n_clusters >= 2,
+            f"n_clusters must be >= 2, got {self.n_clusters}",
+        )
+        need(
+            self.cluster_method in ("agglomerative", "kmeans"),
+            f"cluster_method must be 'agglomerative' or 'kmeans', got {self.cluster_method!r}",
+        )
+        return self
+
+    def replace(self, **changes: Any) -> SencaConfig:
+        """A validated copy with ``changes`` applied."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-type dict (stored in ``adata.uns["senca"]["config"]``)."""
+        d = dataclasses.asdict(self)
+        return {k: v for k, v in d.items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SencaConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"unknown config keys: {', '.join(unknown)}")
+        return cls(**d)

@@ -1,0 +1,329 @@
+"""The in-memory section: an AnnData following the scanpy/squidpy convention.
+
+A *section* is one :class:`anndata.AnnData` with
+
+* ``X``: raw counts (spots x genes, ``scipy.sparse.csr_matrix`` of float32),
+* ``obs_names``: spot ids, ``var_names``: gene names,
+* ``obsm["spatial"]``: spot centres in full-resolution image pixels, ``(x, y)``,
+* ``obs["array_row"]`` / ``obs["array_col"]``: grid coordinates,
+* ``obs["label"]``: optional categorical ground truth (NaN = unlabelled),
+* ``uns["spatial"][library_id]``: ``{"images": {"hires": HxWx3 uint8},
+  "scalefactors": {"tissue_hires_scalef", "spot_diameter_fullres", ...},
+  "metadata": {...}}`` (image pixel = full-resolution pixel x scale factor),
+* ``uns["senca_input"]``: where the section came from (path, format).
+
+Every reader builds its result with :func:`make_section`, which is also where
+bad input is caught, so all readers report problems the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from os import PathLike
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
+
+from .errors import DataError
+
+__all__ = [
+    "CLUSTER_KEY",
+    "EMBED_KEY",
+    "LABEL_KEY",
+    "UNS_KEY",
+    "make_section",
+    "library_id",
+    "get_image",
+    "spot_spacing",
+    "spot_diameter",
+    "has_labels",
+    "validate_section",
+]
+
+CLUSTER_KEY = "senca_cluster"
+EMBED_KEY = "X_senca"
+LABEL_KEY = "label"
+UNS_KEY = "senca"
+UNLABELLED = ("", "undetermined", "nan", "na", "none", "unlabelled", "unlabeled")
+
+
+def make_section(
+    counts: Any,
+    spot_ids: Sequence[str],
+    gene_names: Sequence[str],
+    spatial: np.ndarray,
+    *,
+    array_row: Sequence[float] | None = None,
+    array_col: Sequence[float] | None = None,
+    image: np.ndarray | None = None,
+    image_scalef: float = 1.0,
+    image_key: str = "hires",
+    spot_diameter_fullres: float | None = None,
+    extra_scalefactors: dict[str, float] | None = None,
+    labels: Sequence[Any] | None = None,
+    library_id: str = "section",
+    source: str | PathLike | None = None,
+    source_format: str = "memory",
+    counts_path: str | PathLike | None = None,
+) -> AnnData:
+    """Build and validate a section.
+
+    Parameters
+    ----------
+    counts
+        Spots x genes counts (dense array, sparse matrix or DataFrame values).
+    spot_ids, gene_names
+        Row and column names. Duplicated spot ids are an error; duplicated
+        gene names are made unique.
+    spatial
+        ``(n_spots, 2)`` spot centres ``(x, y)`` in full-resolution pixels.
+    array_row, array_col
+        Grid coordinates; default to ``spatial`` divided by the spot spacing.
+    image
+        Optional H&E as ``(H, W, 3)`` uint8 (grey or RGBA are converted).
+    image_scalef
+        Image pixel = full-resolution pixel x ``image_scalef``.
+    spot_diameter_fullres
+        Spot diameter in full-resolution pixels; default half the spacing
+        (legacy ST: 100 um spots on a 200 um grid).
+    labels
+        Optional per-spot ground truth; entries in :data:`UNLABELLED` become NaN.
+    source, counts_path
+        Paths used in error messages (``counts_path`` for count problems).
+
+    Raises
+    ------
+    DataError
+        Empty section, non-numeric / NaN / negative counts, mismatched
+        lengths, duplicated spot ids, spots outside the image.
+    """
+    where = counts_path if counts_path is not None else source
+    spot_ids = [str(s) for s in spot_ids]
+    n = len(spot_ids)
+    if n == 0:
+        raise DataError(where, "the section has no spots")
+    X = _as_counts(counts, where)
+    if X.shape[0] != n:
+        raise DataError(where, f"{X.shape[0]} count rows but {n} spot ids")
+    if X.shape[1] == 0 or len(gene_names) == 0:
+        raise DataError(where, "the section has no genes")
+    if X.shape[1] != len(gene_names):
+        raise DataError(where, f"{X.shape[1]} count columns but {len(gene_names)} gene names")
+    dup = pd.Index(spot_ids)[pd.Index(spot_ids).duplicated()]
+    if len(dup):
+        raise DataError(where, f"duplicated spot ids, e.g. {dup[0]!r}")
+    spatial = np.asarray(spatial, dtype=np.float64)
+    if spatial.shape != (n, 2):
+        raise DataError(source, f"spot positions have shape {spatial.shape}, expected ({n}, 2)")
+    if not np.isfinite(spatial).all():
+        bad = spot_ids[int(np.where(~np.isfinite(spatial).all(1))[0][0])]
+        raise DataError(source, f"spot {bad!r} has a missing or non-numeric position")
+
+    obs = pd.DataFrame(index=pd.Index(spot_ids, name=None))
+    spacing = _median_nn(spatial)
+    if array_row is None or array_col is None:
+        step = spacing if spacing > 0 else 1.0
+        array_col = np.round(spatial[:, 0] / step)
+        array_row = np.round(spatial[:, 1] / step)
+    obs["array_row"] = np.asarray(array_row, dtype=np.float64)
+    obs["array_col"] = np.asarray(array_col, dtype=np.float64)
+    obs["in_tissue"] = 1
+    obs["total_counts"] = np.asarray(X.sum(1)).ravel()
+    obs["n_genes"] = np.asarray((X > 0).sum(1)).ravel()
+    if labels is not None:
+        obs[LABEL_KEY] = clean_labels(labels)
+
+    var = pd.DataFrame(index=pd.Index([str(g) for g in gene_names]))
+    adata = AnnData(X=X, obs=obs, var=var)
+    adata.var_names_make_unique()
+    adata.obsm["spatial"] = spatial
+
+    if spot_diameter_fullres is None:
+        spot_diameter_fullres = 0.5 * spacing if spacing > 0 else 1.0
+    scalefactors: dict[str, float] = {"spot_diameter_fullres": float(spot_diameter_fullres)}
+    if extra_scalefactors:
+        scalefactors.update({k: float(v) for k, v in extra_scalefactors.items()})
+    images: dict[str, np.ndarray] = {}
+    if image is not None:
+        img = as_rgb_uint8(image, source)
+        scalefactors[f"tissue_{image_key}_scalef"] = float(image_scalef)
+        _check_inside(spatial * image_scalef, img.shape, spot_ids, source)
+        images[image_key] = img
+    adata.uns["spatial"] = {
+        library_id: {
+            "images": images,
+            "scalefactors": scalefactors,
+            "metadata": {"source": "" if source is None else str(source)},
+        }
+    }
+    adata.uns["senca_input"] = {
+        "path": "" if source is None else str(source),
+        "format": source_format,
+        "library_id": library_id,
+    }
+    return adata
+
+
+def clean_labels(labels: Sequence[Any]) -> pd.Categorical:
+    """Categorical labels with 'undetermined', '' and NaN as missing."""
+    s = pd.Series(list(labels), dtype=object)
+    s = s.where(~s.isna(), None)
+    s = s.map(lambda v: None if v is None or str(v).strip().lower() in UNLABELLED else str(v).strip())
+    return pd.Categorical(s)
+
+
+def as_rgb_uint8(image: np.ndarray, source: str | PathLike | None = None) -> np.ndarray:
+    """Return ``image`` as ``(H, W, 3)`` uint8 (grey, RGBA and 16-bit are converted)."""
+    img = np.asarray(image)
+    if img.ndim == 2:
+        img = np.stack([img] * 3, axis=-1)
+    if img.ndim != 3 or img.shape[2] not in (3, 4) or min(img.shape[:2]) < 2:
+        raise DataError(source, f"the image has shape {img.shape}, expected (H, W, 3) RGB")
+    img = img[..., :3]
+    if img.dtype != np.uint8:
+        if np.issubdtype(img.dtype, np.floating):
+            mx = float(np.nanmax(img)) if img.size else 1.0
+            img = np.clip(np.nan_to_num(img) * (255.0 if mx <= 1.0 else 1.0), 0, 255)
+        elif img.dtype == np.uint16 or (np.issubdtype(img.dtype, np.integer) and img.max() > 255):
+            img = img.astype(np.float64) / max(float(img.max()), 1.0) * 255.0
+        img = img.astype(np.uint8)
+    return np.ascontiguousarray(img)
+
+
+def _as_counts(counts: Any, where: str | PathLike | None) -> sp.csr_matrix:
+    if isinstance(counts, pd.DataFrame):
+        try:
+            counts = counts.apply(pd.to_numeric, errors="raise").to_numpy()
+        except (ValueError, TypeError) as exc:
+            raise DataError(where, f"counts are not numeric ({exc})") from None
+    if sp.issparse(counts):
+        X = sp.csr_matrix(counts)
+        data = X.data
+    else:
+        arr = np.asarray(counts)
+        if arr.dtype == object or not (
+            np.issubdtype(arr.dtype, np.number) or arr.dtype == bool
+        ):
+            try:
+                arr = arr.astype(np.float64)
+            except (ValueError, TypeError):
+                raise DataError(where, "counts are not numeric") from None
+        if arr.ndim != 2:
+            raise DataError(where, f"counts must be a 2-D table, got {arr.ndim}-D")
+        data = arr
+        X = None
+    data = np.asarray(data, dtype=np.float64)
+    if data.size and not np.isfinite(data).all():
+        raise DataError(where, "counts contain NaN or infinite values")
+    if data.size and (data < 0).any():
+        raise DataError(where, "counts contain negative values")
+    if X is None:
+        X = sp.csr_matrix(np.asarray(counts, dtype=np.float32))
+    X = X.astype(np.float32)
+    X.eliminate_zeros()
+    return X
+
+
+def _check_inside(xy_img: np.ndarray, shape: tuple[int, ...], ids: list[str], source: Any) -> None:
+    h, w = shape[:2]
+    out = (xy_img[:, 0] < 0) | (xy_img[:, 0] >= w) | (xy_img[:, 1] < 0) | (xy_img[:, 1] >= h)
+    if out.any():
+        i = int(np.where(out)[0][0])
+        raise DataError(
+            source,
+            f"{int(out.sum())} of {len(ids)} spots lie outside the {w}x{h} image "
+            f"(e.g. {ids[i]!r} at x={xy_img[i, 0]:.1f}, y={xy_img[i, 1]:.1f} image px); "
+            "check the scale factor",
+        )
+
+
+def _median_nn(xy: np.ndarray) -> float:
+    if len(xy) < 2:
+        return 0.0
+    from sklearn.neighbors import NearestNeighbors
+
+    d, _ = NearestNeighbors(n_neighbors=2).fit(xy).kneighbors(xy)
+    return float(np.median(d[:, 1]))
+
+
+def library_id(adata: AnnData) -> str | None:
+    """The first library id under ``uns["spatial"]`` (None if there is none)."""
+    spatial = adata.uns.get("spatial")
+    if isinstance(spatial, dict) and spatial:
+        return next(iter(spatial))
+    return None
+
+
+def get_image(adata: AnnData, prefer: Sequence[str] = ("hires", "lowres")) -> tuple[np.ndarray, float] | None:
+    """The section's H&E and its scale factor (image px per full-res px), or None."""
+    lib = library_id(adata)
+    if lib is None:
+        return None
+    entry = adata.uns["spatial"][lib]
+    images = entry.get("images", {}) or {}
+    sf = entry.get("scalefactors", {}) or {}
+    keys = [k for k in prefer if k in images] + [k for k in images if k not in prefer]
+    for key in keys:
+        img = images[key]
+        if img is None or np.asarray(img).size == 0:
+            continue
+        return np.asarray(img), float(sf.get(f"tissue_{key}_scalef", 1.0))
+    return None
+
+
+def spot_spacing(adata: AnnData) -> float:
+    """Median distance from each spot to its nearest spot, in full-res pixels."""
+    return _median_nn(np.asarray(adata.obsm["spatial"], dtype=np.float64))
+
+
+def spot_diameter(adata: AnnData) -> float:
+    """Spot diameter in full-res pixels (scale factors, else half the spacing)."""
+    lib = library_id(adata)
+    if lib is not None:
+        d = adata.uns["spatial"][lib].get("scalefactors", {}).get("spot_diameter_fullres")
+        if d:
+            return float(d)
+    return 0.5 * spot_spacing(adata)
+
+
+def has_labels(adata: AnnData) -> bool:
+    """True when ``obs["label"]`` exists and labels at least one spot."""
+    return LABEL_KEY in adata.obs and bool(adata.obs[LABEL_KEY].notna().any())
+
+
+def validate_section(adata: AnnData, path: str | PathLike | None = None) -> AnnData:
+    """Check that an AnnData follows the section convention.
+
+    Raises
+    ------
+    DataError
+        Naming ``path`` and the first problem found.
+    """
+    if adata.n_obs == 0:
+        raise DataError(path, "the section has no spots")
+    if adata.n_vars == 0:
+        raise DataError(path, "the section has no genes")
+    if "spatial" not in adata.obsm:
+        raise DataError(path, 'no spot positions: obsm["spatial"] is missing')
+    xy = np.asarray(adata.obsm["spatial"], dtype=np.float64)
+    if xy.ndim != 2 or xy.shape[1] < 2:
+        raise DataError(path, f'obsm["spatial"] has shape {xy.shape}, expected (n_spots, 2)')
+    if not np.isfinite(xy[:, :2]).all():
+        raise DataError(path, 'obsm["spatial"] contains NaN positions')
+    X = adata.X
+    data = X.data if sp.issparse(X) else np.asarray(X)
+    if not np.issubdtype(np.asarray(data).dtype, np.number):
+        raise DataError(path, "counts are not numeric")
+    if np.asarray(data).size and not np.isfinite(data).all():
+        raise DataError(path, "counts contain NaN or infinite values")
+    if np.asarray(data).size and (np.asarray(data) < 0).any():
+        raise DataError(path, "counts contain negative values")
+    if adata.obs_names.has_duplicates:
+        raise DataError(path, f"duplicated spot ids, e.g. {adata.obs_names[adata.obs_names.duplicated()][0]!r}")
+    img = get_image(adata)
+    if img is not None:
+        _check_inside(xy[:, :2] * img[1], img[0].shape, list(adata.obs_names), path)
+    return adata
