@@ -50,6 +50,11 @@ class SencaConfig:
     freeze_backbone
         Keep the ResNet frozen and cache its features once (fast on a CPU).
         ``False`` fine-tunes it with the rest of the model.
+    finetune_batch
+        When fine-tuning, patches re-encoded with gradients per step; the
+        other spots use their latest cached features.
+    backbone_lr_scale
+        The backbone's learning rate is ``lr`` times this when fine-tuning.
     embed_dim
         Dimension of the RNA and image embeddings R and H (paper: 128).
     hidden_dim
@@ -110,6 +115,8 @@ class SencaConfig:
     backbone: str = "resnet18"
     image_weights: str = "imagenet"
     freeze_backbone: bool = True
+    finetune_batch: int = 32
+    backbone_lr_scale: float = 0.1
     # model (sections 3.2-3.4)
     embed_dim: int = 128
     hidden_dim: int = 256
@@ -165,6 +172,8 @@ class SencaConfig:
         need(self.lambda_mse >= 0, "lambda_mse must be >= 0")
         need(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         need(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        need(self.finetune_batch >= 1, "finetune_batch must be >= 1")
+        need(self.backbone_lr_scale >= 0, "backbone_lr_scale must be >= 0")
         need(self.steps_per_epoch >= 1, "steps_per_epoch must be >= 1")
         need(
             self.n_clusters is None or self.n_clusters >= 2,

@@ -1,0 +1,128 @@
+"""SENCA-st modules (paper sections 3.2-3.5), small and shape-commented.
+
+Notation: n spots, G genes (HVGs), E embedding dim, Hd hidden dim, m the
+padded neighbourhood size (the spot itself + its graph neighbours), F the
+backbone's feature dim, S the shared dim.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "GraphTransformer",
+    "ImageHead",
+    "NeighbourhoodCrossAttention",
+    "SharedAutoencoder",
+    "nt_xent",
+    "window_pool",
+]
+
+
+class GraphTransformer(nn.Module):
+    """RNA branch g: masked expression -> R (section 3.2).
+
+    dropout (masking) -> linear -> adjacency propagation -> self-attention
+    block -> LayerNorm -> feed-forward -> residual -> activation -> linear.
+    """
+
+    def __init__(self, n_genes: int, hidden: int, embed: int, n_heads: int = 1, dropout: float = 0.2):
+        super().__init__()
+        self.mask = nn.Dropout(dropout)
+        self.lin = nn.Linear(n_genes, hidden)
+        self.attn = nn.MultiheadAttention(hidden, n_heads, batch_first=True)
+        self.norm = nn.LayerNorm(hidden)
+        self.ff = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, hidden))
+        self.out = nn.Linear(hidden, embed)
+
+    def forward(self, x: Tensor, adj: Tensor) -> Tensor:
+        # x: (n, G), adj: (n, n) normalised adjacency (sparse or dense)
+        h = self.lin(self.mask(x))  # (n, Hd)
+        h = torch.sparse.mm(adj, h) if adj.is_sparse else adj @ h  # (n, Hd) message passing
+        a, _ = self.attn(h[None], h[None], h[None], need_weights=False)  # (1, n, Hd)
+        z = self.ff(self.norm(a[0]))  # (n, Hd)
+        z = F.gelu(h + z)  # residual around the block, then activation
+        return self.out(z)  # (n, E)
+
+
+class ImageHead(nn.Module):
+    """FC layer after the ResNet trunk: backbone features -> H (section 3.3)."""
+
+    def __init__(self, n_features: int, embed: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(n_features)
+        self.fc = nn.Linear(n_features, embed)
+
+    def forward(self, f: Tensor) -> Tensor:
+        # f: (n, F) -> (n, E)
+        return self.fc(self.norm(f))
+
+
+class NeighbourhoodCrossAttention(nn.Module):
+    """Eqs. 3-4: cross-attention between the modalities over each neighbourhood.
+
+    A1_i attends with the spot's projected image embedding (query) over the
+    projected RNA embeddings of its neighbourhood (keys) and takes the original
+    RNA embeddings (values); A2_i is the same with the modalities swapped.
+    Residual connections keep each spot's own R_i and H_i in the output.
+    """
+
+    def __init__(self, embed: int):
+        super().__init__()
+        self.proj_r = nn.Linear(embed, embed)
+        self.proj_h = nn.Linear(embed, embed)
+        self.q1, self.k1, self.v1 = (nn.Linear(embed, embed, bias=False) for _ in range(3))
+        self.q2, self.k2, self.v2 = (nn.Linear(embed, embed, bias=False) for _ in range(3))
+        self.scale = 1.0 / math.sqrt(embed)
+
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
+        # q: (n, E), k/v: (n, m, E), mask: (n, m)
+        logits = torch.einsum("ne,nme->nm", q, k) * self.scale  # (n, m)
+        logits = logits.masked_fill(~mask, float("-inf"))
+        w = torch.softmax(logits, dim=-1)  # (n, m)
+        return torch.einsum("nm,nme->ne", w, v)  # (n, E)
+
+    def forward(self, r: Tensor, h: Tensor, index: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        # r, h: (n, E); index, mask: (n, m) neighbourhood with the spot first
+        rp, hp = self.proj_r(r), self.proj_h(h)  # (n, E) each
+        a1 = self._attend(self.q1(hp), self.k1(rp)[index], self.v1(r)[index], mask)  # (n, E)
+        a2 = self._attend(self.q2(rp), self.k2(hp)[index], self.v2(h)[index], mask)  # (n, E)
+        return r + a1, h + a2
+
+
+class SharedAutoencoder(nn.Module):
+    """Dimension-reducing encoder e and growing decoder (eq. 2)."""
+
+    def __init__(self, n_in: int, hidden: int, shared: int):
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Linear(n_in, hidden), nn.GELU(), nn.Linear(hidden, shared))
+        self.decoder = nn.Sequential(nn.Linear(shared, hidden), nn.GELU(), nn.Linear(hidden, n_in))
+
+    def forward(self, e: Tensor) -> tuple[Tensor, Tensor]:
+        # e: (n, D) -> S: (n, S), D_out: (n, D)
+        s = self.encoder(e)
+        return s, self.decoder(s)
+
+
+def nt_xent(a: Tensor, b: Tensor, temperature: float = 0.5) -> Tensor:
+    """SimCLR NT-Xent between matching rows of ``a`` and ``b`` (each (N, E))."""
+    n = a.shape[0]
+    if n < 2:
+        return a.new_zeros(())
+    z = F.normalize(torch.cat([a, b], 0), dim=1)  # (2N, E)
+    sim = z @ z.T / temperature  # (2N, 2N)
+    sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    return F.cross_entropy(sim, target)
+
+
+def window_pool(x: Tensor, window: Tensor, n_windows: int) -> Tensor:
+    """Mean of the rows of ``x`` (n, E) in each window id of ``window`` (n,)."""
+    out = x.new_zeros((n_windows, x.shape[1]))
+    out.index_add_(0, window, x)
+    cnt = torch.bincount(window, minlength=n_windows).clamp_min(1).to(x.dtype)
+    return out / cnt[:, None]  # (W, E)

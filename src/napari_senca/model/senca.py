@@ -1,0 +1,81 @@
+"""The SENCA-st network: RNA branch, image head, cross-attention, shared AE."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..config import SencaConfig
+from .modules import (
+    GraphTransformer,
+    ImageHead,
+    NeighbourhoodCrossAttention,
+    SharedAutoencoder,
+)
+
+__all__ = ["SencaModel", "SencaOutput"]
+
+
+@dataclass
+class SencaOutput:
+    """Tensors of one forward pass (n spots)."""
+
+    r: Tensor  # (n, E) RNA embedding
+    h: Tensor  # (n, E) image embedding, or a second masked RNA view when RNA-only
+    e: Tensor  # (n, D) shared-encoder input (fused attention outputs)
+    s: Tensor  # (n, S) shared embedding
+    d: Tensor  # (n, D) decoder output
+
+
+class SencaModel(nn.Module):
+    """SENCA-st (Fig. 1). ``n_image_features=None`` builds the RNA-only model.
+
+    In RNA-only mode the image branch and the cross-attention are off: a
+    second, differently masked pass of the RNA branch stands in for H in the
+    hierarchical contrastive loss, and the shared encoder sees R alone.
+    """
+
+    def __init__(self, n_genes: int, n_image_features: int | None, cfg: SencaConfig):
+        super().__init__()
+        e = cfg.embed_dim
+        self.cfg = cfg
+        self.rna = GraphTransformer(n_genes, cfg.hidden_dim, e, cfg.n_heads, cfg.dropout)
+        self.image = ImageHead(n_image_features, e) if n_image_features else None
+        use_x = self.image is not None and cfg.cross_attention
+        self.xattn = NeighbourhoodCrossAttention(e) if use_x else None
+        if self.image is None:
+            d_in = e
+        else:
+            d_in = 2 * e if cfg.fusion == "concat" else e
+        self.shared = SharedAutoencoder(d_in, cfg.hidden_dim, cfg.shared_dim)
+
+    @property
+    def rna_only(self) -> bool:
+        return self.image is None
+
+    def forward(
+        self,
+        x: Tensor,
+        adj: Tensor,
+        index: Tensor,
+        mask: Tensor,
+        feats: Tensor | None = None,
+    ) -> SencaOutput:
+        # x: (n, G) expression, adj: (n, n), index/mask: (n, m), feats: (n, F) or None
+        r = self.rna(x, adj)  # (n, E)
+        if self.image is None:
+            h = self.rna(x, adj) if self.training else r  # (n, E) second masked view
+            e = F.layer_norm(r, r.shape[-1:])  # (n, E)
+        else:
+            if feats is None:
+                raise ValueError("this model has an image branch: pass the patch features")
+            h = self.image(feats)  # (n, E)
+            ra, ha = (r, h) if self.xattn is None else self.xattn(r, h, index, mask)  # (n, E) each
+            ra = F.layer_norm(ra, ra.shape[-1:])
+            ha = F.layer_norm(ha, ha.shape[-1:])
+            e = torch.cat([ra, ha], 1) if self.cfg.fusion == "concat" else ra + ha  # (n, D)
+        s, d = self.shared(e)  # (n, S), (n, D)
+        return SencaOutput(r=r, h=h, e=e, s=s, d=d)

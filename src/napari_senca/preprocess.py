@@ -1,0 +1,90 @@
+"""Expression preprocessing (paper section 3.1).
+
+Genes with a total count below ``min_gene_counts`` are dropped, every spot is
+normalised to the same library size and log1p-transformed, and the top
+``n_top_genes`` genes by normalised dispersion (Seurat flavour, as in ConGcR)
+are kept as the node features.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from anndata import AnnData
+
+from .config import SencaConfig
+from .errors import DataError
+
+__all__ = ["Expression", "preprocess_expression"]
+
+
+@dataclass
+class Expression:
+    """Preprocessed expression of one section.
+
+    Attributes
+    ----------
+    X
+        ``(n_spots, n_hvg)`` float32 log-normalised expression of the HVGs.
+    genes
+        Names of the HVG columns.
+    n_genes_kept
+        Genes left after the count filter (before HVG selection).
+    """
+
+    X: np.ndarray
+    genes: list[str]
+    n_genes_kept: int
+
+
+def preprocess_expression(adata: AnnData, config: SencaConfig | None = None) -> Expression:
+    """Filter, normalise, log1p and select HVGs without modifying ``adata``.
+
+    Parameters
+    ----------
+    adata
+        A section with raw counts in ``X``.
+    config
+        Uses ``min_gene_counts``, ``target_sum`` and ``n_top_genes``.
+
+    Raises
+    ------
+    DataError
+        When no gene passes the count filter or a spot has no counts at all.
+    """
+    import scanpy as sc
+
+    cfg = config or SencaConfig()
+    src = adata.uns.get("senca_input", {}).get("path") or None
+    X = adata.X
+    X = sp.csr_matrix(X, dtype=np.float32) if sp.issparse(X) else sp.csr_matrix(np.asarray(X, np.float32))
+    if X.nnz and not np.isfinite(X.data).all():
+        raise DataError(src, "counts contain NaN or infinite values")
+    gene_totals = np.asarray(X.sum(0)).ravel()
+    keep = gene_totals >= cfg.min_gene_counts
+    if keep.sum() < 2:
+        raise DataError(
+            src, f"fewer than 2 genes have a total count >= {cfg.min_gene_counts} (min_gene_counts)"
+        )
+    ad = AnnData(X=X[:, keep].copy())
+    ad.var_names = np.asarray(adata.var_names)[keep]
+    lib = np.asarray(ad.X.sum(1)).ravel()
+    if (lib <= 0).any():
+        bad = adata.obs_names[int(np.where(lib <= 0)[0][0])]
+        raise DataError(src, f"spot {bad!r} has no counts in the kept genes; remove empty spots first")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sc.pp.normalize_total(ad, target_sum=cfg.target_sum)
+        sc.pp.log1p(ad)
+        n_top = min(cfg.n_top_genes, ad.n_vars)
+        if n_top < ad.n_vars:
+            sc.pp.highly_variable_genes(ad, flavor="seurat", n_top_genes=n_top, subset=True)
+    dense = ad.X.toarray() if sp.issparse(ad.X) else np.asarray(ad.X)
+    return Expression(
+        X=np.ascontiguousarray(dense, dtype=np.float32),
+        genes=[str(g) for g in ad.var_names],
+        n_genes_kept=int(keep.sum()),
+    )
