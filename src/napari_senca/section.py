@@ -257,7 +257,7 @@ def library_id(adata: AnnData) -> str | None:
     return None
 
 
-def get_image(adata: AnnData, prefer: Sequence[str] = ("hires", "lowres")) -> tuple[np.ndarray, float] | None:
+def get_image(adata: AnnData, prefer: Sequence[str] = ("fullres", "hires", "lowres")) -> tuple[np.ndarray, float] | None:
     """The section's H&E and its scale factor (image px per full-res px), or None."""
     lib = library_id(adata)
     if lib is None:

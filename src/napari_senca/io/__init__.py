@@ -1,0 +1,116 @@
+"""Readers and writers of spatial-transcriptomics sections.
+
+Every reader returns a section (see :mod:`napari_senca.section`) built with
+:func:`~napari_senca.section.make_section`, and reports broken input as a
+one-line :class:`~napari_senca.errors.DataError` naming the file.
+:func:`read_section` picks the reader with :func:`detect_format`.
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+from anndata import AnnData
+
+from ..errors import ConfigError, DataError
+from .detect import FORMATS, SAMPLE_PREFIX, SAMPLES, detect_format
+from .h5ad import read_h5ad, write_h5ad
+from .image import load_image
+from .legacy_st import read_her2st_repo, read_st_folder
+from .visium import read_10x_h5, read_visium
+
+__all__ = [
+    "FORMATS",
+    "SAMPLES",
+    "detect_format",
+    "read_section",
+    "read_st_folder",
+    "read_her2st_repo",
+    "read_visium",
+    "read_10x_h5",
+    "read_h5ad",
+    "write_h5ad",
+    "load_image",
+]
+
+EXPECTED = (
+    "expected a legacy ST folder with counts.tsv[.gz] and spots.tsv, a her2st repository "
+    "checkout, a Space Ranger outs folder, an .h5ad file, or sample:her2st_A1 / sample:synthetic"
+)
+
+
+def read_section(
+    path: str | PathLike,
+    *,
+    section: str | None = None,
+    image: str | PathLike | bool | None = None,
+    **kw: Any,
+) -> AnnData:
+    """Read a section in any supported format.
+
+    Parameters
+    ----------
+    path
+        A legacy ST folder, a her2st repository checkout (with ``section``), a
+        Space Ranger ``outs`` folder, an ``.h5ad`` file, or a bundled sample
+        named ``"sample:her2st_A1"`` / ``"sample:synthetic"``.
+    section
+        The section to read from a her2st repository (required there).
+    image
+        An H&E to use instead of the one found beside the data (for Visium:
+        the full-resolution image, stored under ``"fullres"``); ``False`` reads
+        no image (legacy ST only).
+    **kw
+        Passed on to the format's reader.
+
+    Returns
+    -------
+    AnnData
+        The section.
+
+    Raises
+    ------
+    DataError
+        When nothing at ``path`` is recognised, or the data are broken.
+    ConfigError
+        When ``section`` or ``image`` do not apply to the format, or a her2st
+        repository is given without ``section``.
+    """
+    fmt = detect_format(path)
+    if fmt == "sample":
+        return _read_sample(str(path), image)
+    p = Path(path)
+    if fmt is None:
+        if not p.exists():
+            raise DataError(p, "not found")
+        raise DataError(p, f"not a recognised section ({EXPECTED})")
+    if section is not None and fmt != "her2st_repo":
+        raise ConfigError(f"{p}: a section name only applies to a her2st repository (this is {fmt!r})")
+    if fmt == "st":
+        return read_st_folder(p if p.is_dir() else p.parent, image=image, **kw)
+    if fmt == "her2st_repo":
+        return read_her2st_repo(p, section or "", image=image, **kw)
+    if fmt == "visium":
+        if image is False:
+            image = None
+        if image is not None:
+            kw["fullres_image"] = image
+        return read_visium(p, **kw)
+    if image is not None:
+        raise ConfigError(f"{p}: an .h5ad file carries its own images; an extra image cannot be added")
+    return read_h5ad(p, **kw)
+
+
+def _read_sample(name: str, image: str | PathLike | bool | None) -> AnnData:
+    key = name[len(SAMPLE_PREFIX) :].strip()
+    if key == "synthetic":
+        from ..datasets import synthetic_section
+
+        return synthetic_section(with_image=image is not False)
+    if key == "her2st_A1":
+        from ..datasets import sample_data_dir
+
+        return read_st_folder(sample_data_dir() / "her2st_A1", image=image)
+    raise DataError(name, f"unknown sample (available: {', '.join(SAMPLE_PREFIX + s for s in SAMPLES)})")

@@ -1,0 +1,61 @@
+"""Recognising which reader can open a path (never raises)."""
+
+from __future__ import annotations
+
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+from .legacy_st import find_st_counts
+from .visium import find_visium_outs
+
+__all__ = ["detect_format", "FORMATS", "SAMPLE_PREFIX", "SAMPLES"]
+
+FORMATS = ("st", "her2st_repo", "visium", "h5ad", "sample")
+SAMPLE_PREFIX = "sample:"
+SAMPLES = ("her2st_A1", "synthetic")
+_ST_FILES = ("counts.tsv", "counts.tsv.gz", "spots.tsv")
+
+
+def detect_format(path: Any) -> str | None:
+    """Name the format of ``path``, or None when no reader recognises it.
+
+    Parameters
+    ----------
+    path
+        A folder, a file, or ``"sample:<name>"`` for bundled samples.
+
+    Returns
+    -------
+    str or None
+        ``"st"`` (legacy ST folder, or a ``counts.tsv[.gz]``/``spots.tsv`` in
+        one), ``"her2st_repo"`` (a checkout of almaan/her2st, needs a
+        section), ``"visium"`` (Space Ranger ``outs`` folder, its parent or its
+        ``filtered_feature_bc_matrix.h5``), ``"h5ad"`` or ``"sample"``. Never
+        raises: anything it cannot make sense of gives None.
+    """
+    try:
+        if isinstance(path, str) and path.startswith(SAMPLE_PREFIX):
+            return "sample"
+        if not isinstance(path, str | PathLike):
+            return None
+        p = Path(path)
+        if p.is_file():
+            name = p.name.lower()
+            if name.endswith(".h5ad"):
+                return "h5ad"
+            if name.endswith("filtered_feature_bc_matrix.h5"):
+                return "visium"
+            if name in _ST_FILES and find_st_counts(p.parent) is not None:
+                return "st"
+            return None
+        if p.is_dir():
+            if (p / "data" / "ST-cnts").is_dir():
+                return "her2st_repo"
+            if find_st_counts(p) is not None:
+                return "st"
+            if find_visium_outs(p) is not None:
+                return "visium"
+    except (OSError, ValueError, TypeError):
+        return None
+    return None

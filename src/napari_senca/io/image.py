@@ -1,0 +1,208 @@
+"""Loading H&E images (JPEG, PNG, TIFF) and their JSON sidecars.
+
+TIFF files are read with :mod:`tifffile` (first series, full resolution
+level), everything else with Pillow. Pillow's decompression-bomb guard is
+lifted while an image is read, because whole-slide H&E images routinely have
+more pixels than its default limit; it is restored afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError
+from ..section import as_rgb_uint8
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "load_image",
+    "find_images",
+    "read_json",
+    "read_scale_sidecar",
+    "check_inside",
+]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+
+
+@contextmanager
+def _no_pixel_limit() -> Iterator[None]:
+    """Temporarily lift Pillow's ``MAX_IMAGE_PIXELS`` guard."""
+    from PIL import Image
+
+    old = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+
+
+def load_image(path: str | PathLike) -> np.ndarray:
+    """Read an H&E image as ``(H, W, 3)`` uint8.
+
+    Parameters
+    ----------
+    path
+        A ``.jpg``, ``.jpeg``, ``.png``, ``.tif`` or ``.tiff`` file.
+
+    Returns
+    -------
+    numpy.ndarray
+        RGB image (grey is replicated, alpha dropped, 16-bit rescaled).
+
+    Raises
+    ------
+    DataError
+        When the file is missing, unreadable or not an RGB/grey image.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(p, "image file not found")
+    if p.suffix.lower() in (".tif", ".tiff"):
+        img = _read_tiff(p)
+    else:
+        img = _read_pillow(p)
+    return as_rgb_uint8(img, p)
+
+
+def _read_tiff(p: Path) -> np.ndarray:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(p) as tif:
+            if not tif.series:
+                raise DataError(p, "the TIFF file holds no image")
+            series = tif.series[0]
+            level = series.levels[0] if getattr(series, "levels", None) else series
+            img = np.asarray(level.asarray())
+    except DataError:
+        raise
+    except Exception as exc:  # tifffile raises many types on corrupt input
+        raise DataError(p, f"cannot read the TIFF image ({_short(exc)})") from None
+    img = np.squeeze(img)
+    # channel-first (3, H, W) or (4, H, W) -> channel-last
+    if img.ndim == 3 and img.shape[0] in (3, 4) and img.shape[2] not in (3, 4):
+        img = np.moveaxis(img, 0, -1)
+    return img
+
+
+def _read_pillow(p: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with _no_pixel_limit(), Image.open(p) as im:
+            im.load()
+            if im.mode not in ("RGB", "L"):
+                im = im.convert("RGBA" if "A" in im.getbands() else "RGB")
+            return np.asarray(im)
+    except UnidentifiedImageError:
+        raise DataError(p, "not a readable image (unknown or corrupt format)") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise DataError(p, f"cannot read the image ({_short(exc)})") from None
+
+
+def find_images(folder: str | PathLike) -> list[Path]:
+    """Image files (by suffix, case-insensitive) directly inside ``folder``, sorted."""
+    d = Path(folder)
+    if not d.is_dir():
+        return []
+    return sorted(
+        f for f in d.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")
+    )
+
+
+def read_json(path: str | PathLike) -> dict[str, Any]:
+    """Read a JSON object from ``path``.
+
+    Raises
+    ------
+    DataError
+        When the file cannot be read, is not valid JSON or is not an object.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(p, "file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(p, f"cannot read the file ({_short(exc)})") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(p, f"malformed JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    if not isinstance(obj, dict):
+        raise DataError(p, f"expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def positive_number(obj: dict[str, Any], key: str, path: str | PathLike) -> float:
+    """``obj[key]`` as a finite positive float, or a :class:`DataError` naming ``path``."""
+    if key not in obj:
+        raise DataError(path, f"missing {key!r}")
+    v = obj[key]
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
+        raise DataError(path, f"{key!r} must be a positive number, got {v!r}")
+    return float(v)
+
+
+def read_scale_sidecar(path: str | PathLike) -> float:
+    """The ``spot_to_image_scale`` of a legacy-ST image sidecar (image px per spot px).
+
+    Raises
+    ------
+    DataError
+        Malformed JSON, or a missing / non-positive ``spot_to_image_scale``.
+    """
+    return positive_number(read_json(path), "spot_to_image_scale", path)
+
+
+def check_inside(
+    xy_img: np.ndarray,
+    shape: tuple[int, ...],
+    ids: list[str],
+    image_path: str | PathLike,
+    scale_source: str | PathLike | None = None,
+) -> None:
+    """Raise a :class:`DataError` naming the image when spots fall outside it.
+
+    Parameters
+    ----------
+    xy_img
+        Spot centres ``(x, y)`` in image pixels.
+    shape
+        The image's shape ``(H, W, ...)``.
+    ids
+        Spot ids, for the message.
+    image_path
+        The image file named in the message.
+    scale_source
+        Where the scale factor came from (sidecar / scale-factor file), if any.
+    """
+    h, w = shape[:2]
+    xy = np.asarray(xy_img, dtype=np.float64)
+    out = (xy[:, 0] < 0) | (xy[:, 0] >= w) | (xy[:, 1] < 0) | (xy[:, 1] >= h)
+    if out.any():
+        i = int(np.where(out)[0][0])
+        where = f"the scale factor in {Path(scale_source).name}" if scale_source else "the scale factor"
+        raise DataError(
+            image_path,
+            f"{int(out.sum())} of {len(ids)} spots lie outside the {w}x{h} image "
+            f"(e.g. {ids[i]!r} at x={xy[i, 0]:.1f}, y={xy[i, 1]:.1f} image px); check {where}",
+        )
+
+
+def _short(exc: BaseException) -> str:
+    msg = str(exc).strip().splitlines()
+    return msg[0] if msg else type(exc).__name__

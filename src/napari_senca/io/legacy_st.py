@@ -1,0 +1,377 @@
+"""Legacy Spatial Transcriptomics (ST, 2016) sections, e.g. HER2ST.
+
+Two layouts are read:
+
+* a *section folder* (:func:`read_st_folder`) with ``counts.tsv[.gz]``,
+  ``spots.tsv`` and optionally ``labels.tsv``, one H&E image and a JSON
+  sidecar beside the image (``<image stem>.json`` with ``spot_to_image_scale``);
+* the original `almaan/her2st <https://github.com/almaan/her2st>`_ repository
+  (:func:`read_her2st_repo`), one section at a time.
+
+Joins
+-----
+* counts rows are named ``"<x>x<y>"`` (array coordinates) and join the spot
+  file on ``x``, ``y``. The spot file may list more spots than the counts
+  (HER2ST A1, C1 and D1 list spots whose counts were dropped upstream): those
+  extra spots are ignored. A counts row without a spot-file row is an error.
+* Spot-file rows with ``selected == 0`` are not under the tissue; counts rows
+  on them are dropped.
+* ``labels.tsv`` joins on ``round(x)``, ``round(y)`` (its ``x``/``y`` are the
+  adjusted array coordinates); rows without coordinates are ignored and
+  ``undetermined`` means unlabelled.
+* ``spots.tsv`` ``pixel_x``/``pixel_y`` are the full-resolution frame (the raw
+  H&E); image px = spot px x ``spot_to_image_scale`` (1 without a sidecar).
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from ..errors import ConfigError, DataError
+from ..section import make_section
+from .image import check_inside, find_images, load_image, read_scale_sidecar
+
+__all__ = ["read_st_folder", "read_her2st_repo", "find_st_counts", "her2st_repo_sections"]
+
+_ID_RE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*x\s*(-?\d+(?:\.\d+)?)\s*$")
+ImageArg = str | PathLike | bool | None
+
+
+def find_st_counts(folder: str | PathLike) -> Path | None:
+    """``counts.tsv.gz`` or ``counts.tsv`` inside ``folder`` (None if neither exists)."""
+    d = Path(folder)
+    for name in ("counts.tsv.gz", "counts.tsv"):
+        if (d / name).is_file():
+            return d / name
+    return None
+
+
+def read_st_folder(path: str | PathLike, *, image: ImageArg = None) -> AnnData:
+    """Read a legacy ST section folder (the layout of ``her2st/<section>/``).
+
+    Parameters
+    ----------
+    path
+        Folder with ``counts.tsv[.gz]`` (spots x genes, first column the spot
+        ids ``"<x>x<y>"``), ``spots.tsv`` (``x, y, pixel_x, pixel_y`` and
+        optionally ``selected``), optional ``labels.tsv`` (``x, y, label``), an
+        optional H&E (``.jpg``, ``.jpeg``, ``.png``, ``.tif``, ``.tiff``) and an
+        optional JSON sidecar ``<image stem>.json`` with ``spot_to_image_scale``.
+    image
+        ``None`` uses the one image in the folder (if any); a path reads that
+        image (its sidecar is ``<stem>.json`` beside it); ``False`` reads no image.
+
+    Returns
+    -------
+    AnnData
+        A section (see :mod:`napari_senca.section`), library id = folder name.
+
+    Raises
+    ------
+    DataError
+        Missing or unreadable files, non-numeric / negative / NaN counts, spot
+        ids that do not match between counts and positions, spots outside the
+        image, an unreadable image or a malformed sidecar.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise DataError(folder, "not a folder (expected a legacy ST section folder)")
+    counts_path = find_st_counts(folder)
+    if counts_path is None:
+        raise DataError(folder, "no counts.tsv.gz or counts.tsv in this folder")
+    spots_path = folder / "spots.tsv"
+    labels_path = folder / "labels.tsv"
+    image_path, sidecar = _choose_image(folder, image)
+    return _read_st(
+        counts_path,
+        spots_path,
+        labels_path if labels_path.is_file() else None,
+        image_path,
+        sidecar,
+        library_id=folder.name,
+        source=folder,
+        source_format="st",
+    )
+
+
+def her2st_repo_sections(root: str | PathLike) -> list[str]:
+    """Sections with a counts file in a her2st repository checkout, sorted."""
+    d = Path(root) / "data" / "ST-cnts"
+    if not d.is_dir():
+        return []
+    names = {f.name.split(".")[0] for f in d.iterdir() if f.name.endswith((".tsv", ".tsv.gz"))}
+    return sorted(names)
+
+
+def read_her2st_repo(root: str | PathLike, section: str, *, image: ImageArg = None) -> AnnData:
+    """Read one section of a checkout of the almaan/her2st repository.
+
+    Parameters
+    ----------
+    root
+        Repository root, holding ``data/ST-cnts/<S>.tsv.gz``,
+        ``data/ST-spotfiles/<S>_selection.tsv``, ``data/ST-imgs/<P>/<S>/*.jpg``
+        and ``data/ST-pat/lbl/<S>_labeled_coordinates.tsv`` (or under ``res/``).
+    section
+        Section name, e.g. ``"A1"``.
+    image
+        ``None`` uses the section's image under ``data/ST-imgs`` (if any), a
+        path reads that image instead, ``False`` reads no image. The raw
+        images are in the spot-pixel frame (scale 1).
+
+    Raises
+    ------
+    ConfigError
+        When ``section`` is not given.
+    DataError
+        As :func:`read_st_folder`; also an unknown section.
+    """
+    repo = Path(root)
+    if not section:
+        avail = ", ".join(her2st_repo_sections(repo)) or "none found"
+        raise ConfigError(f"{repo}: a her2st repository holds many sections; choose one (available: {avail})")
+    section = str(section)
+    data = repo / "data"
+    counts_path = None
+    for name in (f"{section}.tsv.gz", f"{section}.tsv"):
+        if (data / "ST-cnts" / name).is_file():
+            counts_path = data / "ST-cnts" / name
+            break
+    if counts_path is None:
+        avail = ", ".join(her2st_repo_sections(repo)) or "none"
+        raise DataError(data / "ST-cnts", f"no counts for section {section!r} (available: {avail})")
+    spots_path = data / "ST-spotfiles" / f"{section}_selection.tsv"
+    labels_path = None
+    for base in (data, repo / "res"):
+        cand = base / "ST-pat" / "lbl" / f"{section}_labeled_coordinates.tsv"
+        if cand.is_file():
+            labels_path = cand
+            break
+    image_path: Path | None = None
+    sidecar: Path | None = None
+    if image is None:
+        image_path = _her2st_repo_image(data / "ST-imgs", section)
+    elif image is not False and image is not True:
+        image_path, sidecar = _explicit_image(Path(image))
+    return _read_st(
+        counts_path,
+        spots_path,
+        labels_path,
+        image_path,
+        sidecar,
+        library_id=section,
+        source=repo,
+        source_format="her2st_repo",
+    )
+
+
+def _her2st_repo_image(imgs: Path, section: str) -> Path | None:
+    if not imgs.is_dir():
+        return None
+    candidates = [imgs / section[:1] / section]
+    candidates += sorted(p for p in imgs.rglob(section) if p.is_dir() and p not in candidates)
+    for d in candidates:
+        found = find_images(d)
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            names = ", ".join(f.name for f in found)
+            raise DataError(d, f"several images ({names}); choose one with image= (CLI: --image)")
+    return None
+
+
+def _explicit_image(p: Path) -> tuple[Path, Path | None]:
+    if not p.is_file():
+        raise DataError(p, "image file not found")
+    side = p.with_suffix(".json")
+    return p, side if side.is_file() else None
+
+
+def _choose_image(folder: Path, image: ImageArg) -> tuple[Path | None, Path | None]:
+    if image is False:
+        return None, None
+    if image is not None and image is not True:
+        return _explicit_image(Path(image))
+    found = find_images(folder)
+    if not found:
+        return None, None
+    if len(found) > 1:
+        names = ", ".join(f.name for f in found)
+        raise DataError(folder, f"several images ({names}); choose one with image= (CLI: --image)")
+    side = found[0].with_suffix(".json")
+    return found[0], side if side.is_file() else None
+
+
+def _read_table(path: Path, what: str, **kw: object) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError(path, f"{what} file not found")
+    try:
+        return pd.read_csv(path, sep="\t", **kw)  # type: ignore[call-overload]
+    except pd.errors.EmptyDataError:
+        raise DataError(path, f"the {what} file is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError, zlib.error, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(path, f"cannot read the {what} file ({first})") from None
+
+
+def _parse_id(spot_id: str) -> tuple[float, float] | None:
+    m = _ID_RE.match(spot_id)
+    if m is None:
+        return None
+    return float(m.group(1)), float(m.group(2))
+
+
+def _numeric_column(df: pd.DataFrame, col: str, path: Path) -> np.ndarray:
+    vals = pd.to_numeric(df[col], errors="coerce")
+    bad = vals.isna() & df[col].notna()
+    if bad.any():
+        raise DataError(path, f"column {col!r} is not numeric (e.g. {df[col][bad].iloc[0]!r})")
+    return vals.to_numpy(dtype=np.float64)
+
+
+def _counts_matrix(counts: pd.DataFrame, path: Path) -> np.ndarray:
+    if counts.shape[0] == 0:
+        return np.zeros(counts.shape, dtype=np.float64)
+    non_num = [c for c, t in counts.dtypes.items() if not (pd.api.types.is_numeric_dtype(t) or pd.api.types.is_bool_dtype(t))]
+    if non_num:
+        col = non_num[0]
+        vals = counts[col]
+        bad = vals[pd.to_numeric(vals, errors="coerce").isna() & vals.notna()]
+        example = f" (e.g. {bad.iloc[0]!r} for spot {bad.index[0]!r})" if len(bad) else ""
+        raise DataError(path, f"counts are not numeric: gene {col!r}{example}")
+    return counts.to_numpy(dtype=np.float64)
+
+
+def _read_st(
+    counts_path: Path,
+    spots_path: Path,
+    labels_path: Path | None,
+    image_path: Path | None,
+    sidecar: Path | None,
+    *,
+    library_id: str,
+    source: Path,
+    source_format: str,
+) -> AnnData:
+    counts = _read_table(counts_path, "counts", index_col=0)
+    ids = [str(i).strip() for i in counts.index]
+    X = _counts_matrix(counts, counts_path)
+    genes = [str(g) for g in counts.columns]
+
+    keys: list[tuple[float, float]] = []
+    for sid in ids:
+        k = _parse_id(sid)
+        if k is None:
+            raise DataError(counts_path, f"spot id {sid!r} is not of the form '<x>x<y>'")
+        keys.append(k)
+
+    spots = _read_table(spots_path, "spot positions")
+    spots.columns = [str(c).strip() for c in spots.columns]
+    missing = [c for c in ("x", "y", "pixel_x", "pixel_y") if c not in spots.columns]
+    if missing:
+        raise DataError(
+            spots_path,
+            f"missing column(s) {', '.join(missing)} (expected x, y, pixel_x, pixel_y[, selected])",
+        )
+    sx = _numeric_column(spots, "x", spots_path)
+    sy = _numeric_column(spots, "y", spots_path)
+    px = _numeric_column(spots, "pixel_x", spots_path)
+    py = _numeric_column(spots, "pixel_y", spots_path)
+    selected = (
+        _numeric_column(spots, "selected", spots_path) != 0
+        if "selected" in spots.columns
+        else np.ones(len(spots), dtype=bool)
+    )
+    pos: dict[tuple[float, float], int] = {}
+    for i, k in enumerate(zip(sx.tolist(), sy.tolist(), strict=True)):
+        if k in pos:
+            raise DataError(spots_path, f"spot x={k[0]:g}, y={k[1]:g} is listed twice")
+        pos[k] = i
+
+    rows = [pos.get(k) for k in keys]
+    unmatched = [sid for sid, r in zip(ids, rows, strict=True) if r is None]
+    if unmatched:
+        raise DataError(
+            counts_path,
+            f"mismatched spot ids: {len(unmatched)} of {len(ids)} counts rows have no position in "
+            f"{spots_path} (e.g. {unmatched[0]!r}); counts ids '<x>x<y>' must match spots.tsv x, y",
+        )
+    idx = np.asarray(rows, dtype=np.int64)
+    keep = selected[idx] if len(idx) else np.zeros(0, dtype=bool)
+    if len(ids) and not keep.any():
+        raise DataError(spots_path, "no counts spot is selected (selected == 1): the section has no spots")
+    if not keep.all():
+        X = X[keep]
+        ids = [s for s, k in zip(ids, keep, strict=True) if k]
+        idx = idx[keep]
+    spatial = np.stack([px[idx], py[idx]], axis=1) if len(idx) else np.zeros((0, 2))
+    bad = ~np.isfinite(spatial).all(axis=1)
+    if bad.any():
+        raise DataError(spots_path, f"spot {ids[int(np.where(bad)[0][0])]!r} has a missing pixel_x / pixel_y")
+
+    labels = None
+    if labels_path is not None:
+        labels = _read_labels(labels_path, ids, sx[idx], sy[idx])
+
+    img = None
+    scale = 1.0
+    if image_path is not None:
+        img = load_image(image_path)
+        if sidecar is not None:
+            scale = read_scale_sidecar(sidecar)
+
+    if img is not None and image_path is not None:
+        check_inside(spatial * scale, img.shape, ids, image_path, sidecar)
+
+    return make_section(
+        X,
+        ids,
+        genes,
+        spatial,
+        array_row=sy[idx],
+        array_col=sx[idx],
+        image=img,
+        image_scalef=scale,
+        image_key="hires",
+        labels=labels,
+        library_id=library_id,
+        source=source,
+        source_format=source_format,
+        counts_path=counts_path,
+    )
+
+
+def _read_labels(path: Path, ids: list[str], x: np.ndarray, y: np.ndarray) -> list[object]:
+    """Per-spot labels from ``labels.tsv`` (None where a spot has no label row)."""
+    df = _read_table(path, "labels")
+    df.columns = [str(c).strip() for c in df.columns]
+    if {"x", "y", "label"} <= set(df.columns):
+        lx = pd.to_numeric(df["x"], errors="coerce")
+        ly = pd.to_numeric(df["y"], errors="coerce")
+        ok = lx.notna() & ly.notna()
+        table: dict[tuple[int, int], object] = {}
+        for kx, ky, lab in zip(
+            np.round(lx[ok]).astype(np.int64).tolist(),
+            np.round(ly[ok]).astype(np.int64).tolist(),
+            df["label"][ok].tolist(),
+            strict=True,
+        ):
+            prev = table.setdefault((kx, ky), lab)
+            if prev != lab and not (pd.isna(prev) and pd.isna(lab)):
+                raise DataError(path, f"spot x={kx}, y={ky} has two labels ({prev!r} and {lab!r})")
+        spot_keys = zip(np.round(x).astype(np.int64).tolist(), np.round(y).astype(np.int64).tolist(), strict=True)
+        return [table.get(k) for k in spot_keys]
+    if "label" in df.columns or df.shape[1] == 2:
+        col = "label" if "label" in df.columns else df.columns[1]
+        id_col = df.columns[0] if df.columns[0] != col else None
+        if id_col is not None:
+            by_id = dict(zip(df[id_col].astype(str).str.strip(), df[col], strict=True))
+            return [by_id.get(s) for s in ids]
+    raise DataError(path, "expected columns x, y, label (or spot id, label)")

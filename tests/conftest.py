@@ -1,0 +1,284 @@
+"""Shared fixtures: tiny data folders built in ``tmp_path`` and the shared real data."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------- real data
+
+
+def _shared_root() -> Path | None:
+    env = os.environ.get("NAPARI_SENCA_SHARED")
+    candidates = [Path(env)] if env else []
+    candidates += [Path("/work/shared/data"), REPO_ROOT.parent / "shared" / "data"]
+    for c in candidates:
+        if c.is_dir():
+            return c
+    return None
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared real data folder (env ``NAPARI_SENCA_SHARED``); skips when absent."""
+    root = _shared_root()
+    if root is None:
+        pytest.skip("shared real data not available (set NAPARI_SENCA_SHARED)")
+    return root
+
+
+# --------------------------------------------------------------------------- legacy ST
+
+
+def write_png(path: Path, h: int, w: int, seed: int = 0) -> Path:
+    """A random RGB PNG of ``h`` x ``w`` pixels."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 255, size=(h, w, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def build_st_folder(
+    folder: Path,
+    *,
+    nx: int = 4,
+    ny: int = 3,
+    n_genes: int = 5,
+    spacing: float = 100.0,
+    origin: float = 60.0,
+    gz: bool = True,
+    labels: bool = True,
+    image: bool = True,
+    scale: float | None = 0.5,
+    extra_spots: int = 1,
+    seed: int = 0,
+) -> Path:
+    """Write a tiny legacy ST section folder (ids ``"<x>x<y>"``, x in 1..nx, y in 1..ny).
+
+    The spot file lists ``extra_spots`` more spots than the counts (as HER2ST
+    A1 does); labels alternate 'tumour' / 'stroma' with one 'undetermined'.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    coords = [(x, y) for y in range(1, ny + 1) for x in range(1, nx + 1)]
+    ids = [f"{x}x{y}" for x, y in coords]
+    counts = pd.DataFrame(
+        rng.poisson(3.0, size=(len(ids), n_genes)),
+        index=ids,
+        columns=[f"G{i}" for i in range(n_genes)],
+    )
+    text = counts.to_csv(sep="\t")
+    if gz:
+        with gzip.open(folder / "counts.tsv.gz", "wt") as fh:
+            fh.write(text)
+    else:
+        (folder / "counts.tsv").write_text(text)
+    rows = []
+    all_coords = coords + [(nx + 1 + i, 1) for i in range(extra_spots)]
+    for x, y in all_coords:
+        rows.append(
+            {
+                "x": x,
+                "y": y,
+                "new_x": x + 0.02,
+                "new_y": y - 0.03,
+                "pixel_x": origin + (x - 1) * spacing,
+                "pixel_y": origin + (y - 1) * spacing,
+                "selected": 1,
+            }
+        )
+    pd.DataFrame(rows).to_csv(folder / "spots.tsv", sep="\t", index=False)
+    if labels:
+        lab = []
+        for i, (x, y) in enumerate(all_coords):
+            name = "undetermined" if i == 0 else ("tumour" if x <= nx // 2 else "stroma")
+            lab.append(
+                {
+                    "Row.names": f"{x * 100}x{y * 100}",
+                    "x": x + 0.2,
+                    "y": y - 0.1,
+                    "pixel_x": 1.0,
+                    "pixel_y": 2.0,
+                    "label": name,
+                }
+            )
+        lab.append({"Row.names": "NAxNA", "x": np.nan, "y": np.nan, "pixel_x": np.nan, "pixel_y": np.nan, "label": "stroma"})
+        pd.DataFrame(lab).to_csv(folder / "labels.tsv", sep="\t", index=False, na_rep="NA")
+    if image:
+        s = 1.0 if scale is None else scale
+        w = int((origin * 2 + (nx + extra_spots) * spacing) * s) + 1
+        h = int((origin * 2 + ny * spacing) * s) + 1
+        write_png(folder / "he.png", h, w)
+        if scale is not None:
+            (folder / "he.json").write_text(json.dumps({"spot_to_image_scale": scale}))
+    return folder
+
+
+@pytest.fixture
+def st_folder(tmp_path: Path) -> Callable[..., Path]:
+    """Factory: ``st_folder(name="S1", **kw)`` writes a tiny legacy ST folder."""
+
+    def make(name: str = "S1", **kw: Any) -> Path:
+        return build_st_folder(tmp_path / name, **kw)
+
+    return make
+
+
+@pytest.fixture
+def her2st_repo(tmp_path: Path) -> Path:
+    """A tiny fake of the almaan/her2st repository layout with sections A1 and B1."""
+    root = tmp_path / "her2st"
+    for sec, img in (("A1", True), ("B1", False)):
+        src = build_st_folder(tmp_path / f"_src_{sec}", image=img, scale=None, seed=len(sec))
+        (root / "data" / "ST-cnts").mkdir(parents=True, exist_ok=True)
+        (root / "data" / "ST-spotfiles").mkdir(parents=True, exist_ok=True)
+        (root / "data" / "ST-cnts" / f"{sec}.tsv.gz").write_bytes((src / "counts.tsv.gz").read_bytes())
+        (root / "data" / "ST-spotfiles" / f"{sec}_selection.tsv").write_bytes((src / "spots.tsv").read_bytes())
+        if img:
+            d = root / "data" / "ST-imgs" / sec[0] / sec
+            d.mkdir(parents=True)
+            (d / "HE_BT0000_C1.jpg").write_bytes(_png_as_jpeg(src / "he.png"))
+            lbl = root / "data" / "ST-pat" / "lbl"
+        else:
+            lbl = root / "res" / "ST-pat" / "lbl"
+        lbl.mkdir(parents=True, exist_ok=True)
+        (lbl / f"{sec}_labeled_coordinates.tsv").write_bytes((src / "labels.tsv").read_bytes())
+    return root
+
+
+def _png_as_jpeg(png: Path) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    with Image.open(png) as im:
+        im.convert("RGB").save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- Visium
+
+
+def write_10x_h5(
+    path: Path,
+    counts: np.ndarray,
+    barcodes: list[str],
+    gene_ids: list[str],
+    gene_names: list[str],
+    *,
+    library_id: str | None = "lib1",
+    drop: tuple[str, ...] = (),
+) -> Path:
+    """Write a 10x HDF5 (``matrix/`` layout) for a barcodes x genes count array."""
+    import h5py
+    import scipy.sparse as sp
+
+    m = sp.csc_matrix(np.asarray(counts).T)  # genes x barcodes
+    with h5py.File(path, "w") as f:
+        if library_id is not None:
+            f.attrs["library_ids"] = np.array([library_id.encode()])
+        g = f.create_group("matrix")
+        fields: dict[str, Any] = {
+            "data": m.data.astype(np.int32),
+            "indices": m.indices.astype(np.int64),
+            "indptr": m.indptr.astype(np.int64),
+            "shape": np.array(m.shape, dtype=np.int32),
+            "barcodes": np.array([b.encode() for b in barcodes]),
+            "features/id": np.array([s.encode() for s in gene_ids]),
+            "features/name": np.array([s.encode() for s in gene_names]),
+            "features/feature_type": np.array([b"Gene Expression"] * len(gene_ids)),
+        }
+        for k, v in fields.items():
+            if k not in drop:
+                g.create_dataset(k, data=v)
+    return path
+
+
+def build_visium(
+    root: Path,
+    *,
+    n: int = 12,
+    n_genes: int = 6,
+    v1: bool = False,
+    outs: bool = True,
+    hires: bool = True,
+    lowres: bool = True,
+    labels: bool = True,
+    off_tissue: int = 2,
+    seed: int = 0,
+) -> Path:
+    """Write a tiny Space Ranger folder; returns ``root`` (``root/outs`` holds the data when ``outs``).
+
+    Spots lie on a 4-wide grid 200 full-res px apart starting at (300, 300);
+    ``off_tissue`` more barcodes are listed as not in tissue (and have no counts).
+    Gene names contain one duplicate ('GENE1' twice).
+    """
+    d = root / "outs" if outs else root
+    sp_dir = d / "spatial"
+    sp_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    barcodes = [f"AAAC{i:04d}-1" for i in range(n)]
+    ids = [f"ENSG{i:05d}" for i in range(n_genes)]
+    names = [f"GENE{i}" for i in range(n_genes)]
+    if n_genes > 2:
+        names[2] = "GENE1"
+    write_10x_h5(d / "filtered_feature_bc_matrix.h5", rng.poisson(4.0, size=(n, n_genes)), barcodes, ids, names)
+    rows = []
+    for i, b in enumerate(barcodes + [f"TTTT{i:04d}-1" for i in range(off_tissue)]):
+        r, c = divmod(i, 4)
+        in_t = 1 if i < n else 0
+        rows.append((b, in_t, r, c, 300 + 200 * r, 300 + 200 * c))
+    df = pd.DataFrame(rows, columns=["barcode", "in_tissue", "array_row", "array_col", "pxl_row_in_fullres", "pxl_col_in_fullres"])
+    if v1:
+        df.to_csv(sp_dir / "tissue_positions_list.csv", header=False, index=False)
+    else:
+        df.to_csv(sp_dir / "tissue_positions.csv", index=False)
+    full = 300 + 200 * ((n + off_tissue) // 4 + 1) + 300
+    sf = {"spot_diameter_fullres": 90.0, "fiducial_diameter_fullres": 130.0}
+    if hires:
+        sf["tissue_hires_scalef"] = 0.5
+        write_png(sp_dir / "tissue_hires_image.png", int(full * 0.5), int(full * 0.5))
+    if lowres:
+        sf["tissue_lowres_scalef"] = 0.1
+        write_png(sp_dir / "tissue_lowres_image.png", int(full * 0.1), int(full * 0.1), seed=1)
+    (sp_dir / "scalefactors_json.json").write_text(json.dumps(sf))
+    if labels:
+        lab = ["L1" if i % 2 else "L2" for i in range(n)]
+        lab[0] = ""
+        (root / "labels.tsv").write_text("\tlabel\n" + "".join(f"{b}\t{v}\n" for b, v in zip(barcodes, lab, strict=True)))
+    return root
+
+
+@pytest.fixture
+def visium_folder(tmp_path: Path) -> Callable[..., Path]:
+    """Factory: ``visium_folder(name="V1", **kw)`` writes a tiny Space Ranger folder."""
+
+    def make(name: str = "V1", **kw: Any) -> Path:
+        return build_visium(tmp_path / name, **kw)
+
+    return make
+
+
+@pytest.fixture
+def h5_writer() -> Callable[..., Path]:
+    """:func:`write_10x_h5`, for tests that craft their own count matrix."""
+    return write_10x_h5
+
+
+@pytest.fixture
+def png_writer() -> Callable[..., Path]:
+    """:func:`write_png`, for tests that craft their own image."""
+    return write_png

@@ -1,0 +1,144 @@
+"""Atomic writers, cluster tables, GeoJSON, overview figure."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_senca import export
+from napari_senca.datasets import synthetic_section
+from napari_senca.errors import ConfigError
+from napari_senca.export import (
+    atomic_write,
+    clusters_table,
+    geojson_features,
+    write_clusters_csv,
+    write_geojson,
+    write_markers_csv,
+    write_overview_png,
+)
+from napari_senca.section import spot_diameter
+
+
+def _clustered(n_side: int = 5, with_image: bool = True):
+    a = synthetic_section(n_side=n_side, n_genes=20, n_regions=2, with_image=with_image)
+    a.obs["senca_cluster"] = pd.Categorical(
+        [str(i % 3) for i in range(a.n_obs)], categories=["0", "1", "2"]
+    )
+    a.obsm["X_senca"] = np.random.default_rng(0).normal(size=(a.n_obs, 6)).astype(np.float32)
+    return a
+
+
+def test_atomic_write_success_and_refusal(tmp_path):
+    p = tmp_path / "out.txt"
+    with atomic_write(p) as fh:
+        fh.write("hello")
+        assert not p.exists()  # only visible once the block ends
+    assert p.read_text() == "hello"
+    with pytest.raises(FileExistsError, match="out.txt"):
+        with atomic_write(p):
+            pass
+    with atomic_write(p, overwrite=True, mode="wb") as fh:
+        fh.write(b"bye")
+    assert p.read_bytes() == b"bye"
+    assert [f.name for f in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_atomic_write_failure_leaves_nothing(tmp_path):
+    p = tmp_path / "out.txt"
+    with pytest.raises(RuntimeError):
+        with atomic_write(p) as fh:
+            fh.write("partial")
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+    p.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_write(p, overwrite=True) as fh:
+            fh.write("partial")
+            raise RuntimeError("boom")
+    assert p.read_text() == "old" and len(list(tmp_path.iterdir())) == 1
+    with pytest.raises(ValueError, match="mode"):
+        with atomic_write(tmp_path / "x", mode="a"):
+            pass
+
+
+def test_clusters_table_and_csv(tmp_path):
+    a = _clustered()
+    df = clusters_table(a)
+    assert list(df.columns) == ["spot_id", "x", "y", "pixel_x", "pixel_y", "cluster", "label"]
+    assert df["x"].dtype.kind == "i"
+    np.testing.assert_allclose(df[["pixel_x", "pixel_y"]].to_numpy(), a.obsm["spatial"])
+    assert (df["x"].to_numpy() == a.obs["array_col"].to_numpy()).all()
+    p = write_clusters_csv(a, tmp_path / "c.csv")
+    back = pd.read_csv(p, dtype={"cluster": str})
+    assert back["spot_id"].tolist() == list(a.obs_names) and back["cluster"].tolist() == df["cluster"].tolist()
+    with pytest.raises(FileExistsError):
+        write_clusters_csv(a, p)
+    with pytest.raises(ConfigError, match="no clustering 'nope'"):
+        clusters_table(a, key="nope")
+
+
+def test_geojson(tmp_path):
+    a = _clustered()
+    a.uns["senca"] = {"cluster_names": {"0": "tumour", "2": "stroma"}}
+    a.uns["senca_cluster_colors"] = ["#ff0000", "#00ff00", "#0000ff"]
+    p = write_geojson(a, tmp_path / "s.geojson")
+    fc = json.loads(p.read_text())
+    assert fc["type"] == "FeatureCollection" and len(fc["features"]) == a.n_obs
+    f0 = fc["features"][0]
+    ring = f0["geometry"]["coordinates"][0]
+    assert f0["geometry"]["type"] == "Polygon" and len(ring) == 33 and ring[0] == ring[-1]
+    cx, cy = a.obsm["spatial"][0]
+    r = np.hypot(np.array(ring)[:, 0] - cx, np.array(ring)[:, 1] - cy)
+    np.testing.assert_allclose(r, spot_diameter(a) / 2, atol=0.01)
+    props = f0["properties"]
+    assert props["spot_id"] == a.obs_names[0] and props["cluster"] == "0"
+    assert props["cluster_name"] == "tumour" and props["objectType"] == "annotation"
+    assert props["classification"] == {"name": "tumour", "color": [255, 0, 0]}
+    assert props["label"] == a.obs["label"].iloc[0]
+    assert fc["features"][1]["properties"]["cluster_name"] == "Region 1"
+    # names= wins over uns
+    fc2 = geojson_features(a, names=["a", "b", "c"])
+    assert fc2["features"][2]["properties"]["classification"]["name"] == "c"
+
+
+def test_overview_png_small_uses_pca(tmp_path):
+    a = _clustered(n_side=3)  # 9 spots < 15: PCA
+    p = write_overview_png(a, tmp_path / "o.png")
+    assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from PIL import Image
+
+    with Image.open(p) as im:
+        assert im.size[0] > 500
+    plt = sys.modules.get("matplotlib.pyplot")  # no global pyplot figures are created
+    assert plt is None or plt.get_fignums() == []
+    with pytest.raises(FileExistsError):
+        write_overview_png(a, p)
+
+
+def test_overview_png_without_image_or_embedding(tmp_path, monkeypatch):
+    a = _clustered(n_side=5, with_image=False)
+    calls = []
+    monkeypatch.setattr(export, "embedding_2d", lambda e, seed=0: (calls.append(1), (np.asarray(e)[:, :2], "UMAP"))[1])
+    write_overview_png(a, tmp_path / "o.png")
+    assert calls == [1]
+    del a.obsm["X_senca"]
+    write_overview_png(a, tmp_path / "o2.png")
+    assert (tmp_path / "o2.png").stat().st_size > 1000
+
+
+def test_embedding_2d_pca_shapes():
+    lay, method = export.embedding_2d(np.random.default_rng(0).normal(size=(10, 1)))
+    assert method == "PCA" and lay.shape == (10, 2)
+
+
+def test_markers_csv(tmp_path):
+    df = pd.DataFrame({"cluster": ["0", "1"], "rank": [1, 1], "gene": ["A", "B"]})
+    p = write_markers_csv(df, tmp_path / "m.csv")
+    pd.testing.assert_frame_equal(pd.read_csv(p, dtype={"cluster": str}), df)
+    with pytest.raises(FileExistsError):
+        write_markers_csv(df, p)

@@ -1,0 +1,202 @@
+"""Space Ranger outs folders."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_senca.errors import DataError
+from napari_senca.io import read_10x_h5, read_section, read_visium
+from napari_senca.section import get_image, has_labels, spot_diameter
+
+
+def test_reads_outs_folder(visium_folder):
+    root = visium_folder()
+    a = read_visium(root / "outs")
+    assert a.shape == (12, 6)
+    # only in-tissue spots; (pxl_col, pxl_row)
+    assert all(b.startswith("AAAC") for b in a.obs_names)
+    np.testing.assert_allclose(a.obsm["spatial"][5], [300 + 200 * 1, 300 + 200 * 1])
+    np.testing.assert_allclose(a.obsm["spatial"][2], [300 + 200 * 2, 300])
+    assert a.obs["array_col"].iloc[2] == 2 and a.obs["array_row"].iloc[5] == 1
+    # unique names, ids kept
+    assert a.var_names.is_unique and "GENE1-1" in a.var_names
+    assert a.var["gene_ids"].tolist()[:3] == ["ENSG00000", "ENSG00001", "ENSG00002"]
+    # both images with scanpy's scale-factor names; hires preferred
+    lib = next(iter(a.uns["spatial"]))
+    assert lib == "lib1"
+    entry = a.uns["spatial"][lib]
+    assert set(entry["images"]) == {"hires", "lowres"}
+    assert entry["scalefactors"]["tissue_hires_scalef"] == 0.5
+    assert entry["scalefactors"]["tissue_lowres_scalef"] == 0.1
+    assert get_image(a)[1] == 0.5
+    assert get_image(a, prefer=("lowres",))[1] == 0.1
+    assert spot_diameter(a) == 90.0
+    # labels beside the outs folder, '' = unlabelled
+    assert has_labels(a) and pd.isna(a.obs["label"].iloc[0]) and a.obs["label"].iloc[1] == "L1"
+    assert a.uns["senca_input"]["format"] == "visium"
+
+
+def test_parent_folder_and_h5_path(visium_folder):
+    root = visium_folder()
+    assert read_section(root).n_obs == 12
+    assert read_section(root / "outs" / "filtered_feature_bc_matrix.h5").n_obs == 12
+
+
+def test_v1_positions_lowres_only(visium_folder):
+    root = visium_folder(v1=True, hires=False, outs=False, labels=False)
+    a = read_visium(root)
+    assert set(a.uns["spatial"]["lib1"]["images"]) == {"lowres"}
+    assert get_image(a)[1] == 0.1
+    assert "label" not in a.obs
+
+
+def test_fullres_image(visium_folder, tmp_path):
+    import tifffile
+
+    root = visium_folder()
+    tif = tmp_path / "full.tif"
+    rng = np.random.default_rng(0)
+    tifffile.imwrite(tif, rng.integers(0, 255, size=(3, 1600, 1200), dtype=np.uint8))  # channel-first
+    a = read_visium(root, fullres_image=tif)
+    entry = a.uns["spatial"]["lib1"]
+    assert entry["images"]["fullres"].shape == (1600, 1200, 3)
+    assert entry["scalefactors"]["tissue_fullres_scalef"] == 1.0
+    img, scale = get_image(a, prefer=("fullres", "hires", "lowres"))
+    assert scale == 1.0 and img.shape == (1600, 1200, 3)
+    # read_section maps image= to the full-resolution image
+    assert "fullres" in read_section(root, image=tif).uns["spatial"]["lib1"]["images"]
+
+
+def test_read_10x_h5_roundtrip(tmp_path, h5_writer):
+    counts = np.array([[0, 1, 2], [3, 0, 0]])
+    p = h5_writer(tmp_path / "m.h5", counts, ["a-1", "b-1"], ["i0", "i1", "i2"], ["g0", "g1", "g2"])
+    X, bc, feats, attrs = read_10x_h5(p)
+    np.testing.assert_array_equal(X.toarray(), counts)
+    assert bc == ["a-1", "b-1"] and feats["name"].tolist() == ["g0", "g1", "g2"]
+
+
+def test_legacy_genome_layout(tmp_path):
+    import scipy.sparse as sp
+
+    m = sp.csc_matrix(np.array([[1, 0], [2, 3], [0, 4]]))  # genes x barcodes
+    p = tmp_path / "old.h5"
+    with h5py.File(p, "w") as f:
+        g = f.create_group("GRCh38")
+        for k, v in dict(data=m.data, indices=m.indices, indptr=m.indptr, shape=np.array(m.shape)).items():
+            g.create_dataset(k, data=v)
+        g.create_dataset("barcodes", data=np.array([b"x-1", b"y-1"]))
+        g.create_dataset("genes", data=np.array([b"E1", b"E2", b"E3"]))
+        g.create_dataset("gene_names", data=np.array([b"A", b"B", b"C"]))
+    X, bc, feats, _ = read_10x_h5(p)
+    np.testing.assert_array_equal(X.toarray(), m.toarray().T)
+    assert feats["gene_ids"].tolist() == ["E1", "E2", "E3"]
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_missing_h5(visium_folder):
+    root = visium_folder()
+    (root / "outs" / "filtered_feature_bc_matrix.h5").unlink()
+    with pytest.raises(DataError, match="filtered_feature_bc_matrix.h5: count matrix file not found"):
+        read_visium(root)
+
+
+def test_not_hdf5(visium_folder):
+    root = visium_folder()
+    (root / "outs" / "filtered_feature_bc_matrix.h5").write_bytes(b"this is not hdf5")
+    with pytest.raises(DataError, match="not a readable HDF5 file"):
+        read_visium(root)
+
+
+def test_missing_dataset(tmp_path, visium_folder, h5_writer):
+    root = visium_folder()
+    h5 = root / "outs" / "filtered_feature_bc_matrix.h5"
+    h5_writer(h5, np.ones((12, 6)), [f"AAAC{i:04d}-1" for i in range(12)], list("abcdef"), list("abcdef"), drop=("indptr",))
+    with pytest.raises(DataError, match="missing dataset matrix/indptr"):
+        read_visium(root)
+
+
+def test_inconsistent_matrix(tmp_path, h5_writer):
+    p = h5_writer(tmp_path / "m.h5", np.ones((2, 3)), ["a-1", "b-1", "c-1"], ["i0", "i1", "i2"], ["g0", "g1", "g2"])
+    with pytest.raises(DataError, match="inconsistent matrix"):
+        read_10x_h5(p)
+
+
+def test_negative_counts(visium_folder, h5_writer):
+    root = visium_folder()
+    h5 = root / "outs" / "filtered_feature_bc_matrix.h5"
+    h5_writer(h5, -np.ones((12, 6)), [f"AAAC{i:04d}-1" for i in range(12)], list("abcdef"), list("abcdef"))
+    with pytest.raises(DataError, match="filtered_feature_bc_matrix.h5: counts contain negative values"):
+        read_visium(root)
+
+
+def test_barcodes_without_positions(visium_folder):
+    root = visium_folder()
+    pos = root / "outs" / "spatial" / "tissue_positions.csv"
+    df = pd.read_csv(pos)
+    df.iloc[3:].to_csv(pos, index=False)
+    with pytest.raises(DataError) as e:
+        read_visium(root)
+    msg = str(e.value)
+    assert "mismatched spot ids" in msg and "tissue_positions.csv" in msg and "'AAAC0000-1'" in msg
+
+
+def test_missing_positions(visium_folder):
+    root = visium_folder()
+    (root / "outs" / "spatial" / "tissue_positions.csv").unlink()
+    with pytest.raises(DataError, match="tissue positions file not found"):
+        read_visium(root)
+
+
+def test_positions_wrong_columns(visium_folder):
+    root = visium_folder()
+    (root / "outs" / "spatial" / "tissue_positions.csv").write_text("barcode,x\nA,1\n")
+    with pytest.raises(DataError, match="expected 6 columns"):
+        read_visium(root)
+
+
+def test_malformed_scalefactors(visium_folder):
+    root = visium_folder()
+    (root / "outs" / "spatial" / "scalefactors_json.json").write_text("{oops")
+    with pytest.raises(DataError, match=r"scalefactors_json\.json: malformed JSON"):
+        read_visium(root)
+
+
+def test_scalefactor_missing_key(visium_folder):
+    root = visium_folder()
+    sfp = root / "outs" / "spatial" / "scalefactors_json.json"
+    sf = json.loads(sfp.read_text())
+    del sf["tissue_lowres_scalef"]
+    sfp.write_text(json.dumps(sf))
+    with pytest.raises(DataError, match="missing 'tissue_lowres_scalef'"):
+        read_visium(root)
+
+
+def test_scalefactor_not_a_number(visium_folder):
+    root = visium_folder()
+    sfp = root / "outs" / "spatial" / "scalefactors_json.json"
+    sf = json.loads(sfp.read_text())
+    sf["tissue_hires_scalef"] = "half"
+    sfp.write_text(json.dumps(sf))
+    with pytest.raises(DataError, match="'tissue_hires_scalef' must be a positive number"):
+        read_visium(root)
+
+
+def test_spots_outside_lowres(visium_folder, png_writer):
+    root = visium_folder(hires=False)
+    png_writer(root / "outs" / "spatial" / "tissue_lowres_image.png", 20, 20)
+    with pytest.raises(DataError, match=r"tissue_lowres_image\.png: \d+ of 12 spots lie outside the 20x20 image"):
+        read_visium(root)
+
+
+def test_corrupt_png(visium_folder):
+    root = visium_folder()
+    (root / "outs" / "spatial" / "tissue_hires_image.png").write_bytes(b"garbage")
+    with pytest.raises(DataError, match=r"tissue_hires_image\.png: not a readable image"):
+        read_visium(root)
