@@ -85,8 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-image", action="store_true", help="RNA-only: ignore the H&E")
     run.add_argument(
         "--image-weights",
-        metavar="imagenet|none|FILE",
-        help="ResNet weights: imagenet (default), none, or a local .pth state dict",
+        metavar="auto|imagenet|none|FILE",
+        help="ResNet weights: auto (ImageNet if it can be loaded, else random; default), "
+        "imagenet, none, or a local .pth state dict",
     )
     run.add_argument("--lr", type=float, metavar="LR", help="learning rate (default 5e-4)")
     run.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
@@ -276,8 +277,8 @@ def _config(args: argparse.Namespace) -> Any:
         if v is not None:
             changes[name] = v
     w = changes.get("image_weights")
-    if w is not None and w not in ("imagenet", "none") and not Path(w).is_file():
-        raise CliError(f"{w}: --image-weights must be imagenet, none or an existing .pth file")
+    if w is not None and w not in ("auto", "imagenet", "none") and not Path(w).is_file():
+        raise CliError(f"{w}: --image-weights must be auto, imagenet, none or an existing .pth file")
     if args.no_image:
         changes["use_image"] = False
     return SencaConfig(**changes)

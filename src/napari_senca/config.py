@@ -32,6 +32,9 @@ class SencaConfig:
         median library size (scanpy's default).
     n_top_genes
         Number of highly variable genes, ranked by normalised dispersion (paper: 500).
+    scale
+        Scale every HVG to zero mean and unit variance (clipped at 10), as
+        scanpy's ``pp.scale``, before the model sees it.
     n_neighbors
         Spatial neighbours per spot in the ball-tree kNN graph (paper: 4).
     patch_radius_spacings
@@ -45,8 +48,10 @@ class SencaConfig:
     backbone
         torchvision ResNet depth: ``resnet18``, ``resnet34`` or ``resnet50``.
     image_weights
-        ``"imagenet"`` (torchvision weights API, cached by torch), ``"none"``
-        (random initialisation) or a path to a local ``.pth`` state dict.
+        ``"auto"`` (ImageNet when torchvision can load them, from its cache or
+        the internet, else random initialisation, recorded in the result),
+        ``"imagenet"`` (torchvision weights API; an error when offline and not
+        cached), ``"none"`` (random initialisation) or a local ``.pth`` state dict.
     freeze_backbone
         Keep the ResNet frozen and cache its features once (fast on a CPU).
         ``False`` fine-tunes it with the rest of the model.
@@ -107,13 +112,14 @@ class SencaConfig:
     min_gene_counts: int = 10
     target_sum: float | None = None
     n_top_genes: int = 500
+    scale: bool = True
     n_neighbors: int = 4
     # image patches (section 3.3)
     patch_radius_spacings: float = 3.0
     patch_size: int = 224
     use_image: bool = True
     backbone: str = "resnet18"
-    image_weights: str = "imagenet"
+    image_weights: str = "auto"
     freeze_backbone: bool = True
     finetune_batch: int = 32
     backbone_lr_scale: float = 0.1
@@ -163,8 +169,12 @@ class SencaConfig:
             f"backbone must be resnet18, resnet34 or resnet50, got {self.backbone!r}",
         )
         need(bool(self.image_weights), "image_weights must be 'imagenet', 'none' or a file path")
-        need(self.embed_dim >= 2 and self.hidden_dim >= 2 and self.shared_dim >= 2, "dimensions must be >= 2")
+        for dim in ("embed_dim", "hidden_dim", "shared_dim"):
+            need(getattr(self, dim) >= 2, f"{dim} must be >= 2, got {getattr(self, dim)}")
+        need(self.n_heads >= 1, f"n_heads must be >= 1, got {self.n_heads}")
         need(self.embed_dim % self.n_heads == 0, "embed_dim must be divisible by n_heads")
+        need(self.target_sum is None or self.target_sum > 0, f"target_sum must be None or > 0, got {self.target_sum}")
+        need(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
         need(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
         need(self.fusion in ("sum", "concat"), f"fusion must be 'sum' or 'concat', got {self.fusion!r}")
         need(self.window_spacings > 0 and self.pool_factor >= 1, "window_spacings > 0 and pool_factor >= 1")

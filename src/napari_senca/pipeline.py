@@ -128,7 +128,6 @@ def _tiles(xy: np.ndarray, side: float, rng: np.random.Generator) -> tuple[torch
 
 def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
-    np.random.seed(seed % (2**32))
 
 
 def run_senca_iter(
@@ -221,6 +220,15 @@ def run_senca_iter(
     t2 = time.perf_counter()
     _seed_everything(cfg.seed)
     model = SencaModel(x.shape[1], None if feats is None else feats.shape[1], cfg).to(device)
+    npc = int(cfg.extra.get("pca_init", 0))
+    if npc:
+        from sklearn.decomposition import PCA
+        pca = PCA(n_components=min(npc, cfg.hidden_dim, *expr.X.shape), random_state=cfg.seed).fit(expr.X)
+        with torch.no_grad():
+            w = model.rna.lin.weight
+            w.mul_(0.1)
+            w[: pca.n_components_] = torch.from_numpy(pca.components_.astype(np.float32)) / float(np.sqrt(pca.explained_variance_[0]))
+            model.rna.lin.bias.zero_()
     groups: list[dict[str, Any]] = [{"params": model.parameters(), "lr": cfg.lr}]
     if backbone is not None:
         groups.append({"params": backbone.parameters(), "lr": cfg.lr * cfg.backbone_lr_scale})
@@ -240,9 +248,11 @@ def run_senca_iter(
                 f_step[sel.to(device)] = f_sel
             out = model(x, adj, index, mask, f_step)
             mse = F.mse_loss(out.d, out.e.detach())
+            if cfg.extra.get("recon_x", 0):
+                mse = mse + cfg.extra["recon_x"] * F.mse_loss(out.x_hat, x)
             loss = cfg.lambda_mse * mse
             ntw = ntp = torch.zeros((), device=device)
-            if cfg.hierarchical:
+            if cfg.hierarchical and not model.rna_only:
                 wid, nw = _tiles(xy, side, rng)
                 pid, npool = _tiles(xy, side * cfg.pool_factor, rng)
                 wid, pid = wid.to(device), pid.to(device)
@@ -271,7 +281,10 @@ def run_senca_iter(
         if backbone is not None and patches is not None:
             backbone.eval()
             feats = torch.cat([backbone(patches[i : i + 64].to(device)).float() for i in range(0, n, 64)])
-        s = model(x, adj, index, mask, feats).s.float().cpu().numpy()
+        s_t = model(x, adj, index, mask, feats).s.float()
+        for _ in range(int(cfg.extra.get("smooth_s", 0))):
+            s_t = torch.sparse.mm(adj, s_t)
+        s = s_t.cpu().numpy()
     yield Progress("cluster", 0, 1, f"clustering into {k} regions ({cfg.cluster_method})")
     labels, tree = cluster_embedding(s, k, cfg.cluster_method, cfg.seed)
     timings["cluster"] = time.perf_counter() - t3

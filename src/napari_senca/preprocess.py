@@ -3,7 +3,8 @@
 Genes with a total count below ``min_gene_counts`` are dropped, every spot is
 normalised to the same library size and log1p-transformed, and the top
 ``n_top_genes`` genes by normalised dispersion (Seurat flavour, as in ConGcR)
-are kept as the node features.
+are kept as the node features, optionally scaled per gene (z-score, clipped at
+10) as in scanpy's standard workflow.
 """
 
 from __future__ import annotations
@@ -83,6 +84,11 @@ def preprocess_expression(adata: AnnData, config: SencaConfig | None = None) -> 
         if n_top < ad.n_vars:
             sc.pp.highly_variable_genes(ad, flavor="seurat", n_top_genes=n_top, subset=True)
     dense = ad.X.toarray() if sp.issparse(ad.X) else np.asarray(ad.X)
+    dense = np.asarray(dense, dtype=np.float64)
+    if cfg.scale:
+        sd = dense.std(0)
+        dense = (dense - dense.mean(0)) / np.where(sd > 0, sd, 1.0)
+        dense = np.clip(dense, -10.0, 10.0)
     return Expression(
         X=np.ascontiguousarray(dense, dtype=np.float32),
         genes=[str(g) for g in ad.var_names],

@@ -98,7 +98,11 @@ def build_backbone(name: str = "resnet18", weights: str = "auto") -> ResNetTrunk
     state = {k.removeprefix("module.").removeprefix("net."): v for k, v in state.items()}
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     net = builder(weights=None)
-    missing, unexpected = net.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = net.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # tensor shapes that do not fit
+        first = str(exc).strip().splitlines()[-1].strip()
+        raise ConfigError(f"{path}: does not fit {name} ({first})") from None
     missing = [k for k in missing if not k.startswith("fc.")]
     if missing or unexpected:
         raise ConfigError(

@@ -28,6 +28,7 @@ class SencaOutput:
     e: Tensor  # (n, D) shared-encoder input (fused attention outputs)
     s: Tensor  # (n, S) shared embedding
     d: Tensor  # (n, D) decoder output
+    x_hat: Tensor  # (n, G) expression reconstructed from S
 
 
 class SencaModel(nn.Module):
@@ -51,6 +52,9 @@ class SencaModel(nn.Module):
         else:
             d_in = 2 * e if cfg.fusion == "concat" else e
         self.shared = SharedAutoencoder(d_in, cfg.hidden_dim, cfg.shared_dim)
+        self.gene_decoder = nn.Sequential(
+            nn.Linear(cfg.shared_dim, cfg.hidden_dim), nn.GELU(), nn.Linear(cfg.hidden_dim, n_genes)
+        )
 
     @property
     def rna_only(self) -> bool:
@@ -67,8 +71,11 @@ class SencaModel(nn.Module):
         # x: (n, G) expression, adj: (n, n), index/mask: (n, m), feats: (n, F) or None
         r = self.rna(x, adj)  # (n, E)
         if self.image is None:
-            h = self.rna(x, adj) if self.training else r  # (n, E) second masked view
+            h = r  # (n, E) no second modality
             e = F.layer_norm(r, r.shape[-1:])  # (n, E)
+            if self.cfg.extra.get("rna_smooth"):
+                m = mask.to(e.dtype)  # (n, m)
+                e = (e[index] * m[..., None]).sum(1) / m.sum(1, keepdim=True)  # (n, E) neighbourhood mean
         else:
             if feats is None:
                 raise ValueError("this model has an image branch: pass the patch features")
@@ -78,4 +85,4 @@ class SencaModel(nn.Module):
             ha = F.layer_norm(ha, ha.shape[-1:])
             e = torch.cat([ra, ha], 1) if self.cfg.fusion == "concat" else ra + ha  # (n, D)
         s, d = self.shared(e)  # (n, S), (n, D)
-        return SencaOutput(r=r, h=h, e=e, s=s, d=d)
+        return SencaOutput(r=r, h=h, e=e, s=s, d=d, x_hat=self.gene_decoder(s))

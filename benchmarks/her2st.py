@@ -1,0 +1,216 @@
+"""HER2ST (and DLPFC) accuracy and speed benchmark: prints Markdown tables.
+
+ARI against the pathologist labels on labelled spots only (``undetermined``
+dropped), with the cluster count set to the number of labelled regions of each
+section. Each (section, method, seed) runs in a fresh child process so that its
+peak memory (max RSS) is its own; wall time is measured inside the child around
+the method itself (imports excluded, reported once).
+
+Only A1 has an H&E image in ``../shared/data/her2st``: the other sections run
+RNA-only, which the table marks. Image weights are random ('none') unless
+``--image-weights`` says otherwise, since this machine cannot download ImageNet
+weights.
+
+Usage::
+
+    python benchmarks/her2st.py                      # main table, 3 seeds
+    python benchmarks/her2st.py --ablations          # + paper ablations, k = 4/8/16
+    python benchmarks/her2st.py --dlpfc --finetune   # + DLPFC, frozen vs fine-tuned on A1
+    python benchmarks/her2st.py --quick              # 1 seed, main methods only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+SECTIONS = ["A1", "B1", "C1", "D1", "E1", "F1", "G2", "H1"]
+
+
+def shared_data() -> Path:
+    env = os.environ.get("NAPARI_SENCA_SHARED")
+    for p in ([Path(env)] if env else []) + [HERE.parent.parent / "shared" / "data", Path("/work/shared/data")]:
+        if p.is_dir():
+            return p
+    sys.exit("benchmark data not found: set NAPARI_SENCA_SHARED to the folder holding her2st/")
+
+
+def _child(task: dict, queue: mp.Queue) -> None:
+    """Run one (dataset, method, seed) and put a result dict on ``queue``."""
+    import torch
+
+    torch.set_num_threads(int(task.get("threads", 2)))
+    from sklearn.metrics import adjusted_rand_score
+
+    from napari_senca.config import SencaConfig
+    from napari_senca.io import read_section
+
+    out: dict = {"task": task}
+    try:
+        adata = read_section(task["path"])
+        labelled = adata.obs["label"].notna().to_numpy()
+        truth = adata.obs["label"].to_numpy()[labelled].astype(str)
+        k = len(set(truth))
+        t0 = time.perf_counter()
+        method = task["method"]
+        if method.startswith("pca"):
+            labels = _baseline(adata, k, task["seed"], smooth=method == "pca_nbr_kmeans")
+            timings = {}
+            rna_only = True
+        else:
+            from napari_senca.pipeline import run_senca
+
+            cfg = SencaConfig(n_clusters=k, seed=task["seed"], **task.get("config", {}))
+            res = run_senca(adata, cfg)
+            labels = res.labels
+            timings = res.timings
+            rna_only = res.rna_only
+        out.update(
+            ari=float(adjusted_rand_score(truth, np.asarray(labels)[labelled])),
+            seconds=time.perf_counter() - t0,
+            timings=timings,
+            rna_only=rna_only,
+            n_spots=int(adata.n_obs),
+            k=k,
+        )
+    except Exception as exc:  # reported in the table, never hides a crash
+        out["error"] = f"{type(exc).__name__}: {exc}"
+    out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    queue.put(out)
+
+
+def _baseline(adata, k: int, seed: int, smooth: bool) -> np.ndarray:
+    """Scanpy-standard PCA (scaled 500 HVGs, 10 PCs) [+ mean over 4 spatial neighbours] + k-means."""
+    import scipy.sparse as sp
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA
+
+    from napari_senca.config import SencaConfig
+    from napari_senca.graph import build_graph
+    from napari_senca.preprocess import preprocess_expression
+
+    x = preprocess_expression(adata, SencaConfig()).X
+    z = PCA(10, random_state=seed).fit_transform(x)
+    if smooth:
+        a = build_graph(adata.obsm["spatial"], 4).adjacency + sp.identity(adata.n_obs)
+        z = sp.diags(1.0 / np.asarray(a.sum(1)).ravel()) @ a @ z
+    return KMeans(k, n_init=10, random_state=seed).fit_predict(z)
+
+
+def run_task(task: dict) -> dict:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child, args=(task, q))
+    p.start()
+    try:
+        res = q.get(timeout=task.get("timeout", 1800))
+    except Exception:
+        res = {"task": task, "error": "timed out or crashed"}
+    p.join()
+    return res
+
+
+def table(results: list[dict], methods: list[str], datasets: list[str], image_sections: set[str]) -> str:
+    """Markdown table: median ARI over seeds per dataset, mean and median over datasets."""
+    lines = ["| method | " + " | ".join(
+        f"{d}{' (H&E)' if d in image_sections else ' (RNA)'}" for d in datasets
+    ) + " | mean | median | s/section (median) | peak MB (max) |"]
+    lines.append("|" + "---|" * (len(datasets) + 5))
+    for m in methods:
+        row, secs, mem = [], [], []
+        for d in datasets:
+            rs = [r for r in results if r["task"]["method"] == m and r["task"]["dataset"] == d]
+            ok = [r for r in rs if "ari" in r]
+            if not ok:
+                row.append(float("nan"))
+                continue
+            row.append(float(np.median([r["ari"] for r in ok])))
+            secs += [r["seconds"] for r in ok]
+            mem += [r["peak_mb"] for r in ok]
+        vals = np.array(row, dtype=float)
+        cells = " | ".join("err" if np.isnan(v) else f"{v:.3f}" for v in vals)
+        lines.append(
+            f"| {m} | {cells} | {np.nanmean(vals):.3f} | {np.nanmedian(vals):.3f} | "
+            f"{np.median(secs) if secs else float('nan'):.1f} | {max(mem) if mem else float('nan'):.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="1 seed, main methods only")
+    ap.add_argument("--ablations", action="store_true", help="paper ablations and k = 4/8/16")
+    ap.add_argument("--finetune", action="store_true", help="frozen vs fine-tuned backbone on A1")
+    ap.add_argument("--dlpfc", action="store_true", help="add the DLPFC 151510 Visium section")
+    ap.add_argument("--sections", default=",".join(SECTIONS))
+    ap.add_argument("--image-weights", default="none")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", type=Path, help="also write every raw result here")
+    args = ap.parse_args(argv)
+    seeds = [0] if args.quick else list(range(args.seeds))
+    root = shared_data()
+    datasets = {s: str(root / "her2st" / s) for s in args.sections.split(",")}
+    image_sections = {s for s, p in datasets.items() if any(Path(p).glob("*.png")) or any(Path(p).glob("*.jpg"))}
+    if args.dlpfc:
+        datasets["DLPFC"] = str(root / "dlpfc_151510")
+        image_sections.add("DLPFC")
+    base = {"image_weights": args.image_weights}
+    methods: dict[str, dict | None] = {
+        "pca_kmeans": None,
+        "pca_nbr_kmeans": None,
+        "senca": dict(base),
+    }
+    if args.ablations and not args.quick:
+        methods.update({
+            "senca no cross-attention": dict(base, cross_attention=False),
+            "senca no hierarchical": dict(base, hierarchical=False),
+            "senca k=8": dict(base, n_neighbors=8),
+            "senca k=16": dict(base, n_neighbors=16),
+            "senca fusion=sum": dict(base, fusion="sum"),
+            "senca RNA-only": dict(base, use_image=False),
+        })
+    tasks = []
+    for m, cfg in methods.items():
+        for d, path in datasets.items():
+            for s in seeds:
+                tasks.append({"method": m, "dataset": d, "path": path, "seed": s, "config": cfg or {},
+                              "threads": args.threads})
+    if args.finetune and "A1" in datasets:
+        for s in seeds:
+            tasks.append({"method": "senca fine-tuned backbone", "dataset": "A1", "path": datasets["A1"],
+                          "seed": s, "config": dict(base, freeze_backbone=False), "threads": args.threads})
+        methods["senca fine-tuned backbone"] = {}
+    results = []
+    for i, t in enumerate(tasks, 1):
+        r = run_task(t)
+        results.append(r)
+        status = r.get("error") or f"ARI {r['ari']:.3f} in {r['seconds']:.1f}s, {r['peak_mb']:.0f} MB"
+        print(f"[{i}/{len(tasks)}] {t['method']} {t['dataset']} seed {t['seed']}: {status}", file=sys.stderr, flush=True)
+    print(f"\nARI (median of {len(seeds)} seed(s)); (H&E) = image branch on, (RNA) = RNA-only section\n")
+    print(table(results, list(methods), list(datasets), image_sections))
+    senca = [r for r in results if r["task"]["method"] == "senca" and "timings" in r]
+    if senca:
+        print("\nSENCA-st time split (median seconds per section)\n")
+        print("| section | preprocess | patches | train | cluster | total |\n|---|---|---|---|---|---|")
+        for d in datasets:
+            rs = [r["timings"] for r in senca if r["task"]["dataset"] == d]
+            if rs:
+                med = {k: np.median([t.get(k, 0.0) for t in rs]) for k in ("preprocess", "patches", "train", "cluster", "total")}
+                print(f"| {d} | " + " | ".join(f"{med[k]:.2f}" for k in ("preprocess", "patches", "train", "cluster", "total")) + " |")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,352 @@
+"""Shared pieces of the dock widgets: notifications, dialogs, the section picker.
+
+The dialogs (:func:`ask_overwrite`, :func:`ask_save_path`, :func:`ask_open_path`,
+:func:`pick_colour`) are module-level functions so that tests (and scripts)
+can replace them with ``monkeypatch.setattr``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from magicgui.widgets import ComboBox
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtWidgets import QColorDialog, QFileDialog, QMessageBox, QWidget
+
+from ..errors import SencaError
+from ..review import REVIEW_KEY, ReviewState, section_layer_data
+
+__all__ = [
+    "notify_error",
+    "notify_info",
+    "notify_warning",
+    "error_message",
+    "guarded",
+    "ask_overwrite",
+    "ask_save_path",
+    "ask_open_path",
+    "pick_colour",
+    "is_section_layer",
+    "section_layers",
+    "SectionPicker",
+    "add_section",
+    "preimport",
+    "import_torch",
+    "is_alive",
+    "qt_callback",
+    "WorkerBox",
+]
+
+log = logging.getLogger("napari_senca")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# --------------------------------------------------------------------------- notifications
+
+
+def error_message(exc: BaseException) -> str:
+    """The text shown for an error: the core's message, or type + message for bugs."""
+    if isinstance(exc, (SencaError, FileExistsError, FileNotFoundError, IsADirectoryError, PermissionError)):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {exc}"
+
+
+def notify_error(exc: BaseException | str) -> None:
+    """Show an error notification (never raises)."""
+    msg = exc if isinstance(exc, str) else error_message(exc)
+    if isinstance(exc, BaseException) and not isinstance(exc, (SencaError, OSError)):
+        log.error("napari-senca: unexpected error\n%s", "".join(traceback.format_exception(exc)))
+    try:
+        show_error(msg)
+    except Exception:  # pragma: no cover - notification system gone (viewer closing)
+        log.error(msg)
+
+
+def notify_info(msg: str) -> None:
+    """Show an info notification (never raises)."""
+    try:
+        show_info(msg)
+    except Exception:  # pragma: no cover
+        log.info(msg)
+
+
+def notify_warning(msg: str) -> None:
+    """Show a warning notification (never raises)."""
+    try:
+        show_warning(msg)
+    except Exception:  # pragma: no cover
+        log.warning(msg)
+
+
+def guarded(fn: F) -> F:
+    """Decorate a widget callback so that any error becomes a notification.
+
+    The wrapped function returns None when it failed.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            notify_error(exc)
+            return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def preimport(*modules: str) -> None:
+    """Import modules in the main thread before a worker needs them.
+
+    Some extension modules (torch's triton hooks, pulled in by torchvision)
+    crash when they are first imported from a worker thread.
+    """
+    import importlib
+
+    for m in modules:
+        importlib.import_module(m)
+
+
+def import_torch() -> None:
+    """Import torch, ``torch._dynamo`` and torchvision in the main thread, safely.
+
+    ``torch._dynamo`` (imported by torchvision and by the first optimiser
+    step) probes for the optional ``triton`` package. Importing triton's
+    statically linked LLVM after an OpenGL context exists crashes the process
+    on Mesa drivers (llvmpipe under Xvfb, radeonsi, ...). The GUI never needs
+    triton (nothing is compiled), so the probe is answered "not installed"
+    when triton is not loaded yet.
+    """
+    import sys
+
+    if "torch._dynamo" in sys.modules and "torchvision.models" in sys.modules:
+        return
+    blocked = "triton" not in sys.modules
+    if blocked:
+        sys.modules["triton"] = None  # type: ignore[assignment]  # makes `import triton` raise ImportError
+    try:
+        import torch
+        import torch._dynamo  # noqa: F401
+        import torchvision.models  # noqa: F401
+    finally:
+        if blocked and sys.modules.get("triton", 0) is None:
+            del sys.modules["triton"]
+
+
+def is_alive(obj: Any) -> bool:
+    """False once the C++ side of a Qt object has been deleted (viewer closed)."""
+    try:
+        from qtpy import API_NAME
+
+        if API_NAME.lower().startswith("pyqt"):
+            from qtpy import sip
+
+            return not sip.isdeleted(obj)
+        import shiboken6  # PySide6
+
+        return bool(shiboken6.isValid(obj))
+    except Exception:  # pragma: no cover - unknown binding: assume alive
+        return True
+
+
+def qt_callback(fn: F) -> F:
+    """Decorate a worker-signal handler of a widget method.
+
+    The handler is skipped when the widget has been deleted meanwhile (the
+    viewer was closed during a run), and errors become notifications.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not is_alive(self):
+            return None
+        try:
+            return fn(self, *args, **kwargs)
+        except RuntimeError as exc:
+            if not is_alive(self):  # deleted while the handler ran
+                return None
+            notify_error(exc)
+        except Exception as exc:
+            notify_error(exc)
+        return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+class WorkerBox:
+    """Holds a widget's running workers so they can be stopped when it is destroyed.
+
+    Connected to the widget's ``destroyed`` signal; it is a plain Python object
+    so the connection still works once the widget's C++ side is gone.
+    """
+
+    def __init__(self) -> None:
+        self.workers: list[Any] = []
+
+    def add(self, worker: Any) -> Any:
+        self.workers.append(worker)
+        worker.finished.connect(lambda w=worker: self.discard(w))
+        return worker
+
+    def discard(self, worker: Any) -> None:
+        if worker in self.workers:
+            self.workers.remove(worker)
+
+    def quit_all(self, *_: Any) -> None:
+        for w in list(self.workers):
+            try:
+                w.quit()
+            except RuntimeError:  # pragma: no cover
+                pass
+
+
+# --------------------------------------------------------------------------- dialogs
+
+
+def ask_overwrite(parent: QWidget | None, path: str | Path) -> bool:
+    """Ask whether an existing file may be replaced (Yes/No, default No)."""
+    ans = QMessageBox.question(
+        parent,
+        "Replace file?",
+        f"{path} already exists.\nDo you want to replace it?",
+        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+        QMessageBox.StandardButton.No,
+    )
+    return ans == QMessageBox.StandardButton.Yes
+
+
+def ask_save_path(parent: QWidget | None, caption: str, file_filter: str, start: str = "") -> str | None:
+    """A save-file dialog that leaves the overwrite question to :func:`ask_overwrite`."""
+    path, _ = QFileDialog.getSaveFileName(
+        parent, caption, start, file_filter, options=QFileDialog.Option.DontConfirmOverwrite
+    )
+    return path or None
+
+
+def ask_open_path(parent: QWidget | None, folder: bool = False, start: str = "") -> str | None:
+    """Pick a section file (``.h5ad``, ``.h5``, ``counts.tsv``) or a folder."""
+    if folder:
+        path = QFileDialog.getExistingDirectory(parent, "Open a section folder", start)
+    else:
+        path, _ = QFileDialog.getOpenFileName(
+            parent,
+            "Open a section file",
+            start,
+            "Sections (*.h5ad *.h5 *.tsv *.tsv.gz);;All files (*)",
+        )
+    return path or None
+
+
+def pick_colour(parent: QWidget | None, initial: str) -> str | None:
+    """A colour dialog; returns ``#rrggbb`` or None when cancelled."""
+    from qtpy.QtGui import QColor
+
+    c = QColorDialog.getColor(QColor(initial), parent, "Region colour")
+    return c.name() if c.isValid() else None
+
+
+def confirm_target(parent: QWidget | None, path: str | Path) -> bool:
+    """True when ``path`` is free, or exists and the user agreed to replace it."""
+    p = Path(path)
+    if p.is_dir():
+        raise IsADirectoryError(f"{p} is a folder, not a file")
+    if not p.exists():
+        return True
+    # look the function up at call time so that tests can patch it
+    return bool(globals()["ask_overwrite"](parent, p))
+
+
+# --------------------------------------------------------------------------- layers
+
+
+def is_section_layer(layer: Any) -> bool:
+    """True for a points layer made by napari-senca (it holds an AnnData)."""
+    from anndata import AnnData
+
+    md = getattr(layer, "metadata", None) or {}
+    return type(layer).__name__ == "Points" and isinstance(md.get("adata"), AnnData)
+
+
+def section_layers(viewer: Any) -> list[Any]:
+    """The section points layers of a viewer, in layer-list order."""
+    return [ly for ly in viewer.layers if is_section_layer(ly)]
+
+
+def add_section(viewer: Any, adata: Any, name: str | None = None) -> Any:
+    """Add a section's H&E and spots to ``viewer``; returns the points layer."""
+    points = None
+    for data, kw, ltype in section_layer_data(adata, name):
+        layer = getattr(viewer, f"add_{ltype}")(data, **kw)
+        if ltype == "points":
+            points = layer
+    if points is not None:
+        # the state object created by the layer-data function is reused
+        points.metadata.setdefault(REVIEW_KEY, ReviewState.from_layer(points))
+        viewer.layers.selection.active = points
+    viewer.reset_view()
+    return points
+
+
+class SectionPicker(ComboBox):
+    """A combo box of the viewer's section layers, kept up to date.
+
+    The newest section layer becomes current when it is added; its ``value``
+    is the layer (or None when there is none).
+    """
+
+    def __init__(self, viewer: Any, label: str = "section", **kwargs: Any) -> None:
+        self._viewer = viewer
+        super().__init__(label=label, choices=self._choices, nullable=True, **kwargs)
+        ev = viewer.layers.events
+        ev.inserted.connect(self._on_inserted)
+        ev.removed.connect(self._refresh)
+        ev.reordered.connect(self._refresh)
+        for ly in viewer.layers:
+            ly.events.name.connect(self._refresh)
+        self._refresh()
+
+    def _choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
+        return [(ly.name, ly) for ly in section_layers(self._viewer)]
+
+    def _refresh(self, event: Any = None) -> None:
+        current = self.value
+        self.reset_choices()
+        layers = section_layers(self._viewer)
+        if current in layers:
+            self.value = current
+        elif layers:
+            self.value = layers[-1]
+
+    def _on_inserted(self, event: Any) -> None:
+        layer = getattr(event, "value", None)
+        if layer is not None:
+            layer.events.name.connect(self._refresh)
+        self._refresh()
+        if layer is not None and is_section_layer(layer):
+            self.value = layer
+
+    def require(self) -> Any:
+        """The chosen layer, or raise :class:`SencaError` when there is none."""
+        layer = self.value
+        if layer is None or layer not in self._viewer.layers:
+            raise SencaError(
+                "no section loaded: open one with the Load section widget, File > Open, "
+                "or File > Open Sample > napari-senca"
+            )
+        return layer
+
+    def close_connections(self) -> None:
+        """Disconnect from the viewer (when the widget is closed)."""
+        ev = self._viewer.layers.events
+        for sig, cb in ((ev.inserted, self._on_inserted), (ev.removed, self._refresh), (ev.reordered, self._refresh)):
+            try:
+                sig.disconnect(cb)
+            except (TypeError, RuntimeError, ValueError):
+                pass

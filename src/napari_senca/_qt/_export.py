@@ -1,0 +1,143 @@
+"""Export widget: CSV, GeoJSON (QuPath), .h5ad and a PNG snapshot of the view.
+
+No existing file is replaced without asking (:func:`._common.ask_overwrite`),
+and every file is written atomically (a temporary file renamed into place).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from magicgui.widgets import CheckBox, Container, Label, PushButton
+from qtpy.QtWidgets import QVBoxLayout, QWidget
+
+from ..review import ReviewState
+from . import _common
+from ._common import SectionPicker, confirm_target, guarded, notify_info
+
+__all__ = ["ExportWidget"]
+
+
+def _layer_meta(layer: Any) -> dict[str, Any]:
+    return {"metadata": layer.metadata, "features": layer.features, "size": layer.size, "name": layer.name}
+
+
+class ExportWidget(QWidget):
+    """Write the chosen section's regions to files.
+
+    Each ``export_*`` method takes a path (asked with a file dialog when
+    None), asks before replacing an existing file and returns the written
+    path, or None when nothing was written.
+
+    Parameters
+    ----------
+    napari_viewer
+        The viewer.
+    """
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.last_path: Path | None = None
+        self.layer = SectionPicker(napari_viewer)
+        self.csv_btn = PushButton(text="Spots + regions CSV…")
+        self.geojson_btn = PushButton(text="GeoJSON for QuPath…")
+        self.h5ad_btn = PushButton(text="Annotated section .h5ad…")
+        self.png_btn = PushButton(text="PNG snapshot of the view…")
+        self.whole_window = CheckBox(text="snapshot the whole window", value=False)
+        self.status = Label(value="")
+        self.form = Container(
+            widgets=[self.layer, self.csv_btn, self.geojson_btn, self.h5ad_btn, self.png_btn, self.whole_window,
+                     self.status]
+        )  # fmt: skip
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.form.native)
+        lay.addStretch(1)
+        self.csv_btn.changed.connect(lambda: self.export_csv())
+        self.geojson_btn.changed.connect(lambda: self.export_geojson())
+        self.h5ad_btn.changed.connect(lambda: self.export_h5ad())
+        self.png_btn.changed.connect(lambda: self.export_png())
+
+    # ------------------------------------------------------------------ helpers
+    def _target(self, path: str | Path | None, caption: str, file_filter: str, suffix: str) -> Path | None:
+        if path is None:
+            layer = self.layer.value
+            stem = (layer.name if layer is not None else "section").replace(" ", "_")
+            start = str(Path.cwd() / f"{stem}{suffix}")
+            chosen = _common.ask_save_path(self, caption, file_filter, start)
+            if not chosen:
+                return None
+            path = chosen
+        p = Path(path).expanduser()
+        if not p.suffix:
+            p = p.with_suffix(suffix)
+        if not confirm_target(self, p):
+            self.status.value = f"not written: {p.name} exists"
+            return None
+        return p
+
+    def _done(self, p: Path, what: str) -> Path:
+        self.last_path = p
+        self.status.value = f"wrote {p}"
+        notify_info(f"{what} written to {p}")
+        return p
+
+    def _section(self) -> tuple[Any, ReviewState]:
+        layer = self.layer.require()
+        state = ReviewState.from_layer(layer)
+        return layer, state
+
+    # ------------------------------------------------------------------ exports
+    @guarded
+    def export_csv(self, path: str | Path | None = None) -> Path | None:
+        """Spots with grid/pixel coordinates, cluster id, name (and label) as CSV."""
+        from .._napari import write_points_csv
+
+        layer, state = self._section()
+        state.require_result()
+        p = self._target(path, "Save spots and regions as CSV", "CSV (*.csv)", ".csv")
+        if p is None:
+            return None
+        write_points_csv(str(p), layer.data, _layer_meta(layer))
+        return self._done(p, "CSV")
+
+    @guarded
+    def export_geojson(self, path: str | Path | None = None) -> Path | None:
+        """Spots as circles of the true diameter with region properties (QuPath)."""
+        from .._napari import write_points_geojson
+
+        layer, state = self._section()
+        state.require_result()
+        p = self._target(path, "Save spots as GeoJSON", "GeoJSON (*.geojson *.json)", ".geojson")
+        if p is None:
+            return None
+        write_points_geojson(str(p), layer.data, _layer_meta(layer))
+        return self._done(p, "GeoJSON")
+
+    @guarded
+    def export_h5ad(self, path: str | Path | None = None) -> Path | None:
+        """The annotated section (clusters, names, colours, edits) as ``.h5ad``."""
+        from ..io import write_h5ad
+
+        _, state = self._section()
+        p = self._target(path, "Save annotated section", "AnnData (*.h5ad)", ".h5ad")
+        if p is None:
+            return None
+        write_h5ad(state.adata, p, overwrite=True)
+        return self._done(p, "Section")
+
+    @guarded
+    def export_png(self, path: str | Path | None = None) -> Path | None:
+        """A PNG snapshot of the canvas (or of the whole window)."""
+        from PIL import Image
+
+        from ..export import atomic_write
+
+        p = self._target(path, "Save a snapshot", "PNG (*.png)", ".png")
+        if p is None:
+            return None
+        img = self.viewer.screenshot(canvas_only=not self.whole_window.value, flash=False)
+        with atomic_write(p, overwrite=True, mode="wb") as fh:
+            Image.fromarray(img).save(fh, format="PNG")
+        return self._done(p, "Snapshot")

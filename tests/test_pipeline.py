@@ -1,0 +1,408 @@
+"""The training generator, its result and how a result is stored in the section."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from anndata import AnnData
+
+from napari_senca import ConfigError, SencaConfig
+from napari_senca.datasets import synthetic_section
+from napari_senca.pipeline import (
+    Progress,
+    SencaResult,
+    annotate,
+    default_n_clusters,
+    resolve_device,
+    run_senca,
+    run_senca_iter,
+)
+
+N_SIDE, N_GENES = 10, 80
+N_SPOTS = N_SIDE * N_SIDE
+STAGES = ("preprocess", "patches", "train", "cluster")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def small_config(**kw: object) -> SencaConfig:
+    base: dict[str, object] = dict(
+        epochs=2,
+        steps_per_epoch=2,
+        embed_dim=16,
+        hidden_dim=32,
+        shared_dim=8,
+        patch_size=32,
+        image_weights="none",
+        n_top_genes=50,
+        n_clusters=3,
+        device="cpu",
+    )
+    base.update(kw)
+    return SencaConfig(**base)
+
+
+@dataclass
+class Run:
+    progress: list[Progress]
+    result: SencaResult
+
+
+def drive(adata: AnnData, cfg: SencaConfig) -> Run:
+    """Run the generator by hand, collecting its reports and its return value."""
+    gen = run_senca_iter(adata, cfg)
+    seen: list[Progress] = []
+    while True:
+        try:
+            seen.append(next(gen))
+        except StopIteration as stop:
+            return Run(seen, stop.value)
+
+
+@pytest.fixture(scope="module")
+def section() -> AnnData:
+    return synthetic_section(n_side=N_SIDE, n_genes=N_GENES, seed=0)
+
+
+@pytest.fixture(scope="module")
+def image_run(section: AnnData) -> Run:
+    return drive(section, small_config())
+
+
+@pytest.fixture(scope="module")
+def rna_run(section: AnnData) -> Run:
+    return drive(section, small_config(use_image=False))
+
+
+def _collapse(stages: list[str]) -> list[str]:
+    out: list[str] = []
+    for s in stages:
+        if not out or out[-1] != s:
+            out.append(s)
+    return out
+
+
+def _check_result(result: SencaResult, cfg: SencaConfig, n: int = N_SPOTS) -> None:
+    assert isinstance(result, SencaResult)
+    assert result.embedding.shape == (n, cfg.shared_dim)
+    assert np.isfinite(result.embedding).all()
+    assert result.labels.shape == (n,)
+    assert np.issubdtype(result.labels.dtype, np.integer)
+    k = result.n_clusters
+    assert set(np.unique(result.labels).tolist()) == set(range(k))
+    sizes = np.bincount(result.labels, minlength=k)
+    assert sizes[0] == sizes.max()  # cluster 0 the largest
+    assert len(result.genes) == min(cfg.n_top_genes, N_GENES)
+    assert len(result.history) == cfg.epochs
+    assert result.config == cfg
+    assert result.device == "cpu"
+    for key in ("preprocess", "train", "cluster", "total"):
+        assert result.timings[key] >= 0.0
+
+
+# --------------------------------------------------------------------------- progress
+
+
+def test_progress_stages_in_order_with_image(image_run: Run) -> None:
+    stages = [p.stage for p in image_run.progress]
+    assert set(stages) <= set(STAGES)
+    assert _collapse(stages) == ["preprocess", "patches", "train", "cluster"]
+    assert all(isinstance(p, Progress) for p in image_run.progress)
+
+
+def test_progress_stages_in_order_rna_only(rna_run: Run) -> None:
+    assert _collapse([p.stage for p in rna_run.progress]) == ["preprocess", "train", "cluster"]
+
+
+def test_one_train_report_per_epoch(image_run: Run) -> None:
+    train = [p for p in image_run.progress if p.stage == "train"]
+    assert [p.step for p in train] == [1, 2]
+    assert all(p.total == 2 for p in train)
+    assert train[-1].fraction == pytest.approx(1.0)
+    for p, h in zip(train, image_run.result.history, strict=True):
+        assert "total" in p.losses
+        assert all(np.isfinite(v) for v in p.losses.values())
+        assert p.losses == h
+        assert p.message
+
+
+def test_progress_steps_and_fractions(image_run: Run) -> None:
+    for stage in STAGES:
+        reps = [p for p in image_run.progress if p.stage == stage]
+        assert reps, stage
+        steps = [p.step for p in reps]
+        assert steps == sorted(steps)
+        assert reps[-1].step == reps[-1].total  # every stage ends complete
+        assert all(0.0 <= p.fraction <= 1.0 for p in reps)
+    patches = [p for p in image_run.progress if p.stage == "patches"]
+    assert [p.step for p in patches] == list(range(1, patches[-1].total + 1))
+
+
+def test_progress_fraction_with_zero_total() -> None:
+    assert Progress("train", 0, 0, "").fraction == 0.0
+    assert Progress("train", 1, 4, "").fraction == pytest.approx(0.25)
+
+
+def test_run_senca_passes_every_report(section: AnnData) -> None:
+    cfg = small_config(use_image=False, epochs=1, steps_per_epoch=1)
+    seen: list[Progress] = []
+    result = run_senca(section, cfg, progress=seen.append)
+    assert isinstance(result, SencaResult)
+    assert _collapse([p.stage for p in seen]) == ["preprocess", "train", "cluster"]
+    assert run_senca(section, cfg).labels.shape == (N_SPOTS,)
+
+
+# --------------------------------------------------------------------------- results
+
+
+def test_result_with_image(image_run: Run) -> None:
+    r = image_run.result
+    _check_result(r, small_config())
+    assert r.rna_only is False
+    assert r.image_weights_used == "random"
+    assert r.linkage is not None and r.linkage.shape == (N_SPOTS - 1, 4)
+    assert r.timings["patches"] >= 0.0
+    assert r.n_clusters == 3
+
+
+def test_result_rna_only_with_use_image_false(rna_run: Run) -> None:
+    _check_result(rna_run.result, small_config(use_image=False))
+    assert rna_run.result.rna_only is True
+    assert "patches" not in rna_run.result.timings
+
+
+def test_result_rna_only_without_image() -> None:
+    ad = synthetic_section(n_side=N_SIDE, n_genes=N_GENES, with_image=False)
+    cfg = small_config(use_image=True)
+    run = drive(ad, cfg)
+    _check_result(run.result, cfg)
+    assert run.result.rna_only is True
+    assert "patches" not in [p.stage for p in run.progress]
+
+
+def test_generator_does_not_modify_the_section(section: AnnData) -> None:
+    ad = section.copy()
+    obs, var = ad.obs.copy(), ad.var.copy()
+    X = ad.X.copy()
+    uns, obsm = set(ad.uns), set(ad.obsm)
+    drive(ad, small_config(epochs=1, steps_per_epoch=1))
+    assert ad.obs.equals(obs) and ad.var.equals(var)
+    assert (ad.X != X).nnz == 0
+    assert set(ad.uns) == uns and set(ad.obsm) == obsm
+
+
+@pytest.mark.parametrize("use_image", [False, True], ids=["rna-only", "image"])
+def test_same_seed_gives_identical_labels(section: AnnData, use_image: bool) -> None:
+    cfg = small_config(use_image=use_image, seed=3)
+    a = drive(section, cfg).result
+    b = drive(section, cfg).result
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_allclose(a.embedding, b.embedding, rtol=1e-5, atol=1e-6)
+    assert a.history == b.history
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"fusion": "sum"},
+        {"cross_attention": False},
+        {"hierarchical": False},
+        {"cluster_method": "kmeans"},
+        {"scale": False},
+        {"n_heads": 2},
+    ],
+    ids=lambda d: ",".join(f"{k}={v}" for k, v in d.items()),
+)
+def test_variants_run(section: AnnData, changes: dict) -> None:
+    cfg = small_config(epochs=1, **changes)
+    result = drive(section, cfg).result
+    _check_result(result, cfg)
+    if changes.get("cluster_method") == "kmeans":
+        assert result.linkage is None
+
+
+def test_n_clusters_default_from_labels(section: AnnData) -> None:
+    cfg = small_config(n_clusters=None, epochs=1, steps_per_epoch=1, use_image=False)
+    result = drive(section, cfg).result
+    assert result.n_clusters == section.obs["label"].nunique() == 3
+    assert len(np.unique(result.labels)) == 3
+
+
+def test_finetune_backbone_runs_one_epoch(section: AnnData) -> None:
+    cfg = small_config(freeze_backbone=False, epochs=1, finetune_batch=8)
+    run = drive(section, cfg)
+    _check_result(run.result, cfg)
+    assert run.result.rna_only is False
+    assert [p.step for p in run.progress if p.stage == "train"] == [1]
+    assert "patches" in [p.stage for p in run.progress]
+
+
+# --------------------------------------------------------------------------- stopping
+
+
+def test_close_mid_training_stops_cleanly(section: AnnData) -> None:
+    gen = run_senca_iter(section, small_config(epochs=5))
+    seen = []
+    for p in gen:
+        seen.append(p.stage)
+        if p.stage == "train":
+            break
+    assert seen[-1] == "train"
+    assert gen.close() is None
+    with pytest.raises(StopIteration):
+        next(gen)
+    assert "cluster" not in seen
+
+
+def test_abandoning_the_generator_before_the_first_step() -> None:
+    gen = run_senca_iter(synthetic_section(n_side=4, n_genes=60), small_config(n_clusters=99))
+    gen.close()  # never started: no error, nothing runs
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_more_clusters_than_spots_is_raised_before_training() -> None:
+    ad = synthetic_section(n_side=4, n_genes=60)
+    gen = run_senca_iter(ad, small_config(n_clusters=17))
+    with pytest.raises(ConfigError, match="17"):
+        next(gen)  # nothing was yielded: the check runs before preprocessing
+    with pytest.raises(ConfigError):
+        run_senca(ad, small_config(n_clusters=17))
+
+
+def test_too_many_neighbours_is_a_config_error() -> None:
+    ad = synthetic_section(n_side=4, n_genes=60)
+    for k in (16, 20):
+        gen = run_senca_iter(ad, small_config(n_neighbors=k))
+        with pytest.raises(ConfigError, match="n_neighbors"):
+            next(gen)
+
+
+def test_invalid_config_is_a_config_error(section: AnnData) -> None:
+    cfg = small_config()
+    cfg.epochs = 0  # changed after construction: validated again on run
+    with pytest.raises(ConfigError, match="epochs"):
+        next(run_senca_iter(section, cfg))
+
+
+# --------------------------------------------------------------------------- annotate
+
+
+def test_annotate_stores_the_result(section: AnnData, image_run: Run) -> None:
+    r = image_run.result
+    ad = section.copy()
+    out = annotate(ad, r)
+    assert out is ad
+    col = ad.obs["senca_cluster"]
+    assert isinstance(col.dtype, pd.CategoricalDtype)
+    assert list(col.cat.categories) == [str(i) for i in range(r.n_clusters)]
+    np.testing.assert_array_equal(col.astype(int).to_numpy(), r.labels)
+    emb = ad.obsm["X_senca"]
+    assert emb.shape == (N_SPOTS, 8) and emb.dtype == np.float32
+    np.testing.assert_allclose(emb, r.embedding, rtol=1e-6)
+    info = ad.uns["senca"]
+    assert info["config"] == r.config.to_dict()
+    assert SencaConfig.from_dict(info["config"]) == r.config
+    assert info["n_clusters"] == r.n_clusters
+    np.testing.assert_array_equal(info["linkage"], r.linkage)
+    assert set(info["history"]) >= {"total"}
+    for v in info["history"].values():
+        assert len(v) == r.config.epochs
+    np.testing.assert_allclose(info["history"]["total"], [h["total"] for h in r.history])
+    assert set(info["timings"]) >= {"preprocess", "train", "cluster", "total"}
+    assert all(isinstance(v, float) for v in info["timings"].values())
+    assert info["rna_only"] is False
+    assert list(info["genes"]) == r.genes
+    assert info["device"] == "cpu"
+    assert isinstance(info["version"], str)
+
+
+def test_annotate_kmeans_result_has_an_empty_linkage(section: AnnData) -> None:
+    r = drive(section, small_config(use_image=False, epochs=1, cluster_method="kmeans")).result
+    ad = annotate(section.copy(), r, key="my_regions")
+    assert "my_regions" in ad.obs and "senca_cluster" not in ad.obs
+    assert np.asarray(ad.uns["senca"]["linkage"]).shape == (0, 4)
+    assert ad.uns["senca"]["rna_only"] is True
+
+
+def test_annotated_section_writes_to_h5ad(section: AnnData, image_run: Run, tmp_path) -> None:
+    import anndata
+
+    ad = annotate(section.copy(), image_run.result)
+    path = tmp_path / "annotated.h5ad"
+    ad.write_h5ad(path)
+    back = anndata.read_h5ad(path)
+    np.testing.assert_array_equal(back.obs["senca_cluster"].to_numpy(), ad.obs["senca_cluster"].to_numpy())
+    assert SencaConfig.from_dict(dict(back.uns["senca"]["config"])) == image_run.result.config
+
+
+# --------------------------------------------------------------------------- devices
+
+
+def test_default_n_clusters(section: AnnData) -> None:
+    assert default_n_clusters(section) == 3
+    no_labels = section.copy()
+    del no_labels.obs["label"]
+    assert default_n_clusters(no_labels) == 7
+    assert default_n_clusters(no_labels, fallback=5) == 5
+    tiny = synthetic_section(n_side=2, n_genes=60, n_regions=1)
+    del tiny.obs["label"]
+    assert default_n_clusters(tiny) == 4  # never more than the spots
+
+
+_NO_ACCEL = not torch.cuda.is_available() and not (
+    getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+)
+
+
+@pytest.mark.skipif(not _NO_ACCEL, reason="an accelerator is available")
+def test_resolve_device_auto_is_cpu_here() -> None:
+    assert resolve_device("auto") == torch.device("cpu")
+
+
+def test_resolve_device_cpu() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("CPU") == torch.device("cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available")
+@pytest.mark.parametrize("name", ["cuda", "cuda:0"])
+def test_resolve_device_cuda_unavailable_is_a_config_error(name: str) -> None:
+    with pytest.raises(ConfigError, match="cuda"):
+        resolve_device(name)
+
+
+@pytest.mark.skipif(not _NO_ACCEL, reason="an accelerator is available")
+def test_resolve_device_mps_unavailable_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="mps"):
+        resolve_device("mps")
+
+
+def test_resolve_device_unknown_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="tpu9"):
+        resolve_device("tpu9")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available")
+def test_run_on_unavailable_cuda_is_a_config_error(section: AnnData) -> None:
+    with pytest.raises(ConfigError, match="cuda"):
+        next(run_senca_iter(section, small_config(device="cuda")))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_run_on_cuda(section: AnnData) -> None:
+    r = drive(section, small_config(device="cuda", epochs=1)).result
+    assert r.device.startswith("cuda")
+    assert r.embedding.shape == (N_SPOTS, 8)

@@ -1,0 +1,405 @@
+"""Unit tests of the Qt-free review state (names, colours, edits, undo, layers)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_senca.errors import ConfigError, DataError
+from napari_senca.review import (
+    EXPRESSION_KEY,
+    REGION_KEY,
+    REVIEW_KEY,
+    ReviewState,
+    image_layer_data,
+    points_layer_data,
+    section_layer_data,
+    spots_in_shapes,
+    to_hex,
+)
+from napari_senca.section import CLUSTER_KEY, EMBED_KEY, spot_diameter
+
+
+def annotated_section(n_side: int = 8, k: int = 3, seed: int = 0):
+    """A synthetic section with a SENCA-like result (no training: a noisy one-hot embedding)."""
+    from napari_senca.cluster import cluster_embedding
+    from napari_senca.config import SencaConfig
+    from napari_senca.datasets import synthetic_section
+    from napari_senca.pipeline import SencaResult, annotate
+
+    adata = synthetic_section(n_side=n_side, n_genes=60, n_regions=3, seed=seed)
+    codes = adata.obs["label"].cat.codes.to_numpy()
+    rng = np.random.default_rng(seed)
+    emb = np.eye(3)[codes] * 3 + rng.normal(0, 0.5, size=(adata.n_obs, 3))
+    labels, tree = cluster_embedding(emb, k)
+    result = SencaResult(
+        embedding=emb.astype(np.float32),
+        labels=labels,
+        linkage=tree,
+        n_clusters=k,
+        genes=list(adata.var_names),
+        history=[{"total": 1.0, "mse": 0.5, "nt_window": 0.2, "nt_pool": 0.3}],
+        config=SencaConfig(n_clusters=k, epochs=1),
+        device="cpu",
+        rna_only=True,
+        image_weights_used="none (RNA-only)",
+        timings={"total": 0.0},
+    )
+    return annotate(adata, result)
+
+
+class FakeLayer:
+    """The parts of a napari points layer that ReviewState touches."""
+
+    def __init__(self, data, **kw):
+        self.data = np.asarray(data)
+        self.name = kw.get("name", "spots")
+        self.metadata = dict(kw.get("metadata", {}))
+        self.features = kw.get("features")
+        self.face_color = np.zeros((len(self.data), 4))
+        self.face_color_mode = "direct"
+        self.face_color_cycle = None
+        self.face_colormap = None
+        self.refreshed = 0
+
+    def refresh(self):
+        self.refreshed += 1
+
+    def refresh_colors(self, update_color_mapping=False):
+        pass
+
+
+@pytest.fixture
+def adata():
+    return annotated_section()
+
+
+@pytest.fixture
+def state(adata):
+    return ReviewState(adata)
+
+
+# --------------------------------------------------------------------------- basics
+
+
+def test_defaults(state, adata):
+    assert state.has_result and state.can_recluster
+    assert state.clusters == ["0", "1", "2"]
+    leg = state.legend()
+    assert list(leg.columns) == ["cluster", "name", "colour", "n_spots"]
+    assert leg["n_spots"].sum() == adata.n_obs
+    assert leg["name"].tolist() == ["cluster 0", "cluster 1", "cluster 2"]
+    assert len(set(leg["colour"])) == 3
+    assert not state.can_undo
+    # written straight away for exporters and scanpy
+    assert list(adata.uns[REVIEW_KEY]["names"]) == leg["name"].tolist()
+    assert list(adata.uns[f"{CLUSTER_KEY}_colors"]) == leg["colour"].tolist()
+    assert adata.uns["senca"]["cluster_names"] == dict(zip(leg["cluster"], leg["name"], strict=True))
+    assert (adata.obs[REGION_KEY].astype(str) == "cluster " + adata.obs[CLUSTER_KEY].astype(str)).all()
+
+
+def test_fresh_forgets_an_earlier_review(adata):
+    st = ReviewState(adata)
+    st.rename("0", "tumour")
+    st.recolour("0", "black")
+    assert ReviewState(adata).name_of("0") == "tumour"
+    new = ReviewState.fresh(adata)  # e.g. after a new training run
+    assert new.name_of("0") == "cluster 0" and new.colour_of("0") != "#000000"
+    assert new.log == []
+
+
+def test_no_result_yet():
+    from napari_senca.datasets import synthetic_section
+
+    st = ReviewState(synthetic_section(n_side=5, n_genes=40))
+    assert not st.has_result and st.clusters == [] and len(st.legend()) == 0
+    for call in (lambda: st.set_n_clusters(3), lambda: st.rename("0", "x"), lambda: st.assign([0]),
+                 lambda: st.markers("0")):
+        with pytest.raises(ConfigError, match="run the model first"):
+            call()
+    # before a run the spots are coloured by the pathologist labels
+    kw = st.layer_kwargs()
+    assert kw["face_color"] == "label" and set(kw["face_color_cycle"]) == set(st.features()["label"].cat.categories)
+
+
+def test_not_a_section():
+    with pytest.raises(DataError):
+        ReviewState("nope")  # type: ignore[arg-type]
+
+
+def test_resolve_by_id_name_and_int(state):
+    state.rename("1", "Invasive cancer")
+    assert state.resolve(1) == "1"
+    assert state.resolve("Invasive cancer") == "1"
+    assert state.resolve("invasive CANCER") == "1"
+    with pytest.raises(ConfigError, match="no cluster named"):
+        state.resolve("stroma")
+
+
+# --------------------------------------------------------------------------- edits
+
+
+def test_set_n_clusters_and_undo(state, adata):
+    before = adata.obs[CLUSTER_KEY].copy()
+    state.rename("0", "tumour")
+    state.set_n_clusters(5)
+    assert state.n_clusters == 5 and adata.uns["senca"]["n_clusters"] == 5
+    assert state.name_of("0") == "cluster 0"  # names of the old cut do not carry over
+    assert len(set(state.colour_cycle().values())) == 5
+    assert state.undo().startswith("cluster count")
+    assert state.n_clusters == 3 and adata.uns["senca"]["n_clusters"] == 3
+    assert (adata.obs[CLUSTER_KEY] == before).all()
+    assert state.name_of("0") == "tumour"
+
+
+@pytest.mark.parametrize("k", [1, 0, 10_000])
+def test_set_n_clusters_out_of_range(state, k):
+    with pytest.raises(ConfigError):
+        state.set_n_clusters(k)
+    assert not state.can_undo and state.n_clusters == 3
+
+
+def test_rename_rules(state):
+    with pytest.raises(ConfigError, match="empty"):
+        state.rename("0", "   ")
+    state.rename("0", "stroma")
+    with pytest.raises(ConfigError, match="already used"):
+        state.rename("1", "stroma")
+    state.rename("0", "stroma")  # same name: no edit
+    assert state.log == ["renamed 'cluster 0' to 'stroma'"]
+
+
+def test_recolour(state, adata):
+    state.recolour("2", "red")
+    assert state.colour_of("2") == "#ff0000"
+    state.recolour("2", (0, 255, 0))
+    assert state.colour_of("2") == "#00ff00"
+    state.recolour("2", (0.0, 0.0, 1.0, 1.0))
+    assert adata.uns[f"{CLUSTER_KEY}_colors"][2] == "#0000ff"
+    with pytest.raises(ConfigError, match="not a colour"):
+        state.recolour("2", "not-a-colour")
+    state.undo()
+    assert state.colour_of("2") == "#00ff00"
+
+
+def test_to_hex():
+    assert to_hex("#ABCDEF") == "#abcdef"
+    assert to_hex([255, 0, 0]) == "#ff0000"
+    with pytest.raises(ConfigError):
+        to_hex(42)
+
+
+def test_assign_existing_and_new(state, adata):
+    n0 = int((adata.obs[CLUSTER_KEY] == "0").sum())
+    spots = [i for i in range(adata.n_obs) if adata.obs[CLUSTER_KEY].iloc[i] != "0"][:4]
+    assert state.assign(spots, "0") == "0"
+    assert int((adata.obs[CLUSTER_KEY] == "0").sum()) == n0 + 4
+    cid = state.assign([0, 1, 2], None, new_name="DCIS")
+    assert cid == "3" and state.name_of(cid) == "DCIS"
+    assert state.colour_of(cid) not in {state.colour_of(c) for c in ("0", "1", "2")}
+    assert (adata.obs[CLUSTER_KEY].iloc[:3] == "3").all()
+    assert list(adata.obs[REGION_KEY].iloc[:3]) == ["DCIS"] * 3
+    auto = state.assign([5], None)
+    assert state.name_of(auto) == f"region {auto}"
+    # undo twice: back to the first assignment
+    state.undo()
+    state.undo()
+    assert state.clusters == ["0", "1", "2"]
+    assert int((adata.obs[CLUSTER_KEY] == "0").sum()) == n0 + 4
+    state.undo()
+    assert int((adata.obs[CLUSTER_KEY] == "0").sum()) == n0
+    with pytest.raises(ConfigError, match="nothing to undo"):
+        state.undo()
+
+
+def test_assign_errors(state):
+    with pytest.raises(ConfigError, match="no spots selected"):
+        state.assign([], "0")
+    with pytest.raises(ConfigError, match="must be in"):
+        state.assign([10_000], "0")
+    with pytest.raises(ConfigError, match="integer"):
+        state.assign(["a"], "0")
+    with pytest.raises(ConfigError, match="already used"):
+        state.assign([0], None, new_name="cluster 1")
+    with pytest.raises(ConfigError, match="no cluster named"):
+        state.assign([0], "nope")
+    assert not state.can_undo
+
+
+def test_emptied_cluster_disappears(state, adata):
+    members = np.where(adata.obs[CLUSTER_KEY] == "2")[0]
+    state.assign(members, "1")
+    assert state.clusters == ["0", "1"]
+    assert "2" not in state.names and "2" not in state.colours
+    state.undo()
+    assert state.clusters == ["0", "1", "2"]
+
+
+def test_merge(state, adata):
+    n1 = int((adata.obs[CLUSTER_KEY] == "1").sum())
+    n2 = int((adata.obs[CLUSTER_KEY] == "2").sum())
+    assert state.merge("1", "2") == "1"
+    assert state.clusters == ["0", "1"]
+    assert state.legend().set_index("cluster").loc["1", "n_spots"] == n1 + n2
+    with pytest.raises(ConfigError, match="two different"):
+        state.merge("1", "1")
+    state.undo()
+    assert state.clusters == ["0", "1", "2"]
+
+
+def test_new_region_id_after_undo(state):
+    a = state.assign([0], None)
+    state.undo()
+    b = state.assign([1], None)
+    assert a == b == "3"  # an undone region frees its id
+    assert state.name_of(b) == "region 3"
+
+
+def test_listeners(state):
+    seen: list[str] = []
+    state.connect(seen.append)
+    state.rename("0", "a")
+    state.show_gene(state.genes()[0])
+    state.disconnect(seen.append)
+    state.rename("0", "b")
+    assert seen == ["renamed 'cluster 0' to 'a'", "colour"]
+
+
+# --------------------------------------------------------------------------- genes and markers
+
+
+def test_genes_search_and_values(state, adata):
+    assert state.search_genes("marker")[:3] == ["MARKER0", "MARKER1", "MARKER2"]
+    assert state.resolve_gene("marker1") == "MARKER1"
+    with pytest.raises(ConfigError, match="no gene 'MARKERX'"):
+        state.resolve_gene("MARKERX")
+    v = state.gene_values("MARKER0")
+    assert v.shape == (adata.n_obs,) and np.isfinite(v).all() and v.min() >= 0
+    region0 = (adata.obs["label"] == "region 0").to_numpy()
+    assert v[region0].mean() > v[~region0].mean()
+    state.show_gene("marker0")
+    assert state.colour_by == "MARKER0" and state.colour_column() == EXPRESSION_KEY
+    f = state.features()
+    np.testing.assert_allclose(f[EXPRESSION_KEY].to_numpy(), v)
+    assert state.layer_kwargs()["face_colormap"] == "viridis"
+    state.show_clusters()
+    assert EXPRESSION_KEY not in state.features()
+
+
+def test_markers(state):
+    df = state.markers("0", n_genes=5)
+    assert len(df) == 5 and set(df["cluster"]) == {"0"}
+    assert {"gene", "score", "pval_adj", "name"} <= set(df.columns)
+    assert state.markers_cached(5)
+    state.rename("0", "tumour")  # names do not invalidate the tests
+    assert state.markers_cached(5)
+    assert state.markers("tumour", n_genes=5)["name"].eq("tumour").all()
+    state.assign([0], "1")
+    assert not state.markers_cached(5)
+
+
+def test_marker_snapshot(state):
+    from napari_senca.markers import rank_markers
+
+    snap, version = state.marker_snapshot()
+    table = rank_markers(snap, CLUSTER_KEY, n_genes=25)
+    assert state.cache_markers(version, table)
+    assert state.markers_cached()
+    snap2, v2 = state.marker_snapshot()
+    state.merge("0", "1")
+    assert not state.cache_markers(v2, table)  # stale: refused
+
+
+# --------------------------------------------------------------------------- layers
+
+
+def test_features_columns(state, adata):
+    f = state.features()
+    assert list(f.columns) == ["spot_id", "array_row", "array_col", "total_counts", "label", CLUSTER_KEY, REGION_KEY]
+    assert isinstance(f[CLUSTER_KEY].dtype, pd.CategoricalDtype)
+    assert list(f[CLUSTER_KEY].cat.categories) == state.clusters
+    assert f["spot_id"].tolist() == list(adata.obs_names)
+
+
+def test_layer_data_tuples(adata):
+    layers = section_layer_data(adata, "S")
+    assert [t[2] for t in layers] == ["image", "points"]
+    img, ikw, _ = layers[0]
+    assert ikw["rgb"] and ikw["scale"] == (1.0, 1.0) and ikw["name"] == "S H&E"
+    pts, pkw, _ = layers[1]
+    np.testing.assert_allclose(pts[:, 0], adata.obsm["spatial"][:, 1])  # rows are y
+    np.testing.assert_allclose(pts[:, 1], adata.obsm["spatial"][:, 0])
+    assert pkw["size"] == pytest.approx(spot_diameter(adata))
+    assert pkw["metadata"]["adata"] is adata
+    assert isinstance(pkw["metadata"][REVIEW_KEY], ReviewState)
+    assert pkw["face_color"] == CLUSTER_KEY and set(pkw["face_color_cycle"]) == {"0", "1", "2"}
+
+
+def test_image_scale_follows_scalefactor(adata):
+    lib = next(iter(adata.uns["spatial"]))
+    adata.uns["spatial"][lib]["scalefactors"]["tissue_hires_scalef"] = 0.25
+    _, kw, _ = image_layer_data(adata)
+    assert kw["scale"] == (4.0, 4.0)
+    del adata.uns["spatial"][lib]["images"]["hires"]
+    assert image_layer_data(adata) is None
+    assert [t[2] for t in section_layer_data(adata)] == ["points"]
+
+
+def test_apply_and_from_layer(adata):
+    data, kw, _ = points_layer_data(adata)
+    layer = FakeLayer(data, **kw)
+    st = ReviewState.from_layer(layer)
+    assert st is kw["metadata"][REVIEW_KEY]
+    st.rename("0", "tumour")
+    st.apply_to_layer(layer)
+    assert layer.metadata["senca_names"]["0"] == "tumour"
+    assert "tumour" in layer.features[REGION_KEY].tolist()
+    np.testing.assert_allclose(np.asarray(layer.face_color), st.spot_colours())
+    # a layer whose state object was lost (e.g. a copy) rebuilds it from the AnnData
+    other = FakeLayer(data, metadata={"adata": adata, "senca_names": {"1": "stroma"}})
+    st2 = ReviewState.from_layer(other)
+    assert st2 is not st and st2.name_of("0") == "tumour" and st2.name_of("1") == "stroma"
+
+
+def test_from_layer_errors(adata):
+    with pytest.raises(DataError, match="holds no section"):
+        ReviewState.from_layer(FakeLayer(np.zeros((3, 2))))
+    data, kw, _ = points_layer_data(adata)
+    layer = FakeLayer(data[:-1], **kw)
+    with pytest.raises(DataError, match="points were added or deleted"):
+        ReviewState.from_layer(layer)
+
+
+def test_h5ad_round_trip_restores_names_colours_edits(tmp_path, adata):
+    from anndata import read_h5ad
+
+    st = ReviewState(adata)
+    st.rename("0", "invasive cancer")
+    st.recolour("1", "#123456")
+    cid = st.assign([0, 1], None, new_name="DCIS")
+    path = tmp_path / "s.h5ad"
+    adata.write_h5ad(path)
+    back = read_h5ad(path)
+    st2 = ReviewState(back)
+    assert st2.clusters == st.clusters
+    assert st2.name_of("0") == "invasive cancer"
+    assert st2.colour_of("1") == "#123456"
+    assert st2.name_of(cid) == "DCIS" and list(back.obs[CLUSTER_KEY].iloc[:2]) == [cid, cid]
+    assert st2.log == st.log and len(st2.log) == 3
+    assert EMBED_KEY in back.obsm
+    st2.set_n_clusters(4)  # the stored tree survives the round trip
+    assert st2.n_clusters == 4
+
+
+def test_spots_in_shapes():
+    rc = np.array([[0.0, 0.0], [0.0, 10.0], [10.0, 0.0], [10.0, 10.0], [5.0, 5.0]])
+    square = np.array([[-1.0, -1.0], [-1.0, 6.0], [6.0, 6.0], [6.0, -1.0]])
+    assert spots_in_shapes(rc, [square]).tolist() == [0, 4]
+    # an ellipse is stored as its bounding box; (0, 0) is in the box, not in the ellipse
+    box = np.array([[-1.0, -1.0], [-1.0, 11.0], [11.0, 11.0], [11.0, -1.0]])
+    assert spots_in_shapes(rc, [box], ["ellipse"]).tolist() == [4]
+    assert spots_in_shapes(rc, [box], ["rectangle"]).tolist() == [0, 1, 2, 3, 4]
+    line = np.array([[0.0, 0.0], [10.0, 10.0]])
+    assert spots_in_shapes(rc, [line, square], ["line", "polygon"]).tolist() == [0, 4]
+    assert spots_in_shapes(rc, []).tolist() == []
