@@ -31,7 +31,6 @@ def test_defaults_are_valid_and_independent() -> None:
     a, b = SencaConfig(), SencaConfig()
     assert a.validate() is a
     assert a == b
-    assert a.extra is not b.extra  # default_factory, not a shared dict
 
 
 # --------------------------------------------------------------------------- validation

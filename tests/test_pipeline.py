@@ -95,7 +95,8 @@ def _collapse(stages: list[str]) -> list[str]:
 
 def _check_result(result: SencaResult, cfg: SencaConfig, n: int = N_SPOTS) -> None:
     assert isinstance(result, SencaResult)
-    assert result.embedding.shape == (n, cfg.shared_dim)
+    skip = min(cfg.skip_pcs, n, len(result.genes)) if cfg.skip_pcs else 0
+    assert result.embedding.shape == (n, cfg.shared_dim + skip)  # [skip block, S]
     assert np.isfinite(result.embedding).all()
     assert result.labels.shape == (n,)
     assert np.issubdtype(result.labels.dtype, np.integer)
@@ -310,7 +311,7 @@ def test_annotate_stores_the_result(section: AnnData, image_run: Run) -> None:
     assert list(col.cat.categories) == [str(i) for i in range(r.n_clusters)]
     np.testing.assert_array_equal(col.astype(int).to_numpy(), r.labels)
     emb = ad.obsm["X_senca"]
-    assert emb.shape == (N_SPOTS, 8) and emb.dtype == np.float32
+    assert emb.shape == r.embedding.shape and emb.dtype == np.float32
     np.testing.assert_allclose(emb, r.embedding, rtol=1e-6)
     info = ad.uns["senca"]
     assert info["config"] == r.config.to_dict()
@@ -405,4 +406,18 @@ def test_run_on_unavailable_cuda_is_a_config_error(section: AnnData) -> None:
 def test_run_on_cuda(section: AnnData) -> None:
     r = drive(section, small_config(device="cuda", epochs=1)).result
     assert r.device.startswith("cuda")
-    assert r.embedding.shape == (N_SPOTS, 8)
+    assert r.embedding.shape[0] == N_SPOTS
+
+
+def test_skip_connection_off_clusters_s_alone(section: AnnData) -> None:
+    cfg = small_config(skip_pcs=0, epochs=1)
+    r = drive(section, cfg).result
+    assert r.embedding.shape == (N_SPOTS, cfg.shared_dim)
+
+
+def test_skip_block_and_s_are_unit_scaled(section: AnnData) -> None:
+    cfg = small_config(skip_pcs=4, skip_weight=0.5, epochs=1)
+    z = drive(section, cfg).result.embedding.astype(np.float64)
+    skip, s = z[:, :4], z[:, 4:]
+    assert np.sqrt((skip**2).sum(1).mean()) == pytest.approx(1.0, rel=1e-4)
+    assert np.sqrt((s**2).sum(1).mean()) == pytest.approx(0.5, rel=1e-4)

@@ -9,7 +9,7 @@ Python, the CLI or the napari widget.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from .errors import ConfigError
@@ -35,6 +35,10 @@ class SencaConfig:
     scale
         Scale every HVG to zero mean and unit variance (clipped at 10), as
         scanpy's ``pp.scale``, before the model sees it.
+    input_pcs
+        The RNA branch reads this many principal components of the scaled
+        HVGs instead of the 500 genes themselves (0: the genes, as in the
+        paper). Faster and, on HER2ST, more accurate (docs/benchmarks.md).
     n_neighbors
         Spatial neighbours per spot in the ball-tree kNN graph (paper: 4).
     patch_radius_spacings
@@ -88,6 +92,13 @@ class SencaConfig:
         NT-Xent temperature.
     lambda_mse
         Weight of the reconstruction term (paper: 40).
+    recon_weight
+        Weight, inside the reconstruction term, of a second decoder that
+        rebuilds the RNA input from S (0: only the paper's MSE(E, D), which
+        on its own lets E collapse; see docs/method.md).
+    recon_smooth_hops
+        The second decoder's target is the RNA input averaged over this many
+        hops of the spatial graph (a denoising target; 0: the input itself).
     epochs
         Training epochs (paper: 10 for HER2ST).
     lr
@@ -99,6 +110,15 @@ class SencaConfig:
         epoch is a fixed number of full-graph steps).
     n_clusters
         Number of regions. ``None`` means "set later" (e.g. from the labels).
+    smooth_hops
+        Hops of neighbour averaging applied to S before clustering (0: none).
+    skip_pcs
+        Principal components of the neighbour-averaged expression appended to
+        S before clustering, a skip connection around the network (0: cluster
+        S alone, as in the paper).
+    skip_weight
+        Weight of S against the skip block (each block is first scaled to a
+        unit mean squared norm).
     cluster_method
         ``"agglomerative"`` (Ward, keeps the tree for instant re-clustering,
         the paper's choice) or ``"kmeans"`` (as in the ConGcR evaluation).
@@ -113,6 +133,7 @@ class SencaConfig:
     target_sum: float | None = None
     n_top_genes: int = 500
     scale: bool = True
+    input_pcs: int = 30
     n_neighbors: int = 4
     # image patches (section 3.3)
     patch_radius_spacings: float = 3.0
@@ -126,7 +147,7 @@ class SencaConfig:
     # model (sections 3.2-3.4)
     embed_dim: int = 128
     hidden_dim: int = 256
-    shared_dim: int = 32
+    shared_dim: int = 10
     n_heads: int = 1
     dropout: float = 0.2
     fusion: str = "concat"
@@ -137,6 +158,8 @@ class SencaConfig:
     pool_factor: int = 3
     temperature: float = 0.5
     lambda_mse: float = 40.0
+    recon_weight: float = 1.0
+    recon_smooth_hops: int = 2
     # training (section 4.1.1)
     epochs: int = 10
     lr: float = 5e-4
@@ -144,10 +167,12 @@ class SencaConfig:
     steps_per_epoch: int = 20
     # clustering (section 3.5)
     n_clusters: int | None = None
+    smooth_hops: int = 1
+    skip_pcs: int = 10
+    skip_weight: float = 0.5
     cluster_method: str = "agglomerative"
     seed: int = 0
     device: Device = "auto"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -185,6 +210,12 @@ class SencaConfig:
         need(self.finetune_batch >= 1, "finetune_batch must be >= 1")
         need(self.backbone_lr_scale >= 0, "backbone_lr_scale must be >= 0")
         need(self.steps_per_epoch >= 1, "steps_per_epoch must be >= 1")
+        need(self.input_pcs >= 0, f"input_pcs must be >= 0 (0: the genes themselves), got {self.input_pcs}")
+        need(self.recon_weight >= 0, f"recon_weight must be >= 0, got {self.recon_weight}")
+        for hops in ("recon_smooth_hops", "smooth_hops"):
+            need(0 <= getattr(self, hops) <= 10, f"{hops} must be 0-10, got {getattr(self, hops)}")
+        need(self.skip_pcs >= 0, f"skip_pcs must be >= 0, got {self.skip_pcs}")
+        need(self.skip_weight > 0, f"skip_weight must be > 0, got {self.skip_weight}")
         need(
             self.n_clusters is None or self.n_clusters >= 2,
             f"n_clusters must be >= 2, got {self.n_clusters}",

@@ -70,7 +70,7 @@ class Progress:
 class SencaResult:
     """What one run produces (see :func:`annotate` for where it is stored)."""
 
-    embedding: np.ndarray  # (n_spots, shared_dim)
+    embedding: np.ndarray  # (n_spots, shared_dim [+ skip_pcs]) the clustered embedding
     labels: np.ndarray  # (n_spots,) int, cluster 0 the largest
     linkage: np.ndarray | None  # Ward tree, None for k-means
     n_clusters: int
@@ -124,6 +124,33 @@ def _tiles(xy: np.ndarray, side: float, rng: np.random.Generator) -> tuple[torch
     _, ids = np.unique(cells, axis=0, return_inverse=True)
     ids = ids.ravel()
     return torch.from_numpy(ids), int(ids.max()) + 1
+
+
+def _pcs(x: np.ndarray, n_components: int, seed: int) -> np.ndarray:
+    """Principal-component scores of ``x`` (n, G) -> (n, min(n_components, n, G))."""
+    from sklearn.decomposition import PCA
+
+    k = min(n_components, *x.shape)
+    return np.ascontiguousarray(PCA(k, random_state=seed).fit_transform(x), dtype=np.float32)
+
+
+def _unit(z: np.ndarray) -> np.ndarray:
+    """``z`` scaled to a mean squared row norm of 1."""
+    return z / max(float(np.sqrt((z.astype(np.float64) ** 2).sum(1).mean())), 1e-12)
+
+
+def _with_skip(s: np.ndarray, x: np.ndarray, adj: torch.Tensor, cfg: SencaConfig) -> np.ndarray:
+    """The clustered embedding: S, or [skip block, skip_weight * S] (both unit-scaled).
+
+    The skip block is the first ``skip_pcs`` principal components of the
+    expression averaged over ``smooth_hops`` (at least one) hops of the graph.
+    """
+    if not cfg.skip_pcs:
+        return s
+    p = torch.from_numpy(_pcs(x, cfg.skip_pcs, cfg.seed)).to(adj.device)  # (n, P)
+    for _ in range(max(1, cfg.smooth_hops)):
+        p = torch.sparse.mm(adj, p)
+    return np.hstack([_unit(p.cpu().numpy()), cfg.skip_weight * _unit(s)]).astype(np.float32)
 
 
 def _seed_everything(seed: int) -> None:
@@ -183,7 +210,13 @@ def run_senca_iter(
     idx_np, mask_np = neighbour_index(graph)
     index = torch.from_numpy(idx_np).to(device)
     mask = torch.from_numpy(mask_np).to(device)
-    x = torch.from_numpy(expr.X).to(device)
+    x_np = expr.X
+    if cfg.input_pcs:
+        x_np = _pcs(x_np, cfg.input_pcs, cfg.seed)  # (n, input_pcs)
+    x = torch.from_numpy(x_np).to(device)  # (n, G) or (n, input_pcs)
+    x_target = x
+    for _ in range(cfg.recon_smooth_hops):
+        x_target = torch.sparse.mm(adj, x_target)  # denoising target: neighbourhood mean
     timings["preprocess"] = time.perf_counter() - t0
     yield Progress("preprocess", 1, 1, f"{n} spots, {len(expr.genes)} genes, graph k={cfg.n_neighbors}")
 
@@ -220,15 +253,6 @@ def run_senca_iter(
     t2 = time.perf_counter()
     _seed_everything(cfg.seed)
     model = SencaModel(x.shape[1], None if feats is None else feats.shape[1], cfg).to(device)
-    npc = int(cfg.extra.get("pca_init", 0))
-    if npc:
-        from sklearn.decomposition import PCA
-        pca = PCA(n_components=min(npc, cfg.hidden_dim, *expr.X.shape), random_state=cfg.seed).fit(expr.X)
-        with torch.no_grad():
-            w = model.rna.lin.weight
-            w.mul_(0.1)
-            w[: pca.n_components_] = torch.from_numpy(pca.components_.astype(np.float32)) / float(np.sqrt(pca.explained_variance_[0]))
-            model.rna.lin.bias.zero_()
     groups: list[dict[str, Any]] = [{"params": model.parameters(), "lr": cfg.lr}]
     if backbone is not None:
         groups.append({"params": backbone.parameters(), "lr": cfg.lr * cfg.backbone_lr_scale})
@@ -248,8 +272,8 @@ def run_senca_iter(
                 f_step[sel.to(device)] = f_sel
             out = model(x, adj, index, mask, f_step)
             mse = F.mse_loss(out.d, out.e.detach())
-            if cfg.extra.get("recon_x", 0):
-                mse = mse + cfg.extra["recon_x"] * F.mse_loss(out.x_hat, x)
+            if cfg.recon_weight:
+                mse = mse + cfg.recon_weight * F.mse_loss(out.x_hat, x_target)
             loss = cfg.lambda_mse * mse
             ntw = ntp = torch.zeros((), device=device)
             if cfg.hierarchical and not model.rna_only:
@@ -281,17 +305,18 @@ def run_senca_iter(
         if backbone is not None and patches is not None:
             backbone.eval()
             feats = torch.cat([backbone(patches[i : i + 64].to(device)).float() for i in range(0, n, 64)])
-        s_t = model(x, adj, index, mask, feats).s.float()
-        for _ in range(int(cfg.extra.get("smooth_s", 0))):
+        s_t = model(x, adj, index, mask, feats).s.float()  # (n, S)
+        for _ in range(cfg.smooth_hops):
             s_t = torch.sparse.mm(adj, s_t)
         s = s_t.cpu().numpy()
+    z = _with_skip(s, expr.X, adj, cfg)  # (n, S [+ skip_pcs])
     yield Progress("cluster", 0, 1, f"clustering into {k} regions ({cfg.cluster_method})")
-    labels, tree = cluster_embedding(s, k, cfg.cluster_method, cfg.seed)
+    labels, tree = cluster_embedding(z, k, cfg.cluster_method, cfg.seed)
     timings["cluster"] = time.perf_counter() - t3
     timings["total"] = time.perf_counter() - t0
     yield Progress("cluster", 1, 1, f"{k} regions")
     return SencaResult(
-        embedding=s,
+        embedding=z,
         labels=labels,
         linkage=tree,
         n_clusters=k,

@@ -24,19 +24,19 @@ class SencaOutput:
     """Tensors of one forward pass (n spots)."""
 
     r: Tensor  # (n, E) RNA embedding
-    h: Tensor  # (n, E) image embedding, or a second masked RNA view when RNA-only
+    h: Tensor  # (n, E) image embedding (R itself when RNA-only)
     e: Tensor  # (n, D) shared-encoder input (fused attention outputs)
     s: Tensor  # (n, S) shared embedding
     d: Tensor  # (n, D) decoder output
-    x_hat: Tensor  # (n, G) expression reconstructed from S
+    x_hat: Tensor  # (n, G) RNA input reconstructed from S
 
 
 class SencaModel(nn.Module):
     """SENCA-st (Fig. 1). ``n_image_features=None`` builds the RNA-only model.
 
-    In RNA-only mode the image branch and the cross-attention are off: a
-    second, differently masked pass of the RNA branch stands in for H in the
-    hierarchical contrastive loss, and the shared encoder sees R alone.
+    In RNA-only mode the image branch, the cross-attention and the
+    hierarchical contrastive loss are off, and the shared encoder sees R alone.
+    ``gene_decoder`` rebuilds the RNA input from S (see ``recon_weight``).
     """
 
     def __init__(self, n_genes: int, n_image_features: int | None, cfg: SencaConfig):
@@ -73,9 +73,6 @@ class SencaModel(nn.Module):
         if self.image is None:
             h = r  # (n, E) no second modality
             e = F.layer_norm(r, r.shape[-1:])  # (n, E)
-            if self.cfg.extra.get("rna_smooth"):
-                m = mask.to(e.dtype)  # (n, m)
-                e = (e[index] * m[..., None]).sum(1) / m.sum(1, keepdim=True)  # (n, E) neighbourhood mean
         else:
             if feats is None:
                 raise ValueError("this model has an image branch: pass the patch features")
