@@ -2,9 +2,9 @@
 
 ARI against the pathologist labels on labelled spots only (``undetermined``
 dropped), with the cluster count set to the number of labelled regions of each
-section. Each (section, method, seed) runs in a fresh child process so that its
-peak memory (max RSS) is its own; wall time is measured inside the child around
-the method itself (imports excluded, reported once).
+section. Each (section, method) runs its seeds in a fresh child process so that
+its peak memory (max RSS) is its own; wall time is measured inside the child
+around each run of the method (imports excluded).
 
 Only A1 has an H&E image in ``../shared/data/her2st``: the other sections run
 RNA-only, which the table marks. Image weights are random ('none') unless
@@ -34,6 +34,13 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 SECTIONS = ["A1", "B1", "C1", "D1", "E1", "F1", "G2", "H1"]
+IMAGE_ONLY = {
+    "senca RNA-only (image off)",
+    "senca no cross-attention",
+    "senca no hierarchical",
+    "senca fusion=sum",
+    "senca fine-tuned backbone",
+}
 
 
 def shared_data() -> Path:
@@ -45,7 +52,7 @@ def shared_data() -> Path:
 
 
 def _child(task: dict, queue: mp.Queue) -> None:
-    """Run one (dataset, method, seed) and put a result dict on ``queue``."""
+    """Run one (dataset, method) for every seed and put a list of result dicts on ``queue``."""
     import torch
 
     torch.set_num_threads(int(task.get("threads", 2)))
@@ -54,38 +61,43 @@ def _child(task: dict, queue: mp.Queue) -> None:
     from napari_senca.config import SencaConfig
     from napari_senca.io import read_section
 
-    out: dict = {"task": task}
+    outs: list[dict] = []
     try:
         adata = read_section(task["path"])
-        labelled = adata.obs["label"].notna().to_numpy()
-        truth = adata.obs["label"].to_numpy()[labelled].astype(str)
-        k = len(set(truth))
-        t0 = time.perf_counter()
-        method = task["method"]
-        if method.startswith("pca"):
-            labels = _baseline(adata, k, task["seed"], smooth=method == "pca_nbr_kmeans")
-            timings = {}
-            rna_only = True
-        else:
-            from napari_senca.pipeline import run_senca
+    except Exception as exc:
+        queue.put([{"task": dict(task, seed=s), "error": f"{type(exc).__name__}: {exc}"} for s in task["seeds"]])
+        return
+    labelled = adata.obs["label"].notna().to_numpy()
+    truth = adata.obs["label"].to_numpy()[labelled].astype(str)
+    k = len(set(truth))
+    for seed in task["seeds"]:
+        out: dict = {"task": dict(task, seed=seed)}
+        try:
+            t0 = time.perf_counter()
+            method = task["method"]
+            if method.startswith("pca"):
+                labels = _baseline(adata, k, seed, smooth=method == "pca_nbr_kmeans")
+                timings: dict = {}
+                rna_only = True
+            else:
+                from napari_senca.pipeline import run_senca
 
-            cfg = SencaConfig(n_clusters=k, seed=task["seed"], **task.get("config", {}))
-            res = run_senca(adata, cfg)
-            labels = res.labels
-            timings = res.timings
-            rna_only = res.rna_only
-        out.update(
-            ari=float(adjusted_rand_score(truth, np.asarray(labels)[labelled])),
-            seconds=time.perf_counter() - t0,
-            timings=timings,
-            rna_only=rna_only,
-            n_spots=int(adata.n_obs),
-            k=k,
-        )
-    except Exception as exc:  # reported in the table, never hides a crash
-        out["error"] = f"{type(exc).__name__}: {exc}"
-    out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    queue.put(out)
+                cfg = SencaConfig(n_clusters=k, seed=seed, **task.get("config", {}))
+                res = run_senca(adata, cfg)
+                labels, timings, rna_only = res.labels, res.timings, res.rna_only
+            out.update(
+                ari=float(adjusted_rand_score(truth, np.asarray(labels)[labelled])),
+                seconds=time.perf_counter() - t0,
+                timings=timings,
+                rna_only=rna_only,
+                n_spots=int(adata.n_obs),
+                k=k,
+            )
+        except Exception as exc:  # reported in the table, never hides a crash
+            out["error"] = f"{type(exc).__name__}: {exc}"
+        out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        outs.append(out)
+    queue.put(outs)
 
 
 def _baseline(adata, k: int, seed: int, smooth: bool) -> np.ndarray:
@@ -106,24 +118,28 @@ def _baseline(adata, k: int, seed: int, smooth: bool) -> np.ndarray:
     return KMeans(k, n_init=10, random_state=seed).fit_predict(z)
 
 
-def run_task(task: dict) -> dict:
+def run_task(task: dict) -> list[dict]:
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     p = ctx.Process(target=_child, args=(task, q))
     p.start()
     try:
-        res = q.get(timeout=task.get("timeout", 1800))
+        res = q.get(timeout=task.get("timeout", 3600))
     except Exception:
-        res = {"task": task, "error": "timed out or crashed"}
+        res = [{"task": dict(task, seed=s), "error": "timed out or crashed"} for s in task["seeds"]]
     p.join()
     return res
+
+
+def _stat(f, vals: np.ndarray) -> str:
+    return f"{f(vals):.3f}" if len(vals) > 1 else "–"
 
 
 def table(results: list[dict], methods: list[str], datasets: list[str], image_sections: set[str]) -> str:
     """Markdown table: median ARI over seeds per dataset, mean and median over datasets."""
     lines = ["| method | " + " | ".join(
         f"{d}{' (H&E)' if d in image_sections else ' (RNA)'}" for d in datasets
-    ) + " | mean | median | s/section (median) | peak MB (max) |"]
+    ) + " | HER2ST mean | HER2ST median | s/section (median) | peak MB (max) |"]
     lines.append("|" + "---|" * (len(datasets) + 5))
     for m in methods:
         row, secs, mem = [], [], []
@@ -131,15 +147,16 @@ def table(results: list[dict], methods: list[str], datasets: list[str], image_se
             rs = [r for r in results if r["task"]["method"] == m and r["task"]["dataset"] == d]
             ok = [r for r in rs if "ari" in r]
             if not ok:
-                row.append(float("nan"))
+                row.append(float("nan") if rs else float("inf"))  # inf: not run here
                 continue
             row.append(float(np.median([r["ari"] for r in ok])))
             secs += [r["seconds"] for r in ok]
             mem += [r["peak_mb"] for r in ok]
         vals = np.array(row, dtype=float)
-        cells = " | ".join("err" if np.isnan(v) else f"{v:.3f}" for v in vals)
+        cells = " | ".join("err" if np.isnan(v) else "–" if np.isinf(v) else f"{v:.3f}" for v in vals)
+        vals = vals[np.isfinite(vals) & np.array([d != "DLPFC" for d in datasets])]  # mean over HER2ST
         lines.append(
-            f"| {m} | {cells} | {np.nanmean(vals):.3f} | {np.nanmedian(vals):.3f} | "
+            f"| {m} | {cells} | {_stat(np.mean, vals)} | {_stat(np.median, vals)} | "
             f"{np.median(secs) if secs else float('nan'):.1f} | {max(mem) if mem else float('nan'):.0f} |"
         )
     return "\n".join(lines)
@@ -155,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sections", default=",".join(SECTIONS))
     ap.add_argument("--image-weights", default="none")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--finetune-batch", type=int, default=8, help="patches re-encoded per step when fine-tuning")
     ap.add_argument("--json", type=Path, help="also write every raw result here")
     args = ap.parse_args(argv)
     seeds = [0] if args.quick else list(range(args.seeds))
@@ -170,32 +188,41 @@ def main(argv: list[str] | None = None) -> int:
         "pca_nbr_kmeans": None,
         "senca": dict(base),
     }
+    ablations: dict[str, dict] = {}
     if args.ablations and not args.quick:
-        methods.update({
+        ablations = {
+            "senca S only (no skip)": dict(base, skip_pcs=0),
+            "senca RNA-only (image off)": dict(base, use_image=False),
             "senca no cross-attention": dict(base, cross_attention=False),
             "senca no hierarchical": dict(base, hierarchical=False),
+            "senca fusion=sum": dict(base, fusion="sum"),
             "senca k=8": dict(base, n_neighbors=8),
             "senca k=16": dict(base, n_neighbors=16),
-            "senca fusion=sum": dict(base, fusion="sum"),
-            "senca RNA-only": dict(base, use_image=False),
-        })
+            "senca genes as input": dict(base, input_pcs=0),
+            "senca k-means": dict(base, cluster_method="kmeans"),
+        }
+        methods.update(ablations)
     tasks = []
     for m, cfg in methods.items():
         for d, path in datasets.items():
-            for s in seeds:
-                tasks.append({"method": m, "dataset": d, "path": path, "seed": s, "config": cfg or {},
-                              "threads": args.threads})
+            if m in ablations and d == "DLPFC":
+                continue  # ablations on HER2ST only (DLPFC is the scale case)
+            if m in IMAGE_ONLY and d not in image_sections:
+                continue  # the same model as "senca" on an RNA-only section
+            tasks.append({"method": m, "dataset": d, "path": path, "seeds": seeds, "config": cfg or {},
+                          "threads": args.threads})
     if args.finetune and "A1" in datasets:
-        for s in seeds:
-            tasks.append({"method": "senca fine-tuned backbone", "dataset": "A1", "path": datasets["A1"],
-                          "seed": s, "config": dict(base, freeze_backbone=False), "threads": args.threads})
-        methods["senca fine-tuned backbone"] = {}
+        ft = dict(base, freeze_backbone=False, finetune_batch=args.finetune_batch)
+        tasks.append({"method": "senca fine-tuned backbone", "dataset": "A1", "path": datasets["A1"],
+                      "seeds": seeds[:1], "config": ft, "threads": args.threads})
+        methods["senca fine-tuned backbone"] = ft
     results = []
     for i, t in enumerate(tasks, 1):
-        r = run_task(t)
-        results.append(r)
-        status = r.get("error") or f"ARI {r['ari']:.3f} in {r['seconds']:.1f}s, {r['peak_mb']:.0f} MB"
-        print(f"[{i}/{len(tasks)}] {t['method']} {t['dataset']} seed {t['seed']}: {status}", file=sys.stderr, flush=True)
+        for r in run_task(t):
+            results.append(r)
+            status = r.get("error") or f"ARI {r['ari']:.3f} in {r['seconds']:.1f}s, {r['peak_mb']:.0f} MB"
+            print(f"[{i}/{len(tasks)}] {t['method']} {t['dataset']} seed {r['task']['seed']}: {status}",
+                  file=sys.stderr, flush=True)
     print(f"\nARI (median of {len(seeds)} seed(s)); (H&E) = image branch on, (RNA) = RNA-only section\n")
     print(table(results, list(methods), list(datasets), image_sections))
     senca = [r for r in results if r["task"]["method"] == "senca" and "timings" in r]

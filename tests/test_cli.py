@@ -225,3 +225,26 @@ def test_info_real_data(shared_data, capsys):
     assert main(["info", str(shared_data / "her2st" / "C1")]) == 0
     out = capsys.readouterr().out
     assert "spots:         176" in out and "image:         none" in out
+
+
+@needs_pipeline
+@pytest.mark.parametrize("kind", ["visium", "h5ad"])
+def test_run_on_space_ranger_and_h5ad(kind, visium_folder, tmp_path, capsys, monkeypatch, fast_layout, one_thread):
+    # `run` on the other two inputs: a Space Ranger folder (with its image) and an h5ad we wrote
+    small = {"steps_per_epoch": 2, "embed_dim": 16, "hidden_dim": 32, "shared_dim": 8, "patch_size": 32}
+    config = cli._config
+    monkeypatch.setattr(cli, "_config", lambda args: config(args).replace(**small))
+    src = visium_folder()
+    if kind == "h5ad":
+        from napari_senca.io import read_section, write_h5ad
+
+        src = write_h5ad(read_section(src), tmp_path / "section.h5ad")
+    out = tmp_path / "res"
+    rc = main(["run", str(src), "--out", str(out), "--epochs", "1", "--n-clusters", "2", "--image-weights", "none"])
+    assert rc == 0, capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == sorted(cli.OUTPUT_FILES)
+    from napari_senca.io import read_h5ad
+
+    a = read_h5ad(out / "annotated.h5ad")
+    assert a.obs["senca_cluster"].nunique() == 2
+    assert not a.uns["senca"]["rna_only"]  # the image branch ran

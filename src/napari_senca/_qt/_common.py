@@ -210,6 +210,17 @@ class WorkerBox:
 # --------------------------------------------------------------------------- dialogs
 
 
+class DockWidget(QWidget):
+    """Base of the four dock widgets: the viewer and a box of worker threads
+    that are asked to quit when the widget goes away."""
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self._box = WorkerBox()
+        self.destroyed.connect(self._box.quit_all)
+
+
 def ask_overwrite(parent: QWidget | None, path: str | Path) -> bool:
     """Ask whether an existing file may be replaced (Yes/No, default No)."""
     ans = QMessageBox.question(

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from magicgui.widgets import CheckBox, Container, Label, PushButton
-from qtpy.QtWidgets import QVBoxLayout, QWidget
+from qtpy.QtWidgets import QVBoxLayout
 
 from ..review import ReviewState
 from . import _common
-from ._common import SectionPicker, confirm_target, guarded, notify_info
+from ._common import DockWidget, SectionPicker, confirm_target, guarded, notify_info
 
 __all__ = ["ExportWidget"]
 
@@ -23,7 +23,7 @@ def _layer_meta(layer: Any) -> dict[str, Any]:
     return {"metadata": layer.metadata, "features": layer.features, "size": layer.size, "name": layer.name}
 
 
-class ExportWidget(QWidget):
+class ExportWidget(DockWidget):
     """Write the chosen section's regions to files.
 
     Each ``export_*`` method takes a path (asked with a file dialog when
@@ -37,8 +37,7 @@ class ExportWidget(QWidget):
     """
 
     def __init__(self, napari_viewer: Any) -> None:
-        super().__init__()
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer)
         self.last_path: Path | None = None
         self.layer = SectionPicker(napari_viewer)
         self.csv_btn = PushButton(text="Spots + regions CSV…")
@@ -94,26 +93,28 @@ class ExportWidget(QWidget):
         """Spots with grid/pixel coordinates, cluster id, name (and label) as CSV."""
         from .._napari import write_points_csv
 
-        layer, state = self._section()
-        state.require_result()
-        p = self._target(path, "Save spots and regions as CSV", "CSV (*.csv)", ".csv")
-        if p is None:
-            return None
-        write_points_csv(str(p), layer.data, _layer_meta(layer))
-        return self._done(p, "CSV")
+        return self._export_points(write_points_csv, path, "Save spots and regions as CSV", "CSV (*.csv)",
+                                   ".csv", "CSV")  # fmt: skip
 
     @guarded
     def export_geojson(self, path: str | Path | None = None) -> Path | None:
         """Spots as circles of the true diameter with region properties (QuPath)."""
         from .._napari import write_points_geojson
 
+        return self._export_points(write_points_geojson, path, "Save spots as GeoJSON",
+                                   "GeoJSON (*.geojson *.json)", ".geojson", "GeoJSON")  # fmt: skip
+
+    def _export_points(
+        self, writer: Any, path: str | Path | None, caption: str, file_filter: str, suffix: str, what: str
+    ) -> Path | None:
+        """Write the points layer with one of the npe2 writers after asking for a target."""
         layer, state = self._section()
         state.require_result()
-        p = self._target(path, "Save spots as GeoJSON", "GeoJSON (*.geojson *.json)", ".geojson")
+        p = self._target(path, caption, file_filter, suffix)
         if p is None:
             return None
-        write_points_geojson(str(p), layer.data, _layer_meta(layer))
-        return self._done(p, "GeoJSON")
+        writer(str(p), layer.data, _layer_meta(layer))
+        return self._done(p, what)
 
     @guarded
     def export_h5ad(self, path: str | Path | None = None) -> Path | None:

@@ -6,12 +6,12 @@ from typing import Any
 
 from magicgui.widgets import Container, Label, LineEdit, PushButton
 from napari.qt.threading import create_worker
-from qtpy.QtWidgets import QVBoxLayout, QWidget
+from qtpy.QtWidgets import QVBoxLayout
 
 from ..errors import SencaError
 from . import _common
 from ._common import (
-    WorkerBox,
+    DockWidget,
     add_section,
     guarded,
     notify_error,
@@ -29,7 +29,7 @@ def _read(path: str, section: str | None) -> Any:
     return read_section(path, section=section or None)
 
 
-class LoadWidget(QWidget):
+class LoadWidget(DockWidget):
     """Open a legacy ST folder, a Space Ranger folder, an ``.h5ad`` or a sample.
 
     The H&E becomes an image layer in full-resolution pixel coordinates and
@@ -43,10 +43,7 @@ class LoadWidget(QWidget):
     """
 
     def __init__(self, napari_viewer: Any) -> None:
-        super().__init__()
-        self._box = WorkerBox()
-        self.destroyed.connect(self._box.quit_all)
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer)
         self.worker: Any = None
         self.last_layer: Any = None
         self.path = LineEdit(label="path", tooltip="A section folder, Space Ranger outs folder or .h5ad file")

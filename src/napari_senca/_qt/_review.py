@@ -30,8 +30,8 @@ from ..errors import ConfigError
 from ..review import ReviewState
 from . import _common
 from ._common import (
+    DockWidget,
     SectionPicker,
-    WorkerBox,
     guarded,
     notify_error,
     notify_info,
@@ -50,7 +50,7 @@ def _swatch(colour: str, size: int = 14) -> QIcon:
     return QIcon(pm)
 
 
-class ReviewWidget(QWidget):
+class ReviewWidget(DockWidget):
     """Review and correct the regions of a section.
 
     Legend (name, colour, spot count; double-click a name to rename it, a
@@ -65,10 +65,7 @@ class ReviewWidget(QWidget):
     """
 
     def __init__(self, napari_viewer: Any) -> None:
-        super().__init__()
-        self._box = WorkerBox()
-        self.destroyed.connect(self._box.quit_all)
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer)
         self.marker_worker: Any = None
         self._layer: Any = None
         self._refreshing = False

@@ -17,14 +17,14 @@ from magicgui.widgets import (
     SpinBox,
 )
 from napari.qt.threading import create_worker
-from qtpy.QtWidgets import QVBoxLayout, QWidget
+from qtpy.QtWidgets import QVBoxLayout
 
 from ..config import SencaConfig
 from ..errors import ConfigError
 from ..review import ReviewState
 from ._common import (
+    DockWidget,
     SectionPicker,
-    WorkerBox,
     guarded,
     import_torch,
     notify_error,
@@ -57,7 +57,7 @@ def train(adata: Any, config: SencaConfig) -> Any:
     return adata, result, time.perf_counter() - t0
 
 
-class RunWidget(QWidget):
+class RunWidget(DockWidget):
     """Train SENCA-st on the chosen section without freezing the viewer.
 
     Each control maps to one :class:`~napari_senca.config.SencaConfig` field.
@@ -73,10 +73,7 @@ class RunWidget(QWidget):
     """
 
     def __init__(self, napari_viewer: Any) -> None:
-        super().__init__()
-        self._box = WorkerBox()
-        self.destroyed.connect(self._box.quit_all)
-        self.viewer = napari_viewer
+        super().__init__(napari_viewer)
         self.worker: Any = None
         self.last_progress: Any = None
         self.last_result: Any = None
