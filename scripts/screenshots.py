@@ -1,12 +1,12 @@
 """Take the user guide's screenshots in a real napari window.
 
 Opens the bundled HER2ST A1 sample with the Load widget, trains SENCA-st
-through the Run widget (a few epochs, random image weights), reviews the
+through the Run widget (default settings, random image weights), reviews the
 regions and saves PNGs to ``docs/images/``. Run it under an X server::
 
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshots.py
 
-Options: ``--epochs N`` (default 5), ``--out DIR`` (default docs/images).
+Options: ``--epochs N`` (default 10, as the CLI), ``--out DIR`` (default docs/images).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "images")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -115,18 +115,16 @@ def main(argv: list[str] | None = None) -> int:
     settle()
     w_run = grab(docks["Run SENCA-st"], "widget_run.png")
 
-    # ---- review: name the region that matches the pathologist's invasive cancer best
+    # ---- review: name each region after the pathologist label most of its spots carry
     st = ReviewState.from_layer(pts)
     obs = st.adata.obs
-    tab = (obs.groupby(["senca_cluster", "label"], observed=True).size().unstack(fill_value=0))
-    if "invasive cancer" in tab.columns:
-        frac = tab["invasive cancer"] / tab.sum(1)
-        review.rename(str(frac.idxmax()), "invasive cancer")
-    if "connective tissue" in tab.columns:
-        frac = tab["connective tissue"] / tab.sum(1)
-        cid = str(frac.idxmax())
-        if st.name_of(cid).startswith("cluster"):
-            review.rename(cid, "stroma")
+    tab = obs.groupby(["senca_cluster", "label"], observed=True).size().unstack(fill_value=0)
+    used: set[str] = set()
+    for cid, row in tab.iterrows():
+        name = str(row.idxmax())
+        if row.max() >= 0.5 * row.sum() and name not in used:
+            review.rename(str(cid), name)
+            used.add(name)
     docks["Review regions"].raise_()
     review.show_markers(st.clusters[0])
     wait(lambda: review.marker_worker is None)
