@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
             "senca k=8": dict(base, n_neighbors=8),
             "senca k=16": dict(base, n_neighbors=16),
             "senca genes as input": dict(base, input_pcs=0),
-            "senca k-means": dict(base, cluster_method="kmeans"),
+            "senca Ward (paper's clustering)": dict(base, cluster_method="agglomerative"),
         }
         methods.update(ablations)
     tasks = []

@@ -42,6 +42,7 @@ def small_config(**kw: object) -> SencaConfig:
         n_top_genes=50,
         n_clusters=3,
         device="cpu",
+        cluster_method="agglomerative",  # keeps the tree these tests look at; k-means is tested below
     )
     base.update(kw)
     return SencaConfig(**base)
@@ -330,6 +331,19 @@ def test_annotate_kmeans_result_has_an_empty_linkage(section: AnnData) -> None:
     assert "my_regions" in ad.obs and "senca_cluster" not in ad.obs
     assert np.asarray(ad.uns["senca"]["linkage"]).shape == (0, 4)
     assert ad.uns["senca"]["rna_only"] is True
+
+
+def test_default_kmeans_recluster_reruns_kmeans(section: AnnData) -> None:
+    from napari_senca.cluster import recluster
+
+    assert SencaConfig().cluster_method == "kmeans"
+    r = drive(section, small_config(use_image=False, epochs=1, cluster_method="kmeans")).result
+    ad = annotate(section.copy(), r)
+    cats = recluster(ad, 4)
+    assert list(cats.categories) == ["0", "1", "2", "3"]
+    assert ad.uns["senca"]["n_clusters"] == 4
+    again = recluster(ad, 4)  # seeded: the same count gives the same regions
+    assert (np.asarray(again) == np.asarray(cats)).all()
 
 
 def test_annotated_section_writes_to_h5ad(section: AnnData, image_run: Run, tmp_path) -> None:

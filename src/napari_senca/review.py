@@ -258,7 +258,7 @@ class ReviewState:
 
     # ------------------------------------------------------------------- edits
     def set_n_clusters(self, n_clusters: int) -> None:
-        """Re-cut the stored tree into ``n_clusters`` regions (no retraining).
+        """Re-cluster the stored embedding into ``n_clusters`` regions (no retraining).
 
         Names and manual edits of the previous cut are replaced (undo brings
         them back).
@@ -284,7 +284,7 @@ class ReviewState:
         self.names = {}
         self.colours = {}
         self._complete_names_colours()
-        self._changed(f"cut the tree into {k} regions", labels=True)
+        self._changed(f"re-cluster into {k} regions", labels=True)
 
     def rename(self, cluster: Any, name: str) -> None:
         """Give a cluster a display name (e.g. ``"invasive cancer"``).

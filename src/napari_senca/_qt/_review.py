@@ -54,7 +54,7 @@ class ReviewWidget(DockWidget):
     """Review and correct the regions of a section.
 
     Legend (name, colour, spot count; double-click a name to rename it, a
-    swatch to recolour), the cluster count (re-cuts the stored tree
+    swatch to recolour), the cluster count (re-clusters the stored embedding
     instantly), colour by gene, assign the selected spots to a region or a new
     one, merge two regions, undo, and the marker genes of a region.
 
@@ -77,7 +77,7 @@ class ReviewWidget(DockWidget):
         self.hint = Label(value="")
         self.hint.native.setWordWrap(True)
         self.n_clusters = SpinBox(label="regions", min=2, max=50, value=2,
-                                  tooltip="re-cut the stored tree: instant, no retraining")
+                                  tooltip="re-cluster the stored embedding: no retraining")
         self.undo_btn = PushButton(text="Undo")
         top = Container(widgets=[self.layer, self.hint, self.n_clusters])
 
@@ -198,7 +198,7 @@ class ReviewWidget(DockWidget):
     # ------------------------------------------------------------------ actions
     @guarded
     def set_n_clusters(self, k: int) -> None:
-        """Re-cut the tree into ``k`` regions and re-colour."""
+        """Re-cluster the stored embedding into ``k`` regions and re-colour."""
         st = self.state()
         st.set_n_clusters(int(k))
         self._apply(st)

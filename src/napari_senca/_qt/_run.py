@@ -62,7 +62,7 @@ class RunWidget(DockWidget):
 
     Each control maps to one :class:`~napari_senca.config.SencaConfig` field.
     The run works on a copy of the section; on success the copy (annotated
-    with clusters, embedding and tree) replaces the layer's AnnData and the
+    with clusters, embedding and, for Ward, its tree) replaces the layer's AnnData and the
     spots are re-coloured. Stop takes effect at the next progress report
     (at most one epoch). Errors leave the layers untouched.
 
