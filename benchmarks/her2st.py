@@ -38,7 +38,7 @@ IMAGE_ONLY = {
     "senca RNA-only (image off)",
     "senca no cross-attention",
     "senca no hierarchical",
-    "senca fusion=sum",
+    "senca fusion=concat",
     "senca fine-tuned backbone",
 }
 
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             "senca RNA-only (image off)": dict(base, use_image=False),
             "senca no cross-attention": dict(base, cross_attention=False),
             "senca no hierarchical": dict(base, hierarchical=False),
-            "senca fusion=sum": dict(base, fusion="sum"),
+            "senca fusion=concat": dict(base, fusion="concat"),
             "senca k=8": dict(base, n_neighbors=8),
             "senca k=16": dict(base, n_neighbors=16),
             "senca genes as input": dict(base, input_pcs=0),

@@ -152,7 +152,7 @@ class SencaConfig:
     shared_dim: int = 10
     n_heads: int = 1
     dropout: float = 0.2
-    fusion: str = "concat"
+    fusion: str = "sum"
     cross_attention: bool = True
     # hierarchical learning (section 3.5)
     hierarchical: bool = True
