@@ -173,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--image-weights", default="none")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--finetune-batch", type=int, default=8, help="patches re-encoded per step when fine-tuning")
+    ap.add_argument("--methods", help="only these methods (comma-separated names as in the table)")
     ap.add_argument("--json", type=Path, help="also write every raw result here")
     args = ap.parse_args(argv)
     seeds = [0] if args.quick else list(range(args.seeds))
@@ -202,6 +203,12 @@ def main(argv: list[str] | None = None) -> int:
             "senca Ward (paper's clustering)": dict(base, cluster_method="agglomerative"),
         }
         methods.update(ablations)
+    if args.methods:
+        keep = [m.strip() for m in args.methods.split(",")]
+        unknown = sorted(set(keep) - set(methods))
+        if unknown:
+            sys.exit(f"unknown methods: {', '.join(unknown)}")
+        methods = {m: methods[m] for m in keep}
     tasks = []
     for m, cfg in methods.items():
         for d, path in datasets.items():
