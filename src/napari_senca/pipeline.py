@@ -36,6 +36,7 @@ __all__ = [
     "annotate",
     "resolve_device",
     "default_n_clusters",
+    "check_run_settings",
 ]
 
 
@@ -153,6 +154,16 @@ def _with_skip(s: np.ndarray, x: np.ndarray, adj: torch.Tensor, cfg: SencaConfig
     return np.hstack([_unit(p.cpu().numpy()), cfg.skip_weight * _unit(s)]).astype(np.float32)
 
 
+def check_run_settings(config: SencaConfig, n_spots: int, n_clusters: int) -> None:
+    """Raise :class:`ConfigError` when the settings cannot work on ``n_spots`` spots.
+
+    Called by :func:`run_senca_iter` and, before a worker starts, by the GUI.
+    """
+    check_n_clusters(n_clusters, n_spots)
+    if config.n_neighbors >= n_spots:
+        raise ConfigError(f"n_neighbors ({config.n_neighbors}) must be smaller than the number of spots ({n_spots})")
+
+
 def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
@@ -193,9 +204,7 @@ def run_senca_iter(
     t0 = time.perf_counter()
     n = adata.n_obs
     k = cfg.n_clusters if cfg.n_clusters is not None else default_n_clusters(adata)
-    check_n_clusters(k, n)
-    if cfg.n_neighbors >= n:
-        raise ConfigError(f"n_neighbors ({cfg.n_neighbors}) must be smaller than the number of spots ({n})")
+    check_run_settings(cfg, n, k)
     device = resolve_device(cfg.device)
     _seed_everything(cfg.seed)
 

@@ -182,15 +182,13 @@ class RunWidget(DockWidget):
         if self.worker is not None:
             notify_info("SENCA-st is already running: wait for it or press Stop")
             return None
-        from ..cluster import check_n_clusters
+        from ..pipeline import check_run_settings
         from ..section import get_image
 
         layer = self.layer.require()
         state = ReviewState.from_layer(layer)
         cfg = self.config()
-        check_n_clusters(int(cfg.n_clusters or 2), state.n_spots)
-        if cfg.n_neighbors >= state.n_spots:
-            raise ConfigError(f"n_neighbors ({cfg.n_neighbors}) must be smaller than the number of spots ({state.n_spots})")
+        check_run_settings(cfg, state.n_spots, int(cfg.n_clusters or 2))
         if cfg.use_image and get_image(state.adata) is None:
             notify_warning("this section has no H&E image: running RNA-only")
         # torch/torchvision must be imported in the main thread, not in the worker
