@@ -244,6 +244,12 @@ class ReviewState:
         cid = self.resolve(cluster)
         return np.flatnonzero(np.asarray(self._labels().astype(object)) == cid)
 
+    def spots_with_label(self, label: str) -> np.ndarray:
+        """Indices of the spots with a pathologist label (``"unlabelled"``: none)."""
+        if LABEL_KEY not in self.adata.obs:
+            return np.zeros(0, dtype=np.int64)
+        return np.flatnonzero(np.asarray(_layers.label_values(self.adata), dtype=object) == str(label))
+
     # ---------------------------------------------------------------- display
     def set_visible(self, cluster: Any, visible: bool) -> None:
         """Show or hide the spots of a cluster (display only: not an edit, not undone)."""
