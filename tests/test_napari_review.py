@@ -171,3 +171,17 @@ def test_stray_point_does_not_lock_the_widget(docked, qtbot, notes):
     assert review.legend.rowCount() == 3 and review.assign_btn.enabled
     pts.selected_data = {0}
     assert review.assign_selected("1") == "1"
+
+
+def test_selection_ring_is_thick_and_magenta(docked, notes):
+    from napari_senca.review.colours import BORDER_WIDTH, SELECT_WIDTH
+
+    review, pts = docked
+    review.select_region("1")
+    sel = np.asarray(sorted(pts.selected_data))
+    rest = np.setdiff1d(np.arange(len(pts.data)), sel)
+    assert np.allclose(pts.border_width[sel], SELECT_WIDTH) and np.allclose(pts.border_width[rest], BORDER_WIDTH)
+    assert np.allclose(pts.border_color[sel], [1, 0, 1, 1]) and np.allclose(pts.border_color[rest], 1)
+    assert pts.border_width_is_relative
+    pts.selected_data = set()
+    assert np.allclose(pts.border_width, BORDER_WIDTH)

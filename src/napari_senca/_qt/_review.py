@@ -28,7 +28,7 @@ from qtpy.QtWidgets import (
 
 from ..errors import ConfigError
 from ..review import ReviewState
-from ..review.colours import VALUE_COLOURS
+from ..review.colours import VALUE_COLOURS, selection_borders
 from ..review.layers import describe_changes, restore_layer
 from . import _common
 from ._common import (
@@ -473,11 +473,26 @@ class ReviewWidget(DockWidget):
                     getattr(self._layer.events, ev).disconnect(cb)
                 except (TypeError, RuntimeError, ValueError):
                     pass
+            try:
+                self._layer.selected_data.events.items_changed.disconnect(self._on_selection)
+            except (TypeError, RuntimeError, ValueError, AttributeError):
+                pass
         self._layer = layer
         if layer is not None:
             for ev, cb in self._layer_events():
                 getattr(layer.events, ev).connect(cb)
+            layer.selected_data.events.items_changed.connect(self._on_selection)
         self.refresh()
+
+    def _on_selection(self, *_: Any) -> None:
+        """A clear selection ring: selected spots get a thick magenta border."""
+        layer = self._layer
+        if layer is None or not _common.is_alive(layer):
+            return
+        colours, widths = selection_borders(len(layer.data), layer.selected_data)
+        layer.border_width_is_relative = True
+        layer.border_color = colours
+        layer.border_width = widths
 
     def _layer_events(self) -> list[tuple[str, Any]]:
         return [("features", self._on_features), ("data", self._on_features), ("mode", self._on_mode)]

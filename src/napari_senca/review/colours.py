@@ -13,6 +13,9 @@ __all__ = [
     "PLAIN_COLOUR",
     "BORDER_COLOUR",
     "BORDER_WIDTH",
+    "SELECT_COLOUR",
+    "SELECT_WIDTH",
+    "selection_borders",
     "H_AND_E",
     "VALUE_COLOURS",
     "to_hex",
@@ -37,6 +40,9 @@ PLAIN_COLOUR = "#f0f0f0"
 BORDER_COLOUR = "#ffffff"
 #: Border width relative to the spot diameter (napari ``border_width_is_relative``).
 BORDER_WIDTH = 0.12
+#: Border of selected spots: magenta (no region colour is magenta), a third of the diameter.
+SELECT_COLOUR = "#ff00ff"
+SELECT_WIDTH = 0.3
 #: Typical H&E colours: k-means centres of tissue pixels of the HER2ST H&E
 #: images A1, B4 and C2, plus textbook eosin pinks and haematoxylin purples.
 H_AND_E = (
@@ -110,3 +116,15 @@ def to_hex(colour: Any) -> str:
         return str(_mpl_to_hex(c, keep_alpha=False))
     except (ValueError, TypeError):
         raise ConfigError(f"{colour!r} is not a colour (use a name such as 'red' or a hex code)") from None
+
+
+def selection_borders(n_spots: int, selected: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Per-spot border colours ``(n, 4)`` and relative widths ``(n,)``: thick magenta on selected spots."""
+    from matplotlib.colors import to_rgba
+
+    colours = np.tile(to_rgba(BORDER_COLOUR), (int(n_spots), 1))
+    widths = np.full(int(n_spots), BORDER_WIDTH)
+    idx = np.asarray([int(i) for i in selected if 0 <= int(i) < n_spots], dtype=np.int64)
+    colours[idx] = to_rgba(SELECT_COLOUR)
+    widths[idx] = SELECT_WIDTH
+    return colours, widths
