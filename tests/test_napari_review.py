@@ -35,6 +35,7 @@ def docked(qtbot, viewer):
     review = ReviewWidget(viewer)
     viewer.window.add_dock_widget(review, name="Review regions", area="right")
     pts = _common.add_section(viewer, annotated_section(n_side=10), "annotated")
+    viewer.window._qt_window.resize(1200, 800)
     viewer.window._qt_window.show()
     qtbot.waitUntil(review.isVisible, timeout=5000)
     return review, pts
@@ -81,12 +82,24 @@ def test_legend_click_selects_and_checkbox_hides(docked, notes):
     review.legend.cellClicked.emit(row, NAME)
     assert pts.selected_data == set(np.flatnonzero(_cluster_of(pts) == cid).tolist())
     assert review.viewer.layers.selection.active is pts
+    colour = np.array([int(st.colour_of(cid)[i : i + 2], 16) for i in (1, 3, 5)])
+
+    def drawn() -> int:  # canvas pixels of the region's colour
+        review.viewer.reset_view()
+        img = review.viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)
+        return int((np.abs(img - colour).max(-1) < 40).sum())
+
+    pts.selected_data = set()
+    assert drawn() > 50
     review.legend.item(row, SHOW).setCheckState(_review.Qt.CheckState.Unchecked)
     hidden = _cluster_of(pts) == cid
     assert not pts.shown[hidden].any() and pts.shown[~hidden].all()
+    # really gone from the canvas (napari 0.9 ignores `shown` for 2-D points)
+    assert drawn() < 5
+    assert np.allclose(pts.face_color[hidden, 3], 0) and np.allclose(pts.border_color[hidden, 3], 0)
     assert not st.can_undo  # hiding is not an edit
     review.legend.item(row, SHOW).setCheckState(_review.Qt.CheckState.Checked)
-    assert pts.shown.all()
+    assert pts.shown.all() and drawn() > 50
     assert not notes["error"], notes["error"]
 
 

@@ -179,7 +179,7 @@ class ColourBar(QWidget):
 
     def set_scale(self, title: str, lo: float, hi: float, colours: Sequence[str]) -> None:
         """Show ``title`` over a gradient of ``colours`` from ``lo`` to ``hi``."""
-        self.title.setText(f"<b>{title}</b>")
+        self.title.setText(f"<b>Spots coloured by</b> {title}")
         self.lo_label.setText(f"≤ {lo:.3g}")
         self.hi_label.setText(f"≥ {hi:.3g}")
         self.gradient.colours = list(colours)

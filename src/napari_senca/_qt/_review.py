@@ -28,8 +28,8 @@ from qtpy.QtWidgets import (
 
 from ..errors import ConfigError
 from ..review import ReviewState
-from ..review.colours import VALUE_COLOURS, selection_borders
-from ..review.layers import describe_changes, restore_layer
+from ..review.colours import VALUE_COLOURS
+from ..review.layers import apply_borders, describe_changes, restore_layer
 from . import _common
 from ._common import (
     DockWidget,
@@ -104,7 +104,8 @@ class ReviewWidget(DockWidget):
                                   tooltip="re-cluster the stored embedding into k regions (no retraining); "
                                           "names, colours and hand assignments are kept")
         self.undo_btn = PushButton(text="Undo")
-        top = Container(widgets=[self.layer, self.hint, self.restore_btn, self.n_clusters])
+        top = Container(widgets=[self.layer, self.n_clusters])
+        self.hint.native.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
 
         # legend and colour bar
         self.legend_title = QLabel("<b>Regions</b>")
@@ -168,8 +169,10 @@ class ReviewWidget(DockWidget):
         outer.addWidget(scroll)
         lay = QVBoxLayout(inner)
         lay.addWidget(top.native)
-        lay.addWidget(self.legend_title)
+        lay.addWidget(self.hint.native)  # full width: status lines wrap instead of being cut
+        lay.addWidget(self.restore_btn.native)
         lay.addWidget(self.colour_bar)
+        lay.addWidget(self.legend_title)
         lay.addWidget(self.legend)
         lay.addWidget(edits.native)
         lay.addWidget(QLabel("<b>Colour by</b>"))
@@ -489,10 +492,8 @@ class ReviewWidget(DockWidget):
         layer = self._layer
         if layer is None or not _common.is_alive(layer):
             return
-        colours, widths = selection_borders(len(layer.data), layer.selected_data)
-        layer.border_width_is_relative = True
-        layer.border_color = colours
-        layer.border_width = widths
+        st = self._current_state()
+        apply_borders(layer, st.shown_mask() if st is not None else None)
 
     def _layer_events(self) -> list[tuple[str, Any]]:
         return [("features", self._on_features), ("data", self._on_features), ("mode", self._on_mode)]

@@ -118,8 +118,14 @@ def to_hex(colour: Any) -> str:
         raise ConfigError(f"{colour!r} is not a colour (use a name such as 'red' or a hex code)") from None
 
 
-def selection_borders(n_spots: int, selected: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Per-spot border colours ``(n, 4)`` and relative widths ``(n,)``: thick magenta on selected spots."""
+def selection_borders(
+    n_spots: int, selected: Any, shown: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-spot border colours ``(n, 4)`` and relative widths ``(n,)``.
+
+    White borders, a thick magenta ring on ``selected`` spots, and transparent
+    borders on spots that are not ``shown``.
+    """
     from matplotlib.colors import to_rgba
 
     colours = np.tile(to_rgba(BORDER_COLOUR), (int(n_spots), 1))
@@ -127,4 +133,6 @@ def selection_borders(n_spots: int, selected: Any) -> tuple[np.ndarray, np.ndarr
     idx = np.asarray([int(i) for i in selected if 0 <= int(i) < n_spots], dtype=np.int64)
     colours[idx] = to_rgba(SELECT_COLOUR)
     widths[idx] = SELECT_WIDTH
+    if shown is not None and len(shown) == n_spots:
+        colours[~np.asarray(shown, dtype=bool), 3] = 0.0
     return colours, widths

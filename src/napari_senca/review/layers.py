@@ -20,6 +20,7 @@ from .colours import (
     BORDER_WIDTH,
     PALETTE,
     PLAIN_COLOUR,
+    selection_borders,
     to_hex,
     value_colormap,
     value_rgba,
@@ -46,6 +47,8 @@ __all__ = [
     "layer_kwargs",
     "apply_to_layer",
     "state_from_layer",
+    "apply_visibility",
+    "apply_borders",
     "section_name",
     "image_layer_data",
     "points_layer_data",
@@ -291,14 +294,41 @@ def apply_to_layer(state: ReviewState, layer: Any) -> None:
     layer.features = new
     if col == EXPRESSION_KEY:
         layer.face_contrast_limits = state.gene_limits()
-    layer.shown = state.shown_mask()
     # napari's mapping and ours must agree; fall back to explicit colours
     if col not in (None, EXPRESSION_KEY):
         want = spot_colours(state)
         got = np.asarray(layer.face_color)
         if got.shape != want.shape or not np.allclose(got, want, atol=1e-2):
             layer.face_color = want
+    apply_visibility(state, layer)
     layer.refresh()
+
+
+def apply_visibility(state: ReviewState, layer: Any) -> None:
+    """Hide the spots of hidden regions and draw the selection ring.
+
+    napari (0.9) ignores ``Points.shown`` for 2-D data, so hidden spots are
+    also made transparent (face and border alpha 0); ``shown`` is set too.
+    """
+    mask = state.shown_mask()
+    if len(getattr(layer, "data", ())) != len(mask):
+        return
+    if not mask.all():
+        face = np.array(layer.face_color, dtype=np.float64, copy=True)
+        if face.shape == (len(mask), 4):
+            face[~mask, 3] = 0.0
+            layer.face_color = face
+    layer.shown = mask
+    apply_borders(layer, mask)
+
+
+def apply_borders(layer: Any, shown: np.ndarray | None = None) -> None:
+    """White borders, a thick magenta ring on the layer's selected spots, none on hidden spots."""
+    n = len(getattr(layer, "data", ()))
+    colours, widths = selection_borders(n, getattr(layer, "selected_data", ()) or (), shown)
+    layer.border_width_is_relative = True
+    layer.border_color = colours
+    layer.border_width = widths
 
 
 def state_from_layer(cls: type[ReviewState], layer: Any) -> ReviewState:
