@@ -155,6 +155,8 @@ def test_dock_layout_and_merge_defaults(docked, qtbot, notes):
     # the legend shows every region up to MAX_ROWS without scrolling
     assert review.legend.rowCount() == MAX_ROWS and not review.legend.verticalScrollBar().isVisible()
     assert review.hint.native.wordWrap() and review.marker_status.native.wordWrap()
+    # status lines use the dock's width (a magicgui Label alone is Fixed at its text's width)
+    assert review.hint.native.width() >= review.legend.width() - 20
     # dropdowns in legend order; merge: smallest region into its closest one
     legend_ids = [review.legend.key(r) for r in range(review.legend.rowCount())]
     assert [v for v in review.merge_a.choices] == legend_ids

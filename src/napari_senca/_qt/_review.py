@@ -20,6 +20,7 @@ from qtpy.QtWidgets import (
     QLabel,
     QMessageBox,
     QScrollArea,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -148,6 +149,8 @@ class ReviewWidget(DockWidget):
         self.marker_cluster = ComboBox(label="markers of", choices=[])
         self.marker_status = Label(value="")
         self.marker_status.native.setWordWrap(True)
+        for lbl in (self.hint, self.marker_status):  # magicgui labels are Fixed: they would not use the width
+            lbl.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self.markers_btn = PushButton(text="Find marker genes")
         self.markers = QTableWidget(0, 4)
         self.markers.setHorizontalHeaderLabels(["gene", "score", "log2 FC", "adj. p"])
