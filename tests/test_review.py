@@ -500,6 +500,23 @@ def test_palette_reads_on_he():
     assert len(H_AND_E) >= 10
 
 
+def test_palette_first_colours_survive_colour_blindness():
+    from matplotlib.colors import to_rgb
+
+    from napari_senca.review.colours import PALETTE, lab
+
+    # Machado et al. (2009) full-severity deuteranopia and protanopia, on linear RGB
+    sims = [np.array([[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413], [-0.011820, 0.042940, 0.968881]]),
+            np.array([[0.152286, 1.052583, -0.204868], [0.114503, 0.786281, 0.099216], [-0.003882, -0.048116, 1.051998]])]  # fmt: skip
+    rgb = np.array([to_rgb(c) for c in PALETTE[:6]])
+    lin = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    for m in sims:
+        s = np.clip(lin @ m.T, 0, 1)
+        seen = np.where(s <= 0.0031308, 12.92 * s, 1.055 * s ** (1 / 2.4) - 0.055)
+        d = np.linalg.norm(lab(seen)[:, None] - lab(seen)[None], axis=2)
+        assert d[np.triu_indices(6, 1)].min() >= 20
+
+
 def test_layer_kwargs_border_and_visibility(state):
     kw = state.layer_kwargs()
     assert kw["border_width_is_relative"] and 0.08 <= kw["border_width"] <= 0.25

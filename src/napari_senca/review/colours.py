@@ -28,10 +28,11 @@ __all__ = [
 #: Default cluster colours, chosen to stay visible on H&E: bright yellows,
 #: greens, oranges, cyans and blues (no purples, pinks or browns, which vanish
 #: into haematoxylin and eosin). Every colour is at least 40 CIELAB units
-#: (Delta E 1976) from all :data:`H_AND_E` colours (tab10 had 4.5).
+#: (Delta E 1976) from all :data:`H_AND_E` colours (tab10 had 4.5), and the first
+#: six stay at least 20 apart also for deuteranopes and protanopes (simulated).
 PALETTE = (
-    "#ffd400", "#00c853", "#ff6d00", "#00d4ff", "#0040ff", "#ff1744",
-    "#76ff03", "#006600", "#40ffbf", "#99cc33", "#269986", "#000000",
+    "#ffd400", "#0040ff", "#00d4ff", "#ff6d00", "#000000", "#40ffbf",
+    "#00c853", "#ff1744", "#006600", "#99cc33", "#269986", "#76ff03",
     "#ffab00", "#18ffff", "#aeea00", "#00695c",
 )  # fmt: skip
 #: Colour of spots when there is nothing to colour by (before a run, no labels).
