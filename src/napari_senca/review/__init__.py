@@ -3,6 +3,8 @@
 Modules, one concern each:
 
 * :mod:`.state`: :class:`ReviewState` (names, colours, edits, undo);
+* :mod:`.markers`: marker-gene tables of the regions (cached);
+* :mod:`.matching`: carry names and colours to a new clustering;
 * :mod:`.colours`: the palette and colour conversion;
 * :mod:`.genes`: gene search and per-spot values for colouring;
 * :mod:`.layers`: napari layer data, ``features`` and kwargs (duck-typed);
