@@ -98,7 +98,15 @@ def test_legend_click_selects_and_checkbox_hides(docked, notes):
     assert drawn() < 5
     assert np.allclose(pts.face_color[hidden, 3], 0) and np.allclose(pts.border_color[hidden, 3], 0)
     assert not st.can_undo  # hiding is not an edit
+    # the lasso button leaves hidden spots out
+    lo, hi = pts.data.min(0) - 1, pts.data.max(0) + 1
+    review.viewer.add_shapes([np.array([[lo[0], lo[1]], [lo[0], hi[1]], [hi[0], hi[1]], [hi[0], lo[1]]])],
+                             shape_type="polygon", name="all")
+    got = review.select_in_shapes()
+    assert set(got) == set(np.flatnonzero(~hidden).tolist())
+    review.viewer.layers.selection.active = pts
     review.legend.item(row, SHOW).setCheckState(_review.Qt.CheckState.Checked)
+    pts.selected_data = set()
     assert pts.shown.all() and drawn() > 50
     assert not notes["error"], notes["error"]
 

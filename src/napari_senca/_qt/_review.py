@@ -331,6 +331,7 @@ class ReviewWidget(DockWidget):
         polys = [np.asarray([shp.data_to_world(v) for v in verts]) for verts in shp.data]
         world = np.asarray([layer.data_to_world(p) for p in layer.data])
         idx = spots_in_shapes(world, polys, list(shp.shape_type))
+        idx = idx[self.state().shown_mask()[idx]]  # spots of hidden regions are not edited by accident
         layer.selected_data = {int(i) for i in idx}
         self.viewer.layers.selection.active = layer
         layer.mode = "select"
