@@ -11,7 +11,12 @@ import pytest
 from napari_senca._napari import write_points_geojson
 from napari_senca.datasets import synthetic_section
 from napari_senca.errors import ConfigError
-from napari_senca.export import default_geojson_frame, geojson_features, geojson_frames, write_geojson
+from napari_senca.export import (
+    default_geojson_frame,
+    geojson_features,
+    geojson_frames,
+    write_geojson,
+)
 from napari_senca.io import read_section
 from napari_senca.review import section_layer_data
 from napari_senca.section import spot_diameter

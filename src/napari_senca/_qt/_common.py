@@ -332,12 +332,18 @@ def place_section(viewer: Any, layers: list[Any]) -> None:
 
     Only the layers' ``translate`` changes: the data, the AnnData and every
     export stay in the section's own pixel coordinates. Layers already placed
-    are left alone, so calling this twice does nothing more.
+    are left alone, so calling this twice does nothing more. The first section
+    (or one added when no other section is open) stays where it is.
     """
     new = [ly for ly in layers if ly in viewer.layers and not ly.metadata.get(PLACED_KEY)]
     if not new:
         return
-    others = [ly for ly in viewer.layers if ly.metadata.get(PLACED_KEY) and ly not in new]
+    others = [
+        part
+        for pts in section_layers(viewer)
+        if pts.metadata.get(PLACED_KEY) and pts not in new
+        for part in _section_partner(viewer, pts)
+    ]  # sections still open: an H&E whose spots were removed does not count
     old_box, new_box = _world_box(others), _world_box(new)
     if old_box is not None and new_box is not None:
         width = max(old_box[1, 1] - old_box[0, 1], new_box[1, 1] - new_box[0, 1])
