@@ -114,10 +114,12 @@ def _with_overall(fn: Callable[..., Generator[Progress, None, SencaResult]]) -> 
     """Decorate :func:`run_senca_iter` so that every report carries ``overall``."""
 
     @functools.wraps(fn)
-    def wrapper(adata: AnnData, config: SencaConfig | None = None) -> Generator[Progress, None, SencaResult]:
+    def wrapper(
+        adata: AnnData, config: SencaConfig | None = None, **kwargs: Any
+    ) -> Generator[Progress, None, SencaResult]:
         cfg = config or SencaConfig()
         tracker = OverallProgress(bool(cfg.use_image) and get_image(adata) is not None)
-        gen = fn(adata, config)
+        gen = fn(adata, config, **kwargs)
         try:
             while True:
                 try:
