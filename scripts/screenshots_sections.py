@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "images")
+    ap.add_argument("--skip-run", action="store_true", help="no training (keeps widget_run_progress.png)")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -67,6 +68,19 @@ def main(argv: list[str] | None = None) -> int:
         widget.grab().save(str(args.out / name))
         print("wrote", args.out / name)
 
+    def train(run, dock) -> None:
+        dock.raise_()
+        run.epochs.value = args.epochs
+        run.image_weights.value = "none"
+        run.device.value = "cpu"
+        run.run()
+        wait(lambda: run.last_progress is not None and run.last_progress.stage == "train"
+             and run.last_progress.step >= max(1, args.epochs // 2))  # fmt: skip
+        settle(5)
+        grab(dock, "widget_run_progress.png")
+        wait(lambda: run.worker is None)
+        print("run:", run.status.value, "|", run.progress.native.format())
+
     viewer = napari.Viewer(title="napari-senca: two sections", show=True)
     viewer.window._qt_window.resize(1560, 960)
     load, run, export = LoadWidget(viewer), RunWidget(viewer), ExportWidget(viewer)
@@ -81,26 +95,22 @@ def main(argv: list[str] | None = None) -> int:
     wait(lambda: load.worker is None)
     a1 = load.last_layer
 
-    docks["Run SENCA-st"].raise_()
-    run.epochs.value = args.epochs
-    run.image_weights.value = "none"
-    run.device.value = "cpu"
-    run.run()
-    wait(lambda: run.last_progress is not None and run.last_progress.stage == "train"
-         and run.last_progress.step >= max(1, args.epochs // 2))  # fmt: skip
-    settle(5)
-    grab(docks["Run SENCA-st"], "widget_run_progress.png")
-    wait(lambda: run.worker is None)
-    print("run:", run.status.value, "|", run.progress.native.format())
+    if not args.skip_run:
+        train(run, docks["Run SENCA-st"])
 
     second = next((p for p in DLPFC if p.is_dir()), None)
     docks["Load section"].raise_()
     load.load(str(second) if second is not None else "sample:synthetic")
     wait(lambda: load.worker is None)
     viewer.layers.selection.active = a1
+    for dock in docks.values():  # the canvas gets the window's width
+        dock.hide()
+    settle()
     viewer.reset_view()
     hide_toasts()
     img = viewer.screenshot(canvas_only=False, flash=False)
+    for dock in docks.values():
+        dock.show()
     from PIL import Image
 
     Image.fromarray(img).save(args.out / "viewer_two_sections.png")
