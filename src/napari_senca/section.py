@@ -174,6 +174,8 @@ def make_section(
         "format": source_format,
         "library_id": library_id,
     }
+    if counts_path is not None:
+        adata.uns["senca_input"]["counts_path"] = str(counts_path)
     return drop_duplicate_genes(adata, where)
 
 

@@ -44,15 +44,20 @@ def _find_h5(d: Path) -> Path | None:
 def find_visium_outs(path: str | PathLike) -> Path | None:
     """The Space Ranger ``outs`` folder for ``path`` (itself, ``path/outs``, or the h5's folder).
 
-    Returns None when no ``filtered_feature_bc_matrix.h5`` or ``spatial/``
-    folder is found. Never raises.
+    Returns None when neither a ``filtered_feature_bc_matrix.h5`` nor a
+    ``spatial/`` folder with tissue positions or scale factors is found
+    (file names only). Never raises.
     """
     try:
         p = Path(path)
         if p.is_file() and p.name.endswith("filtered_feature_bc_matrix.h5"):
             return p.parent
         for d in (p, p / "outs"):
-            if d.is_dir() and (_find_h5(d) is not None or _find_positions(d / "spatial") is not None):
+            if d.is_dir() and (
+                _find_h5(d) is not None
+                or _find_positions(d / "spatial") is not None
+                or (d / "spatial" / "scalefactors_json.json").is_file()
+            ):
                 return d
     except OSError:
         return None
