@@ -59,7 +59,7 @@ def examples(items: Iterable[Any], noun: str = "ids", k: int = 3) -> str:
         How many to show.
     """
     items = list(items)
-    shown = ", ".join(repr(str(i)) for i in items[:k])
+    shown = ", ".join(_short(str(i)) for i in items[:k])
     if not items:
         return f"0 {noun}"
     if len(items) == 1:
@@ -113,14 +113,14 @@ def set_labels(adata: AnnData, matched: int, unmatched: int, unmatched_ids: Iter
         "source": str(source),
         "matched": int(matched),
         "unmatched": int(unmatched),
-        "examples": [str(i) for i in list(unmatched_ids)[:3]],
+        "examples": list(dict.fromkeys(str(i) for i in unmatched_ids))[:3],
     }
 
 
 def describe_input(adata: AnnData) -> list[tuple[str, str]]:
     """``(field, value)`` lines for excluded spots, label matching, duplicates and warnings.
 
-    Fields are ``"excluded"``, ``"label rows"``, ``"duplicate genes"``,
+    Fields are ``"excluded"``, ``"label rows"``, ``"gene names"``,
     ``"normalized"`` and ``"warning"`` (one line each); absent facts give no line,
     except ``"excluded"``, which says ``none`` when the reader recorded nothing.
     """
@@ -150,8 +150,8 @@ def describe_input(adata: AnnData) -> list[tuple[str, str]]:
         ids = ", ".join(str(e) for e in _as_list(dup.get("examples")))
         rows.append(
             (
-                "duplicate genes",
-                f"{int(dup['n_names'])} names (e.g. {ids}): kept the column with the highest total, "
+                "gene names",
+                f"{int(dup['n_names'])} duplicated (e.g. {ids}): kept the column with the highest total, "
                 f"dropped {int(dup.get('n_dropped', 0))}",
             )
         )
@@ -160,6 +160,11 @@ def describe_input(adata: AnnData) -> list[tuple[str, str]]:
     for w in _as_list(info.get("warnings")):
         rows.append(("warning", str(w)))
     return rows
+
+
+def _short(s: str, limit: int = 40) -> str:
+    text = repr(s)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
 
 
 def _as_list(v: Any) -> list[Any]:

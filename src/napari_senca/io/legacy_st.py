@@ -239,16 +239,33 @@ def _numeric_column(df: pd.DataFrame, col: str, path: Path) -> np.ndarray:
     return vals.to_numpy(dtype=np.float64)
 
 
+def _header_names(path: Path, counts: pd.DataFrame) -> list[str]:
+    """The gene names as written in the header (pandas renames repeats ``ERBB2`` -> ``ERBB2.1``)."""
+    names = [str(g) for g in counts.columns]
+    if len(set(names)) == len(names) and not any(re.search(r"\.\d+$", g) for g in names):
+        return names
+    head = pd.read_csv(path, sep="\t", header=None, nrows=1, dtype=str, keep_default_na=False)
+    raw = [str(g) for g in head.iloc[0].tolist()[1:]]
+    return raw if len(raw) == len(names) else names
+
+
+def _short(v: object, limit: int = 60) -> str:
+    text = repr(v)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
 def _counts_matrix(counts: pd.DataFrame, path: Path) -> np.ndarray:
     if counts.shape[0] == 0:
         return np.zeros(counts.shape, dtype=np.float64)
+    if counts.shape[1] == 0 or (counts.shape[1] == 1 and "," in str(counts.columns[0])):
+        raise DataError(path, "not a tab-separated table (expected spots x genes with tabs between the columns)")
     non_num = [c for c, t in counts.dtypes.items() if not (pd.api.types.is_numeric_dtype(t) or pd.api.types.is_bool_dtype(t))]
     if non_num:
         col = non_num[0]
         vals = counts[col]
         bad = vals[pd.to_numeric(vals, errors="coerce").isna() & vals.notna()]
-        example = f" (e.g. {bad.iloc[0]!r} for spot {bad.index[0]!r})" if len(bad) else ""
-        raise DataError(path, f"counts are not numeric: gene {col!r}{example}")
+        example = f" (e.g. {_short(bad.iloc[0])} for spot {_short(bad.index[0])})" if len(bad) else ""
+        raise DataError(path, f"counts are not numeric: {examples(non_num, 'genes')}{example}")
     return counts.to_numpy(dtype=np.float64)
 
 
@@ -266,7 +283,7 @@ def _read_st(
     counts = _read_table(counts_path, "counts", index_col=0)
     ids = [str(i).strip() for i in counts.index]
     X = _counts_matrix(counts, counts_path)
-    genes = [str(g) for g in counts.columns]
+    genes = _header_names(counts_path, counts)
 
     keys: list[tuple[float, float]] = []
     for sid in ids:
