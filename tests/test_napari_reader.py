@@ -249,7 +249,8 @@ def test_reader_warnings_reach_napari(visium_folder):
     from napari_senca.notes import InputWarning
 
     root = visium_folder()  # 'GENE1' twice
-    with pytest.warns(InputWarning, match="duplicated gene names"):
-        layers = _napari.read_layers(str(root))
+    for _ in range(2):  # shown each time the section is opened, not once per session
+        with pytest.warns(InputWarning, match="duplicated gene names"):
+            layers = _napari.read_layers(str(root))
     adata = layers[-1][1]["metadata"]["adata"]
     assert any("GENE1" in w for w in adata.uns["senca_input"]["warnings"])

@@ -12,6 +12,7 @@ spots as a points layer in the same coordinates, holding the spot table in
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Sequence
 from os import PathLike
 from typing import Any
@@ -21,7 +22,7 @@ import pandas as pd
 from anndata import AnnData
 
 from .errors import DataError, SencaError
-from .notes import one_line
+from .notes import InputWarning, one_line
 from .review import REGION_KEY, ReviewState, section_layer_data
 from .section import CLUSTER_KEY, make_section
 
@@ -90,7 +91,9 @@ def read_layers(path: str | Sequence[str]) -> list[LayerData]:
     out: list[LayerData] = []
     for p in paths:
         try:
-            adata = read_section(p)
+            with warnings.catch_warnings():
+                warnings.simplefilter("always", InputWarning)  # each time the file is opened
+                adata = read_section(p)
         except SencaError as exc:
             err: SencaError = DataError(None, one_line(exc))
         except (MemoryError, OSError, ValueError, KeyError, TypeError, IndexError) as exc:
