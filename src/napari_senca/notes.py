@@ -134,7 +134,8 @@ def describe_input(adata: AnnData) -> list[tuple[str, str]]:
             for reason, n in counts.items():
                 ids = [str(e) for e in _as_list(ex.get(reason))]
                 parts.append(f"{n} {reason}" + (f" (e.g. {', '.join(ids)})" if ids else ""))
-            rows.append(("excluded", f"{sum(counts.values())} spots: " + "; ".join(parts)))
+            total = sum(counts.values())
+            rows.append(("excluded", f"{total} spot{'' if total == 1 else 's'}: " + "; ".join(parts)))
         else:
             rows.append(("excluded", "none"))
     lab = info.get("labels")

@@ -220,7 +220,7 @@ def _read_table(path: Path, what: str, **kw: object) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise DataError(path, f"the {what} file is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError, zlib.error, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise DataError(path, f"cannot read the {what} file ({first})") from None
 
 
@@ -391,8 +391,8 @@ def _read_labels(path: Path, ids: list[str], x: np.ndarray, y: np.ndarray) -> tu
     -------
     labels, n_rows, unmatched
         The per-spot labels, the number of label rows and the ids of the rows
-        that match no spot (``"<x>x<y>"`` for coordinate rows, ``"NAxNA"`` for
-        rows without coordinates).
+        that match no spot (``"<x>x<y>"`` for coordinate rows, ``"line <n>: no
+        x/y"`` for rows without coordinates).
     """
     df = _read_table(path, "labels")
     df.columns = [str(c).strip() for c in df.columns]
@@ -414,8 +414,8 @@ def _read_labels(path: Path, ids: list[str], x: np.ndarray, y: np.ndarray) -> tu
         present = set(spot_keys)
         row_keys = zip(np.round(lx.fillna(0)).astype(np.int64).tolist(), np.round(ly.fillna(0)).astype(np.int64).tolist(), strict=True)
         unmatched = [
-            "NAxNA" if not has else f"{k[0]}x{k[1]}"
-            for k, has in zip(row_keys, ok.tolist(), strict=True)
+            f"line {i + 2}: no x/y" if not has else f"{k[0]}x{k[1]}"
+            for i, (k, has) in enumerate(zip(row_keys, ok.tolist(), strict=True))
             if not has or k not in present
         ]
         return [table.get(k) for k in spot_keys], len(df), unmatched
