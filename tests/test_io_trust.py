@@ -402,7 +402,7 @@ def test_run_normalized_says_excluded_and_warnings(st_folder, tmp_path, capsys, 
     assert "--normalized" in capsys.readouterr().err
     assert cli.main([*args, "--normalized"]) == 0
     err = capsys.readouterr().err
-    assert "excluded: 1 spots: 1 in spots.tsv without counts" in err
+    assert "excluded: 1 spot: 1 in spots.tsv without counts" in err
     assert "label rows: 30 of 32 rows of labels.tsv match a spot" in err
     assert "normalized: yes" in err
     assert "max" in seen
