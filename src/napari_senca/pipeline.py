@@ -168,8 +168,6 @@ def check_run_settings(config: SencaConfig, n_spots: int, n_clusters: int) -> No
             f"(2 regions, and more spots than n_neighbors={config.n_neighbors})"
         )
     check_n_clusters(n_clusters, n_spots)
-    if config.n_neighbors >= n_spots:
-        raise ConfigError(f"n_neighbors ({config.n_neighbors}) must be smaller than the number of spots ({n_spots})")
 
 
 def _seed_everything(seed: int) -> None:
