@@ -25,6 +25,8 @@ from typing import Any
 
 from anndata import AnnData
 
+from .errors import MAX_MESSAGE, shorten
+
 __all__ = [
     "INPUT_KEY",
     "MAX_MESSAGE",
@@ -39,7 +41,6 @@ __all__ = [
 ]
 
 INPUT_KEY = "senca_input"
-MAX_MESSAGE = 400
 
 
 class InputWarning(UserWarning):
@@ -70,9 +71,8 @@ def examples(items: Iterable[Any], noun: str = "ids", k: int = 3) -> str:
 
 
 def one_line(msg: object, limit: int = MAX_MESSAGE) -> str:
-    """``msg`` on one line (whitespace collapsed), cut to ``limit`` characters."""
-    text = " ".join(str(msg).split())
-    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+    """``msg`` on one line, cut to ``limit`` characters (see :func:`napari_senca.errors.shorten`)."""
+    return shorten(str(msg), limit)
 
 
 def input_info(adata: AnnData) -> dict[str, Any]:
