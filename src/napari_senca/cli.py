@@ -70,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="FILE",
             help="H&E to use instead of the one found beside the data (Visium: full-resolution image)",
         )
+        p.add_argument(
+            "--normalized",
+            action="store_true",
+            help="the values are already normalised and log-transformed (not counts): use them as they are",
+        )
 
     info = sub.add_parser("info", help="summarise a section", description="Summarise a section.")
     add_input(info)
@@ -182,9 +187,15 @@ def _error_line(msg: str, prefix: str = "error: ") -> None:
 
 
 def _read(args: argparse.Namespace) -> AnnData:
-    from .io import read_section
+    import warnings
 
-    adata = read_section(args.path, section=args.section, image=args.image)
+    from .io import read_section
+    from .notes import InputWarning
+
+    with warnings.catch_warnings():  # printed from uns["senca_input"] by info / run
+        warnings.simplefilter("ignore", InputWarning)
+        normalized = getattr(args, "normalized", False)
+        adata = read_section(args.path, section=args.section, image=args.image, normalized=normalized)
     if args.image:
         from .io.image import record_source_image
 
@@ -193,9 +204,15 @@ def _read(args: argparse.Namespace) -> AnnData:
 
 
 def summarize(adata: AnnData) -> list[tuple[str, str]]:
-    """``(field, value)`` lines describing a section (what ``info`` prints)."""
+    """``(field, value)`` lines describing a section (what ``info`` prints).
+
+    After the basic facts come the reader's notes (:func:`~napari_senca.notes.describe_input`):
+    excluded spots and why, label rows that match no spot, duplicated gene
+    names, pre-normalised input and one ``warning`` line per warning.
+    """
     import numpy as np
 
+    from .notes import describe_input
     from .section import LABEL_KEY, has_labels, library_id, spot_diameter, spot_spacing
 
     src = adata.uns.get("senca_input", {}) or {}
@@ -228,6 +245,7 @@ def summarize(adata: AnnData) -> list[tuple[str, str]]:
         rows.append(("labels", "none"))
     rows.append(("spot spacing", f"{spot_spacing(adata):.1f} full-res px"))
     rows.append(("spot diameter", f"{spot_diameter(adata):.1f} full-res px"))
+    rows.extend(describe_input(adata))
     return rows
 
 
@@ -342,6 +360,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise CliError(f"the training pipeline is not available ({exc})") from None
     from .errors import ConfigError
     from .export import adjusted_rand
+    from .notes import describe_input
     from .section import CLUSTER_KEY, get_image
 
     adata = _read(args)
@@ -353,6 +372,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"{PROG}: {adata.n_obs} spots, {adata.n_vars} genes, image {img}; {cfg.n_clusters} regions ({why})",
         file=sys.stderr,
     )
+    for field, value in describe_input(adata):  # excluded spots, label matching, warnings
+        print(f"{PROG}: {field}: {value}", file=sys.stderr)
 
     t0 = time.perf_counter()
     result = _train(adata, cfg)
