@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -76,3 +78,19 @@ def test_cli_records_the_full_resolution_image(st_folder, tmp_path):
     args = build_parser().parse_args(["info", str(folder), "--image", str(folder / "he.png")])
     meta = _read(args).uns["spatial"]["S1"]["metadata"]
     assert meta["source_image_path"] == str((folder / "he.png").absolute())
+
+
+def test_readers_record_the_image_they_read(st_folder, visium_folder):
+    """Every reader names the H&E file it read, so a compact .h5ad still leads back to it."""
+    from napari_senca.io import read_section
+
+    st = st_folder("S1")
+    a = read_section(st)
+    meta = next(iter(a.uns["spatial"].values()))["metadata"]
+    assert Path(meta["source_image_path"]).is_file()
+    assert Path(meta["source_image_path"]).parent == st.absolute()
+
+    v = visium_folder("V1")
+    b = read_section(v)
+    meta = next(iter(b.uns["spatial"].values()))["metadata"]
+    assert Path(meta["source_image_path"]).name == "tissue_hires_image.png"

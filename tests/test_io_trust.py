@@ -406,3 +406,24 @@ def test_run_normalized_says_excluded_and_warnings(st_folder, tmp_path, capsys, 
     assert "label rows: 30 of 32 rows of labels.tsv match a spot" in err
     assert "normalized: yes" in err
     assert "max" in seen
+
+
+def test_markers_use_normalized_values_as_given():
+    """With pre-normalised input the marker ranking must not normalise and log again."""
+    import pandas as pd
+    from anndata import AnnData
+
+    from napari_senca.markers import rank_markers
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0.0, 0.2, size=(40, 6)).astype(np.float32)
+    X[:20, 0] += 3.0  # gene G0 marks region a on log-like values
+    a = AnnData(X=X)
+    a.var_names = [f"G{i}" for i in range(6)]
+    a.obs["senca_cluster"] = pd.Categorical(["a"] * 20 + ["b"] * 20)
+    a.uns["senca_input"] = {"normalized": True}
+    df = rank_markers(a, "senca_cluster", n_genes=3)
+    top = df[(df["cluster"] == "a") & (df["rank"] == 1)].iloc[0]
+    assert top["gene"] == "G0"
+    # log fold change on the values as given (~3 / ln 2 ... not of log1p(normalised) values)
+    assert top["logfoldchange"] > 4.0

@@ -37,7 +37,7 @@ from anndata import AnnData
 from ..errors import ConfigError, DataError
 from ..notes import add_excluded, add_warning, examples, set_labels
 from ..section import make_section
-from .image import check_inside, find_images, load_image, read_scale_sidecar
+from .image import check_inside, find_images, load_image, read_scale_sidecar, record_source_image
 from .labels import check_match, match_ids
 
 __all__ = ["read_st_folder", "read_her2st_repo", "find_st_counts", "her2st_repo_sections"]
@@ -371,6 +371,8 @@ def _read_st(
         source_format=source_format,
         counts_path=counts_path,
     )
+    if image_path is not None:
+        record_source_image(adata, image_path)
     add_excluded(adata, "selected = 0", not_selected)
     add_excluded(adata, f"in {spots_path.name} without counts", no_counts)
     if labels_path is not None:

@@ -20,7 +20,7 @@ from anndata import AnnData
 from ..errors import DataError
 from ..notes import add_excluded, add_warning, examples, set_labels
 from ..section import as_rgb_uint8, make_section
-from .image import check_inside, load_image, positive_number, read_json
+from .image import check_inside, load_image, positive_number, read_json, record_source_image
 from .labels import check_match, match_ids
 
 __all__ = ["read_visium", "read_10x_h5", "find_visium_outs"]
@@ -445,6 +445,9 @@ def read_visium(path: str | PathLike, *, fullres_image: str | PathLike | None = 
         entry["scalefactors"][f"tissue_{key}_scalef"] = float(scale)
         if key != primary:
             entry["images"][key] = as_rgb_uint8(img)
+    if primary is not None:
+        # the largest image read (full resolution when given) leads back to the slide
+        record_source_image(adata, images[primary][2])
     add_excluded(adata, "in_tissue = 0", off_tissue)
     add_excluded(adata, f"in {pos_path.name} (in tissue) without counts", no_counts)
     if labels_path is not None:
