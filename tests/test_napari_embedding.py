@@ -185,3 +185,17 @@ def test_in_napari_menus(make_napari_viewer):
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget("napari-senca", "Embedding view")
     assert isinstance(widget, EmbeddingWidget)
+
+
+def test_a_new_run_on_the_layer_redraws_the_plot(section, qtbot):
+    """The Run widget puts a new annotated copy on the same layer (ReviewState.fresh + apply)."""
+    viewer, pts, w = section
+    old_xy = w.xy.copy()
+    new = annotated_section(n_side=8, k=4, seed=3)
+    ReviewState.fresh(new).apply_to_layer(pts)
+    _synced(qtbot, w)
+    assert pts.metadata["adata"] is new
+    assert not np.allclose(w.xy, old_xy)
+    np.testing.assert_allclose(pts.features[CONFIDENCE_KEY], new.obs[CONFIDENCE_KEY])
+    pts.selected_data = {1, 2}  # still linked to the new state
+    assert set(np.flatnonzero(np.asarray(w._scatter.get_facecolors())[:, 3] == 1.0)) == {1, 2}

@@ -266,6 +266,9 @@ class EmbeddingWidget(DockWidget):
         if not self._alive() or self._layer is None:
             return
         st = self._current_state()
+        if st is not self._state:  # a new run replaced the section: start over
+            self._on_layer()
+            return
         if st is None or not st.has_result:
             self.replot()
             return
