@@ -238,6 +238,10 @@ def embedding_shots(viewer, pts, out: Path) -> list[Path]:
     dock.raise_()
     viewer.layers.selection.active = pts
     viewer.reset_view()
+    w.method.value = "umap"  # the picture shows UMAP; PCA (the default) is instant
+    t0 = time.time()
+    while w.worker is not None and time.time() - t0 < 300:
+        settle(5)
     settle()
     # a hand-drawn-looking lasso around the second-largest region in the plot
     labels = pts.metadata["adata"].obs["senca_cluster"].astype(str).to_numpy()
@@ -249,17 +253,24 @@ def embedding_shots(viewer, pts, out: Path) -> list[Path]:
     lasso = np.stack([c[0] + r[0] * wobble * np.cos(t), c[1] + r[1] * wobble * np.sin(t)], 1)
     w._on_lasso(lasso)
     w.ax.add_patch(Polygon(lasso, closed=True, fill=False, edgecolor="#ffff00", linestyle="--", linewidth=1.2))
+    w.ax.update_datalim(lasso)
+    w.ax.autoscale_view()
     w.canvas.draw_idle()
-    pts.mode = "pan_zoom"
+    # zoom the H&E onto the selected spots
+    scene = getattr(viewer, "scene", None)  # napari >= 0.9
+    camera = scene.camera if scene is not None else viewer.camera
+    chosen = pts.data[sorted(pts.selected_data)]
+    camera.center = tuple(chosen.mean(0))
+    camera.zoom = camera.zoom * 1.8
     settle()
     print(f"lasso in the plot selected {len(points_in_lasso(xy, lasso))} spots")
     paths = [shot("viewer_embedding.png")]
     # colour by confidence, select the uncertain spots
     pts.selected_data = set()
+    viewer.reset_view()
     w.replot()
     w.by_confidence.value = True
     idx = w.select_uncertain()
-    pts.mode = "pan_zoom"
     settle()
     print(f"uncertain below {w.threshold.value:.2f}: {len(idx or [])} spots")
     paths.append(shot("viewer_confidence.png"))

@@ -41,8 +41,9 @@ __all__ = [
 
 #: Layout methods: name -> obsm key suffix.
 LAYOUTS = ("pca", "umap")
-#: Colormap of the confidence (perceptually uniform, low = dark purple, high = yellow).
-CONFIDENCE_CMAP = "plasma"
+#: Colormap of the confidence: ColorBrewer RdYlBu (colour-blind safe); uncertain spots are red
+#: and orange, which stay visible on the purple and pink of H&E, confident ones blue.
+CONFIDENCE_CMAP = "RdYlBu"
 #: Colour of spots without a confidence (assigned by hand).
 NAN_COLOUR = (0.6, 0.6, 0.6, 1.0)
 

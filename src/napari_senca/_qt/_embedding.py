@@ -32,8 +32,8 @@ __all__ = ["EmbeddingWidget"]
 
 LAYOUT_CHOICES = [("PCA (instant)", "pca"), ("UMAP (slower)", "umap")]
 #: Default threshold of "Select uncertain spots" (see docs/user_guide.md).
-DEFAULT_THRESHOLD = 0.1
-FADED_ALPHA = 0.25
+DEFAULT_THRESHOLD = 0.25
+FADED_ALPHA = 0.3
 
 
 def _theme_colours(viewer: Any) -> tuple[str, str]:
@@ -42,7 +42,7 @@ def _theme_colours(viewer: Any) -> tuple[str, str]:
         from napari.utils.theme import get_theme
 
         th = get_theme(viewer.theme)
-        return th.canvas.as_hex(), th.text.as_hex()
+        return th.background.as_hex(), th.text.as_hex()
     except Exception:  # pragma: no cover - older napari
         return "#262930", "#f0f1f2"
 
