@@ -70,3 +70,16 @@ def test_confidence_colours():
     assert tuple(rgba[2]) == NAN_COLOUR
     assert not np.allclose(rgba[0], rgba[1])
     assert rgba[0, 0] > rgba[0, 2] and rgba[1, 2] > rgba[1, 0]  # uncertain red, confident blue
+
+
+def test_core_modules_need_no_qt():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import napari_senca.confidence, napari_senca.embedding, napari_senca.pipeline; "
+        "bad = [k for k in sys.modules if k.split('.')[0] in ('qtpy', 'PyQt5', 'PyQt6', 'PySide2', 'PySide6', 'napari')]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr

@@ -168,6 +168,21 @@ def test_umap_runs_in_a_worker_and_is_cached(section, qtbot, monkeypatch):
     assert w.worker is None and calls == ["umap"]  # taken from obsm["X_senca_umap"]
 
 
+def test_umap_failure_falls_back_to_pca(section, qtbot, monkeypatch, notes):
+    viewer, pts, w = section
+    from napari_senca import embedding
+    from napari_senca.errors import ConfigError
+
+    def broken(z, method="pca", seed=0):
+        raise ConfigError("UMAP needs the umap-learn package")
+
+    monkeypatch.setattr(embedding, "compute_layout", broken)
+    w.method.value = "umap"
+    qtbot.waitUntil(lambda: w.worker is None, timeout=30_000)
+    assert "umap-learn" in notes["error"][-1]
+    assert w.method.value == "pca" and w.xy is not None and len(notes["error"]) == 1
+
+
 def test_no_section_and_errors(make_napari_viewer, notes):
     viewer = make_napari_viewer()
     w = EmbeddingWidget(viewer)
@@ -178,7 +193,7 @@ def test_no_section_and_errors(make_napari_viewer, notes):
     pts = _common.add_section(viewer, synthetic_section(n_side=4, n_genes=10), "raw")
     assert w.layer.value is pts and w.xy is None  # nothing to plot before a run
     w.colour_by_confidence(True)
-    assert "run the model first" in notes["error"][-1]
+    assert "run the model first" in notes["error"][-1] and not w.by_confidence.value
 
 
 def test_in_napari_menus(make_napari_viewer):

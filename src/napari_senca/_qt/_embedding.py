@@ -169,6 +169,8 @@ class EmbeddingWidget(DockWidget):
     @guarded
     def colour_by_confidence(self, on: bool = True) -> None:
         """Colour the spots (and the plot) by confidence, or by region again."""
+        with self.by_confidence.changed.blocked():
+            self.by_confidence.value = False
         layer = self.layer.require()
         st = self.state()
         st.require_result()
@@ -321,12 +323,14 @@ class EmbeddingWidget(DockWidget):
     @qt_callback
     def _on_worker_error(self, exc: BaseException) -> None:
         notify_error(exc)
-        self._draw_message(str(exc)[:120])
-        self.status.value = ""
+        self.method.value = "pca"  # fall back to the layout that always works
 
     @qt_callback
     def _on_worker_finished(self) -> None:
         self.worker = None
+        st = self._current_state()
+        if self.method.value == "umap" and st is not None and st.has_result and self.xy is None:
+            self.replot()  # another section was chosen meanwhile: its turn now
 
     # ------------------------------------------------------------------ drawing
     def _style_axes(self) -> None:
