@@ -214,3 +214,32 @@ def test_a_new_run_on_the_layer_redraws_the_plot(section, qtbot):
     np.testing.assert_allclose(pts.features[CONFIDENCE_KEY], new.obs[CONFIDENCE_KEY])
     pts.selected_data = {1, 2}  # still linked to the new state
     assert set(np.flatnonzero(np.asarray(w._scatter.get_facecolors())[:, 3] == 1.0)) == {1, 2}
+
+
+def _drag(w, path, button):
+    """Press, move along ``path`` (data coordinates) and release on the plot canvas."""
+    from matplotlib.backend_bases import MouseEvent
+
+    w.canvas.draw()
+    px = w.ax.transData.transform(np.asarray(path, dtype=float))
+    MouseEvent("button_press_event", w.canvas, *px[0], button=button)._process()
+    for p in px[1:]:
+        MouseEvent("motion_notify_event", w.canvas, *p, button=button)._process()
+    MouseEvent("button_release_event", w.canvas, *px[-1], button=button)._process()
+
+
+def test_mouse_drags_on_the_canvas(section, notes):
+    """The real matplotlib selectors: left drag = lasso, right drag = rectangle."""
+    viewer, pts, w = section
+    xy = w.xy
+    (x0, x1), (y0, y1) = w.ax.get_xlim(), w.ax.get_ylim()  # the drags stay inside the axes
+    lo = np.array([x0, y0]) + 0.01 * np.array([x1 - x0, y1 - y0])
+    hi = np.array([x1, y1]) - 0.01 * np.array([x1 - x0, y1 - y0])
+    mid = (xy.min(0) + xy.max(0)) / 2
+    lasso = [(lo[0], lo[1]), (mid[0], lo[1]), (mid[0], hi[1]), (lo[0], hi[1]), (lo[0], lo[1])]
+    _drag(w, lasso, button=1)
+    left = set(np.flatnonzero(xy[:, 0] < mid[0]).tolist())
+    assert left and set(pts.selected_data) == left
+    _drag(w, [(mid[0], lo[1]), (hi[0], mid[1]), (hi[0], hi[1])], button=3)
+    assert set(pts.selected_data) == set(np.flatnonzero(xy[:, 0] >= mid[0]).tolist())
+    assert not notes["error"]
