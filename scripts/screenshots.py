@@ -209,7 +209,7 @@ def embedding_shots(viewer, pts, out: Path) -> list[Path]:
     from qtpy.QtWidgets import QApplication
 
     from napari_senca._qt import EmbeddingWidget
-    from napari_senca.embedding import points_in_lasso
+    from napari_senca.embedding_view import points_in_lasso
 
     app = QApplication.instance()
 

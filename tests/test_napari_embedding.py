@@ -10,7 +10,7 @@ import torch._dynamo  # noqa: F401
 
 from napari_senca._qt import EmbeddingWidget, ReviewWidget, _common
 from napari_senca.confidence import CONFIDENCE_KEY, silhouette_confidence
-from napari_senca.embedding import NAN_COLOUR, confidence_colours, layout_key
+from napari_senca.embedding_view import NAN_COLOUR, confidence_colours, layout_key
 from napari_senca.review import ReviewState
 from napari_senca.section import CLUSTER_KEY, EMBED_KEY
 from test_review import annotated_section  # tests/ is on sys.path

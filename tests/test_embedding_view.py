@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_senca.embedding import (
+from napari_senca.embedding_view import (
     NAN_COLOUR,
     cached_layout,
     compute_layout,
