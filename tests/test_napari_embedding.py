@@ -149,7 +149,7 @@ def test_review_edits_recompute_confidence(section, notes, qtbot):
 
 def test_umap_runs_in_a_worker_and_is_cached(section, qtbot, monkeypatch):
     viewer, pts, w = section
-    from napari_senca import embedding
+    from napari_senca import embedding_view as embedding
 
     calls = []
 
@@ -170,7 +170,7 @@ def test_umap_runs_in_a_worker_and_is_cached(section, qtbot, monkeypatch):
 
 def test_umap_failure_falls_back_to_pca(section, qtbot, monkeypatch, notes):
     viewer, pts, w = section
-    from napari_senca import embedding
+    from napari_senca import embedding_view as embedding
     from napari_senca.errors import ConfigError
 
     def broken(z, method="pca", seed=0):

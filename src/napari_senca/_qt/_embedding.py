@@ -23,7 +23,7 @@ from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QGuiApplication
 from qtpy.QtWidgets import QVBoxLayout
 
-from .. import embedding as emb
+from .. import embedding_view as emb
 from ..confidence import CONFIDENCE_KEY, uncertain_spots, update_confidence
 from ..review import ReviewState
 from ._common import DockWidget, SectionPicker, guarded, notify_error, notify_info, qt_callback
