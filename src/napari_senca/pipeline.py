@@ -21,6 +21,7 @@ from anndata import AnnData
 
 from ._version import __version__
 from .cluster import as_categorical, check_n_clusters, cluster_embedding
+from .confidence import record_model_call
 from .config import SencaConfig
 from .errors import ConfigError
 from .graph import build_graph, neighbour_index, normalized_adjacency
@@ -377,4 +378,5 @@ def annotate(adata: AnnData, result: SencaResult, key: str = CLUSTER_KEY) -> Ann
         "image_weights": result.image_weights_used,
         "timings": {k: float(v) for k, v in result.timings.items()},
     }
+    record_model_call(adata, key)  # obs["senca_confidence"] (napari_senca.confidence)
     return adata
