@@ -22,6 +22,7 @@ from anndata import AnnData
 
 from ._version import __version__
 from .cluster import as_categorical, check_n_clusters, cluster_embedding
+from .confidence import record_model_call
 from .config import SencaConfig
 from .errors import ConfigError
 from .graph import build_graph, neighbour_index, normalized_adjacency
@@ -223,11 +224,17 @@ def _with_skip(s: np.ndarray, x: np.ndarray, adj: torch.Tensor, cfg: SencaConfig
 def check_run_settings(config: SencaConfig, n_spots: int, n_clusters: int) -> None:
     """Raise :class:`ConfigError` when the settings cannot work on ``n_spots`` spots.
 
-    Called by :func:`run_senca_iter` and, before a worker starts, by the GUI.
+    Called by :func:`run_senca_iter` and, before a worker starts, by the GUI
+    and the CLI. A section too small for any setting is reported as such
+    (not as a bad cluster count the user never chose).
     """
+    need = max(2, config.n_neighbors + 1)
+    if n_spots < need:
+        raise ConfigError(
+            f"the section has {n_spots} spot{'' if n_spots == 1 else 's'}; at least {need} are needed "
+            f"(2 regions, and more spots than n_neighbors={config.n_neighbors})"
+        )
     check_n_clusters(n_clusters, n_spots)
-    if config.n_neighbors >= n_spots:
-        raise ConfigError(f"n_neighbors ({config.n_neighbors}) must be smaller than the number of spots ({n_spots})")
 
 
 def _seed_everything(seed: int) -> None:
@@ -438,4 +445,5 @@ def annotate(adata: AnnData, result: SencaResult, key: str = CLUSTER_KEY) -> Ann
         "image_weights": result.image_weights_used,
         "timings": {k: float(v) for k, v in result.timings.items()},
     }
+    record_model_call(adata, key)  # obs["senca_confidence"] (napari_senca.confidence)
     return adata
