@@ -15,6 +15,7 @@ from napari_senca.export import (
     default_geojson_frame,
     geojson_features,
     geojson_frames,
+    source_image_is_fullres,
     write_geojson,
 )
 from napari_senca.io import read_section
@@ -67,11 +68,18 @@ def test_frames_of_a_visium_section(visium_folder, tmp_path):
         geojson_features(a, frame="tiles")
 
 
-def test_default_is_full_resolution_when_that_image_is_known(visium_folder, st_folder):
+def test_default_is_full_resolution_when_that_image_is_known(visium_folder, st_folder, png_writer, tmp_path):
     a = _cluster(read_section(visium_folder()))
-    lib = next(iter(a.uns["spatial"]))
-    a.uns["spatial"][lib]["metadata"]["source_image_path"] = "/slides/V1.tif"  # scanpy's read_visium records it
-    assert default_geojson_frame(a) == "fullres"
+    meta = a.uns["spatial"][next(iter(a.uns["spatial"]))]["metadata"]
+    hires = a.uns["spatial"][next(iter(a.uns["spatial"]))]["images"]["hires"]
+    # the recorded source image is the hires PNG (what the reader saw): not the slide
+    assert not source_image_is_fullres(a) and default_geojson_frame(a) == "hires"
+    meta["source_image_path"] = str(tmp_path / "missing.tif")  # a slide that is not on this machine
+    assert default_geojson_frame(a) == "hires"
+    # a file of full-resolution size (2 x the x0.5 hires image): QuPath users open that slide
+    slide = png_writer(tmp_path / "slide.png", 2 * hires.shape[0], 2 * hires.shape[1])
+    meta["source_image_path"] = str(slide)
+    assert source_image_is_fullres(a) and default_geojson_frame(a) == "fullres"
     # a stored image at scale 1 is the full-resolution image (her2st repository, synthetic)
     assert default_geojson_frame(synthetic_section(n_side=4)) == "fullres"
     st = read_section(st_folder(scale=None))

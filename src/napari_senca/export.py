@@ -58,6 +58,7 @@ __all__ = [
     "GeoFrame",
     "geojson_frames",
     "default_geojson_frame",
+    "source_image_is_fullres",
     "geojson_frame",
     "geojson_features",
     "write_geojson",
@@ -353,21 +354,45 @@ def geojson_frames(adata: AnnData) -> list[GeoFrame]:
     return frames + sorted(stored, key=lambda f: -f.scale)
 
 
+def source_image_is_fullres(adata: AnnData, tolerance: float = 0.02) -> bool:
+    """True when ``uns["spatial"][lib]["metadata"]["source_image_path"]`` is the full-resolution image.
+
+    The readers record there the file the section's (largest) image was read
+    from, which is the full-resolution slide only sometimes (a hires PNG or a
+    downscaled JPEG is recorded too). The file's size is read from its header
+    and compared with the full-resolution size implied by a stored image
+    (its width / its scale factor); False when the file cannot be read.
+    """
+    entry = _spatial_entry(adata)
+    path = (entry.get("metadata") or {}).get("source_image_path")
+    stored = [f for f in geojson_frames(adata)[1:] if f.image_size]
+    if not path or not stored or not Path(str(path)).is_file():
+        return False
+    from .io.image import image_size
+
+    try:
+        w, _ = image_size(str(path))
+    except Exception:
+        return False
+    ref = stored[0]
+    return abs(w * ref.scale / ref.image_size[0] - 1.0) <= tolerance
+
+
 def default_geojson_frame(adata: AnnData) -> str:
     """The frame QuPath users need: the full-resolution slide when it is known, else the largest image.
 
     The full-resolution frame is the default when the section has no image, when
     a stored image has scale factor 1 (it *is* the full-resolution image), or
-    when ``uns["spatial"][lib]["metadata"]`` names the full-resolution image
-    (``source_image_path``, as scanpy's ``read_visium`` records it). Otherwise
-    the only H&E the user has is a stored downscaled image (e.g. a hires PNG),
-    and QuPath must open that one: the largest stored image is the default.
+    when ``uns["spatial"][lib]["metadata"]["source_image_path"]`` names a file
+    of full-resolution size (:func:`source_image_is_fullres`, e.g. the slide
+    behind an ``.h5ad`` whose stored images were downscaled). Otherwise the only
+    H&E the user has is a downscaled image (e.g. a hires PNG, the bundled A1
+    JPEG), and QuPath must open that one: the largest stored image is the default.
     """
     frames = geojson_frames(adata)
-    meta = _spatial_entry(adata).get("metadata") or {}
-    if len(frames) == 1 or frames[0].image_size is not None or meta.get("source_image_path"):
+    if len(frames) == 1 or frames[0].image_size is not None:
         return FULLRES
-    if any(abs(f.scale - 1.0) < 1e-9 for f in frames[1:]):
+    if any(abs(f.scale - 1.0) < 1e-9 for f in frames[1:]) or source_image_is_fullres(adata):
         return FULLRES
     return frames[1].name
 
