@@ -185,12 +185,18 @@ def write_points_csv(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     return [str(path)]
 
 
-def write_points_geojson(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
-    """napari writer: spots as QuPath-readable GeoJSON circles of the true spot diameter."""
+def write_points_geojson(path: str, data: Any, meta: dict[str, Any], frame: str | None = None) -> list[str]:
+    """napari writer: spots as QuPath-readable GeoJSON circles of the true spot diameter.
+
+    ``frame`` is the pixel frame of the coordinates (see
+    :func:`napari_senca.export.geojson_frames`); napari's File > Save uses the
+    default, :func:`napari_senca.export.default_geojson_frame`. The layer's
+    ``translate`` (sections placed side by side) never enters the file.
+    """
     from .export import write_geojson
 
     adata, names = adata_from_layer(data, meta)
-    write_geojson(adata, path, names=names, overwrite=True)
+    write_geojson(adata, path, names=names, frame=frame, overwrite=True)
     return [str(path)]
 
 
