@@ -7,6 +7,8 @@ regions and saves PNGs to ``docs/images/``. Run it under an X server::
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshots.py
 
 Options: ``--epochs N`` (default 10, as the CLI), ``--out DIR`` (default docs/images).
+``screenshots.py embedding [--section annotated.h5ad]`` takes only the Embedding
+view shots (from a saved annotated section, or after a fresh run).
 """
 
 from __future__ import annotations
@@ -207,9 +209,126 @@ def main(argv: list[str] | None = None) -> int:
     save(sheet, "widgets.png")
     del w_run_progress
 
+    embedding_shots(viewer, pts, args.out)
+    viewer.close()
+    return 0
+
+
+# --------------------------------------------------------------------------- embedding view + confidence
+
+
+def embedding_shots(viewer, pts, out: Path) -> list[Path]:
+    """viewer_embedding.png (a lasso in the plot selects spots on the H&E) and
+    viewer_confidence.png (spots coloured by confidence, the uncertain ones selected)."""
+    import numpy as np
+    from matplotlib.patches import Polygon
+    from PIL import Image
+    from qtpy.QtWidgets import QApplication
+
+    from napari_senca._qt import EmbeddingWidget
+    from napari_senca.embedding_view import points_in_lasso
+
+    app = QApplication.instance()
+
+    def settle(n=30):
+        for _ in range(n):
+            app.processEvents()
+            time.sleep(0.02)
+
+    def shot(name):
+        try:
+            from napari._qt.dialogs.qt_notification import NapariQtNotification
+
+            for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
+                toast.close()
+        except Exception:
+            pass
+        settle(10)
+        p = out / name
+        Image.fromarray(viewer.screenshot(canvas_only=False, flash=False)).save(p)
+        print("wrote", p)
+        return p
+
+    w = EmbeddingWidget(viewer)
+    dock = viewer.window.add_dock_widget(w, name="Embedding view", area="right", tabify=True)
+    dock.setMinimumWidth(460)
+    dock.raise_()
+    viewer.layers.selection.active = pts
+    viewer.reset_view()
+    w.method.value = "umap"  # the picture shows UMAP; PCA (the default) is instant
+    t0 = time.time()
+    while w.worker is not None and time.time() - t0 < 300:
+        settle(5)
+    settle()
+    # a hand-drawn-looking lasso around the second-largest region in the plot
+    labels = pts.metadata["adata"].obs["senca_cluster"].astype(str).to_numpy()
+    xy = w.xy
+    sel = xy[labels == "1"]
+    c, r = np.median(sel, 0), np.percentile(np.abs(sel - np.median(sel, 0)), 80, axis=0) * 1.6
+    t = np.linspace(0, 2 * np.pi, 40, endpoint=False)
+    wobble = 1 + 0.12 * np.sin(3 * t) + 0.06 * np.cos(5 * t)
+    lasso = np.stack([c[0] + r[0] * wobble * np.cos(t), c[1] + r[1] * wobble * np.sin(t)], 1)
+    w._on_lasso(lasso)
+    w.ax.add_patch(Polygon(lasso, closed=True, fill=False, edgecolor="#ffff00", linestyle="--", linewidth=1.2))
+    w.ax.update_datalim(lasso)
+    w.ax.autoscale_view()
+    w.canvas.draw_idle()
+    # zoom the H&E onto the selected spots
+    scene = getattr(viewer, "scene", None)  # napari >= 0.9
+    camera = scene.camera if scene is not None else viewer.camera
+    chosen = pts.data[sorted(pts.selected_data)]
+    camera.center = tuple(chosen.mean(0))
+    camera.zoom = camera.zoom * 1.8
+    settle()
+    print(f"lasso in the plot selected {len(points_in_lasso(xy, lasso))} spots")
+    paths = [shot("viewer_embedding.png")]
+    # colour by confidence, select the uncertain spots
+    pts.selected_data = set()
+    viewer.reset_view()
+    w.replot()
+    w.by_confidence.value = True
+    idx = w.select_uncertain()
+    settle()
+    print(f"uncertain below {w.threshold.value:.2f}: {len(idx or [])} spots")
+    paths.append(shot("viewer_confidence.png"))
+    w.by_confidence.value = False
+    pts.selected_data = set()
+    return paths
+
+
+def embedding_only(argv: list[str] | None = None) -> int:
+    """Only the embedding-view shots, from an annotated .h5ad (``--section``) or a fresh run."""
+    ap = argparse.ArgumentParser(description="embedding view screenshots only")
+    ap.add_argument("--section", type=Path, default=None, help="annotated .h5ad (skips training)")
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "images")
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    import anndata
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from napari_senca._qt._common import add_section
+
+    app = QApplication.instance() or QApplication(sys.argv)
+    if args.section is not None:
+        adata = anndata.read_h5ad(args.section)
+    else:
+        from napari_senca.config import SencaConfig
+        from napari_senca.datasets import her2st_a1
+        from napari_senca.pipeline import annotate, run_senca
+
+        adata = her2st_a1()
+        annotate(adata, run_senca(adata, SencaConfig(epochs=args.epochs, image_weights="none", device="cpu")))
+    viewer = napari.Viewer(title="napari-senca: HER2ST A1", show=True)
+    viewer.window._qt_window.resize(1560, 960)
+    pts = add_section(viewer, adata, "her2st_A1")
+    app.processEvents()
+    embedding_shots(viewer, pts, args.out)
     viewer.close()
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(embedding_only(sys.argv[2:]) if sys.argv[1:2] == ["embedding"] else main())

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,6 +14,7 @@ import pytest
 
 from napari_senca import cli, export
 from napari_senca.cli import main
+from napari_senca.outputs import MARKER, write_marker
 
 HAS_PIPELINE = importlib.util.find_spec("napari_senca.pipeline") is not None
 needs_pipeline = pytest.mark.skipif(not HAS_PIPELINE, reason="napari_senca.pipeline not available yet")
@@ -83,8 +86,10 @@ def test_refuses_non_empty_out(tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("x")
-    assert main(["run", "sample:synthetic", "--out", str(out)]) == 2
-    assert "not empty (use --overwrite" in _one_line_error(capsys)
+    for extra in ([], ["--overwrite"]):  # a folder the tool did not write is never replaced
+        assert main(["run", "sample:synthetic", "--out", str(out), *extra]) == 2
+        assert "not a napari-senca output" in _one_line_error(capsys)
+        assert (out / "keep.txt").read_text() == "x"
     f = tmp_path / "file"
     f.write_text("x")
     assert main(["run", "sample:synthetic", "--out", str(f)]) == 2
@@ -153,7 +158,7 @@ def test_run_real_pipeline(st_folder, tmp_path, capsys, monkeypatch, fast_layout
     assert main(["run", str(folder), "--out", str(out), "--epochs", "1", "--no-image", "--seed", "1"]) == 0
     captured = capsys.readouterr()
     assert "ARI:" in captured.out and "2 regions (the number of labelled regions)" in captured.err
-    assert sorted(p.name for p in out.iterdir()) == sorted(cli.OUTPUT_FILES)
+    assert sorted(p.name for p in out.iterdir()) == sorted([*cli.OUTPUT_FILES, MARKER])
     from napari_senca.io import read_h5ad
 
     a = read_h5ad(out / "annotated.h5ad")
@@ -172,10 +177,10 @@ def test_run_overwrite(st_folder, tmp_path, capsys, fake_pipeline):
     assert main(args) == 0
     captured = capsys.readouterr()
     assert "ARI:" in captured.out and "regions: 0: 15, 1: 15" in captured.out
-    assert sorted(p.name for p in out.iterdir()) == sorted(cli.OUTPUT_FILES)
+    assert sorted(p.name for p in out.iterdir()) == sorted([*cli.OUTPUT_FILES, MARKER])
     assert len(pd.read_csv(out / "markers.csv")) > 0
     assert main(args) == 2
-    assert "not empty" in _one_line_error(capsys)
+    assert "holds a previous result (use --overwrite" in _one_line_error(capsys)
     assert main([*args, "--overwrite", "--n-clusters", "3"]) == 0
     assert pd.read_csv(out / "clusters.csv")["cluster"].nunique() == 3
     _no_temp_left(tmp_path)
@@ -213,6 +218,7 @@ def test_ctrl_c_while_writing(tmp_path, monkeypatch, fake_pipeline):
     # an existing result survives an interrupted --overwrite
     out.mkdir()
     (out / "old.txt").write_text("keep")
+    write_marker(out, ["old.txt"])
     assert main(["run", "sample:synthetic", "--out", str(out), "--overwrite"]) == 130
     assert (out / "old.txt").read_text() == "keep"
     _no_temp_left(tmp_path)
@@ -242,9 +248,197 @@ def test_run_on_space_ranger_and_h5ad(kind, visium_folder, tmp_path, capsys, mon
     out = tmp_path / "res"
     rc = main(["run", str(src), "--out", str(out), "--epochs", "1", "--n-clusters", "2", "--image-weights", "none"])
     assert rc == 0, capsys.readouterr().err
-    assert sorted(p.name for p in out.iterdir()) == sorted(cli.OUTPUT_FILES)
+    assert sorted(p.name for p in out.iterdir()) == sorted([*cli.OUTPUT_FILES, MARKER])
     from napari_senca.io import read_h5ad
 
     a = read_h5ad(out / "annotated.h5ad")
     assert a.obs["senca_cluster"].nunique() == 2
     assert not a.uns["senca"]["rna_only"]  # the image branch ran
+
+
+# --------------------------------------------------------------------------- issue 8: never lose the user's data
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def no_training(monkeypatch, fake_pipeline):
+    """Fail the test if training starts (checks must come before any work)."""
+    import napari_senca.pipeline as pipeline
+
+    def run_iter(adata, config):
+        raise AssertionError("training started")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(pipeline, "run_senca_iter", run_iter)
+
+
+@pytest.mark.parametrize("where", ["section", "parent", "inside", "counts file's folder"])
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_out_never_touches_the_input(st_folder, tmp_path, capsys, no_training, where, overwrite):
+    folder = st_folder()
+    (tmp_path / "other.txt").write_text("the user's")
+    before = _snapshot(tmp_path)
+    path = folder / "counts.tsv.gz" if where == "counts file's folder" else folder
+    out = {"section": folder, "parent": tmp_path, "inside": folder / "res"}.get(where, folder)
+    args = ["run", str(path), "--out", str(out)] + (["--overwrite"] if overwrite else [])
+    assert main(args) == 2
+    err = _one_line_error(capsys)
+    assert "input" in err and "choose a new folder outside the input" in err
+    assert _snapshot(tmp_path) == before
+    assert not (folder / "res").exists()
+
+
+def test_out_never_touches_repo_image_or_weights(her2st_repo, tmp_path, capsys, no_training):
+    img = tmp_path / "imgs" / "he.png"
+    img.parent.mkdir()
+    img.write_bytes((her2st_repo / "data" / "ST-imgs" / "A" / "A1" / "HE_BT0000_C1.jpg").read_bytes())
+    weights = tmp_path / "w" / "resnet.pth"
+    weights.parent.mkdir()
+    weights.write_bytes(b"weights")
+    before = _snapshot(tmp_path)
+    base = ["run", str(her2st_repo), "--section", "A1", "--overwrite"]
+    for out, extra in [
+        (her2st_repo / "data", []),
+        (her2st_repo / "res", []),
+        (img.parent, ["--image", str(img)]),
+        (weights.parent, ["--image-weights", str(weights)]),
+    ]:
+        assert main([*base, *extra, "--out", str(out)]) == 2
+        assert "input" in _one_line_error(capsys)
+    assert _snapshot(tmp_path) == before
+
+
+def test_overwrite_replaces_only_our_own_output(st_folder, tmp_path, capsys, fake_pipeline):
+    folder = st_folder(nx=6, ny=5, n_genes=30)
+    out = tmp_path / "res"
+    out.mkdir()  # an empty folder is fine without --overwrite
+    assert main(["run", str(folder), "--out", str(out)]) == 0
+    capsys.readouterr()
+    marker = json.loads((out / MARKER).read_text())
+    assert sorted(marker["files"]) == sorted(cli.OUTPUT_FILES) and marker["version"]
+    assert marker["inputs"] == [str(folder.resolve())] and marker["config"]["n_clusters"] == 2
+    (out / "my_notes.txt").write_text("mine")  # the user adds a file to the result folder
+    assert main(["run", str(folder), "--out", str(out), "--overwrite"]) == 2
+    assert "did not write (my_notes.txt)" in _one_line_error(capsys)
+    assert (out / "my_notes.txt").read_text() == "mine"
+    (out / "my_notes.txt").unlink()
+    assert main(["run", str(folder), "--out", str(out), "--overwrite", "--n-clusters", "3"]) == 0
+    assert pd.read_csv(out / "clusters.csv")["cluster"].nunique() == 3
+
+
+def test_unwritable_out_fails_before_training(tmp_path, capsys, no_training):
+    f = tmp_path / "a_file"
+    f.write_text("x")
+    out = f / "res"
+    assert main(["run", "sample:synthetic", "--out", str(out)]) == 2
+    err = _one_line_error(capsys)
+    assert err.startswith(f"napari-senca: error: {out}:") and "is a file" in err
+    assert f.read_text() == "x"
+
+
+@pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs Linux sysfs (unwritable even for root)")
+def test_unwritable_out_even_as_root(capsys, no_training):
+    out = Path("/sys/napari-senca-test/res")
+    assert main(["run", "sample:synthetic", "--out", str(out)]) == 2
+    err = _one_line_error(capsys)
+    assert err.startswith(f"napari-senca: error: {out}: cannot write") and ".tmp" not in err
+
+
+def test_write_error_names_the_users_folder(tmp_path, capsys, monkeypatch, fake_pipeline):
+    def full(adata, path, *a, **k):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(export, "write_overview_png", full)
+    out = tmp_path / "new" / "res"
+    assert main(["run", "sample:synthetic", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress lines
+    assert err == f"napari-senca: error: {out}: cannot write the output (No space left on device)"
+    assert list(tmp_path.iterdir()) == []  # no hidden folder, and no empty 'new' folder
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM cannot be caught on Windows")
+def test_sigterm_while_writing_leaves_nothing(tmp_path, capsys, monkeypatch, fake_pipeline):
+    import os
+    import signal
+    import time
+
+    def terminate(*a, **k):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler interrupts this
+        raise AssertionError("SIGTERM was not handled")
+
+    class NotHandled(Exception):
+        pass
+
+    def outer(signum, frame):  # what SIGTERM does outside main() in this test (the default would kill pytest)
+        raise NotHandled
+
+    monkeypatch.setattr(export, "write_overview_png", terminate)
+    previous = signal.signal(signal.SIGTERM, outer)
+    try:
+        out = tmp_path / "res"
+        assert main(["run", "sample:synthetic", "--out", str(out)]) == 143
+        assert signal.getsignal(signal.SIGTERM) is outer  # main() puts the old handler back
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "napari-senca: terminated; no output was written"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_long_error_is_capped(st_folder, capsys):
+    import gzip
+
+    folder = st_folder(n_genes=3000)
+    df = pd.read_csv(folder / "counts.tsv.gz", sep="\t", index_col=0)
+    with gzip.open(folder / "counts.tsv.gz", "wt") as fh:
+        fh.write(df.to_csv())  # comma-separated: one huge column name / id
+    assert main(["info", str(folder)]) == 2
+    err = _one_line_error(capsys)
+    assert len(err) <= 450 and str(folder) in err
+
+
+def test_one_spot_section_says_so(tmp_path, capsys, no_training):
+    from napari_senca.io import write_h5ad
+    from napari_senca.section import make_section
+
+    a = make_section(np.array([[3.0, 1.0]]), ["s1"], ["G1", "G2"], np.array([[10.0, 10.0]]))
+    src = write_h5ad(a, tmp_path / "one.h5ad")
+    assert main(["run", str(src), "--out", str(tmp_path / "res")]) == 2
+    err = _one_line_error(capsys)
+    assert "the section has 1 spot; at least 5 are needed" in err and "cluster count" not in err
+
+
+def _huge_png(path: Path, w: int = 200_000, h: int = 200_000) -> Path:
+    """A tiny PNG whose header claims ``w`` x ``h`` pixels (valid IHDR CRC)."""
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(path)
+    b = bytearray(path.read_bytes())
+    b[16:24] = struct.pack(">II", w, h)
+    b[29:33] = struct.pack(">I", zlib.crc32(bytes(b[12:29])) & 0xFFFFFFFF)
+    path.write_bytes(bytes(b))
+    return path
+
+
+def test_huge_image_is_one_line_everywhere(st_folder, tmp_path, capsys, no_training):
+    from napari_senca import _napari
+    from napari_senca.errors import DataError
+
+    folder = st_folder()
+    _huge_png(folder / "he.png")
+    assert main(["info", str(folder)]) == 2
+    err = _one_line_error(capsys)
+    assert str(folder / "he.png") in err and "200,000 x 200,000 px" in err and "limit" in err
+    assert main(["run", str(folder), "--out", str(tmp_path / "res")]) == 2
+    assert "200,000 x 200,000 px" in _one_line_error(capsys)
+    assert not (tmp_path / "res").exists()
+    reader = _napari.get_reader(str(folder))
+    with pytest.raises(DataError) as e:
+        reader(str(folder))
+    assert "200,000 x 200,000 px" in str(e.value) and "\n" not in str(e.value)

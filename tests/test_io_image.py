@@ -62,3 +62,60 @@ def test_missing_and_bad_shape(tmp_path):
     tifffile.imwrite(tmp_path / "five.tif", np.zeros((5, 8, 8), np.uint8))
     with pytest.raises(DataError, match="expected \\(H, W, 3\\) RGB"):
         load_image(tmp_path / "five.tif")
+
+
+def _claim_size(png, w, h):
+    """Patch a PNG's IHDR to claim ``w`` x ``h`` pixels (with a valid CRC)."""
+    import struct
+    import zlib
+
+    b = bytearray(png.read_bytes())
+    b[16:24] = struct.pack(">II", w, h)
+    b[29:33] = struct.pack(">I", zlib.crc32(bytes(b[12:29])) & 0xFFFFFFFF)
+    png.write_bytes(bytes(b))
+    return png
+
+
+def test_huge_header_refused_before_decoding(tmp_path, monkeypatch):
+    from napari_senca.io import image
+
+    png = tmp_path / "huge.png"
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(png)
+    _claim_size(png, 200_000, 200_000)
+    assert image.image_size(png) == (200_000, 200_000)
+
+    def no_decode(p):
+        raise AssertionError("decoded")
+
+    monkeypatch.setattr(image, "_read_pillow", no_decode)
+    with pytest.raises(DataError) as e:
+        load_image(png)
+    msg = str(e.value)
+    assert msg.startswith(str(png)) and "200,000 x 200,000 px (40 gigapixels" in msg and "limit of 1 gigapixels" in msg
+    assert "\n" not in msg
+
+
+def test_limit_applies_to_tiff_and_can_be_raised(tmp_path, monkeypatch):
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "a.tif", np.zeros((30, 40, 3), np.uint8))
+    Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(tmp_path / "a.jpg")
+    monkeypatch.setenv("NAPARI_SENCA_MAX_IMAGE_PIXELS", "1000")
+    for name in ("a.tif", "a.jpg"):
+        with pytest.raises(DataError, match="40 x 30 px"):
+            load_image(tmp_path / name)
+    monkeypatch.setenv("NAPARI_SENCA_MAX_IMAGE_PIXELS", "1200")
+    assert load_image(tmp_path / "a.tif").shape == (30, 40, 3)
+
+
+def test_memory_error_while_decoding_is_one_line(tmp_path, monkeypatch):
+    from napari_senca.io import image
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+
+    def oom(p):
+        raise MemoryError
+
+    monkeypatch.setattr(image, "_read_pillow", oom)
+    with pytest.raises(DataError, match="not enough memory to decode the 8 x 8 px image"):
+        load_image(tmp_path / "a.png")

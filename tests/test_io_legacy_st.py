@@ -110,7 +110,7 @@ def test_not_a_folder(tmp_path):
 def test_counts_not_numeric(st_folder):
     folder = st_folder()
     _rewrite_counts(folder, lambda df: df.astype(object).assign(G2=lambda d: d.G2.where(d.index != "2x1", "lots")))
-    with pytest.raises(DataError, match=r"counts\.tsv\.gz: counts are not numeric: gene 'G2' \(e\.g\. 'lots'"):
+    with pytest.raises(DataError, match=r"counts\.tsv\.gz: counts are not numeric: 1 gene: 'G2' \(e\.g\. 'lots'"):
         read_st_folder(folder)
 
 

@@ -30,7 +30,11 @@ def test_her2st_sections(shared_data, section):
     assert a.obs["label"].notna().mean() > 0.8
     assert next(iter(a.uns["spatial"])) == section
     validate_section(a)
+    lab = a.uns["senca_input"]["labels"]
+    assert lab["matched"] == a.n_obs and lab["unmatched"] <= 8
     if section == "A1":
+        assert a.uns["senca_input"]["n_excluded"] == {"in spots.tsv without counts": 2}
+        assert a.uns["senca_input"]["labels"]["unmatched"] == 2
         img, scale = get_image(a)
         assert img.shape == (2138, 2000, 3) and scale == pytest.approx(0.287559)
         xy = a.obsm["spatial"] * scale
@@ -48,6 +52,9 @@ def test_dlpfc(shared_data):
     assert img.shape == (600, 600, 3) and scale == pytest.approx(0.045004502)
     assert set(a.uns["spatial"][next(iter(a.uns["spatial"]))]["images"]) == {"lowres"}
     assert has_labels(a) and int(a.obs["label"].isna().sum()) == 39
+    info = a.uns["senca_input"]
+    assert info["n_excluded"] == {} and (info["labels"]["matched"], info["labels"]["unmatched"]) == (4634, 0)
+    assert "warnings" not in info
     assert sorted(a.obs["label"].dropna().unique()) == ["L1", "L2", "L3", "L4", "L5", "L6", "WM"]
     assert a.var["gene_ids"].str.startswith("ENSG").all()
     assert np.isclose(a.uns["spatial"][next(iter(a.uns["spatial"]))]["scalefactors"]["spot_diameter_fullres"], 96.89, atol=0.01)

@@ -17,15 +17,20 @@ from napari_senca.section import get_image, has_labels, spot_diameter
 def test_reads_outs_folder(visium_folder):
     root = visium_folder()
     a = read_visium(root / "outs")
-    assert a.shape == (12, 6)
+    assert a.shape == (12, 5)  # 'GENE1' twice: one column kept
     # only in-tissue spots; (pxl_col, pxl_row)
     assert all(b.startswith("AAAC") for b in a.obs_names)
     np.testing.assert_allclose(a.obsm["spatial"][5], [300 + 200 * 1, 300 + 200 * 1])
     np.testing.assert_allclose(a.obsm["spatial"][2], [300 + 200 * 2, 300])
     assert a.obs["array_col"].iloc[2] == 2 and a.obs["array_row"].iloc[5] == 1
-    # unique names, ids kept
-    assert a.var_names.is_unique and "GENE1-1" in a.var_names
-    assert a.var["gene_ids"].tolist()[:3] == ["ENSG00000", "ENSG00001", "ENSG00002"]
+    # unique names: of the two 'GENE1' columns the one with the higher total is kept, with its id
+    assert a.var_names.tolist() == ["GENE0", "GENE1", "GENE3", "GENE4", "GENE5"]
+    X, _, feats, _ = read_10x_h5(root / "outs" / "filtered_feature_bc_matrix.h5")
+    tot = np.asarray(X.sum(0)).ravel()
+    best = 1 if tot[1] >= tot[2] else 2
+    assert a.var["gene_ids"].tolist()[:2] == ["ENSG00000", f"ENSG0000{best}"]
+    np.testing.assert_array_equal(a[:, "GENE1"].X.toarray().ravel(), X[:, best].toarray().ravel())
+    assert a.uns["senca_input"]["duplicate_genes"] == {"n_names": 1, "n_dropped": 1, "examples": ["GENE1"]}
     # both images with scanpy's scale-factor names; hires preferred
     lib = next(iter(a.uns["spatial"]))
     assert lib == "lib1"
@@ -157,7 +162,7 @@ def test_missing_positions(visium_folder):
 def test_positions_wrong_columns(visium_folder):
     root = visium_folder()
     (root / "outs" / "spatial" / "tissue_positions.csv").write_text("barcode,x\nA,1\n")
-    with pytest.raises(DataError, match="expected 6 columns"):
+    with pytest.raises(DataError, match="missing column.s. in_tissue, array_row"):
         read_visium(root)
 
 

@@ -183,3 +183,74 @@ def test_writers_accept_a_plain_points_layer(tmp_path):
     np.testing.assert_allclose(np.linalg.norm(ring - [20.0, 10.0], axis=1), 4.0, rtol=1e-3)
     with pytest.raises(DataError, match="no cluster column"):
         _napari.write_points_csv(str(tmp_path / "q.csv"), data, {"metadata": {}})
+
+
+# --------------------------------------------------------------------------- not sections, broken sections
+
+
+def test_reader_declines_ordinary_folder_quickly(tmp_path):
+    import time
+
+    d = tmp_path / "photos"
+    d.mkdir()
+    for i in range(200):
+        (d / f"img_{i}.tsv").write_text("a\tb\n")
+    (d / "data.h5").write_bytes(b"\x89HDF not a 10x file")
+    (d / "table.tsv.gz").write_bytes(b"")
+    (d / "sub").mkdir()
+    t0 = time.perf_counter()
+    assert _napari.get_reader(str(d)) is None
+    assert _napari.get_reader(str(d / "data.h5")) is None
+    assert _napari.get_reader(str(d / "img_0.tsv")) is None
+    assert _napari.get_reader([str(d), str(d / "sub")]) is None
+    assert time.perf_counter() - t0 < 0.5
+
+
+@pytest.mark.parametrize(
+    "break_it",
+    [
+        lambda f: (f / "counts.tsv.gz").unlink(),  # only spots.tsv left: looks like a section
+        lambda f: (f / "spots.tsv").write_text("x\ty\n1\t1\n"),
+        lambda f: (f / "counts.tsv.gz").write_bytes(b"\x1f\x8b garbage"),
+    ],
+)
+def test_reader_broken_section_one_line(st_folder, break_it):
+    import traceback
+
+    from napari_senca.errors import SencaError
+
+    folder = st_folder()
+    break_it(folder)
+    reader = _napari.get_reader(str(folder))
+    assert reader is not None
+    with pytest.raises(SencaError) as e:
+        reader(str(folder))
+    msg = str(e.value)
+    assert "\n" not in msg and len(msg) <= 400 and folder.name in msg
+    tb = traceback.format_exception(e.value)
+    assert e.value.__cause__ is None and e.value.__context__ is None
+    assert len("".join(tb).splitlines()) <= 8  # one frame of ours, then the message
+
+
+def test_reader_mismatched_ids_short(st_folder):
+    from napari_senca.errors import SencaError
+
+    folder = st_folder(nx=20, ny=18, labels=False, image=False)
+    spots = pd.read_csv(folder / "spots.tsv", sep="\t")
+    spots["y"] += 50
+    spots.to_csv(folder / "spots.tsv", sep="\t", index=False)
+    with pytest.raises(SencaError) as e:
+        _napari.read_layers(str(folder))
+    msg = str(e.value)
+    assert "360 ids, e.g." in msg and len(msg) <= 400
+
+
+def test_reader_warnings_reach_napari(visium_folder):
+    from napari_senca.notes import InputWarning
+
+    root = visium_folder()  # 'GENE1' twice
+    for _ in range(2):  # shown each time the section is opened, not once per session
+        with pytest.warns(InputWarning, match="duplicated gene names"):
+            layers = _napari.read_layers(str(root))
+    adata = layers[-1][1]["metadata"]["adata"]
+    assert any("GENE1" in w for w in adata.uns["senca_input"]["warnings"])

@@ -11,6 +11,8 @@ spots as a points layer in the same coordinates, holding the spot table in
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import Callable, Sequence
 from os import PathLike
 from typing import Any
@@ -19,7 +21,8 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .errors import DataError
+from .errors import DataError, SencaError
+from .notes import InputWarning, one_line
 from .review import REGION_KEY, ReviewState, section_layer_data
 from .section import CLUSTER_KEY, make_section
 
@@ -35,21 +38,29 @@ __all__ = [
 ]
 
 LayerData = tuple[Any, dict[str, Any], str]
+_log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- reader
 
 
 def get_reader(path: str | Sequence[str]) -> Callable[[Any], list[LayerData]] | None:
-    """napari reader hook: a reader function when ``path`` is a section, else None.
+    """napari reader hook: a reader function when ``path`` looks like a section, else None.
 
     Accepts a legacy ST folder (or its ``counts.tsv[.gz]``/``spots.tsv``), a
     Space Ranger ``outs`` folder (or its ``filtered_feature_bc_matrix.h5``) and
-    an ``.h5ad`` file. Recognition never raises and never reads the data.
+    an ``.h5ad`` file. Recognition looks at file names only (see
+    :func:`~napari_senca.io.detect_format`): it never raises and never reads
+    the data, so an ordinary folder is declined at once. A folder that looks
+    like a section but is broken gets the reader, which then raises one line
+    saying what is wrong.
     """
     from .io import detect_format
 
-    paths = [path] if isinstance(path, (str, PathLike)) else list(path)
+    try:
+        paths = [path] if isinstance(path, (str, PathLike)) else list(path)
+    except TypeError:
+        return None
     if not paths:
         return None
     for p in paths:
@@ -62,17 +73,36 @@ def get_reader(path: str | Sequence[str]) -> Callable[[Any], list[LayerData]] | 
 def read_layers(path: str | Sequence[str]) -> list[LayerData]:
     """Read one or more sections into image + points layer data.
 
+    Warnings about the input (excluded spots, unmatched labels, duplicated
+    genes...) are emitted as :class:`~napari_senca.notes.InputWarning`, which
+    napari shows as notifications.
+
     Raises
     ------
-    DataError
-        When a recognised section is broken (naming the file and the problem).
+    SencaError
+        One line (naming the file, with counts and a few examples, at most
+        :data:`~napari_senca.notes.MAX_MESSAGE` characters) when a section
+        cannot be read; the traceback is cut at this function, so napari
+        shows the message rather than the reader's internals.
     """
     from .io import read_section
 
     paths = [path] if isinstance(path, (str, PathLike)) else list(path)
     out: list[LayerData] = []
     for p in paths:
-        out.extend(section_layer_data(read_section(p)))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("always", InputWarning)  # each time the file is opened
+                adata = read_section(p)
+        except SencaError as exc:
+            err: SencaError = DataError(None, one_line(exc))
+        except (MemoryError, OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+            _log.debug("reading %s failed", p, exc_info=True)
+            err = DataError(p, one_line(f"cannot read this section ({type(exc).__name__}: {exc})"))
+        else:
+            out.extend(section_layer_data(adata))
+            continue
+        raise err from None
     return out
 
 
@@ -155,12 +185,18 @@ def write_points_csv(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     return [str(path)]
 
 
-def write_points_geojson(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
-    """napari writer: spots as QuPath-readable GeoJSON circles of the true spot diameter."""
+def write_points_geojson(path: str, data: Any, meta: dict[str, Any], frame: str | None = None) -> list[str]:
+    """napari writer: spots as QuPath-readable GeoJSON circles of the true spot diameter.
+
+    ``frame`` is the pixel frame of the coordinates (see
+    :func:`napari_senca.export.geojson_frames`); napari's File > Save uses the
+    default, :func:`napari_senca.export.default_geojson_frame`. The layer's
+    ``translate`` (sections placed side by side) never enters the file.
+    """
     from .export import write_geojson
 
     adata, names = adata_from_layer(data, meta)
-    write_geojson(adata, path, names=names, overwrite=True)
+    write_geojson(adata, path, names=names, frame=frame, overwrite=True)
     return [str(path)]
 
 

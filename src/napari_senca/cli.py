@@ -4,7 +4,12 @@
 DIR`` trains SENCA-st on it and writes ``annotated.h5ad``, ``clusters.csv``,
 ``markers.csv`` and ``overview.png`` into ``DIR``. Errors in the data or the
 settings are reported as one line (``napari-senca: error: ...``, exit code 2);
-Ctrl-C exits with 130 and leaves no partial output.
+Ctrl-C exits with 130 and SIGTERM with 143, both leaving no partial output.
+
+The output folder is checked before any work (see :mod:`napari_senca.outputs`):
+it must not be, contain or lie inside an input, must be writable, and an
+existing folder is replaced (``--overwrite``) only when it is empty or a
+previous napari-senca output (it holds the marker file ``.napari-senca-output.json``).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -22,7 +28,8 @@ from typing import Any, TextIO
 from anndata import AnnData
 
 from ._version import __version__
-from .errors import SencaError
+from .errors import SencaError, shorten
+from .outputs import MARKER, check_output_folder, replace_folder, write_marker
 
 __all__ = ["main", "build_parser", "summarize", "ProgressPrinter"]
 
@@ -32,6 +39,10 @@ OUTPUT_FILES = ("annotated.h5ad", "clusters.csv", "markers.csv", "overview.png")
 
 class CliError(SencaError):
     """A problem with the command line itself (e.g. the output folder exists)."""
+
+
+class Terminated(BaseException):
+    """Raised by the SIGTERM handler, so that a terminated run cleans up like Ctrl-C."""
 
 
 # --------------------------------------------------------------------------- parser
@@ -59,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="FILE",
             help="H&E to use instead of the one found beside the data (Visium: full-resolution image)",
         )
+        p.add_argument(
+            "--normalized",
+            action="store_true",
+            help="the values are already normalised and log-transformed (not counts): use them as they are",
+        )
 
     info = sub.add_parser("info", help="summarise a section", description="Summarise a section.")
     add_input(info)
@@ -71,7 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
         "markers.csv and overview.png into --out.",
     )
     add_input(run)
-    run.add_argument("--out", required=True, metavar="DIR", help="output folder (must not exist or be empty)")
+    run.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="output folder: new, empty, or a previous napari-senca output (with --overwrite); "
+        "never the input or a folder around it",
+    )
     run.add_argument(
         "--n-clusters",
         type=int,
@@ -90,7 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
         "imagenet, none, or a local .pth state dict",
     )
     run.add_argument("--lr", type=float, metavar="LR", help="learning rate (default 5e-4)")
-    run.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    run.add_argument(
+        "--overwrite",
+        action="store_true",
+        help=f"replace a previous napari-senca output in --out (a folder holding {MARKER}); "
+        "other folders are never replaced",
+    )
     run.set_defaults(func=_cmd_run)
     return parser
 
@@ -106,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        0 on success, 2 for bad data / settings / usage, 130 on Ctrl-C.
+        0 on success, 2 for bad data / settings / usage, 130 on Ctrl-C, 143 on SIGTERM.
     """
     parser = build_parser()
     try:
@@ -116,37 +143,76 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help(sys.stderr)
         return 2
+    previous = _on_sigterm(_raise_terminated)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
         _error_line("interrupted; no output was written", prefix="")
         return 130
+    except Terminated:
+        _error_line("terminated; no output was written", prefix="")
+        return 143
     except SencaError as exc:
         _error_line(str(exc))
         return 2
     except OSError as exc:  # permissions, full disk, file exists...
         _error_line(str(exc))
         return 2
+    except MemoryError:
+        _error_line("out of memory (the section or its image is too large for this machine)")
+        return 2
+    finally:
+        _on_sigterm(previous)
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
+def _on_sigterm(handler: Any) -> Any:
+    """Install ``handler`` for SIGTERM; returns the previous one (None where signals cannot be set)."""
+    if handler is None:
+        return None
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except (ValueError, OSError, AttributeError):  # not the main thread, or no SIGTERM here
+        return None
 
 
 def _error_line(msg: str, prefix: str = "error: ") -> None:
-    one = " ".join(str(msg).split())
-    print(f"{PROG}: {prefix}{one}", file=sys.stderr)
+    print(f"{PROG}: {prefix}{shorten(str(msg))}", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------- info
 
 
 def _read(args: argparse.Namespace) -> AnnData:
-    from .io import read_section
+    import warnings
 
-    return read_section(args.path, section=args.section, image=args.image)
+    from .io import read_section
+    from .notes import InputWarning
+
+    with warnings.catch_warnings():  # printed from uns["senca_input"] by info / run
+        warnings.simplefilter("ignore", InputWarning)
+        normalized = getattr(args, "normalized", False)
+        adata = read_section(args.path, section=args.section, image=args.image, normalized=normalized)
+    if args.image:
+        from .io.image import record_source_image
+
+        record_source_image(adata, args.image)
+    return adata
 
 
 def summarize(adata: AnnData) -> list[tuple[str, str]]:
-    """``(field, value)`` lines describing a section (what ``info`` prints)."""
+    """``(field, value)`` lines describing a section (what ``info`` prints).
+
+    After the basic facts come the reader's notes (:func:`~napari_senca.notes.describe_input`):
+    excluded spots and why, label rows that match no spot, duplicated gene
+    names, pre-normalised input and one ``warning`` line per warning.
+    """
     import numpy as np
 
+    from .notes import describe_input
     from .section import LABEL_KEY, has_labels, library_id, spot_diameter, spot_spacing
 
     src = adata.uns.get("senca_input", {}) or {}
@@ -179,6 +245,7 @@ def summarize(adata: AnnData) -> list[tuple[str, str]]:
         rows.append(("labels", "none"))
     rows.append(("spot spacing", f"{spot_spacing(adata):.1f} full-res px"))
     rows.append(("spot diameter", f"{spot_diameter(adata):.1f} full-res px"))
+    rows.extend(describe_input(adata))
     return rows
 
 
@@ -233,28 +300,26 @@ class ProgressPrinter:
         self._stage = None
 
 
-def _check_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise CliError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise CliError(f"{out}: output folder is not empty (use --overwrite to replace it)")
+def _inputs(args: argparse.Namespace) -> list[Path]:
+    """Every path ``run`` reads: the output folder must be none of them and hold none of them."""
+    from .io import detect_format
+    from .io.visium import find_visium_outs
 
-
-def _replace_dir(tmp: Path, out: Path) -> None:
-    """Move ``tmp`` to ``out``, replacing ``out`` (the old one is removed only afterwards)."""
-    old: Path | None = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.replace(out, old / out.name)
-    try:
-        os.replace(tmp, out)
-    except BaseException:
-        if old is not None:
-            os.replace(old / out.name, out)
-            shutil.rmtree(old, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    paths: list[Path] = []
+    if not str(args.path).startswith("sample:"):
+        p = Path(args.path).expanduser()
+        paths.append(p)
+        fmt = detect_format(str(p))
+        if fmt == "st" and p.is_file():
+            paths.append(p.parent)  # counts.tsv / spots.tsv: the whole section folder
+        elif fmt == "visium":
+            outs = find_visium_outs(p)
+            if outs is not None:
+                paths += [outs, outs.parent / "labels.tsv"]
+    for f in (args.image, getattr(args, "image_weights", None)):
+        if f and f not in ("auto", "imagenet", "none"):
+            paths.append(Path(f).expanduser())
+    return paths
 
 
 def _default_n_clusters(adata: AnnData, fallback: int = 7) -> tuple[int, str]:
@@ -285,52 +350,33 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    out = Path(args.out).expanduser().absolute()
-    _check_out(out, args.overwrite)
+    cfg = _config(args)
+    inputs = _inputs(args)
+    out = check_output_folder(args.out, inputs, overwrite=args.overwrite)  # before any work
     try:
         from .markers import rank_markers
-        from .pipeline import annotate, run_senca_iter
+        from .pipeline import annotate, check_run_settings
     except ImportError as exc:  # pragma: no cover - the pipeline ships with the package
         raise CliError(f"the training pipeline is not available ({exc})") from None
     from .errors import ConfigError
-    from .export import (
-        adjusted_rand,
-        default_mode,
-        write_clusters_csv,
-        write_markers_csv,
-        write_overview_png,
-    )
-    from .io import write_h5ad
+    from .export import adjusted_rand
+    from .notes import describe_input
     from .section import CLUSTER_KEY, get_image
 
-    cfg = _config(args)
     adata = _read(args)
-    if cfg.n_clusters is None:
-        k, why = _default_n_clusters(adata)
-        cfg = cfg.replace(n_clusters=k)
-    else:
-        why = "--n-clusters"
-    k_note = f"{cfg.n_clusters} regions ({why})"
+    k, why = _default_n_clusters(adata) if cfg.n_clusters is None else (int(cfg.n_clusters), "--n-clusters")
+    check_run_settings(cfg, adata.n_obs, k)  # a too-small section is named as such, before training
+    cfg = cfg.replace(n_clusters=k)
     img = "yes" if (get_image(adata) is not None and cfg.use_image) else "no (RNA-only)"
     print(
-        f"{PROG}: {adata.n_obs} spots, {adata.n_vars} genes, image {img}; {k_note}",
+        f"{PROG}: {adata.n_obs} spots, {adata.n_vars} genes, image {img}; {cfg.n_clusters} regions ({why})",
         file=sys.stderr,
     )
+    for field, value in describe_input(adata):  # excluded spots, label matching, warnings
+        print(f"{PROG}: {field}: {value}", file=sys.stderr)
 
     t0 = time.perf_counter()
-    bar = ProgressPrinter(sys.stderr)
-    gen = run_senca_iter(adata, cfg)
-    try:
-        while True:
-            try:
-                p = next(gen)
-            except StopIteration as stop:
-                result = stop.value
-                break
-            bar(p)
-    finally:
-        bar.close()
-        gen.close()
+    result = _train(adata, cfg)
     annotate(adata, result)
     try:
         markers = rank_markers(adata, key=CLUSTER_KEY)
@@ -342,19 +388,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _error_line(f"no marker genes: {exc}", prefix="warning: ")
         markers = pd.DataFrame(columns=MARKER_COLUMNS)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        write_h5ad(adata, tmp / "annotated.h5ad", overwrite=True)
-        write_clusters_csv(adata, tmp / "clusters.csv", CLUSTER_KEY, overwrite=True)
-        write_markers_csv(markers, tmp / "markers.csv", overwrite=True)
-        write_overview_png(adata, tmp / "overview.png", CLUSTER_KEY, overwrite=True)
-        _check_out(out, args.overwrite)
-        os.chmod(tmp, default_mode(folder=True))  # mkdtemp makes 0700 folders
-        _replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    _write_outputs(adata, markers, out, inputs, cfg, args.overwrite)
 
     sizes = adata.obs[CLUSTER_KEY].value_counts().sort_index()
     print(f"regions: {', '.join(f'{c}: {int(n)}' for c, n in sizes.items())}")
@@ -365,6 +399,67 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"device: {result.device}; image weights: {result.image_weights_used}; {time.perf_counter() - t0:.1f} s")
     print(f"wrote: {out} ({', '.join(OUTPUT_FILES)})")
     return 0
+
+
+def _train(adata: AnnData, cfg: Any) -> Any:
+    """Run the training generator with a progress bar; returns its result."""
+    from .pipeline import run_senca_iter
+
+    bar = ProgressPrinter(sys.stderr)
+    gen = run_senca_iter(adata, cfg)
+    try:
+        while True:
+            try:
+                p = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            bar(p)
+    finally:
+        bar.close()
+        gen.close()
+
+
+def _write_outputs(
+    adata: AnnData, markers: Any, out: Path, inputs: list[Path], cfg: Any, overwrite: bool
+) -> None:
+    """Write every output into a hidden folder beside ``out``, then move it into place.
+
+    Any failure or interruption (Ctrl-C, SIGTERM) removes the hidden folder and
+    any parent folders made for it; errors name ``out``, never the hidden folder.
+    """
+    from .export import default_mode, write_clusters_csv, write_markers_csv, write_overview_png
+    from .io import write_h5ad
+    from .section import CLUSTER_KEY
+
+    made = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
+    tmp: Path | None = None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+        write_h5ad(adata, tmp / "annotated.h5ad", overwrite=True)
+        write_clusters_csv(adata, tmp / "clusters.csv", CLUSTER_KEY, overwrite=True)
+        write_markers_csv(markers, tmp / "markers.csv", overwrite=True)
+        write_overview_png(adata, tmp / "overview.png", CLUSTER_KEY, overwrite=True)
+        write_marker(tmp, OUTPUT_FILES, inputs=inputs, config=cfg.to_dict())
+        check_output_folder(out, inputs, overwrite=overwrite)  # nothing changed while we worked
+        os.chmod(tmp, default_mode(folder=True))  # mkdtemp makes 0700 folders
+        replace_folder(tmp, out)
+    except BaseException as exc:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        for p in made:  # innermost first; only folders made here and still empty
+            try:
+                p.rmdir()
+            except OSError:
+                break
+        if isinstance(exc, OSError):
+            raise CliError(f"{out}: cannot write the output ({exc.strerror or _short(exc)})") from None
+        raise
+
+
+def _short(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,6 +13,7 @@ import pandas as pd
 from anndata import AnnData
 from scipy.cluster.hierarchy import cut_tree, linkage
 
+from .confidence import record_model_call
 from .errors import ConfigError
 from .section import CLUSTER_KEY, EMBED_KEY, UNS_KEY
 
@@ -77,6 +78,7 @@ def recluster(adata: AnnData, n_clusters: int, key: str = CLUSTER_KEY) -> pd.Cat
     cats = as_categorical(labels)
     adata.obs[key] = cats
     info["n_clusters"] = int(n_clusters)
+    record_model_call(adata, key)  # obs["senca_confidence"] for the new regions
     return cats
 
 

@@ -9,11 +9,55 @@ from __future__ import annotations
 
 from os import PathLike
 
-__all__ = ["SencaError", "DataError", "ConfigError", "StopTraining"]
+__all__ = ["SencaError", "DataError", "ConfigError", "OutputError", "StopTraining", "shorten", "MAX_MESSAGE"]
+
+#: Longest error message (characters) shown to the user; longer ones are cut by :func:`shorten`.
+MAX_MESSAGE = 400
+
+
+def shorten(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text`` on one line, cut to ``limit`` characters with an ellipsis and a count.
+
+    Parameters
+    ----------
+    text
+        Any message (e.g. one quoting a whole header line of a broken file).
+    limit
+        Maximum length of the result.
+
+    Returns
+    -------
+    str
+        Whitespace runs (newlines included) become single spaces; when still
+        longer than ``limit``, the start is kept and ``"... (N more characters)"``
+        is appended.
+
+    Examples
+    --------
+    >>> shorten("a  b\\nc")
+    'a b c'
+    >>> shorten("x" * 1000, 40)
+    'xxxxxxxxxxxxxxx... (985 more characters)'
+    """
+    one = " ".join(str(text).split())
+    if len(one) <= limit:
+        return one
+    keep = limit
+    for _ in range(2):  # the count's own length depends on how much is kept
+        keep = max(limit - len(f"... ({len(one) - keep} more characters)"), 1)
+    return one[:keep] + f"... ({len(one) - keep} more characters)"
 
 
 class SencaError(Exception):
-    """Base class of every error napari-senca raises on purpose."""
+    """Base class of every error napari-senca raises on purpose.
+
+    ``str(error)`` is one line of at most :data:`MAX_MESSAGE` characters (see
+    :func:`shorten`), whatever the message was built from; the full text stays
+    in ``error.args[0]``.
+    """
+
+    def __str__(self) -> str:
+        return shorten(super().__str__())
 
 
 class DataError(SencaError, ValueError):
@@ -36,6 +80,10 @@ class DataError(SencaError, ValueError):
 
 class ConfigError(SencaError, ValueError):
     """A setting that cannot work with the data (e.g. more clusters than spots)."""
+
+
+class OutputError(SencaError):
+    """An output folder that cannot be used (an input, not writable, not ours to replace)."""
 
 
 class StopTraining(SencaError):

@@ -33,7 +33,9 @@ def rank_markers(
     Parameters
     ----------
     adata
-        Section with raw counts and a categorical ``obs[key]``.
+        Section with raw counts (or pre-normalised values when
+        ``uns["senca_input"]["normalized"]`` is set: they are tested as given)
+        and a categorical ``obs[key]``.
     key
         The clustering column.
     n_genes
@@ -63,15 +65,19 @@ def rank_markers(
     keep_spots = groups.isin(usable).to_numpy()
     X = adata.X[keep_spots]
     X = sp.csr_matrix(X, dtype=np.float32) if sp.issparse(X) else sp.csr_matrix(np.asarray(X, np.float32))
-    gene_ok = np.asarray(X.sum(0)).ravel() >= min_gene_counts
+    normalized = bool((adata.uns.get("senca_input", {}) or {}).get("normalized", False))
+    totals = np.asarray(X.sum(0)).ravel()
+    # pre-normalised input (read with normalized=True) is tested as given
+    gene_ok = totals > 0 if normalized else totals >= min_gene_counts
     ad = AnnData(X=X[:, gene_ok])
     ad.var_names = np.asarray(adata.var_names)[gene_ok]
     ad.obs_names = np.asarray(adata.obs_names)[keep_spots]
     ad.obs["group"] = pd.Categorical(groups[keep_spots].astype(str))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        sc.pp.normalize_total(ad)
-        sc.pp.log1p(ad)
+        if not normalized:
+            sc.pp.normalize_total(ad)
+            sc.pp.log1p(ad)
         sc.tl.rank_genes_groups(ad, "group", method="wilcoxon", n_genes=min(n_genes, ad.n_vars), pts=False)
         df = sc.get.rank_genes_groups_df(ad, group=None)
     df = df.rename(columns={"group": "cluster", "names": "gene", "scores": "score", "logfoldchanges": "logfoldchange", "pvals": "pval", "pvals_adj": "pval_adj"})

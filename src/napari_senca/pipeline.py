@@ -9,6 +9,7 @@ stores a result in the section following the AnnData conventions.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from anndata import AnnData
 
 from ._version import __version__
 from .cluster import as_categorical, check_n_clusters, cluster_embedding
+from .confidence import record_model_call
 from .config import SencaConfig
 from .errors import ConfigError
 from .graph import build_graph, neighbour_index, normalized_adjacency
@@ -30,6 +32,8 @@ from .section import CLUSTER_KEY, EMBED_KEY, LABEL_KEY, UNS_KEY, get_image, spot
 
 __all__ = [
     "Progress",
+    "STAGE_WEIGHTS",
+    "OverallProgress",
     "SencaResult",
     "run_senca_iter",
     "run_senca",
@@ -54,6 +58,9 @@ class Progress:
         Human-readable one-liner.
     losses
         Mean losses of the epoch (``total``, ``mse``, ``nt_window``, ``nt_pool``).
+    overall
+        Fraction of the whole run done, 0..1, over all stages (weighted by
+        :data:`STAGE_WEIGHTS`) and never decreasing; set by :func:`run_senca_iter`.
     """
 
     stage: str
@@ -61,10 +68,70 @@ class Progress:
     total: int
     message: str
     losses: dict[str, float] = field(default_factory=dict)
+    overall: float = 0.0
 
     @property
     def fraction(self) -> float:
+        """Fraction of the current stage done."""
         return self.step / self.total if self.total else 0.0
+
+
+#: Share of a run's time per stage, from the measured time split (docs/benchmarks.md, CPU,
+#: default settings: patches/train 4.7/4.3 s on A1, 64/130 s on DLPFC, 72/138 s on 5,000
+#: spots; preprocess and cluster 1-5 % on RNA-only sections). The image stage counts only
+#: when the H&E is used; the shares of the stages that run are normalised to 1.
+STAGE_WEIGHTS: dict[str, float] = {"preprocess": 0.03, "patches": 0.35, "train": 0.60, "cluster": 0.02}
+
+
+class OverallProgress:
+    """Turns per-stage :class:`Progress` reports into one fraction of the run.
+
+    Stages run in the order of :data:`STAGE_WEIGHTS`; ``use_image=False``
+    drops the image stage. Unknown stages keep the fraction where it is, and
+    the fraction never goes down.
+    """
+
+    def __init__(self, use_image: bool) -> None:
+        stages = [s for s in STAGE_WEIGHTS if use_image or s != "patches"]
+        total = sum(STAGE_WEIGHTS[s] for s in stages)
+        self.start: dict[str, float] = {}
+        self.weight: dict[str, float] = {}
+        acc = 0.0
+        for st in stages:
+            self.start[st], self.weight[st] = acc, STAGE_WEIGHTS[st] / total
+            acc += self.weight[st]
+        self.value = 0.0
+
+    def update(self, p: Progress) -> Progress:
+        """Set ``p.overall`` and return ``p``."""
+        if p.stage in self.start:
+            frac = min(max(p.fraction, 0.0), 1.0)
+            self.value = max(self.value, min(1.0, self.start[p.stage] + self.weight[p.stage] * frac))
+        p.overall = self.value
+        return p
+
+
+def _with_overall(fn: Callable[..., Generator[Progress, None, SencaResult]]) -> Any:
+    """Decorate :func:`run_senca_iter` so that every report carries ``overall``."""
+
+    @functools.wraps(fn)
+    def wrapper(
+        adata: AnnData, config: SencaConfig | None = None, **kwargs: Any
+    ) -> Generator[Progress, None, SencaResult]:
+        cfg = config or SencaConfig()
+        tracker = OverallProgress(bool(cfg.use_image) and get_image(adata) is not None)
+        gen = fn(adata, config, **kwargs)
+        try:
+            while True:
+                try:
+                    p = next(gen)
+                except StopIteration as stop:
+                    return stop.value
+                yield tracker.update(p)
+        finally:
+            gen.close()
+
+    return wrapper
 
 
 @dataclass
@@ -157,17 +224,24 @@ def _with_skip(s: np.ndarray, x: np.ndarray, adj: torch.Tensor, cfg: SencaConfig
 def check_run_settings(config: SencaConfig, n_spots: int, n_clusters: int) -> None:
     """Raise :class:`ConfigError` when the settings cannot work on ``n_spots`` spots.
 
-    Called by :func:`run_senca_iter` and, before a worker starts, by the GUI.
+    Called by :func:`run_senca_iter` and, before a worker starts, by the GUI
+    and the CLI. A section too small for any setting is reported as such
+    (not as a bad cluster count the user never chose).
     """
+    need = max(2, config.n_neighbors + 1)
+    if n_spots < need:
+        raise ConfigError(
+            f"the section has {n_spots} spot{'' if n_spots == 1 else 's'}; at least {need} are needed "
+            f"(2 regions, and more spots than n_neighbors={config.n_neighbors})"
+        )
     check_n_clusters(n_clusters, n_spots)
-    if config.n_neighbors >= n_spots:
-        raise ConfigError(f"n_neighbors ({config.n_neighbors}) must be smaller than the number of spots ({n_spots})")
 
 
 def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+@_with_overall
 def run_senca_iter(
     adata: AnnData, config: SencaConfig | None = None
 ) -> Generator[Progress, None, SencaResult]:
@@ -371,4 +445,5 @@ def annotate(adata: AnnData, result: SencaResult, key: str = CLUSTER_KEY) -> Ann
         "image_weights": result.image_weights_used,
         "timings": {k: float(v) for k, v in result.timings.items()},
     }
+    record_model_call(adata, key)  # obs["senca_confidence"] (napari_senca.confidence)
     return adata

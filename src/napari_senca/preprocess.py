@@ -5,6 +5,11 @@ normalised to the same library size and log1p-transformed, and the top
 ``n_top_genes`` genes by normalised dispersion (Seurat flavour, as in ConGcR)
 are kept as the node features, optionally scaled per gene (z-score, clipped at
 10) as in scanpy's standard workflow.
+
+Pre-normalised input (read with ``normalized=True``, CLI ``--normalized``;
+``uns["senca_input"]["normalized"]`` is then True) is used as given: no
+library-size normalisation and no log1p, and the gene filter keeps every gene
+that is non-zero somewhere (``min_gene_counts`` applies to counts only).
 """
 
 from __future__ import annotations
@@ -47,7 +52,9 @@ def preprocess_expression(adata: AnnData, config: SencaConfig | None = None) -> 
     Parameters
     ----------
     adata
-        A section with raw counts in ``X``.
+        A section with raw counts in ``X``, or with normalised, log-transformed
+        values when ``uns["senca_input"]["normalized"]`` is True (then they are
+        not normalised again).
     config
         Uses ``min_gene_counts``, ``target_sum`` and ``n_top_genes``.
 
@@ -59,17 +66,18 @@ def preprocess_expression(adata: AnnData, config: SencaConfig | None = None) -> 
     import scanpy as sc
 
     cfg = config or SencaConfig()
-    src = adata.uns.get("senca_input", {}).get("path") or None
+    info = adata.uns.get("senca_input", {}) or {}
+    src = info.get("path") or None
+    normalized = bool(info.get("normalized", False))
     X = adata.X
     X = sp.csr_matrix(X, dtype=np.float32) if sp.issparse(X) else sp.csr_matrix(np.asarray(X, np.float32))
     if X.nnz and not np.isfinite(X.data).all():
         raise DataError(src, "counts contain NaN or infinite values")
     gene_totals = np.asarray(X.sum(0)).ravel()
-    keep = gene_totals >= cfg.min_gene_counts
+    keep = gene_totals > 0 if normalized else gene_totals >= cfg.min_gene_counts
     if keep.sum() < 2:
-        raise DataError(
-            src, f"fewer than 2 genes have a total count >= {cfg.min_gene_counts} (min_gene_counts)"
-        )
+        what = "are non-zero" if normalized else f"have a total count >= {cfg.min_gene_counts} (min_gene_counts)"
+        raise DataError(src, f"fewer than 2 genes {what}")
     ad = AnnData(X=X[:, keep].copy())
     ad.var_names = np.asarray(adata.var_names)[keep]
     lib = np.asarray(ad.X.sum(1)).ravel()
@@ -78,8 +86,9 @@ def preprocess_expression(adata: AnnData, config: SencaConfig | None = None) -> 
         raise DataError(src, f"spot {bad!r} has no counts in the kept genes; remove empty spots first")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        sc.pp.normalize_total(ad, target_sum=cfg.target_sum)
-        sc.pp.log1p(ad)
+        if not normalized:
+            sc.pp.normalize_total(ad, target_sum=cfg.target_sum)
+            sc.pp.log1p(ad)
         n_top = min(cfg.n_top_genes, ad.n_vars)
         if n_top < ad.n_vars:
             sc.pp.highly_variable_genes(ad, flavor="seurat", n_top_genes=n_top, subset=True)

@@ -18,6 +18,7 @@ bad input is caught, so all readers report problems the same way.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from os import PathLike
 from typing import Any
@@ -41,6 +42,7 @@ __all__ = [
     "spot_diameter",
     "has_labels",
     "validate_section",
+    "drop_duplicate_genes",
 ]
 
 CLUSTER_KEY = "senca_cluster"
@@ -68,6 +70,7 @@ def make_section(
     source: str | PathLike | None = None,
     source_format: str = "memory",
     counts_path: str | PathLike | None = None,
+    var_columns: dict[str, Sequence[Any]] | None = None,
 ) -> AnnData:
     """Build and validate a section.
 
@@ -76,8 +79,9 @@ def make_section(
     counts
         Spots x genes counts (dense array, sparse matrix or DataFrame values).
     spot_ids, gene_names
-        Row and column names. Duplicated spot ids are an error; duplicated
-        gene names are made unique.
+        Row and column names. Duplicated spot ids are an error; of the
+        columns that share a gene name, the one with the highest total count
+        is kept (see :func:`drop_duplicate_genes`).
     spatial
         ``(n_spots, 2)`` spot centres ``(x, y)`` in full-resolution pixels.
     array_row, array_col
@@ -93,6 +97,9 @@ def make_section(
         Optional per-spot ground truth; entries in :data:`UNLABELLED` become NaN.
     source, counts_path
         Paths used in error messages (``counts_path`` for count problems).
+    var_columns
+        Extra per-gene columns for ``var`` (e.g. ``gene_ids``), one value per
+        entry of ``gene_names``.
 
     Raises
     ------
@@ -137,8 +144,11 @@ def make_section(
         obs[LABEL_KEY] = clean_labels(labels)
 
     var = pd.DataFrame(index=pd.Index([str(g) for g in gene_names]))
-    adata = AnnData(X=X, obs=obs, var=var)
-    adata.var_names_make_unique()
+    for col, values in (var_columns or {}).items():
+        var[col] = np.asarray(values)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Variable names are not unique")
+        adata = AnnData(X=X, obs=obs, var=var)
     adata.obsm["spatial"] = spatial
 
     if spot_diameter_fullres is None:
@@ -164,7 +174,54 @@ def make_section(
         "format": source_format,
         "library_id": library_id,
     }
-    return adata
+    if counts_path is not None:
+        adata.uns["senca_input"]["counts_path"] = str(counts_path)
+    return drop_duplicate_genes(adata, where)
+
+
+def drop_duplicate_genes(adata: AnnData, where: str | PathLike | None = None) -> AnnData:
+    """Keep one column per gene name: the one with the highest total; drop the others.
+
+    A name that occurs more than once (e.g. two Ensembl ids with the same
+    symbol) would otherwise be renamed ``ERBB2``, ``ERBB2-1``..., so that
+    ``ERBB2`` might label the wrong column. The rule is deterministic: of the
+    columns sharing a name, the one with the highest sum over all spots is
+    kept under that name (ties: the first in file order), the others are
+    dropped; the order of the kept columns is the file order. What was
+    dropped is recorded in ``uns["senca_input"]["duplicate_genes"]``
+    (``n_names``, ``n_dropped``, ``examples``) and emitted as a warning.
+
+    Returns
+    -------
+    AnnData
+        ``adata`` itself when all names are unique, else a copy without the
+        dropped columns.
+    """
+    names = pd.Index(adata.var_names.astype(str))
+    if names.is_unique:
+        return adata
+    from .notes import add_warning, examples, input_info
+
+    totals = np.asarray(adata.X.sum(0)).ravel()
+    order = pd.DataFrame({"name": names, "total": -totals, "pos": np.arange(len(names))})
+    best = order.sort_values(["total", "pos"], kind="stable").drop_duplicates("name")["pos"]
+    keep = np.sort(best.to_numpy())
+    dup_names = list(dict.fromkeys(names[names.duplicated(keep=False)]))
+    n_dropped = len(names) - len(keep)
+    out = adata[:, keep].copy()
+    out.var_names = names[keep]
+    input_info(out)["duplicate_genes"] = {
+        "n_names": len(dup_names),
+        "n_dropped": int(n_dropped),
+        "examples": [str(g) for g in dup_names[:3]],
+    }
+    src = f"{where}: " if where is not None else ""
+    add_warning(
+        out,
+        f"{src}duplicated gene names ({examples(dup_names, 'names')}): kept the column with the "
+        f"highest total count of each name, dropped {n_dropped} column(s)",
+    )
+    return out
 
 
 def clean_labels(labels: Sequence[Any]) -> pd.Categorical:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 from magicgui.widgets import ComboBox
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QColorDialog, QFileDialog, QMessageBox, QWidget
@@ -35,6 +36,8 @@ __all__ = [
     "section_layers",
     "SectionPicker",
     "add_section",
+    "place_section",
+    "place_on_insert",
     "preimport",
     "import_torch",
     "is_alive",
@@ -218,6 +221,7 @@ class DockWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self._box = WorkerBox()
+        place_on_insert(napari_viewer)
         self.destroyed.connect(self._box.quit_all)
 
 
@@ -291,12 +295,16 @@ def section_layers(viewer: Any) -> list[Any]:
 
 
 def add_section(viewer: Any, adata: Any, name: str | None = None) -> Any:
-    """Add a section's H&E and spots to ``viewer``; returns the points layer."""
+    """Add a section's H&E and spots to ``viewer`` beside the sections already
+    there (see :func:`place_section`); returns the points layer."""
     points = None
+    added = []
     for data, kw, ltype in section_layer_data(adata, name):
         layer = getattr(viewer, f"add_{ltype}")(data, **kw)
+        added.append(layer)
         if ltype == "points":
             points = layer
+    place_section(viewer, added)
     if points is not None:
         # the state object created by the layer-data function is reused
         points.metadata.setdefault(REVIEW_KEY, ReviewState.from_layer(points))
@@ -305,15 +313,101 @@ def add_section(viewer: Any, adata: Any, name: str | None = None) -> Any:
     return points
 
 
+PLACED_KEY = "senca_placed"
+#: gap between two sections, as a fraction of the wider one's width
+SECTION_GAP = 0.05
+
+
+def _world_box(layers: list[Any]) -> np.ndarray | None:
+    """``[[row_min, col_min], [row_max, col_max]]`` of the layers in world coordinates."""
+    boxes = [np.asarray(ly.extent.world, dtype=np.float64)[:, -2:] for ly in layers if len(ly.data)]
+    if not boxes:
+        return None
+    return np.array([np.min([b[0] for b in boxes], 0), np.max([b[1] for b in boxes], 0)])
+
+
+def place_section(viewer: Any, layers: list[Any]) -> None:
+    """Translate a new section's layers (H&E and spots together) to the right
+    of the sections already placed in ``viewer``, tops aligned, with a gap.
+
+    Only the layers' ``translate`` changes: the data, the AnnData and every
+    export stay in the section's own pixel coordinates. Layers already placed
+    are left alone, so calling this twice does nothing more. The first section
+    (or one added when no other section is open) stays where it is.
+    """
+    new = [ly for ly in layers if ly in viewer.layers and not ly.metadata.get(PLACED_KEY)]
+    if not new:
+        return
+    others = [
+        part
+        for pts in section_layers(viewer)
+        if pts.metadata.get(PLACED_KEY) and pts not in new
+        for part in _section_partner(viewer, pts)
+    ]  # sections still open: an H&E whose spots were removed does not count
+    old_box, new_box = _world_box(others), _world_box(new)
+    if old_box is not None and new_box is not None:
+        width = max(old_box[1, 1] - old_box[0, 1], new_box[1, 1] - new_box[0, 1])
+        shift = np.array([old_box[0, 0] - new_box[0, 0], old_box[1, 1] + SECTION_GAP * width - new_box[0, 1]])
+        for ly in new:
+            t = np.asarray(ly.translate, dtype=np.float64).copy()
+            t[-2:] += shift
+            ly.translate = t
+    for ly in new:
+        ly.metadata[PLACED_KEY] = True
+
+
+def _section_partner(viewer: Any, points: Any) -> list[Any]:
+    """The points layer of a section and its H&E layer (the image layer of the
+    same section inserted just before it, as the reader adds them)."""
+    layers = list(viewer.layers)
+    i = layers.index(points)
+    lib = points.metadata.get("senca_library_id")
+    if i > 0:
+        prev = layers[i - 1]
+        md = prev.metadata or {}
+        if type(prev).__name__ == "Image" and "senca_scalef" in md and md.get("senca_library_id") == lib:
+            return [prev, points]
+    return [points]
+
+
+def place_on_insert(viewer: Any) -> None:
+    """Place every section added to ``viewer`` from now on (also by File > Open)
+    beside the others, and the sections already there side by side.
+
+    Connected once per viewer, by the first napari-senca widget.
+    """
+    layers = viewer.layers
+    if getattr(layers, "_senca_placing", False):
+        return
+    layers._senca_placing = True
+
+    def on_inserted(event: Any) -> None:
+        layer = getattr(event, "value", None)
+        if layer is not None and is_section_layer(layer) and not layer.metadata.get(PLACED_KEY):
+            try:
+                place_section(viewer, _section_partner(viewer, layer))
+            except Exception as exc:  # never block adding a layer
+                log.warning("napari-senca: could not place %s beside the other sections: %s", layer.name, exc)
+
+    layers.events.inserted.connect(on_inserted)
+    for ly in section_layers(viewer):
+        place_section(viewer, _section_partner(viewer, ly))
+
+
 class SectionPicker(ComboBox):
     """A combo box of the viewer's section layers, kept up to date.
 
-    The newest section layer becomes current when it is added; its ``value``
-    is the layer (or None when there is none).
+    Its ``value`` is the picked layer (or None when there is none). A newly
+    added section becomes current only while the user has not picked one
+    (once they have, their pick stays until that layer is removed); renamed
+    layers keep their place, a removed one gives way to the newest section.
     """
 
     def __init__(self, viewer: Any, label: str = "section", **kwargs: Any) -> None:
         self._viewer = viewer
+        self._auto = 0  # > 0 while the value is set by the picker itself
+        #: True once the user picked a section in the combo box
+        self.user_picked = False
         super().__init__(label=label, choices=self._choices, nullable=True, **kwargs)
         ev = viewer.layers.events
         ev.inserted.connect(self._on_inserted)
@@ -321,27 +415,44 @@ class SectionPicker(ComboBox):
         ev.reordered.connect(self._refresh)
         for ly in viewer.layers:
             ly.events.name.connect(self._refresh)
+        self.changed.connect(self._on_changed)
         self._refresh()
 
     def _choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
         return [(ly.name, ly) for ly in section_layers(self._viewer)]
 
+    def _set(self, layer: Any) -> None:
+        self._auto += 1
+        try:
+            self.value = layer
+        finally:
+            self._auto -= 1
+
+    def _on_changed(self, value: Any) -> None:
+        if not self._auto:
+            self.user_picked = value is not None
+
     def _refresh(self, event: Any = None) -> None:
         current = self.value
-        self.reset_choices()
+        self._auto += 1
+        try:
+            self.reset_choices()
+        finally:
+            self._auto -= 1
         layers = section_layers(self._viewer)
         if current in layers:
-            self.value = current
-        elif layers:
-            self.value = layers[-1]
+            self._set(current)
+        else:
+            self.user_picked = False
+            self._set(layers[-1] if layers else None)
 
     def _on_inserted(self, event: Any) -> None:
         layer = getattr(event, "value", None)
         if layer is not None:
             layer.events.name.connect(self._refresh)
         self._refresh()
-        if layer is not None and is_section_layer(layer):
-            self.value = layer
+        if layer is not None and is_section_layer(layer) and not self.user_picked:
+            self._set(layer)
 
     def require(self) -> Any:
         """The chosen layer, or raise :class:`SencaError` when there is none."""

@@ -6,10 +6,11 @@ and every file is written atomically (a temporary file renamed into place).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
-from magicgui.widgets import CheckBox, Container, Label, PushButton
+from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton
 from qtpy.QtWidgets import QVBoxLayout
 
 from ..review import ReviewState
@@ -42,13 +43,15 @@ class ExportWidget(DockWidget):
         self.layer = SectionPicker(napari_viewer)
         self.csv_btn = PushButton(text="Spots + regions CSV…")
         self.geojson_btn = PushButton(text="GeoJSON for QuPath…")
+        self.frame = ComboBox(label="GeoJSON frame", choices=self._frame_choices, nullable=True,
+                              tooltip="pixel frame of the GeoJSON coordinates: that of the image you open in QuPath")
         self.h5ad_btn = PushButton(text="Annotated section .h5ad…")
         self.png_btn = PushButton(text="PNG snapshot of the view…")
         self.whole_window = CheckBox(text="snapshot the whole window", value=False)
         self.status = Label(value="")
         self.form = Container(
-            widgets=[self.layer, self.csv_btn, self.geojson_btn, self.h5ad_btn, self.png_btn, self.whole_window,
-                     self.status]
+            widgets=[self.layer, self.csv_btn, self.frame, self.geojson_btn, self.h5ad_btn, self.png_btn,
+                     self.whole_window, self.status]
         )  # fmt: skip
         lay = QVBoxLayout(self)
         lay.addWidget(self.form.native)
@@ -57,6 +60,30 @@ class ExportWidget(DockWidget):
         self.geojson_btn.changed.connect(lambda: self.export_geojson())
         self.h5ad_btn.changed.connect(lambda: self.export_h5ad())
         self.png_btn.changed.connect(lambda: self.export_png())
+        self.layer.changed.connect(self._on_layer)
+        self._on_layer()
+
+    # ------------------------------------------------------------------ frames
+    def _frame_choices(self, _widget: Any = None) -> list[tuple[str, str]]:
+        """GeoJSON frames of the picked section, the default (QuPath's) marked."""
+        from ..export import default_geojson_frame, geojson_frames
+
+        layer = getattr(self, "layer", None)
+        adata = (layer.value.metadata.get("adata") if layer is not None and layer.value is not None else None)
+        if adata is None:
+            return []
+        default = default_geojson_frame(adata)
+        return [(f.label + (" - default" if f.name == default else ""), f.name) for f in geojson_frames(adata)]
+
+    @guarded
+    def _on_layer(self, *_: Any) -> None:
+        """Offer the picked section's frames, with its default selected."""
+        from ..export import default_geojson_frame
+
+        self.frame.reset_choices()
+        layer = self.layer.value
+        if layer is not None and layer.metadata.get("adata") is not None:
+            self.frame.value = default_geojson_frame(layer.metadata["adata"])
 
     # ------------------------------------------------------------------ helpers
     def _target(self, path: str | Path | None, caption: str, file_filter: str, suffix: str) -> Path | None:
@@ -98,11 +125,13 @@ class ExportWidget(DockWidget):
 
     @guarded
     def export_geojson(self, path: str | Path | None = None) -> Path | None:
-        """Spots as circles of the true diameter with region properties (QuPath)."""
+        """Spots as circles of the true diameter with region properties (QuPath), in the chosen frame."""
         from .._napari import write_points_geojson
 
-        return self._export_points(write_points_geojson, path, "Save spots as GeoJSON",
-                                   "GeoJSON (*.geojson *.json)", ".geojson", "GeoJSON")  # fmt: skip
+        frame = self.frame.value
+        writer = functools.partial(write_points_geojson, frame=frame)
+        return self._export_points(writer, path, "Save spots as GeoJSON",
+                                   "GeoJSON (*.geojson *.json)", ".geojson", f"GeoJSON ({frame or 'default'} frame)")  # fmt: skip
 
     def _export_points(
         self, writer: Any, path: str | Path | None, caption: str, file_filter: str, suffix: str, what: str

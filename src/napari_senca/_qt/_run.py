@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -17,16 +18,19 @@ from magicgui.widgets import (
     SpinBox,
 )
 from napari.qt.threading import create_worker
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QVBoxLayout
 
 from ..config import SencaConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, SencaError
 from ..review import ReviewState
 from ._common import (
     DockWidget,
     SectionPicker,
+    error_message,
     guarded,
     import_torch,
+    is_alive,
     notify_error,
     notify_info,
     notify_warning,
@@ -34,7 +38,7 @@ from ._common import (
     qt_callback,
 )
 
-__all__ = ["RunWidget", "train"]
+__all__ = ["RunWidget", "train", "warm_up", "mmss", "STAGE_NAMES"]
 
 WEIGHT_CHOICES = [
     ("ImageNet if available", "auto"),
@@ -44,16 +48,77 @@ WEIGHT_CHOICES = [
 ]
 
 
+#: what the progress bar calls each stage of :func:`napari_senca.pipeline.run_senca_iter`
+STAGE_NAMES = {"preprocess": "preprocessing", "patches": "encoding H&E", "train": "training", "cluster": "clustering"}
+#: modules a run needs, imported by :func:`warm_up` off the main thread when the widget opens
+HEAVY_MODULES = (
+    "napari_senca.pipeline",
+    "napari_senca.model.backbone",
+    "napari_senca.model.modules",
+    "napari_senca.model.senca",
+    "napari_senca.patches",
+    "napari_senca.preprocess",
+    "sklearn.decomposition",
+    "sklearn.cluster",
+    "scanpy",
+)
+BAR_MAX = 1000
+
+
+def mmss(seconds: float) -> str:
+    """``83.2`` -> ``"01:23"`` (hours are added to the minutes)."""
+    s = max(0, int(seconds))
+    return f"{s // 60:02d}:{s % 60:02d}"
+
+
+def pipeline_loaded() -> bool:
+    """True once :mod:`napari_senca.pipeline` (and so torch) is imported."""
+    return "napari_senca.pipeline" in sys.modules
+
+
+def warm_up(backbone: str) -> bool | None:
+    """Worker: import torch, torchvision and the pipeline so that a click does not wait for them.
+
+    Returns whether the ImageNet weights of ``backbone`` are in the torch cache
+    (None: unknown), for the note shown before a run.
+    """
+    try:
+        import_torch()
+        preimport(*HEAVY_MODULES)
+        from ..image_weights import imagenet_cached
+
+        return imagenet_cached(backbone)
+    except RuntimeError as exc:
+        raise RunFailed(exc) from exc
+
+
+class RunFailed(SencaError):
+    """A ``RuntimeError`` of a worker (torch raises them, e.g. out of memory), re-raised.
+
+    superqt takes a ``RuntimeError`` leaving a worker for a deleted worker and
+    then emits neither ``errored`` nor ``finished``: the widget would wait forever.
+    """
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(f"{type(exc).__name__}: {exc}")
+
+
 def train(adata: Any, config: SencaConfig) -> Any:
     """Generator run in the worker: yields progress, returns the annotated copy.
 
-    ``adata`` is the worker's own copy; the layers are not touched here.
+    ``adata`` is the worker's own copy; the layers are not touched here. The
+    heavy imports happen here, off the main thread (a no-op once
+    :func:`warm_up` has run).
     """
-    from ..pipeline import annotate, run_senca_iter
+    try:
+        import_torch()
+        from ..pipeline import annotate, run_senca_iter
 
-    t0 = time.perf_counter()
-    result = yield from run_senca_iter(adata, config)
-    annotate(adata, result)
+        t0 = time.perf_counter()
+        result = yield from run_senca_iter(adata, config)
+        annotate(adata, result)
+    except RuntimeError as exc:
+        raise RunFailed(exc) from exc
     return adata, result, time.perf_counter() - t0
 
 
@@ -61,6 +126,12 @@ class RunWidget(DockWidget):
     """Train SENCA-st on the chosen section without freezing the viewer.
 
     Each control maps to one :class:`~napari_senca.config.SencaConfig` field.
+    When the widget opens, torch and the pipeline are imported in a worker
+    thread (:func:`warm_up`), so that a click only copies the section and
+    starts the run; the note under *image weights* says before a run when
+    ``auto`` will fall back to random weights. One progress bar covers all
+    stages (:attr:`~napari_senca.pipeline.Progress.overall`) with the stage
+    name and the elapsed time.
     The run works on a copy of the section; on success the copy (annotated
     with clusters, embedding and, for Ward, its tree) replaces the layer's AnnData and the
     spots are re-coloured. Stop takes effect at the next progress report
@@ -95,16 +166,19 @@ class RunWidget(DockWidget):
         self.use_image = CheckBox(text="use the H&&E image", value=True, tooltip="off: RNA-only")
         self.image_weights = ComboBox(label="image weights", choices=WEIGHT_CHOICES, value="auto")
         self.weights_file = FileEdit(label="weights file", mode="r", filter="*.pth *.pt", visible=False)
+        self.weights_note = Label(value="", visible=False)
         self.patch_size = SpinBox(label="patch size", min=16, max=1024, value=d.patch_size,
                                   tooltip="side in pixels of the H&E patch around each spot")
         self.run_btn = PushButton(text="Run SENCA-st")
         self.stop_btn = PushButton(text="Stop", enabled=False)
-        self.progress = ProgressBar(label="progress", min=0, max=1, value=0)
+        self.progress = ProgressBar(label="progress", min=0, max=BAR_MAX, value=0)
+        self.progress.native.setFormat("")
         self.status = Label(label="", value="")
         self.form = Container(
             widgets=[
                 self.layer, self.n_clusters, self.n_neighbors, self.epochs, self.lr, self.seed,
-                self.device, self.use_image, self.image_weights, self.weights_file, self.patch_size,
+                self.device, self.use_image, self.image_weights, self.weights_note, self.weights_file,
+                self.patch_size,
                 Container(widgets=[self.run_btn, self.stop_btn], layout="horizontal", labels=False),
                 self.progress, self.status,
             ]
@@ -117,14 +191,35 @@ class RunWidget(DockWidget):
         self.stop_btn.changed.connect(lambda: self.stop())
         self.image_weights.changed.connect(self._on_weights)
         self.use_image.changed.connect(self._on_weights)
+        self._regions_pending = False
+        self._setting_regions = False
+        self.n_clusters.changed.connect(self._on_regions_edited)
         self.layer.changed.connect(self._on_layer)
         self._on_layer()
+
+        self._t0 = 0.0
+        self._stage = ""
+        self._timer = QTimer(self)
+        self._timer.setInterval(1000)
+        self._timer.timeout.connect(self._show_bar)
+        #: ImageNet weights in the torch cache (None: not known yet)
+        self.imagenet_cached: bool | None = None
+        self.warm_worker: Any = None
+        self.image_weights.changed.connect(self._refresh_note)
+        self.use_image.changed.connect(self._refresh_note)
+        self._start_warm_up()
 
     # ------------------------------------------------------------------ state
     @property
     def running(self) -> bool:
         """True while a training worker is alive."""
         return self.worker is not None
+
+    @property
+    def regions_pending(self) -> bool:
+        """True while the default number of regions is not known yet (warm-up running):
+        a run then uses the section's default (``n_clusters=None``)."""
+        return self._regions_pending
 
     def config(self) -> SencaConfig:
         """The settings of the controls as a validated config.
@@ -142,7 +237,7 @@ class RunWidget(DockWidget):
             weights = path
         values: dict[str, Any] = {
             "n_neighbors": int(self.n_neighbors.value),
-            "n_clusters": int(self.n_clusters.value),
+            "n_clusters": None if self._regions_pending else int(self.n_clusters.value),
             "epochs": int(self.epochs.value),
             "lr": float(self.lr.value),
             "seed": int(self.seed.value),
@@ -159,18 +254,73 @@ class RunWidget(DockWidget):
         self.patch_size.enabled = bool(self.use_image.value)
         self.weights_file.visible = self.image_weights.value == "file" and bool(self.use_image.value)
 
+    # ---------------------------------------------------------- warm-up
+    def _start_warm_up(self) -> None:
+        """Import the heavy modules in a worker thread (once per widget)."""
+        backbone = str(self.overrides.get("backbone", SencaConfig().backbone))
+        worker = create_worker(
+            warm_up,
+            backbone,
+            _start_thread=False,
+            _connect={"returned": self._on_warm, "errored": self._on_warm_error},
+        )
+        worker.finished.connect(self._on_warm_finished)
+        self.warm_worker = self._box.add(worker)
+        worker.start()
+
+    @qt_callback
+    def _on_warm(self, cached: bool | None) -> None:
+        self.imagenet_cached = cached
+        self._refresh_note()
+        if self._regions_pending:  # the default number of regions needs the pipeline
+            self._on_layer()
+
+    @qt_callback
+    def _on_warm_error(self, exc: BaseException) -> None:
+        # nothing is lost: the run imports what it needs in its own worker
+        import logging
+
+        logging.getLogger("napari_senca").warning("napari-senca: warm-up failed: %s", exc)
+
+    @qt_callback
+    def _on_warm_finished(self) -> None:
+        self.warm_worker = None
+
+    def _refresh_note(self, *_: Any) -> None:
+        """Say before a run what the image weights will be when ImageNet is not at hand."""
+        from ..image_weights import weights_notice
+
+        cfg = SencaConfig()
+        backbone = str(self.overrides.get("backbone", cfg.backbone))
+        weights = self.image_weights.value if self.use_image.value else "none"
+        note = weights_notice(backbone, str(weights), self.imagenet_cached)
+        self.weights_note.value = note
+        self.weights_note.visible = bool(note)
+        self.weights_note.tooltip = note
+
+    def _on_regions_edited(self, *_: Any) -> None:
+        if not self._setting_regions:
+            self._regions_pending = False  # the user's number wins
+
     @guarded
     def _on_layer(self, *_: Any) -> None:
         layer = self.layer.value
         if layer is None:
             return
+        if not pipeline_loaded():
+            self._regions_pending = True  # called again by the warm-up once the pipeline is imported
+            return
         from ..pipeline import default_n_clusters
 
         state = ReviewState.from_layer(layer)
-        self.n_clusters.max = max(2, min(100, state.n_spots))
-        self.n_clusters.value = max(2, min(self.n_clusters.max, default_n_clusters(state.adata)))
-        if state.has_result:
-            self.n_clusters.value = max(2, min(self.n_clusters.max, state.n_clusters))
+        k = state.n_clusters if state.has_result else default_n_clusters(state.adata)
+        self._setting_regions = True
+        try:
+            self.n_clusters.max = max(2, min(100, state.n_spots))
+            self.n_clusters.value = max(2, min(self.n_clusters.max, k))
+        finally:
+            self._setting_regions = False
+        self._regions_pending = False
 
     # ------------------------------------------------------------------- run
     @guarded
@@ -182,24 +332,28 @@ class RunWidget(DockWidget):
         if self.worker is not None:
             notify_info("SENCA-st is already running: wait for it or press Stop")
             return None
-        from ..pipeline import check_run_settings
         from ..section import get_image
 
         layer = self.layer.require()
         state = ReviewState.from_layer(layer)
         cfg = self.config()
-        check_run_settings(cfg, state.n_spots, int(cfg.n_clusters or 2))
+        if pipeline_loaded():  # else the worker checks (importing it here would block)
+            from ..pipeline import check_run_settings
+
+            check_run_settings(cfg, state.n_spots, int(cfg.n_clusters or 2))
         if cfg.use_image and get_image(state.adata) is None:
             notify_warning("this section has no H&E image: running RNA-only")
-        # torch/torchvision must be imported in the main thread, not in the worker
-        import_torch()
-        preimport("napari_senca.pipeline", "napari_senca.model.backbone", "napari_senca.model.senca")
+        # heavy imports (torch, torchvision) happen in the warm-up and the run's worker, never here
         adata = state.adata.copy()
         self._target = layer
         self.stopped = False
         self.last_result = None
-        self.progress.max = 1
+        self.last_progress = None
+        self._t0 = time.perf_counter()
+        self._stage = "starting"
         self.progress.value = 0
+        self._show_bar()
+        self._timer.start()
         self.status.value = "starting…"
         worker = create_worker(
             train,
@@ -229,11 +383,28 @@ class RunWidget(DockWidget):
         self.worker.quit()
 
     # --------------------------------------------------------------- signals
+    def _show_bar(self, state: str | None = None) -> None:
+        """The bar's text: percent, stage (or end state) and elapsed time."""
+        if not is_alive(self):
+            return
+        what = state or STAGE_NAMES.get(self._stage, self._stage)
+        pct = "" if state in ("failed", "stopped") else "%p% · "
+        self.progress.native.setFormat(f"{pct}{what} · {mmss(time.perf_counter() - self._t0)}")
+
+    def _end_bar(self, state: str, value: int | None = None) -> None:
+        self._timer.stop()
+        if value is not None:
+            self.progress.value = value
+        self._show_bar(state)
+
     @qt_callback
     def _on_progress(self, p: Any) -> None:
         self.last_progress = p
-        self.progress.max = max(1, int(p.total))
-        self.progress.value = min(int(p.step), self.progress.max)
+        self._stage = p.stage
+        overall = float(getattr(p, "overall", 0.0))
+        # never 100 % before the result is in the layer
+        self.progress.value = max(self.progress.value, min(int(round(overall * BAR_MAX)), BAR_MAX - 1))
+        self._show_bar()
         self.status.value = p.message
 
     @qt_callback
@@ -249,24 +420,39 @@ class RunWidget(DockWidget):
             self.last_result = result
             mode = "RNA-only" if result.rna_only else f"H&E weights {result.image_weights_used}"
             msg = f"SENCA-st: {result.n_clusters} regions in {seconds:.1f} s ({mode}, {result.device})"
+            self._end_bar("done", BAR_MAX)
             self.status.value = msg
             notify_info(msg)
         except Exception as exc:
+            self._end_bar("failed", 0)
+            self.status.value = "failed: " + error_message(exc)[:120]
             notify_error(exc)
 
     @qt_callback
     def _on_error(self, exc: BaseException) -> None:
-        self.status.value = "failed"
-        notify_error(exc)
+        if isinstance(exc, RunFailed) and exc.__cause__ is not None:
+            notify_error(exc.__cause__)  # logs the traceback of the bug
+            exc = exc.__cause__
+        else:
+            notify_error(exc)
+        self._end_bar("failed", 0)
+        self.status.value = "failed: " + error_message(exc)[:120]
 
     @qt_callback
     def _on_aborted(self) -> None:
         self.stopped = True
+        self._end_bar("stopped", 0)
         self.status.value = "stopped: the layers are unchanged"
 
     @qt_callback
     def _on_finished(self) -> None:
         self.worker = None
         self._target = None
+        self._timer.stop()
         self.run_btn.enabled = True
         self.stop_btn.enabled = False
+        if "torchvision.models" in sys.modules:  # a failed download is remembered: say so now
+            from ..image_weights import imagenet_cached
+
+            self.imagenet_cached = imagenet_cached(str(self.overrides.get("backbone", SencaConfig().backbone)))
+        self._refresh_note()

@@ -15,6 +15,8 @@ from typing import Any
 from anndata import AnnData
 
 from ..errors import ConfigError, DataError
+from ..section import drop_duplicate_genes
+from .checks import check_counts
 from .detect import FORMATS, SAMPLE_PREFIX, SAMPLES, detect_format
 from .h5ad import read_h5ad, write_h5ad
 from .image import load_image
@@ -46,6 +48,7 @@ def read_section(
     *,
     section: str | None = None,
     image: str | PathLike | bool | None = None,
+    normalized: bool = False,
     **kw: Any,
 ) -> AnnData:
     """Read a section in any supported format.
@@ -62,23 +65,43 @@ def read_section(
         An H&E to use instead of the one found beside the data (for Visium:
         the full-resolution image, stored under ``"fullres"``); ``False`` reads
         no image (legacy ST only).
+    normalized
+        The values are already normalised and log-transformed: use them as
+        they are (preprocessing skips normalisation and log1p). By default
+        the values must be raw counts (see :func:`~napari_senca.io.checks.check_counts`).
     **kw
         Passed on to the format's reader.
 
     Returns
     -------
     AnnData
-        The section.
+        The section. ``uns["senca_input"]`` says what was left out or
+        changed (excluded spots, label rows that match no spot, duplicated
+        gene names, warnings; see :mod:`napari_senca.notes`); each warning is
+        also emitted as a :class:`~napari_senca.notes.InputWarning`.
 
     Raises
     ------
     DataError
-        When nothing at ``path`` is recognised, or the data are broken.
+        When nothing at ``path`` is recognised, the data are broken, or the
+        values are not raw counts and ``normalized`` is False.
     ConfigError
         When ``section`` or ``image`` do not apply to the format, or a her2st
         repository is given without ``section``.
     """
     fmt = detect_format(path)
+    adata = _read_any(fmt, path, section, image, kw)
+    info = adata.uns.get("senca_input") or {}
+    if fmt == "h5ad":
+        adata = drop_duplicate_genes(adata, path)
+        where = str(path)
+        normalized = normalized or bool(info.get("normalized", False))  # a file this plugin wrote
+    else:
+        where = info.get("counts_path") or str(path)
+    return check_counts(adata, where, normalized)
+
+
+def _read_any(fmt: str | None, path: str | PathLike, section: str | None, image: Any, kw: dict[str, Any]) -> AnnData:
     if fmt == "sample":
         return _read_sample(str(path), image)
     p = Path(path)

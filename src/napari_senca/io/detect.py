@@ -1,4 +1,10 @@
-"""Recognising which reader can open a path (never raises)."""
+"""Recognising which reader can open a path (never raises, never reads data).
+
+Recognition looks at file names only, so it is cheap enough for napari's
+reader hook: a folder *looks like* a section when it holds the files a
+section is made of, even if some are missing or broken (reading it then
+fails with one line saying what is wrong).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ FORMATS = ("st", "her2st_repo", "visium", "h5ad", "sample")
 SAMPLE_PREFIX = "sample:"
 SAMPLES = ("her2st_A1", "synthetic")
 _ST_FILES = ("counts.tsv", "counts.tsv.gz", "spots.tsv")
+_ST_FOLDER_FILES = ("counts.tsv.gz", "counts.tsv", "spots.tsv")
 
 
 def detect_format(path: Any) -> str | None:
@@ -28,8 +35,8 @@ def detect_format(path: Any) -> str | None:
     Returns
     -------
     str or None
-        ``"st"`` (legacy ST folder, or a ``counts.tsv[.gz]``/``spots.tsv`` in
-        one), ``"her2st_repo"`` (a checkout of almaan/her2st, needs a
+        ``"st"`` (a folder with ``counts.tsv[.gz]`` or ``spots.tsv``, or one
+        of these files), ``"her2st_repo"`` (a checkout of almaan/her2st, needs a
         section), ``"visium"`` (Space Ranger ``outs`` folder, its parent or its
         ``filtered_feature_bc_matrix.h5``), ``"h5ad"`` or ``"sample"``. Never
         raises: anything it cannot make sense of gives None.
@@ -46,13 +53,13 @@ def detect_format(path: Any) -> str | None:
                 return "h5ad"
             if name.endswith("filtered_feature_bc_matrix.h5"):
                 return "visium"
-            if name in _ST_FILES and find_st_counts(p.parent) is not None:
+            if name in _ST_FILES:
                 return "st"
             return None
         if p.is_dir():
             if (p / "data" / "ST-cnts").is_dir():
                 return "her2st_repo"
-            if find_st_counts(p) is not None:
+            if find_st_counts(p) is not None or (p / "spots.tsv").is_file():
                 return "st"
             if find_visium_outs(p) is not None:
                 return "visium"

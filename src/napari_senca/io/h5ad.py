@@ -1,16 +1,31 @@
-"""Sections saved as AnnData ``.h5ad`` files (read, and atomic write)."""
+"""Sections saved as AnnData ``.h5ad`` files (read, and atomic write).
+
+An ``.h5ad`` never holds a copy of a gigapixel H&E: :func:`write_h5ad` stores
+images of at most Space Ranger's sizes (:data:`STORED_IMAGE_SIDE`: ``hires``
+2000 px, ``lowres`` 600 px on the longer side), downscaled with matching
+``tissue_<key>_scalef`` scale factors so spots stay on the same tissue, plus
+the path of the full-resolution file in
+``uns["spatial"][library]["metadata"]["source_image_path"]`` when it is known.
+"""
 
 from __future__ import annotations
 
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from anndata import AnnData
 
 from ..errors import DataError
-from ..section import library_id, validate_section
+from ..section import as_rgb_uint8, library_id, validate_section
 
-__all__ = ["read_h5ad", "write_h5ad"]
+__all__ = ["read_h5ad", "write_h5ad", "compact_spatial", "STORED_IMAGE_SIDE", "SOURCE_IMAGE_KEY"]
+
+#: Longest side (px) of each image stored in an ``.h5ad``; other keys (``fullres``) become ``hires``.
+STORED_IMAGE_SIDE = {"hires": 2000, "lowres": 600}
+#: ``metadata`` key naming the full-resolution image file a stored image was made from.
+SOURCE_IMAGE_KEY = "source_image_path"
 
 
 def read_h5ad(path: str | PathLike) -> AnnData:
@@ -58,6 +73,8 @@ def write_h5ad(adata: AnnData, path: str | PathLike, *, overwrite: bool = False)
 
     The data are written to a temporary file in the same folder, which then
     replaces ``path`` in one step, so a crash never leaves a half-written file.
+    Images larger than Space Ranger's are stored downscaled (see
+    :func:`compact_spatial`); ``adata`` itself is not changed.
 
     Parameters
     ----------
@@ -81,6 +98,66 @@ def write_h5ad(adata: AnnData, path: str | PathLike, *, overwrite: bool = False)
     from ..export import atomic_path
 
     p = Path(path)
+    spatial = adata.uns.get("spatial")
     with atomic_path(p, overwrite=overwrite) as tmp:
-        adata.write_h5ad(tmp)
+        if isinstance(spatial, dict):
+            adata.uns["spatial"] = compact_spatial(spatial)
+        try:
+            adata.write_h5ad(tmp)
+        finally:
+            if isinstance(spatial, dict):
+                adata.uns["spatial"] = spatial
     return p
+
+
+def compact_spatial(spatial: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``uns["spatial"]`` whose images are no larger than :data:`STORED_IMAGE_SIDE`.
+
+    Parameters
+    ----------
+    spatial
+        ``uns["spatial"]``: ``{library_id: {"images", "scalefactors", "metadata"}}``.
+
+    Returns
+    -------
+    dict
+        New dictionaries (``spatial`` is not modified; images that are small
+        enough are shared, not copied). ``hires`` and ``lowres`` images are
+        downscaled to at most 2000 and 600 px on the longer side, and their
+        ``tissue_<key>_scalef`` multiplied by the same factor. Any other image
+        (``fullres``) is stored as ``hires`` when there is none, else left out;
+        the full-resolution file stays named in ``metadata["source_image_path"]``
+        when the reader recorded it.
+    """
+    out: dict[str, Any] = {}
+    for lib, entry in spatial.items():
+        if not isinstance(entry, dict):
+            out[lib] = entry
+            continue
+        images = dict(entry.get("images") or {})
+        sf = dict(entry.get("scalefactors") or {})
+        kept: dict[str, Any] = {}
+        for key in sorted(images, key=lambda k: k not in STORED_IMAGE_SIDE):  # hires / lowres first
+            target = key if key in STORED_IMAGE_SIDE else "hires"
+            scale = float(sf.pop(f"tissue_{key}_scalef", 1.0))
+            if target in kept:
+                continue  # a second candidate for "hires": the stored one is enough
+            small, factor = _downscale(images[key], STORED_IMAGE_SIDE[target])
+            kept[target] = small
+            sf[f"tissue_{target}_scalef"] = scale * factor
+        out[lib] = {**entry, "images": kept, "scalefactors": sf, "metadata": dict(entry.get("metadata") or {})}
+    return out
+
+
+def _downscale(image: Any, max_side: int) -> tuple[np.ndarray, float]:
+    """``image`` shrunk so its longer side is at most ``max_side``, and the factor applied (new / old px)."""
+    arr = np.asarray(image)
+    if arr.ndim < 2 or max(arr.shape[:2]) <= max_side:
+        return arr, 1.0
+    from PIL import Image
+
+    h, w = arr.shape[:2]
+    f = max_side / max(h, w)
+    nw, nh = max(1, round(w * f)), max(1, round(h * f))
+    small = Image.fromarray(as_rgb_uint8(arr)).resize((nw, nh), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return np.asarray(small), nw / w

@@ -1,15 +1,20 @@
 """Loading H&E images (JPEG, PNG, TIFF) and their JSON sidecars.
 
 TIFF files are read with :mod:`tifffile` (first series, full resolution
-level), everything else with Pillow. Pillow's decompression-bomb guard is
-lifted while an image is read, because whole-slide H&E images routinely have
-more pixels than its default limit; it is restored afterwards.
+level), everything else with Pillow. Before any pixel is decoded, the size in
+the file's header is compared with :data:`MAX_IMAGE_PIXELS` (environment
+variable ``NAPARI_SENCA_MAX_IMAGE_PIXELS`` overrides it), so an image too
+large for memory gives one clear error instead of a ``MemoryError``. Pillow's
+own decompression-bomb guard is lifted while an image is read, because
+whole-slide H&E images routinely have more pixels than its default limit; it
+is restored afterwards.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,14 +29,29 @@ from ..section import as_rgb_uint8
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "MAX_IMAGE_PIXELS",
+    "max_image_pixels",
+    "image_size",
+    "check_image_size",
     "load_image",
     "find_images",
     "read_json",
     "read_scale_sidecar",
     "check_inside",
+    "record_source_image",
 ]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+
+#: Largest image (width x height) that is decoded: 1 gigapixel, 3 GB as RGB (a 9,300 x 9,900 px
+#: HER2ST H&E has 0.09 gigapixels, a 24,000 px square Visium full-resolution image 0.58).
+MAX_IMAGE_PIXELS = 1_000_000_000
+
+
+def max_image_pixels() -> int:
+    """The pixel limit in force (``NAPARI_SENCA_MAX_IMAGE_PIXELS`` or :data:`MAX_IMAGE_PIXELS`)."""
+    env = os.environ.get("NAPARI_SENCA_MAX_IMAGE_PIXELS", "").replace("_", "")
+    return int(env) if env.isdigit() and int(env) > 0 else MAX_IMAGE_PIXELS
 
 
 @contextmanager
@@ -65,16 +85,79 @@ def load_image(path: str | PathLike) -> np.ndarray:
     Raises
     ------
     DataError
-        When the file is missing, unreadable or not an RGB/grey image.
+        When the file is missing, unreadable or not an RGB/grey image, or its
+        header gives more pixels than :func:`max_image_pixels` (checked
+        before decoding), or decoding runs out of memory.
     """
     p = Path(path)
     if not p.is_file():
         raise DataError(p, "image file not found")
-    if p.suffix.lower() in (".tif", ".tiff"):
-        img = _read_tiff(p)
-    else:
-        img = _read_pillow(p)
-    return as_rgb_uint8(img, p)
+    w, h = image_size(p)
+    check_image_size(p, (w, h))
+    try:
+        img = _read_tiff(p) if _is_tiff(p) else _read_pillow(p)
+        return as_rgb_uint8(img, p)
+    except MemoryError:
+        raise DataError(p, f"not enough memory to decode the {w:,} x {h:,} px image; use a downscaled image") from None
+
+
+def _is_tiff(p: Path) -> bool:
+    return p.suffix.lower() in (".tif", ".tiff")
+
+
+def image_size(path: str | PathLike) -> tuple[int, int]:
+    """Width and height of an image from its header, without decoding the pixels.
+
+    Raises
+    ------
+    DataError
+        When the file is not a readable image.
+    """
+    p = Path(path)
+    if _is_tiff(p):
+        return _tiff_size(p)
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with _no_pixel_limit(), Image.open(p) as im:
+            return int(im.size[0]), int(im.size[1])
+    except UnidentifiedImageError:
+        raise DataError(p, "not a readable image (unknown or corrupt format)") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise DataError(p, f"cannot read the image ({_short(exc)})") from None
+
+
+def _tiff_size(p: Path) -> tuple[int, int]:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(p) as tif:
+            if not tif.series:
+                raise DataError(p, "the TIFF file holds no image")
+            series = tif.series[0]
+            level = series.levels[0] if getattr(series, "levels", None) else series
+            shape, axes = tuple(level.shape), str(getattr(level, "axes", ""))
+    except DataError:
+        raise
+    except Exception as exc:  # tifffile raises many types on corrupt input
+        raise DataError(p, f"cannot read the TIFF image ({_short(exc)})") from None
+    if "Y" in axes and "X" in axes:
+        return int(shape[axes.index("X")]), int(shape[axes.index("Y")])
+    dims = [d for d in shape if d not in (1, 3, 4)] or list(shape)
+    return (int(dims[-1]), int(dims[-2])) if len(dims) >= 2 else (int(shape[-1]), 1)
+
+
+def check_image_size(path: str | PathLike, size: tuple[int, int]) -> None:
+    """Raise a one-line :class:`DataError` when a ``(width, height)`` image is too large to decode."""
+    w, h = size
+    limit = max_image_pixels()
+    if w * h > limit:
+        raise DataError(
+            path,
+            f"the image is {w:,} x {h:,} px ({w * h / 1e9:.3g} gigapixels, {3 * w * h / 2**30:.3g} GiB as RGB), "
+            f"more than the limit of {limit / 1e9:.3g} gigapixels; use a downscaled image with its scale "
+            "factor (e.g. a Space Ranger hires image) or raise NAPARI_SENCA_MAX_IMAGE_PIXELS",
+        )
 
 
 def _read_tiff(p: Path) -> np.ndarray:
@@ -87,7 +170,7 @@ def _read_tiff(p: Path) -> np.ndarray:
             series = tif.series[0]
             level = series.levels[0] if getattr(series, "levels", None) else series
             img = np.asarray(level.asarray())
-    except DataError:
+    except (DataError, MemoryError):
         raise
     except Exception as exc:  # tifffile raises many types on corrupt input
         raise DataError(p, f"cannot read the TIFF image ({_short(exc)})") from None
@@ -109,7 +192,7 @@ def _read_pillow(p: Path) -> np.ndarray:
             return np.asarray(im)
     except UnidentifiedImageError:
         raise DataError(p, "not a readable image (unknown or corrupt format)") from None
-    except (OSError, ValueError, SyntaxError) as exc:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise DataError(p, f"cannot read the image ({_short(exc)})") from None
 
 
@@ -201,6 +284,23 @@ def check_inside(
             f"{int(out.sum())} of {len(ids)} spots lie outside the {w}x{h} image "
             f"(e.g. {ids[i]!r} at x={xy[i, 0]:.1f}, y={xy[i, 1]:.1f} image px); check {where}",
         )
+
+
+def record_source_image(adata: Any, path: str | PathLike) -> None:
+    """Name the H&E file a section's image was read from.
+
+    Stored in ``uns["spatial"][library_id]["metadata"]["source_image_path"]``
+    (absolute path), so that an ``.h5ad``, which keeps only downscaled images
+    (see :func:`napari_senca.io.h5ad.compact_spatial`), still leads back to
+    the full-resolution file. Does nothing for a section without ``uns["spatial"]``.
+    """
+    spatial = adata.uns.get("spatial")
+    if not isinstance(spatial, dict) or not spatial:
+        return
+    entry = spatial[next(iter(spatial))]
+    if isinstance(entry, dict):
+        meta = entry.setdefault("metadata", {})
+        meta["source_image_path"] = str(Path(path).expanduser().absolute())
 
 
 def _short(exc: BaseException) -> str:

@@ -35,13 +35,16 @@ import pandas as pd
 from anndata import AnnData
 
 from ..errors import ConfigError, DataError
+from ..notes import add_excluded, add_warning, examples, set_labels
 from ..section import make_section
-from .image import check_inside, find_images, load_image, read_scale_sidecar
+from .image import check_inside, find_images, load_image, read_scale_sidecar, record_source_image
+from .labels import check_match, match_ids
 
 __all__ = ["read_st_folder", "read_her2st_repo", "find_st_counts", "her2st_repo_sections"]
 
 _ID_RE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*x\s*(-?\d+(?:\.\d+)?)\s*$")
 ImageArg = str | PathLike | bool | None
+_ID_COLUMNS = ("spot", "spot_id", "id", "barcode", "row.names", "")
 
 
 def find_st_counts(folder: str | PathLike) -> Path | None:
@@ -217,7 +220,7 @@ def _read_table(path: Path, what: str, **kw: object) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise DataError(path, f"the {what} file is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError, zlib.error, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise DataError(path, f"cannot read the {what} file ({first})") from None
 
 
@@ -236,16 +239,33 @@ def _numeric_column(df: pd.DataFrame, col: str, path: Path) -> np.ndarray:
     return vals.to_numpy(dtype=np.float64)
 
 
+def _header_names(path: Path, counts: pd.DataFrame) -> list[str]:
+    """The gene names as written in the header (pandas renames repeats ``ERBB2`` -> ``ERBB2.1``)."""
+    names = [str(g) for g in counts.columns]
+    if len(set(names)) == len(names) and not any(re.search(r"\.\d+$", g) for g in names):
+        return names
+    head = pd.read_csv(path, sep="\t", header=None, nrows=1, dtype=str, keep_default_na=False)
+    raw = [str(g) for g in head.iloc[0].tolist()[1:]]
+    return raw if len(raw) == len(names) else names
+
+
+def _short(v: object, limit: int = 60) -> str:
+    text = repr(v)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
 def _counts_matrix(counts: pd.DataFrame, path: Path) -> np.ndarray:
     if counts.shape[0] == 0:
         return np.zeros(counts.shape, dtype=np.float64)
+    if counts.shape[1] == 0 or (counts.shape[1] == 1 and "," in str(counts.columns[0])):
+        raise DataError(path, "not a tab-separated table (expected spots x genes with tabs between the columns)")
     non_num = [c for c, t in counts.dtypes.items() if not (pd.api.types.is_numeric_dtype(t) or pd.api.types.is_bool_dtype(t))]
     if non_num:
         col = non_num[0]
         vals = counts[col]
         bad = vals[pd.to_numeric(vals, errors="coerce").isna() & vals.notna()]
-        example = f" (e.g. {bad.iloc[0]!r} for spot {bad.index[0]!r})" if len(bad) else ""
-        raise DataError(path, f"counts are not numeric: gene {col!r}{example}")
+        example = f" (e.g. {_short(bad.iloc[0])} for spot {_short(bad.index[0])})" if len(bad) else ""
+        raise DataError(path, f"counts are not numeric: {examples(non_num, 'genes')}{example}")
     return counts.to_numpy(dtype=np.float64)
 
 
@@ -263,7 +283,7 @@ def _read_st(
     counts = _read_table(counts_path, "counts", index_col=0)
     ids = [str(i).strip() for i in counts.index]
     X = _counts_matrix(counts, counts_path)
-    genes = [str(g) for g in counts.columns]
+    genes = _header_names(counts_path, counts)
 
     keys: list[tuple[float, float]] = []
     for sid in ids:
@@ -301,12 +321,16 @@ def _read_st(
         raise DataError(
             counts_path,
             f"mismatched spot ids: {len(unmatched)} of {len(ids)} counts rows have no position in "
-            f"{spots_path} (e.g. {unmatched[0]!r}); counts ids '<x>x<y>' must match spots.tsv x, y",
+            f"{spots_path} ({examples(unmatched)}); counts ids '<x>x<y>' must match spots.tsv x, y",
         )
     idx = np.asarray(rows, dtype=np.int64)
     keep = selected[idx] if len(idx) else np.zeros(0, dtype=bool)
     if len(ids) and not keep.any():
         raise DataError(spots_path, "no counts spot is selected (selected == 1): the section has no spots")
+    not_selected = [s for s, k in zip(ids, keep, strict=True) if not k]
+    has_counts = np.zeros(len(spots), dtype=bool)
+    has_counts[idx] = True
+    no_counts = [f"{sx[i]:g}x{sy[i]:g}" for i in np.where(selected & ~has_counts)[0]]
     if not keep.all():
         X = X[keep]
         ids = [s for s, k in zip(ids, keep, strict=True) if k]
@@ -318,7 +342,8 @@ def _read_st(
 
     labels = None
     if labels_path is not None:
-        labels = _read_labels(labels_path, ids, sx[idx], sy[idx])
+        labels, n_label_rows, label_unmatched = _read_labels(labels_path, ids, sx[idx], sy[idx])
+        label_warning = check_match(labels_path, n_label_rows, label_unmatched, ids)
 
     img = None
     scale = 1.0
@@ -330,7 +355,7 @@ def _read_st(
     if img is not None and image_path is not None:
         check_inside(spatial * scale, img.shape, ids, image_path, sidecar)
 
-    return make_section(
+    adata = make_section(
         X,
         ids,
         genes,
@@ -346,16 +371,37 @@ def _read_st(
         source_format=source_format,
         counts_path=counts_path,
     )
+    if image_path is not None:
+        record_source_image(adata, image_path)
+    add_excluded(adata, "selected = 0", not_selected)
+    add_excluded(adata, f"in {spots_path.name} without counts", no_counts)
+    if labels_path is not None:
+        set_labels(adata, n_label_rows - len(label_unmatched), len(label_unmatched), label_unmatched, labels_path.name)
+        if label_warning:
+            add_warning(adata, label_warning)
+    return adata
 
 
-def _read_labels(path: Path, ids: list[str], x: np.ndarray, y: np.ndarray) -> list[object]:
-    """Per-spot labels from ``labels.tsv`` (None where a spot has no label row)."""
+def _read_labels(path: Path, ids: list[str], x: np.ndarray, y: np.ndarray) -> tuple[list[object], int, list[str]]:
+    """Per-spot labels from ``labels.tsv`` (None where a spot has no label row).
+
+    Columns are found by name: ``x``, ``y``, ``label`` (joined on the rounded
+    coordinates), or a spot-id column and ``label`` (joined on the ids, see
+    :func:`~napari_senca.io.labels.match_ids`).
+
+    Returns
+    -------
+    labels, n_rows, unmatched
+        The per-spot labels, the number of label rows and the ids of the rows
+        that match no spot (``"<x>x<y>"`` for coordinate rows, ``"line <n>: no
+        x/y"`` for rows without coordinates).
+    """
     df = _read_table(path, "labels")
     df.columns = [str(c).strip() for c in df.columns]
     if {"x", "y", "label"} <= set(df.columns):
         lx = pd.to_numeric(df["x"], errors="coerce")
         ly = pd.to_numeric(df["y"], errors="coerce")
-        ok = lx.notna() & ly.notna()
+        ok = (lx.notna() & ly.notna()).to_numpy()
         table: dict[tuple[int, int], object] = {}
         for kx, ky, lab in zip(
             np.round(lx[ok]).astype(np.int64).tolist(),
@@ -366,12 +412,27 @@ def _read_labels(path: Path, ids: list[str], x: np.ndarray, y: np.ndarray) -> li
             prev = table.setdefault((kx, ky), lab)
             if prev != lab and not (pd.isna(prev) and pd.isna(lab)):
                 raise DataError(path, f"spot x={kx}, y={ky} has two labels ({prev!r} and {lab!r})")
-        spot_keys = zip(np.round(x).astype(np.int64).tolist(), np.round(y).astype(np.int64).tolist(), strict=True)
-        return [table.get(k) for k in spot_keys]
+        spot_keys = list(zip(np.round(x).astype(np.int64).tolist(), np.round(y).astype(np.int64).tolist(), strict=True))
+        present = set(spot_keys)
+        row_keys = zip(np.round(lx.fillna(0)).astype(np.int64).tolist(), np.round(ly.fillna(0)).astype(np.int64).tolist(), strict=True)
+        unmatched = [
+            f"line {i + 2}: no x/y" if not has else f"{k[0]}x{k[1]}"
+            for i, (k, has) in enumerate(zip(row_keys, ok.tolist(), strict=True))
+            if not has or k not in present
+        ]
+        return [table.get(k) for k in spot_keys], len(df), unmatched
     if "label" in df.columns or df.shape[1] == 2:
         col = "label" if "label" in df.columns else df.columns[1]
-        id_col = df.columns[0] if df.columns[0] != col else None
+        id_col = next((c for c in df.columns if c.lower() in _ID_COLUMNS and c != col), None)
+        if id_col is None and df.columns[0] != col:
+            id_col = df.columns[0]
         if id_col is not None:
-            by_id = dict(zip(df[id_col].astype(str).str.strip(), df[col], strict=True))
-            return [by_id.get(s) for s in ids]
+            label_ids = df[id_col].astype(str).str.strip().tolist()
+            hit = match_ids(label_ids, ids)
+            out: list[object] = [None] * len(ids)
+            for j, i in enumerate(hit.tolist()):
+                if i >= 0:
+                    out[i] = df[col].iloc[j]
+            unmatched = [lid for lid, i in zip(label_ids, hit.tolist(), strict=True) if i < 0]
+            return out, len(label_ids), unmatched
     raise DataError(path, "expected columns x, y, label (or spot id, label)")

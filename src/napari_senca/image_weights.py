@@ -1,0 +1,78 @@
+"""Where the image branch's ImageNet weights stand, without downloading anything.
+
+:func:`imagenet_cached` looks for torchvision's weights file in the torch cache
+(``TORCH_HOME``, as :func:`torch.hub.load_state_dict_from_url` stores it), so
+the Run widget can say *before* a run that ``auto`` will fall back to random
+weights. When a download fails, :func:`remember_failure` keeps that for the rest
+of the session: :func:`napari_senca.model.backbone.build_backbone` then goes
+straight to random weights for ``auto`` instead of trying (and timing out)
+again on every run.
+"""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import urlparse
+
+__all__ = ["imagenet_cached", "remember_failure", "download_failed", "forget_failures", "weights_notice"]
+
+_FAILED: set[str] = set()
+
+
+def imagenet_cached(backbone: str = "resnet18") -> bool | None:
+    """True when the ImageNet weights of ``backbone`` are in the torch cache.
+
+    None when ``backbone`` has no torchvision ImageNet weights (nothing to check).
+    Imports torchvision: call it off the main thread or once it is imported.
+    """
+    import torch
+    import torchvision.models as tvm
+
+    try:
+        url = tvm.get_model_weights(backbone).DEFAULT.url
+    except Exception:
+        return None
+    name = os.path.basename(urlparse(url).path)
+    return os.path.isfile(os.path.join(torch.hub.get_dir(), "checkpoints", name))
+
+
+def remember_failure(backbone: str) -> None:
+    """Record that the ImageNet weights of ``backbone`` could not be downloaded."""
+    _FAILED.add(str(backbone))
+
+
+def download_failed(backbone: str) -> bool:
+    """True when a download of ``backbone``'s ImageNet weights failed in this session."""
+    return str(backbone) in _FAILED
+
+
+def forget_failures() -> None:
+    """Try downloads again (e.g. after the network came back)."""
+    _FAILED.clear()
+
+
+def weights_notice(backbone: str, weights: str, cached: bool | None) -> str:
+    """What a run with ``weights`` will use, in one line ("" when nothing to say).
+
+    Parameters
+    ----------
+    backbone
+        torchvision model name, e.g. ``"resnet18"``.
+    weights
+        The ``image_weights`` setting (``"auto"``, ``"imagenet"``, ``"none"`` or a path).
+    cached
+        :func:`imagenet_cached` of ``backbone`` (None: unknown).
+    """
+    w = str(weights).lower()
+    if w not in ("auto", "imagenet") or cached is None or cached:
+        return ""
+    if download_failed(backbone):
+        if w == "auto":
+            return f"ImageNet weights for {backbone} could not be downloaded this session: random image weights"
+        return f"ImageNet weights for {backbone} could not be downloaded this session: the run will fail offline"
+    if w == "auto":
+        return (
+            f"ImageNet weights for {backbone} are not in the torch cache: the run downloads them, "
+            "or uses random image weights when offline"
+        )
+    return f"ImageNet weights for {backbone} are not in the torch cache: the run downloads them (needs internet)"

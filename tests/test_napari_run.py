@@ -1,0 +1,251 @@
+"""Run feedback (issue 8, item 17): one progress bar over all stages, the image-weights
+note before a run, the offline fallback remembered, a failed run not shown as done,
+and no heavy work on the main thread when Run is clicked."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+# triton (probed by torch._dynamo) must load before any OpenGL context exists (see test_napari_widgets)
+import torch._dynamo  # noqa: F401
+
+from napari_senca import image_weights
+from napari_senca._qt import RunWidget, _common, _run
+from napari_senca.config import SencaConfig
+from napari_senca.datasets import synthetic_section
+from napari_senca.pipeline import STAGE_WEIGHTS, OverallProgress, Progress, run_senca_iter
+
+
+@pytest.fixture
+def notes(monkeypatch):
+    got: dict[str, list[str]] = {"error": [], "info": [], "warning": []}
+    monkeypatch.setattr(_common, "show_error", lambda m: got["error"].append(str(m)))
+    monkeypatch.setattr(_common, "show_info", lambda m: got["info"].append(str(m)))
+    monkeypatch.setattr(_common, "show_warning", lambda m: got["warning"].append(str(m)))
+    return got
+
+
+def _drive(gen):
+    reports = []
+    while True:
+        try:
+            reports.append(next(gen))
+        except StopIteration as stop:
+            return reports, stop.value
+
+
+# --------------------------------------------------------------------------- core
+
+
+@pytest.mark.parametrize("use_image", [True, False])
+def test_overall_progress_is_one_monotonic_bar(use_image, torch_one_thread):
+    adata = synthetic_section(n_side=6, n_genes=40)
+    cfg = SencaConfig(epochs=3, steps_per_epoch=1, image_weights="none", patch_size=32, device="cpu",
+                      n_clusters=3, use_image=use_image)
+    reports, result = _drive(run_senca_iter(adata, cfg))
+    assert result.n_clusters == 3
+    overall = [p.overall for p in reports]
+    assert all(b >= a for a, b in zip(overall, overall[1:], strict=False)), overall
+    assert overall[0] == 0.0 and overall[-1] == pytest.approx(1.0)
+    stages = [p.stage for p in reports]
+    assert ("patches" in stages) == use_image
+    # the bar's share of each stage follows the weight table (normalised over the stages that run)
+    used = [s for s in STAGE_WEIGHTS if use_image or s != "patches"]
+    total = sum(STAGE_WEIGHTS[s] for s in used)
+    after_pre = next(p.overall for p in reports if p.stage == "preprocess" and p.step == 1)
+    assert after_pre == pytest.approx(STAGE_WEIGHTS["preprocess"] / total)
+    last_train = [p for p in reports if p.stage == "train"][-1]
+    assert last_train.overall == pytest.approx(1.0 - STAGE_WEIGHTS["cluster"] / total)
+
+
+def test_overall_progress_never_goes_back():
+    tr = OverallProgress(use_image=True)
+    seq = [("preprocess", 1, 1), ("patches", 3, 4), ("patches", 1, 4), ("unknown", 5, 5), ("train", 0, 10)]
+    vals = [tr.update(Progress(st, a, b, "")).overall for st, a, b in seq]
+    assert vals == sorted(vals) and vals[2] == vals[1] and vals[3] == vals[1]
+
+
+def test_offline_fallback_remembered(monkeypatch):
+    """'auto' without ImageNet weights tries the download once per session, not on every run."""
+    import torchvision.models as tvm
+
+    from napari_senca.model.backbone import build_backbone
+
+    real = tvm.resnet18
+    tries = []
+
+    def offline(*, weights=None, **kw):
+        if weights is not None:
+            tries.append(weights)
+            raise OSError("no network")
+        return real(weights=None, **kw)
+
+    monkeypatch.setattr(tvm, "resnet18", offline)
+    image_weights.forget_failures()
+    try:
+        assert build_backbone("resnet18", "auto").weights_used == "random"
+        assert build_backbone("resnet18", "auto").weights_used == "random"
+        assert len(tries) == 1 and image_weights.download_failed("resnet18")
+        note = image_weights.weights_notice("resnet18", "auto", False)
+        assert "could not be downloaded this session" in note and "random" in note
+    finally:
+        image_weights.forget_failures()
+
+
+def test_imagenet_cache_lookup(monkeypatch, tmp_path):
+    import torch
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    assert image_weights.imagenet_cached("resnet18") is False
+    import torchvision.models as tvm
+
+    url = tvm.get_model_weights("resnet18").DEFAULT.url
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / url.rsplit("/", 1)[-1]).write_bytes(b"x")
+    assert image_weights.imagenet_cached("resnet18") is True
+    assert image_weights.imagenet_cached("no_such_net") is None
+    assert image_weights.weights_notice("resnet18", "auto", True) == ""
+    assert image_weights.weights_notice("resnet18", "none", False) == ""
+    assert "random image weights" in image_weights.weights_notice("resnet18", "auto", False)
+
+
+def test_mmss():
+    assert _run.mmss(0) == "00:00" and _run.mmss(83.7) == "01:23" and _run.mmss(3725) == "62:05"
+
+
+# --------------------------------------------------------------------------- widget
+
+def _settings(w: RunWidget, epochs: int = 3) -> None:
+    w.epochs.value = epochs
+    w.n_clusters.value = 3
+    w.image_weights.value = "none"
+    w.patch_size.value = 32
+    w.device.value = "cpu"
+    w.overrides = {"steps_per_epoch": 1}
+
+
+def _wait_warm(qtbot, w):
+    qtbot.waitUntil(lambda: w.warm_worker is None, timeout=60_000)
+
+
+@pytest.mark.qt
+def test_widget_one_bar_with_stage_and_time(qtbot, make_napari_viewer, notes):
+    viewer = make_napari_viewer()
+    _common.add_section(viewer, synthetic_section(n_side=6, n_genes=40), "s")
+    run = RunWidget(viewer)
+    _wait_warm(qtbot, run)
+    _settings(run)
+    seen: list[tuple[int, str]] = []
+    worker = run.run()
+    worker.yielded.connect(lambda p: seen.append((run.progress.value, run.progress.native.format())))
+    qtbot.waitUntil(lambda: run.worker is None, timeout=120_000)
+    assert not notes["error"], notes["error"]
+    values = [v for v, _ in seen]
+    assert run.progress.max == _run.BAR_MAX
+    assert values == sorted(values), values  # one bar that never jumps back
+    assert max(values) < run.progress.max  # 100 % only once the result is in the layer
+    texts = " ".join(t for _, t in seen)
+    for name in ("preprocessing", "encoding H&E", "training", "clustering"):
+        assert name in texts
+    assert all(t.endswith(":" + t[-2:]) and t[-5:-3].isdigit() for _, t in seen)  # ... · mm:ss
+    assert run.progress.value == run.progress.max and "done" in run.progress.native.format()
+
+
+@pytest.mark.qt
+def test_failed_run_is_not_shown_done(qtbot, make_napari_viewer, notes, monkeypatch):
+    """A run that fails after a stage completed must not leave a full bar, and a
+    ``RuntimeError`` (torch's error type, e.g. out of memory) must end the run too."""
+    from napari_senca.model import backbone
+
+    def broken(*a, **kw):
+        raise RuntimeError("encoder exploded")
+
+    monkeypatch.setattr(backbone, "build_backbone", broken)
+    viewer = make_napari_viewer()
+    _common.add_section(viewer, synthetic_section(n_side=6, n_genes=40), "s")
+    run = RunWidget(viewer)
+    _wait_warm(qtbot, run)
+    _settings(run)
+    run.run()
+    qtbot.waitUntil(lambda: run.worker is None, timeout=60_000)
+    assert "encoder exploded" in notes["error"][-1]
+    assert run.progress.value < run.progress.max
+    assert "failed" in run.progress.native.format() and "100%" not in run.progress.native.format()
+    assert run.status.value.startswith("failed") and run.run_btn.enabled and not run.running
+
+
+@pytest.mark.qt
+def test_weights_note_before_the_run(qtbot, make_napari_viewer, monkeypatch):
+    monkeypatch.setattr(image_weights, "imagenet_cached", lambda backbone="resnet18": False)
+    viewer = make_napari_viewer()
+    run = RunWidget(viewer)
+    _wait_warm(qtbot, run)
+    assert run.imagenet_cached is False
+    assert run.image_weights.value == "auto"
+    assert not run.weights_note.native.isHidden() and "random image weights" in run.weights_note.value
+    run.image_weights.value = "none"
+    assert run.weights_note.value == "" and run.weights_note.native.isHidden()
+    run.image_weights.value = "auto"
+    run.use_image.value = False
+    assert run.weights_note.value == ""
+
+
+@pytest.mark.qt
+def test_click_does_no_heavy_work_on_the_main_thread(qtbot, make_napari_viewer, notes, monkeypatch):
+    """The imports a run needs (torch, torchvision, the pipeline) happen off the main thread.
+
+    The heavy-import helpers are replaced by slow stand-ins that record their
+    thread; the time ``run()`` keeps the main thread is measured.
+    """
+    calls: list[tuple[str, bool]] = []
+
+    def slow(name):
+        def f(*a, **kw):
+            calls.append((name, threading.current_thread() is threading.main_thread()))
+            time.sleep(0.5)
+
+        return f
+
+    monkeypatch.setattr(_run, "import_torch", slow("import_torch"))
+    monkeypatch.setattr(_run, "preimport", slow("preimport"))
+    viewer = make_napari_viewer()
+    _common.add_section(viewer, synthetic_section(n_side=6, n_genes=40), "s")
+    t0 = time.perf_counter()
+    run = RunWidget(viewer)
+    opened = time.perf_counter() - t0
+    _settings(run, epochs=1)
+    t0 = time.perf_counter()
+    worker = run.run()
+    on_main = time.perf_counter() - t0
+    assert worker is not None
+    qtbot.waitUntil(lambda: run.worker is None and run.warm_worker is None, timeout=120_000)
+    assert not notes["error"], notes["error"]
+    assert calls and not any(main for _, main in calls), calls
+    assert on_main < 0.3, f"run() kept the main thread {on_main:.2f} s"
+    assert opened < 0.5, f"opening the widget kept the main thread {opened:.2f} s"
+    assert {name for name, _ in calls} == {"import_torch", "preimport"}
+
+
+@pytest.mark.qt
+def test_regions_default_waits_for_warm_up(qtbot, make_napari_viewer, monkeypatch):
+    """Before the pipeline is imported the number of regions is 'the section's default';
+    the warm-up fills it in unless the user has set it meanwhile."""
+    viewer = make_napari_viewer()
+    _common.add_section(viewer, synthetic_section(n_side=6, n_genes=40, n_regions=3), "s")
+    loaded = [False]
+    monkeypatch.setattr(_run, "pipeline_loaded", lambda: loaded[0])
+    run = RunWidget(viewer)
+    user = RunWidget(viewer)
+    _wait_warm(qtbot, run)
+    _wait_warm(qtbot, user)
+    assert run.regions_pending and run.config().n_clusters is None
+    user.n_clusters.value = 5
+    assert not user.regions_pending
+    loaded[0] = True
+    for w in (run, user):
+        w._on_warm(None)  # what the warm-up's "returned" signal does once the pipeline is in
+    assert not run.regions_pending and run.n_clusters.value == 3 and run.config().n_clusters == 3
+    assert user.n_clusters.value == 5 and user.config().n_clusters == 5

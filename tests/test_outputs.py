@@ -1,0 +1,144 @@
+"""Output folders: never an input, never a folder the tool did not write, checked before any work."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from napari_senca.errors import OutputError
+from napari_senca.outputs import (
+    MARKER,
+    check_not_input,
+    check_output_folder,
+    check_writable,
+    read_marker,
+    replace_folder,
+    write_marker,
+)
+
+
+@pytest.fixture
+def section(tmp_path):
+    d = tmp_path / "proj" / "A1"
+    d.mkdir(parents=True)
+    (d / "counts.tsv").write_text("x")
+    return d
+
+
+@pytest.mark.parametrize(
+    ("rel", "why"),
+    [(".", "is the input"), ("..", "contains the input"), ("res", "lies inside the input")],
+)
+def test_refuses_input_related_folders(section, rel, why):
+    with pytest.raises(OutputError, match=why):
+        check_output_folder(section / rel, [section], overwrite=True)
+    with pytest.raises(OutputError, match=why):
+        check_not_input(section / rel, [section])
+    assert (section / "counts.tsv").read_text() == "x"
+
+
+def test_refuses_folder_holding_an_input_file(tmp_path):
+    img = tmp_path / "imgs" / "he.tif"
+    img.parent.mkdir()
+    img.write_bytes(b"x")
+    with pytest.raises(OutputError, match="contains the input"):
+        check_output_folder(tmp_path / "imgs", [img], overwrite=True)
+    check_output_folder(tmp_path / "res", [img])  # a sibling is fine
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symlinks need privileges on Windows")
+def test_symlinked_input_is_resolved(section, tmp_path):
+    link = tmp_path / "link"
+    link.symlink_to(section)
+    with pytest.raises(OutputError, match="is the input"):
+        check_output_folder(link, [section], overwrite=True)
+
+
+def test_new_and_empty_folders_are_fine(tmp_path):
+    assert check_output_folder(tmp_path / "new" / "deeper") == (tmp_path / "new" / "deeper")
+    (tmp_path / "empty").mkdir()
+    check_output_folder(tmp_path / "empty")
+    assert not (tmp_path / "new").exists()  # checking creates nothing
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]  # and leaves no probe
+
+
+def test_foreign_folder_is_never_replaced(tmp_path):
+    d = tmp_path / "mine"
+    d.mkdir()
+    (d / "notes.txt").write_text("keep")
+    for overwrite in (False, True):
+        with pytest.raises(OutputError, match="not a napari-senca output.*choose a new or empty folder"):
+            check_output_folder(d, overwrite=overwrite)
+
+
+def test_previous_output_needs_overwrite_and_nothing_extra(tmp_path):
+    d = tmp_path / "res"
+    d.mkdir()
+    (d / "clusters.csv").write_text("x")
+    write_marker(d, ["clusters.csv"], inputs=[tmp_path / "A1"], config={"epochs": 3})
+    m = read_marker(d)
+    assert m["files"] == ["clusters.csv"] and m["config"] == {"epochs": 3} and "version" in m and "time" in m
+    with pytest.raises(OutputError, match="use --overwrite"):
+        check_output_folder(d)
+    check_output_folder(d, overwrite=True)
+    (d / "my_notes.txt").write_text("keep")
+    with pytest.raises(OutputError, match=r"1 file\(s\) napari-senca did not write \(my_notes.txt\)"):
+        check_output_folder(d, overwrite=True)
+
+
+def test_broken_marker_is_no_marker(tmp_path):
+    d = tmp_path / "res"
+    d.mkdir()
+    (d / MARKER).write_text("{")
+    assert read_marker(d) is None
+    with pytest.raises(OutputError, match="not a napari-senca output"):
+        check_output_folder(d, overwrite=True)
+
+
+def test_not_a_folder_and_parent_is_a_file(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(OutputError, match="exists and is not a folder"):
+        check_output_folder(f)
+    with pytest.raises(OutputError, match="is a file, not a folder") as e:
+        check_output_folder(f / "res")
+    assert str(e.value).startswith(str(f / "res"))
+
+
+def test_unwritable_names_the_users_folder(tmp_path, monkeypatch):
+    import napari_senca.outputs as outputs
+
+    def refuse(*a, **k):
+        raise PermissionError(13, "Permission denied", str(tmp_path / ".napari-senca-probe-x"))
+
+    monkeypatch.setattr(outputs.tempfile, "mkdtemp", refuse)
+    with pytest.raises(OutputError) as e:
+        check_writable(tmp_path / "res")
+    msg = str(e.value)
+    assert msg.startswith(str(tmp_path / "res")) and "Permission denied" in msg and "probe" not in msg
+
+
+@pytest.mark.skipif(os.geteuid() == 0 if hasattr(os, "geteuid") else True, reason="root ignores permissions")
+def test_read_only_parent(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        with pytest.raises(OutputError, match="cannot write"):
+            check_output_folder(ro / "res")
+    finally:
+        ro.chmod(0o755)
+
+
+def test_replace_folder_keeps_nothing_else(tmp_path):
+    out = tmp_path / "res"
+    out.mkdir()
+    (out / "old.csv").write_text("old")
+    tmp = tmp_path / ".res.tmp"
+    tmp.mkdir()
+    (tmp / "new.csv").write_text("new")
+    replace_folder(tmp, out)
+    assert [p.name for p in out.iterdir()] == ["new.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["res"]
