@@ -546,6 +546,12 @@ def test_colour_by_numeric_obs_column(state, adata):
     lo, hi = state.gene_limits()
     assert 0.0 <= lo < 0.05 and 0.95 < hi <= 1.0
     assert state.layer_kwargs()["face_colormap"]["name"] == "senca_values"
+    # spots without a value (NaN) are grey, not transparent
+    adata.obs["senca_confidence"] = np.where(np.arange(adata.n_obs) < 3, np.nan, conf)
+    state.show_gene("senca_confidence")
+    layer = FakeLayer(state.coordinates(), metadata=state.metadata())
+    state.apply_to_layer(layer)
+    assert np.allclose(np.asarray(layer.face_color)[:3], [0x9E / 255, 0x9E / 255, 0x9E / 255, 1.0])
     state.show_gene("marker0")
     assert state.colour_label() == "MARKER0 (log-norm.)"
 

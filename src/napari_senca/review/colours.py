@@ -18,6 +18,7 @@ __all__ = [
     "selection_borders",
     "H_AND_E",
     "VALUE_COLOURS",
+    "MISSING_COLOUR",
     "to_hex",
     "lab",
     "contrast_to_stain",
@@ -55,6 +56,8 @@ H_AND_E = (
 #: saturated green, never as dark as haematoxylin (viridis' dark end is).
 VALUE_COLOURS = ("#ffffcc", "#ffd400", "#00c853")
 VALUE_COLORMAP = "senca_values"
+#: Colour of spots without a value (NaN, e.g. no confidence for spots assigned by hand).
+MISSING_COLOUR = "#9e9e9e"
 
 
 def lab(colours: Any) -> np.ndarray:
@@ -82,7 +85,9 @@ def value_rgba(fraction: np.ndarray) -> np.ndarray:
     from matplotlib.colors import LinearSegmentedColormap
 
     cmap = LinearSegmentedColormap.from_list(VALUE_COLORMAP, list(VALUE_COLOURS))
-    return np.asarray(cmap(np.clip(np.asarray(fraction, dtype=np.float64), 0, 1)))
+    cmap.set_bad(MISSING_COLOUR)
+    f = np.asarray(fraction, dtype=np.float64)
+    return np.asarray(cmap(np.ma.masked_invalid(np.clip(f, 0, 1))))
 
 
 def value_colormap() -> dict[str, Any]:

@@ -294,6 +294,8 @@ def apply_to_layer(state: ReviewState, layer: Any) -> None:
     layer.features = new
     if col == EXPRESSION_KEY:
         layer.face_contrast_limits = state.gene_limits()
+        if not np.isfinite(new[EXPRESSION_KEY].to_numpy()).all():
+            layer.face_color = spot_colours(state)  # napari's colormap has no colour for NaN
     # napari's mapping and ours must agree; fall back to explicit colours
     if col not in (None, EXPRESSION_KEY):
         want = spot_colours(state)
