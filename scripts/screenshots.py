@@ -101,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     pts = load.last_layer
     settle()
     shot("viewer_labels.png")
+    docks["Review regions"].raise_()  # before a run the Review legend explains the label colours
+    settle()
+    grab(docks["Review regions"], "widget_review_labels.png")
 
     # ---- train through the Run widget
     docks["Run SENCA-st"].raise_()
@@ -143,7 +146,21 @@ def main(argv: list[str] | None = None) -> int:
     viewer.reset_view()
     settle()
     shot("viewer_gene.png")
+    grab(docks["Review regions"], "widget_review_gene.png")  # the colour bar with the gene's range
     review.colour_by_clusters()
+
+    # ---- inspect a region: click its legend row (selects its spots), hide another one
+    leg = st.legend()
+    big = str(leg.sort_values("n_spots").iloc[-1]["cluster"])
+    row = st.clusters.index(big)
+    review.legend.cellClicked.emit(row, 2)
+    review.set_visible(st.clusters[(row + 1) % st.n_clusters], False)
+    pts.mode = "pan_zoom"
+    settle()
+    shot("viewer_region_selected.png")
+    grab(docks["Review regions"], "widget_review_hidden.png")
+    review.set_visible(st.clusters[(row + 1) % st.n_clusters], True)
+    pts.selected_data = set()
 
     # ---- draw around some spots (Shapes lasso/polygon), select them, assign a new region
     xy = pts.data

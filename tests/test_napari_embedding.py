@@ -138,7 +138,8 @@ def test_review_edits_recompute_confidence(section, notes, qtbot):
     _synced(qtbot, w)
     assert not w.by_confidence.value and not w.cbar_canvas.isVisibleTo(w)
     # a new cluster count: confidence recomputed for the new cut, plot recoloured
-    review.set_n_clusters(5)
+    # (hand assignments dropped here; kept, their spots would stay NaN)
+    review.set_n_clusters(5, keep_manual=False)
     _synced(qtbot, w)
     labels = adata.obs[CLUSTER_KEY].astype(str)
     np.testing.assert_allclose(pts.features[CONFIDENCE_KEY], silhouette_confidence(adata.obsm[EMBED_KEY], labels))

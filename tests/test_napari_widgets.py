@@ -19,6 +19,7 @@ import pytest
 import torch._dynamo  # noqa: F401
 
 from napari_senca._qt import ExportWidget, LoadWidget, ReviewWidget, RunWidget, _common
+from napari_senca._qt._legend import COLOUR, NAME
 from napari_senca.review import REGION_KEY, ReviewState
 from napari_senca.section import CLUSTER_KEY, spot_diameter
 from test_review import annotated_section  # tests/ is on sys.path
@@ -166,11 +167,11 @@ def test_run_review_export_flow(qtbot, viewer, notes, monkeypatch, tmp_path):
     review.n_clusters.value = 5
     assert time.perf_counter() - t0 < 2.0
     assert review.legend.rowCount() == 5 and pts.features[CLUSTER_KEY].nunique() == 5
-    review.legend.item(0, 1).setText("invasive cancer")  # edit in the legend
+    review.legend.item(0, NAME).setText("invasive cancer")  # edit in the legend
     assert st.name_of("0") == "invasive cancer"
     assert "invasive cancer" in pts.features[REGION_KEY].tolist()
     monkeypatch.setattr(_common, "pick_colour", lambda parent, initial: "#00ff00")
-    review.legend.cellDoubleClicked.emit(1, 0)
+    review.legend.cellDoubleClicked.emit(1, COLOUR)
     assert st.colour_of("1") == "#00ff00"
     ones = np.where(pts.features[CLUSTER_KEY] == "1")[0]
     np.testing.assert_allclose(pts.face_color[ones[0]], [0, 1, 0, 1])
@@ -237,7 +238,7 @@ def test_run_review_export_flow(qtbot, viewer, notes, monkeypatch, tmp_path):
     st2 = ReviewState.from_layer(again)
     assert st2.name_of("0") == "invasive cancer" and st2.colour_of("1") == "#00ff00"
     assert st2.n_clusters == 5 and st2.log == st.log[: len(st2.log)]
-    assert review.layer.value is again and review.legend.item(0, 1).text() == "invasive cancer"
+    assert review.layer.value is again and review.legend.item(0, NAME).text() == "invasive cancer"
 
 
 # --------------------------------------------------------------------------- error paths
@@ -328,9 +329,9 @@ def test_review_and_export_errors(qtbot, viewer, notes, monkeypatch, tmp_path):
     review.set_n_clusters(10_000)
     assert "more clusters" in notes["error"][-1]
     assert review.colour_by_gene("NOTAGENE") is None and "no gene 'NOTAGENE'" in notes["error"][-1]
-    review.legend.item(0, 1).setText("cluster 1")  # duplicate name: refused, legend restored
+    review.legend.item(0, NAME).setText("cluster 1")  # duplicate name: refused, legend restored
     assert "already used" in notes["error"][-1]
-    assert review.legend.item(0, 1).text() == "cluster 0"
+    assert review.legend.item(0, NAME).text() == "cluster 0"
     assert review.merge("0", "0") is None and "two different" in notes["error"][-1]
     monkeypatch.setattr(_common, "pick_colour", lambda parent, initial: None)  # cancelled dialog
     n = len(notes["error"])

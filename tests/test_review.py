@@ -145,7 +145,7 @@ def test_set_n_clusters_and_undo(state, adata):
     state.rename("0", "tumour")
     state.set_n_clusters(5)
     assert state.n_clusters == 5 and adata.uns["senca"]["n_clusters"] == 5
-    assert state.name_of("0") == "cluster 0"  # names of the old cut do not carry over
+    assert state.name_of("0") == "tumour"  # carried to the best-matching new region
     assert len(set(state.colour_cycle().values())) == 5
     assert state.undo().startswith("cluster count")
     assert state.n_clusters == 3 and adata.uns["senca"]["n_clusters"] == 3
@@ -282,7 +282,7 @@ def test_genes_search_and_values(state, adata):
     assert state.colour_by == "MARKER0" and state.colour_column() == EXPRESSION_KEY
     f = state.features()
     np.testing.assert_allclose(f[EXPRESSION_KEY].to_numpy(), v)
-    assert state.layer_kwargs()["face_colormap"] == "viridis"
+    assert state.layer_kwargs()["face_colormap"]["name"] == "senca_values"
     state.show_clusters()
     assert EXPRESSION_KEY not in state.features()
 
@@ -389,7 +389,7 @@ def test_h5ad_round_trip_restores_names_colours_edits(tmp_path, adata):
     assert st2.log == st.log and len(st2.log) == 3
     assert EMBED_KEY in back.obsm
     st2.set_n_clusters(4)  # the stored tree survives the round trip
-    assert st2.n_clusters == 4
+    assert st2.clustering_k == 4 and st2.n_clusters == 5 and st2.name_of(cid) == "DCIS"  # DCIS kept
 
 
 def test_spots_in_shapes():
@@ -403,3 +403,175 @@ def test_spots_in_shapes():
     line = np.array([[0.0, 0.0], [10.0, 10.0]])
     assert spots_in_shapes(rc, [line, square], ["line", "polygon"]).tolist() == [0, 4]
     assert spots_in_shapes(rc, []).tolist() == []
+
+
+# --------------------------------------------------------------------------- issue 8: the review is kept
+
+
+def _overlap(a, b) -> float:
+    return float(np.mean(np.asarray(a, dtype=object) == np.asarray(b, dtype=object)))
+
+
+def test_recluster_carries_names_colours_and_manual_assignments(state, adata):
+    state.rename("0", "tumour")
+    state.recolour("1", "#ffffff")
+    before = np.asarray(adata.obs[CLUSTER_KEY].astype(str))
+    moved = np.flatnonzero(before == "0")[:3]
+    state.assign(moved, "2")
+    assert state.n_manual == 3
+    state.set_n_clusters(5)
+    # the regions matching the old ones keep their ids (so names and colours)
+    assert state.clustering_k == 5 and "tumour" in state.display_names()
+    assert state.colour_of("1") == "#ffffff"
+    now = np.asarray(adata.obs[CLUSTER_KEY].astype(str))
+    tum = state.resolve("tumour")
+    assert _overlap(now[before == "0"], [tum] * int((before == "0").sum())) > 0.5
+    # spots assigned by hand stay where the user put them
+    assert (now[moved] == "2").all() and state.n_manual == 3
+    assert "3 spots assigned by hand kept" in state.log[-1]
+    # and back to 3 regions: the original cut with all edits
+    state.set_n_clusters(3)
+    assert state.name_of("0") == "tumour" and state.colour_of("1") == "#ffffff"
+    assert (np.asarray(adata.obs[CLUSTER_KEY].astype(str))[moved] == "2").all()
+
+
+def test_recluster_can_drop_manual_assignments(state, adata):
+    moved = np.flatnonzero(np.asarray(adata.obs[CLUSTER_KEY].astype(str)) == "0")[:3]
+    state.assign(moved, "2")
+    state.set_n_clusters(3, keep_manual=False)
+    assert state.n_manual == 0
+    assert (np.asarray(adata.obs[CLUSTER_KEY].astype(str))[moved] == "0").all()
+    state.undo()  # undo brings the hand assignments back
+    assert state.n_manual == 3
+
+
+def test_manual_assignments_survive_h5ad(tmp_path, state, adata):
+    from anndata import read_h5ad
+
+    from napari_senca.review import MANUAL_KEY
+
+    state.assign([0, 1], "2")
+    adata.write_h5ad(tmp_path / "s.h5ad")
+    back = ReviewState(read_h5ad(tmp_path / "s.h5ad"))
+    assert back.n_manual == 2 and back.manual[[0, 1]].all()
+    assert back.adata.obs[MANUAL_KEY].dtype == bool
+    back.set_n_clusters(4)
+    assert (np.asarray(back.adata.obs[CLUSTER_KEY].astype(str))[[0, 1]] == "2").all()
+
+
+def test_clustering_k_is_not_the_region_count(state):
+    state.assign([0, 1], None, new_name="DCIS")
+    assert state.n_clusters == 4 and state.clustering_k == 3
+
+
+def test_layer_changes_detect_and_restore(adata):
+    from napari_senca.review.layers import describe_changes, layer_changes, restore_layer
+
+    st = ReviewState(adata)
+    data = np.vstack([st.coordinates(), [[1e6, 1e6], [-5.0, -5.0]]])
+    added, missing = layer_changes(adata, data)
+    assert added.tolist() == [adata.n_obs, adata.n_obs + 1] and missing.size == 0
+    layer = FakeLayer(data, metadata=st.metadata())
+    assert "2 point(s) added" in describe_changes(layer, adata)
+    with pytest.raises(DataError, match="Restore spots"):
+        ReviewState.from_layer(layer)
+    layer.selected_data = {3}
+    assert restore_layer(layer, adata) == (2, 0)
+    assert describe_changes(layer, adata) is None and ReviewState.from_layer(layer) is st
+    # deleted points are put back too
+    layer.data = st.coordinates()[5:]
+    assert layer_changes(adata, layer.data)[1].tolist() == [0, 1, 2, 3, 4]
+    assert restore_layer(layer, adata) == (0, 5) and len(layer.data) == adata.n_obs
+
+
+def test_palette_reads_on_he():
+    from napari_senca.review.colours import H_AND_E, PALETTE, contrast_to_stain, value_rgba
+
+    # every region colour is far (CIELAB Delta E) from haematoxylin purple and eosin pink
+    assert contrast_to_stain(PALETTE).min() >= 40
+    # the previous palette (tab10 + tab20 light) had lavender at 4.5
+    assert contrast_to_stain(["#c5b0d5", "#9467bd", "#8c564b"]).min() < 20
+    # the value colour map has no dark end that disappears in haematoxylin (viridis does)
+    ramp = value_rgba(np.linspace(0, 1, 64))[:, :3]
+    assert contrast_to_stain(ramp).min() >= 25
+    import matplotlib
+
+    assert contrast_to_stain(matplotlib.colormaps["viridis"](np.linspace(0, 1, 64))[:, :3]).min() < 15
+    assert len(H_AND_E) >= 10
+
+
+def test_palette_first_colours_survive_colour_blindness():
+    from matplotlib.colors import to_rgb
+
+    from napari_senca.review.colours import PALETTE, lab
+
+    # Machado et al. (2009) full-severity deuteranopia and protanopia, on linear RGB
+    sims = [np.array([[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413], [-0.011820, 0.042940, 0.968881]]),
+            np.array([[0.152286, 1.052583, -0.204868], [0.114503, 0.786281, 0.099216], [-0.003882, -0.048116, 1.051998]])]  # fmt: skip
+    rgb = np.array([to_rgb(c) for c in PALETTE[:6]])
+    lin = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    for m in sims:
+        s = np.clip(lin @ m.T, 0, 1)
+        seen = np.where(s <= 0.0031308, 12.92 * s, 1.055 * s ** (1 / 2.4) - 0.055)
+        d = np.linalg.norm(lab(seen)[:, None] - lab(seen)[None], axis=2)
+        assert d[np.triu_indices(6, 1)].min() >= 20
+
+
+def test_layer_kwargs_border_and_visibility(state):
+    kw = state.layer_kwargs()
+    assert kw["border_width_is_relative"] and 0.08 <= kw["border_width"] <= 0.25
+    assert kw["border_color"] == "#ffffff" and kw["shown"].all()
+    n1 = int((state.legend().set_index("cluster")["n_spots"])["1"])
+    state.set_visible("1", False)
+    assert not state.is_visible("1") and int((~state.shown_mask()).sum()) == n1
+    assert state.layer_kwargs()["shown"].sum() == state.n_spots - n1
+    assert not state.can_undo  # hiding is display, not an edit
+    state.set_visible("1", True)
+    assert state.shown_mask().all()
+
+
+def test_spots_of(state, adata):
+    idx = state.spots_of("1")
+    assert (np.asarray(adata.obs[CLUSTER_KEY].astype(str))[idx] == "1").all()
+    assert len(idx) == int((adata.obs[CLUSTER_KEY] == "1").sum())
+
+
+def test_colour_by_numeric_obs_column(state, adata):
+    conf = np.linspace(0.0, 1.0, adata.n_obs)
+    adata.obs["senca_confidence"] = conf
+    assert "senca_confidence" in state.numeric_columns() and CLUSTER_KEY not in state.numeric_columns()
+    state.show_gene("senca_confidence")
+    assert state.colour_by == "senca_confidence" and state.colour_label() == "senca_confidence"
+    assert np.allclose(state.features()[EXPRESSION_KEY], conf)
+    lo, hi = state.gene_limits()
+    assert 0.0 <= lo < 0.05 and 0.95 < hi <= 1.0
+    assert state.layer_kwargs()["face_colormap"]["name"] == "senca_values"
+    # spots without a value (NaN) are grey, not transparent
+    adata.obs["senca_confidence"] = np.where(np.arange(adata.n_obs) < 3, np.nan, conf)
+    state.show_gene("senca_confidence")
+    layer = FakeLayer(state.coordinates(), metadata=state.metadata())
+    state.apply_to_layer(layer)
+    assert np.allclose(np.asarray(layer.face_color)[:3], [0x9E / 255, 0x9E / 255, 0x9E / 255, 1.0])
+    state.show_gene("marker0")
+    assert state.colour_label() == "MARKER0 (log-norm.)"
+
+
+def test_label_legend_before_a_run():
+    from napari_senca.datasets import synthetic_section
+
+    ad = synthetic_section(n_side=5, n_genes=40)
+    st = ReviewState(ad)
+    leg = st.label_legend()
+    assert list(leg.columns) == ["label", "colour", "n_spots"]
+    assert leg["n_spots"].sum() == ad.n_obs
+    assert dict(zip(leg["label"], leg["colour"], strict=True)) == st.label_cycle()
+
+
+def test_merge_suggestion_smallest_into_nearest(state, adata):
+    small = state.assign([0, 1], None, new_name="tiny")
+    a, b = state.merge_suggestion()
+    assert a == small and b != small
+    x = np.asarray(adata.obsm["X_senca"])
+    lab = np.asarray(adata.obs[CLUSTER_KEY].astype(str))
+    d = {c: np.linalg.norm(x[lab == c].mean(0) - x[lab == small].mean(0)) for c in state.clusters if c != small}
+    assert b == min(d, key=d.get)

@@ -11,15 +11,16 @@ from typing import Any
 import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, LineEdit, PushButton, SpinBox
 from napari.qt.threading import create_worker
-from qtpy.QtCore import QStringListModel, Qt
-from qtpy.QtGui import QColor, QIcon, QPixmap
+from qtpy.QtCore import QStringListModel, Qt, QTimer
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QCompleter,
     QFrame,
     QHeaderView,
     QLabel,
+    QMessageBox,
     QScrollArea,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -28,6 +29,8 @@ from qtpy.QtWidgets import (
 
 from ..errors import ConfigError
 from ..review import ReviewState
+from ..review.colours import VALUE_COLOURS
+from ..review.layers import apply_borders, describe_changes, restore_layer
 from . import _common
 from ._common import (
     DockWidget,
@@ -35,28 +38,46 @@ from ._common import (
     guarded,
     notify_error,
     notify_info,
+    notify_warning,
     preimport,
     qt_callback,
 )
+from ._legend import COLOUR, COUNT, NAME, SHOW, ColourBar, LegendTable
 
 __all__ = ["ReviewWidget"]
 
 NEW_REGION = "+ new region"
 
 
-def _swatch(colour: str, size: int = 14) -> QIcon:
-    pm = QPixmap(size, size)
-    pm.fill(QColor(colour))
-    return QIcon(pm)
+#: Width of the dock's contents: names, counts and the marker table fit without a horizontal scroll bar.
+MIN_WIDTH = 380
+
+
+def ask_keep_manual(parent: QWidget | None, n_manual: int, k: int) -> str | None:
+    """Ask what to do with hand-assigned spots before re-clustering: "keep", "drop" or None (cancel)."""
+    box = QMessageBox(parent)
+    box.setWindowTitle("Re-cluster")
+    box.setText(f"{n_manual} spot(s) were assigned by hand. Re-cluster into {k} regions and keep them there?")
+    box.setInformativeText("Names and colours move to the best-matching new regions either way; Undo goes back.")
+    keep = box.addButton("Keep", QMessageBox.ButtonRole.AcceptRole)
+    drop = box.addButton("Drop", QMessageBox.ButtonRole.DestructiveRole)
+    box.addButton(QMessageBox.StandardButton.Cancel)
+    box.setDefaultButton(keep)
+    box.exec()
+    clicked = box.clickedButton()
+    return "keep" if clicked is keep else "drop" if clicked is drop else None
 
 
 class ReviewWidget(DockWidget):
     """Review and correct the regions of a section.
 
-    Legend (name, colour, spot count; double-click a name to rename it, a
-    swatch to recolour), the cluster count (re-clusters the stored embedding
-    instantly), colour by gene, assign the selected spots to a region or a new
-    one, merge two regions, undo, and the marker genes of a region.
+    Legend (show/hide, colour, name, spot count; click a row to select its
+    spots, double-click a name to rename it, a swatch to recolour; the
+    pathologist labels before a run), the cluster count k (re-clusters the
+    stored embedding instantly and keeps names, colours and hand
+    assignments), colour by gene or numeric value with a colour bar, assign the
+    selected spots to a region or a new one, merge two regions, undo, and the
+    marker genes of a region.
 
     Parameters
     ----------
@@ -72,29 +93,28 @@ class ReviewWidget(DockWidget):
         self._marker_key: tuple[int, str] | None = None
         self._marker_failed: int | None = None
         self._marker_pending = False
+        self._mode_warned = False
+        self._merge_version: tuple[int, int] | None = None
 
         self.layer = SectionPicker(napari_viewer)
         self.hint = Label(value="")
         self.hint.native.setWordWrap(True)
-        self.n_clusters = SpinBox(label="regions", min=2, max=50, value=2,
-                                  tooltip="re-cluster the stored embedding: no retraining")
+        self.restore_btn = PushButton(text="Restore spots", visible=False,
+                                      tooltip="drop points added to the spots layer and put back deleted ones")
+        self.n_clusters = SpinBox(label="clusters (k)", min=2, max=50, value=2,
+                                  tooltip="re-cluster the stored embedding into k regions (no retraining); "
+                                          "names, colours and hand assignments are kept")
         self.undo_btn = PushButton(text="Undo")
-        top = Container(widgets=[self.layer, self.hint, self.n_clusters])
+        top = Container(widgets=[self.layer, self.n_clusters])
+        self.hint.native.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
 
-        # legend
-        self.legend = QTableWidget(0, 3)
-        self.legend.setHorizontalHeaderLabels(["", "region", "spots"])
-        self.legend.verticalHeader().setVisible(False)
-        hh = self.legend.horizontalHeader()
-        hh.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
-        hh.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
-        hh.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
-        self.legend.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.legend.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.legend.setEditTriggers(
-            QAbstractItemView.EditTrigger.DoubleClicked | QAbstractItemView.EditTrigger.EditKeyPressed
-        )
-        self.legend.setToolTip("double-click a name to rename, a colour to recolour")
+        # legend and colour bar
+        self.legend_title = QLabel("<b>Regions</b>")
+        self.legend = LegendTable()
+        self.legend.setToolTip("click a row to select its spots; tick 'show' to hide or show them; "
+                               "double-click a name to rename, a colour to recolour")
+        self.colour_bar = ColourBar()
+        self.colour_bar.setVisible(False)
 
         # edits
         self.target = ComboBox(label="assign to", choices=[NEW_REGION])
@@ -111,8 +131,9 @@ class ReviewWidget(DockWidget):
         )  # fmt: skip
 
         # colour by gene
-        self.gene = LineEdit(label="gene", tooltip="type to search; Enter colours the spots by this gene")
-        self.gene_btn = PushButton(text="Colour by gene")
+        self.gene = LineEdit(label="gene / value",
+                             tooltip="a gene or a numeric spot column (e.g. senca_confidence); Enter colours by it")
+        self.gene_btn = PushButton(text="Colour by it")
         self.clusters_btn = PushButton(text="Colour by region")
         colour_by = Container(
             widgets=[self.gene, Container(widgets=[self.gene_btn, self.clusters_btn], layout="horizontal",
@@ -127,6 +148,9 @@ class ReviewWidget(DockWidget):
         # markers
         self.marker_cluster = ComboBox(label="markers of", choices=[])
         self.marker_status = Label(value="")
+        self.marker_status.native.setWordWrap(True)
+        for lbl in (self.hint, self.marker_status):  # magicgui labels are Fixed: they would not use the width
+            lbl.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self.markers_btn = PushButton(text="Find marker genes")
         self.markers = QTableWidget(0, 4)
         self.markers.setHorizontalHeaderLabels(["gene", "score", "log2 FC", "adj. p"])
@@ -141,24 +165,33 @@ class ReviewWidget(DockWidget):
         scroll = QScrollArea(self)
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(inner)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
         lay = QVBoxLayout(inner)
         lay.addWidget(top.native)
-        lay.addWidget(QLabel("<b>Legend</b>"))
-        lay.addWidget(self.legend, 2)
+        lay.addWidget(self.hint.native)  # full width: status lines wrap instead of being cut
+        lay.addWidget(self.restore_btn.native)
+        lay.addWidget(self.colour_bar)
+        lay.addWidget(self.legend_title)
+        lay.addWidget(self.legend)
         lay.addWidget(edits.native)
         lay.addWidget(QLabel("<b>Colour by</b>"))
         lay.addWidget(colour_by.native)
         lay.addWidget(QLabel("<b>Marker genes</b> (Wilcoxon, region vs rest)"))
         lay.addWidget(markers.native)
         lay.addWidget(self.markers, 2)
+        inner.setMinimumWidth(MIN_WIDTH)
+        scroll.setMinimumWidth(MIN_WIDTH + scroll.verticalScrollBar().sizeHint().width())
+        self.scroll = scroll
 
         self.n_clusters.changed.connect(self._on_n_clusters)
         self.legend.itemChanged.connect(self._on_item_changed)
+        self.legend.cellClicked.connect(self._on_click)
         self.legend.cellDoubleClicked.connect(self._on_double_click)
+        self.restore_btn.changed.connect(lambda: self.restore_spots())
         self.assign_btn.changed.connect(lambda: self.assign_selected())
         self.lasso_btn.changed.connect(lambda: self.select_in_shapes())
         self.merge_btn.changed.connect(lambda: self.merge())
@@ -197,11 +230,37 @@ class ReviewWidget(DockWidget):
 
     # ------------------------------------------------------------------ actions
     @guarded
-    def set_n_clusters(self, k: int) -> None:
-        """Re-cluster the stored embedding into ``k`` regions and re-colour."""
+    def set_n_clusters(self, k: int, keep_manual: bool = True) -> None:
+        """Re-cluster the stored embedding into ``k`` regions (names, colours, hand assignments kept)."""
         st = self.state()
-        st.set_n_clusters(int(k))
+        st.set_n_clusters(int(k), keep_manual=keep_manual)
         self._apply(st)
+
+    @guarded
+    def select_region(self, cluster: Any) -> list[int] | None:
+        """Select the spots of a region (or, before a run, of a pathologist label) in the layer."""
+        layer = self.layer.require()
+        st = self.state()
+        idx = st.spots_of(cluster) if st.has_result else st.spots_with_label(str(cluster))
+        layer.selected_data = {int(i) for i in idx}
+        self.viewer.layers.selection.active = layer
+        return [int(i) for i in idx]
+
+    @guarded
+    def set_visible(self, cluster: Any, visible: bool) -> None:
+        """Show or hide the spots of a region."""
+        st = self.state()
+        st.set_visible(cluster, bool(visible))
+        self._apply(st)
+
+    @guarded
+    def restore_spots(self) -> tuple[int, int] | None:
+        """Drop points added to the spots layer and put back deleted ones; returns (dropped, restored)."""
+        layer = self.layer.require()
+        dropped, restored = restore_layer(layer, layer.metadata["adata"])
+        self._apply(self.state())
+        notify_info(f"spots restored: {dropped} added point(s) dropped, {restored} spot(s) put back")
+        return dropped, restored
 
     @guarded
     def rename(self, cluster: Any, name: str) -> None:
@@ -272,6 +331,7 @@ class ReviewWidget(DockWidget):
         polys = [np.asarray([shp.data_to_world(v) for v in verts]) for verts in shp.data]
         world = np.asarray([layer.data_to_world(p) for p in layer.data])
         idx = spots_in_shapes(world, polys, list(shp.shape_type))
+        idx = idx[self.state().shown_mask()[idx]]  # spots of hidden regions are not edited by accident
         layer.selected_data = {int(i) for i in idx}
         self.viewer.layers.selection.active = layer
         layer.mode = "select"
@@ -301,11 +361,11 @@ class ReviewWidget(DockWidget):
 
     @guarded
     def colour_by_gene(self, gene: str | None = None) -> None:
-        """Colour the spots by a gene's log-normalised expression."""
+        """Colour the spots by a gene's log-normalised expression or a numeric spot column."""
         st = self.state()
         g = (self.gene.value if gene is None else gene).strip()
         if not g:
-            raise ConfigError("type a gene name first")
+            raise ConfigError("type a gene name or a numeric column (e.g. senca_confidence) first")
         st.show_gene(g)
         self.gene.value = st.colour_by or g
         self._apply(st)
@@ -415,14 +475,46 @@ class ReviewWidget(DockWidget):
             self.refresh()
             return
         if self._layer is not None:
+            for ev, cb in self._layer_events():
+                try:
+                    getattr(self._layer.events, ev).disconnect(cb)
+                except (TypeError, RuntimeError, ValueError):
+                    pass
             try:
-                self._layer.events.features.disconnect(self._on_features)
-            except (TypeError, RuntimeError, ValueError):
+                self._layer.selected_data.events.items_changed.disconnect(self._on_selection)
+            except (TypeError, RuntimeError, ValueError, AttributeError):
                 pass
         self._layer = layer
         if layer is not None:
-            layer.events.features.connect(self._on_features)
+            for ev, cb in self._layer_events():
+                getattr(layer.events, ev).connect(cb)
+            layer.selected_data.events.items_changed.connect(self._on_selection)
         self.refresh()
+
+    def _on_selection(self, *_: Any) -> None:
+        """A clear selection ring: selected spots get a thick magenta border."""
+        layer = self._layer
+        if layer is None or not _common.is_alive(layer):
+            return
+        st = self._current_state()
+        apply_borders(layer, st.shown_mask() if st is not None else None)
+
+    def _layer_events(self) -> list[tuple[str, Any]]:
+        return [("features", self._on_features), ("data", self._on_features), ("mode", self._on_mode)]
+
+    def _on_mode(self, *_: Any) -> None:
+        """Keep the spots from being edited by accident: 'add' mode falls back to 'select'."""
+        layer = self._layer
+        if layer is None or str(layer.mode) != "add":
+            return
+        QTimer.singleShot(0, lambda: self._block_add(layer))
+
+    def _block_add(self, layer: Any) -> None:
+        if _common.is_alive(layer) and str(layer.mode) == "add":
+            layer.mode = "select"
+            if not self._mode_warned:
+                self._mode_warned = True
+                notify_warning("spots come from the section and cannot be added: use select or the lasso instead")
 
     def _on_features(self, *_: Any) -> None:
         if not self._refreshing:
@@ -443,51 +535,17 @@ class ReviewWidget(DockWidget):
     def _refresh(self) -> None:
         st = self._current_state()
         ok = st is not None and st.has_result
-        for w in (self.n_clusters, self.assign_btn, self.lasso_btn, self.merge_btn, self.target, self.new_name, self.merge_a,
-                  self.merge_b, self.gene_btn, self.clusters_btn, self.marker_cluster, self.markers_btn):
+        for w in (self.n_clusters, self.assign_btn, self.lasso_btn, self.merge_btn, self.target, self.new_name,
+                  self.merge_a, self.merge_b, self.marker_cluster, self.markers_btn):
             w.enabled = ok
-        self.gene.enabled = st is not None
-        self.gene_btn.enabled = st is not None
-        self.clusters_btn.enabled = st is not None
+        for w in (self.gene, self.gene_btn, self.clusters_btn):
+            w.enabled = st is not None
         self.undo_btn.enabled = bool(st is not None and st.can_undo)
-        if st is None:
-            self.hint.value = "load a section first"
-        elif not st.has_result:
-            self.hint.value = "run SENCA-st to see regions"
-        else:
-            text = f"{st.n_spots} spots, {st.n_clusters} regions"
-            if st.colour_by:
-                lo, hi = st.gene_limits()
-                text += f"; colour: {st.colour_by}, log-norm. {lo:.2f} (dark) – {hi:.2f} (yellow)"
-            self.hint.value = text
-        genes = st.genes() if st is not None else []
-        if self._gene_model.rowCount() != len(genes):
-            self._gene_model.setStringList(genes)
-        self.legend.blockSignals(True)
-        try:
-            leg = st.legend() if ok else None
-            self.legend.setRowCount(0 if leg is None else len(leg))
-            if leg is not None:
-                for i, row in enumerate(leg.itertuples(index=False)):
-                    sw = QTableWidgetItem()
-                    sw.setIcon(_swatch(row.colour))
-                    sw.setData(Qt.ItemDataRole.UserRole, row.cluster)
-                    sw.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
-                    sw.setToolTip(f"{row.colour} (double-click to change)")
-                    name = QTableWidgetItem(row.name)
-                    name.setData(Qt.ItemDataRole.UserRole, row.cluster)
-                    name.setToolTip(f"cluster id {row.cluster} (double-click to rename)")
-                    cnt = QTableWidgetItem(str(row.n_spots))
-                    cnt.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
-                    cnt.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                    self.legend.setItem(i, 0, sw)
-                    self.legend.setItem(i, 1, name)
-                    self.legend.setItem(i, 2, cnt)
-        finally:
-            self.legend.blockSignals(False)
-        rows = max(3, min(self.legend.rowCount(), 6))
-        row_h = self.legend.verticalHeader().defaultSectionSize()
-        self.legend.setMinimumHeight(self.legend.horizontalHeader().height() + rows * row_h + 6)
+        self._refresh_hint(st)
+        names = (st.numeric_columns() + st.genes()) if st is not None else []
+        if self._gene_model.rowCount() != len(names):
+            self._gene_model.setStringList(names)
+        self._refresh_legend(st)
         if not ok:
             for cb in (self.target, self.merge_a, self.merge_b, self.marker_cluster):
                 cb.choices = [NEW_REGION] if cb is self.target else []
@@ -496,43 +554,107 @@ class ReviewWidget(DockWidget):
         assert st is not None
         with self.n_clusters.changed.blocked():
             self.n_clusters.max = max(2, min(50, st.n_spots))
-            self.n_clusters.value = max(2, min(self.n_clusters.max, st.n_clusters))
+            self.n_clusters.value = max(2, min(self.n_clusters.max, st.clustering_k))
         self.n_clusters.enabled = st.can_recluster
-        pairs = [(st.name_of(c), c) for c in st.clusters]
-        for cb, extra in ((self.target, [(NEW_REGION, NEW_REGION)]), (self.merge_a, []), (self.merge_b, []),
-                          (self.marker_cluster, [])):
-            old = cb.value
-            with cb.changed.blocked():
-                cb.choices = pairs + extra
-                values = [v for _, v in pairs + extra]
-                if old in values:
-                    cb.value = old
-                elif cb is self.merge_b and len(values) > 1:
-                    cb.value = values[1]
-                elif values:
-                    cb.value = values[0]
+        self._refresh_choices(st)
         self.show_markers(compute=False)
+
+    def _refresh_hint(self, st: ReviewState | None) -> None:
+        layer = self.layer.value
+        changed = None
+        if st is None and layer is not None and "adata" in (layer.metadata or {}):
+            changed = describe_changes(layer, layer.metadata["adata"])
+        self.restore_btn.visible = changed is not None
+        if changed is not None:
+            self.hint.value = f"{changed}: press Restore spots to put the section's spots back"
+        elif st is None:
+            self.hint.value = "load a section first"
+        elif not st.has_result:
+            self.hint.value = "run SENCA-st to see regions; colours show the pathologist labels"
+        else:
+            text = f"{st.n_spots} spots in {st.n_clusters} regions"
+            if st.n_manual:
+                text += f" ({st.n_manual} assigned by hand)"
+            self.hint.value = text
+
+    def _refresh_legend(self, st: ReviewState | None) -> None:
+        self.legend.blockSignals(True)
+        try:
+            if st is not None and st.has_result:
+                leg = st.legend()
+                rows = [(r.cluster, r.name, r.colour, int(r.n_spots), r.cluster not in st.hidden)
+                        for r in leg.itertuples(index=False)]
+                self.legend.show_regions(rows, swatches=st.colour_by is None)
+                self.legend_title.setText("<b>Regions</b>")
+            elif st is not None and st.colour_by is None and len(labels := st.label_legend()):
+                self.legend.show_labels([(r.label, r.colour, int(r.n_spots)) for r in labels.itertuples(index=False)])
+                self.legend_title.setText("<b>Pathologist labels</b> (from the section)")
+            else:
+                self.legend.show_regions([])
+                self.legend_title.setText("<b>Regions</b>")
+        finally:
+            self.legend.blockSignals(False)
+        self.colour_bar.setVisible(bool(st is not None and st.colour_by))
+        if st is not None and st.colour_by:
+            lo, hi = st.gene_limits()
+            self.colour_bar.set_scale(st.colour_label(), lo, hi, VALUE_COLOURS)
+
+    def _refresh_choices(self, st: ReviewState) -> None:
+        """Region choices in legend order; merge defaults: smallest region into its closest one."""
+        pairs = [(st.name_of(c), c) for c in st.clusters]
+        values = [v for _, v in pairs]
+        suggest = st.merge_suggestion()
+        with self.target.changed.blocked():
+            old = self.target.value
+            self.target.choices = [*pairs, (NEW_REGION, NEW_REGION)]
+            self.target.value = old if old in values or old == NEW_REGION else values[0]
+        with self.marker_cluster.changed.blocked():
+            old = self.marker_cluster.value
+            self.marker_cluster.choices = pairs
+            self.marker_cluster.value = old if old in values else values[0]
+        a_old, b_old = self.merge_a.value, self.merge_b.value
+        with self.merge_a.changed.blocked(), self.merge_b.changed.blocked():
+            self.merge_a.choices = pairs
+            self.merge_b.choices = pairs
+            same = self._merge_version == (id(st), st.version)
+            if same and a_old in values and b_old in values and a_old != b_old:
+                self.merge_a.value, self.merge_b.value = a_old, b_old  # the user's choice
+            elif suggest is not None:
+                self.merge_a.value, self.merge_b.value = suggest
+        self._merge_version = (id(st), st.version)
 
     def _on_n_clusters(self, value: int) -> None:
         if self._refreshing:
             return
         st = self._current_state()
-        if st is None or not st.has_result or st.n_clusters == int(value):
+        if st is None or not st.has_result or st.clustering_k == int(value):
             return
-        self.set_n_clusters(int(value))
+        keep = True
+        if st.n_manual:
+            answer = ask_keep_manual(self, st.n_manual, int(value))
+            if answer is None:
+                with self.n_clusters.changed.blocked():
+                    self.n_clusters.value = st.clustering_k
+                return
+            keep = answer == "keep"
+        self.set_n_clusters(int(value), keep_manual=keep)
 
     def _on_item_changed(self, item: QTableWidgetItem) -> None:
-        if self._refreshing or item.column() != 1:
+        if self._refreshing or self.legend.mode != "regions":
             return
-        cid = item.data(Qt.ItemDataRole.UserRole)
-        self.rename(cid, item.text())
+        cid = self.legend.key(item.row())
+        if item.column() == NAME:
+            self.rename(cid, item.text())
+        elif item.column() == SHOW:
+            self.set_visible(cid, item.checkState() == Qt.CheckState.Checked)
+
+    def _on_click(self, row: int, col: int) -> None:
+        if col in (COLOUR, NAME, COUNT) and (key := self.legend.key(row)) is not None:
+            self.select_region(key)
 
     def _on_double_click(self, row: int, col: int) -> None:
-        if col != 0:
-            return
-        item = self.legend.item(row, 0)
-        if item is not None:
-            self.recolour(item.data(Qt.ItemDataRole.UserRole))
+        if col == COLOUR and self.legend.mode == "regions" and (key := self.legend.key(row)) is not None:
+            self.recolour(key)
 
 
 def _compute_markers(adata: Any, key: str) -> Any:

@@ -2,10 +2,9 @@
 
 :class:`ReviewState` is the core object the napari Review widget calls (one
 line per control, as in napari-animation): it holds a section AnnData with a
-SENCA result, the display name and colour of every cluster and an undo stack,
-and it knows how to describe itself as points-layer ``features`` and
-``metadata``. It imports neither Qt nor napari (layers are duck-typed), so it
-is unit-tested without a viewer.
+SENCA result, the display name and colour of every cluster and an undo stack.
+It imports neither Qt nor napari (layers are duck-typed, see
+:mod:`napari_senca.review.layers`), so it is unit-tested without a viewer.
 
 Where the state lives
 ---------------------
@@ -29,65 +28,25 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from anndata import AnnData
 
-from .errors import ConfigError, DataError
-from .section import CLUSTER_KEY, LABEL_KEY, UNS_KEY, get_image, library_id, spot_diameter
+from ..errors import ConfigError, DataError
+from ..section import CLUSTER_KEY, LABEL_KEY, UNS_KEY
+from . import genes as _genes
+from . import layers as _layers
+from .colours import PALETTE, to_hex
+from .keys import MANUAL_KEY, REGION_KEY, REVIEW_KEY
+from .keys import default_name as _default_name
+from .markers import MarkersMixin
+from .matching import match_clusters
 
-__all__ = [
-    "REVIEW_KEY",
-    "REGION_KEY",
-    "EXPRESSION_KEY",
-    "PALETTE",
-    "ReviewState",
-    "to_hex",
-    "section_layer_data",
-    "points_layer_data",
-    "image_layer_data",
-    "spots_in_shapes",
-]
-
-REVIEW_KEY = "senca_review"
-REGION_KEY = "senca_region"
-EXPRESSION_KEY = "expression"
-#: Default cluster colours (matplotlib's tab10 then tab20's lighter shades).
-PALETTE = (
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
-    "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5",
-    "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5",
-)  # fmt: skip
-#: Colour of spots when there is nothing to colour by (before a run, no labels).
-PLAIN_COLOUR = "#f0f0f0"
-UNLABELLED_NAME = "unlabelled"
-
-
-def to_hex(colour: Any) -> str:
-    """Normalise a colour (name, hex, RGB/RGBA tuple in 0-1 or 0-255) to ``#rrggbb``.
-
-    Raises
-    ------
-    ConfigError
-        When ``colour`` is not a colour.
-    """
-    from matplotlib.colors import to_hex as _mpl_to_hex
-
-    c = colour
-    if isinstance(c, (tuple, list, np.ndarray)):
-        arr = np.asarray(c, dtype=float).ravel()
-        if arr.size in (3, 4) and arr.max(initial=0) > 1.0:
-            arr = arr / 255.0
-        c = tuple(np.clip(arr, 0, 1))
-    try:
-        return str(_mpl_to_hex(c, keep_alpha=False))
-    except (ValueError, TypeError):
-        raise ConfigError(f"{colour!r} is not a colour (use a name such as 'red' or a hex code)") from None
+__all__ = ["ReviewState"]
 
 
 @dataclass
 class _Snapshot:
     labels: pd.Categorical
+    manual: np.ndarray
     clusters: list[str]
     names: dict[str, str]
     colours: dict[str, str]
@@ -96,7 +55,7 @@ class _Snapshot:
     description: str
 
 
-class ReviewState:
+class ReviewState(MarkersMixin):
     """Names, colours and edits of the regions of one section.
 
     Parameters
@@ -126,7 +85,9 @@ class ReviewState:
         self.names: dict[str, str] = {}
         self.colours: dict[str, str] = {}
         self.log: list[str] = []
-        self.colour_by: str | None = None  # None = clusters, else a gene name
+        self.colour_by: str | None = None  # None = clusters, else a gene or numeric obs column
+        self.hidden: set[str] = set()  # clusters not drawn (display only, not an edit)
+        self.manual = self._restore_manual()
         self._undo: list[_Snapshot] = []
         self._version = 0
         self._markers: tuple[tuple[int, int], pd.DataFrame] | None = None
@@ -151,6 +112,8 @@ class ReviewState:
             info.pop("cluster_names", None)
         if REGION_KEY in adata.obs:
             del adata.obs[REGION_KEY]
+        if MANUAL_KEY in adata.obs:
+            del adata.obs[MANUAL_KEY]
         return cls(adata, key)
 
     # ------------------------------------------------------------------ basics
@@ -179,9 +142,21 @@ class ReviewState:
     @property
     def can_recluster(self) -> bool:
         """True when a stored SENCA embedding allows a new cluster count."""
-        from .section import EMBED_KEY
+        from ..section import EMBED_KEY
 
         return isinstance(self.adata.uns.get(UNS_KEY), dict) and EMBED_KEY in self.adata.obsm
+
+    @property
+    def clustering_k(self) -> int:
+        """The cluster count of the last (re-)clustering; assignments to new regions do not change it."""
+        info = self.adata.uns.get(UNS_KEY)
+        k = info.get("n_clusters") if isinstance(info, dict) else None
+        return int(k) if k is not None else self.n_clusters
+
+    @property
+    def n_manual(self) -> int:
+        """Number of spots assigned by hand (kept by :meth:`set_n_clusters`)."""
+        return int(self.manual.sum())
 
     @property
     def can_undo(self) -> bool:
@@ -256,35 +231,128 @@ class ReviewState:
         df["n_spots"] = df["n_spots"].astype(np.int64)
         return df
 
+    def label_legend(self) -> pd.DataFrame:
+        """One row per pathologist label (``obs["label"]``): ``label``, ``colour``, ``n_spots``."""
+        if LABEL_KEY not in self.adata.obs:
+            return pd.DataFrame({"label": [], "colour": [], "n_spots": []})
+        counts = pd.Series(_layers.label_values(self.adata)).value_counts()
+        cyc = _layers.label_cycle(self)
+        rows = [(c, col, int(counts.get(c, 0))) for c, col in cyc.items()]
+        return pd.DataFrame(rows, columns=["label", "colour", "n_spots"])
+
+    def spots_of(self, cluster: Any) -> np.ndarray:
+        """Indices of the spots of a cluster (id or name)."""
+        cid = self.resolve(cluster)
+        return np.flatnonzero(np.asarray(self._labels().astype(object)) == cid)
+
+    def spots_with_label(self, label: str) -> np.ndarray:
+        """Indices of the spots with a pathologist label (``"unlabelled"``: none)."""
+        if LABEL_KEY not in self.adata.obs:
+            return np.zeros(0, dtype=np.int64)
+        return np.flatnonzero(np.asarray(_layers.label_values(self.adata), dtype=object) == str(label))
+
+    # ---------------------------------------------------------------- display
+    def set_visible(self, cluster: Any, visible: bool) -> None:
+        """Show or hide the spots of a cluster (display only: not an edit, not undone)."""
+        cid = self.resolve(cluster)
+        if visible:
+            self.hidden.discard(cid)
+        else:
+            self.hidden.add(cid)
+        self._notify("visibility")
+
+    def is_visible(self, cluster: Any) -> bool:
+        """False when the cluster's spots are hidden."""
+        return self.resolve(cluster) not in self.hidden
+
+    def shown_mask(self) -> np.ndarray:
+        """Boolean per spot: False for spots of hidden clusters (a points layer's ``shown``)."""
+        if not self.has_result or not self.hidden:
+            return np.ones(self.n_spots, dtype=bool)
+        return ~np.isin(np.asarray(self._labels().astype(object)), list(self.hidden))
+
+    def merge_suggestion(self) -> tuple[str, str] | None:
+        """Default ``(merge, into)``: the smallest region and the region closest to it.
+
+        Closest = nearest centroid in the SENCA embedding (spot positions when
+        there is none). None with fewer than two regions.
+        """
+        if self.n_clusters < 2:
+            return None
+        leg = self.legend()
+        small = str(leg.sort_values("n_spots", kind="stable").iloc[0]["cluster"])
+        from ..section import EMBED_KEY
+
+        space = self.adata.obsm[EMBED_KEY] if EMBED_KEY in self.adata.obsm else self.adata.obsm["spatial"]
+        x = np.asarray(space, dtype=np.float64)
+        lab = np.asarray(self._labels().astype(object))
+        cen = {c: x[lab == c].mean(0) for c in self.clusters if (lab == c).any()}
+        others = [c for c in self.clusters if c != small and c in cen]
+        into = min(others, key=lambda c: float(np.linalg.norm(cen[c] - cen[small])))
+        return small, into
+
     # ------------------------------------------------------------------- edits
-    def set_n_clusters(self, n_clusters: int) -> None:
+    def set_n_clusters(self, n_clusters: int, keep_manual: bool = True) -> None:
         """Re-cluster the stored embedding into ``n_clusters`` regions (no retraining).
 
-        Names and manual edits of the previous cut are replaced (undo brings
-        them back).
+        The review is carried over: each new region takes the id, name and
+        colour of the old region it shares most spots with (Hungarian
+        matching, :func:`.matching.match_clusters`), and spots assigned by
+        hand keep their region unless ``keep_manual`` is False. Undo brings
+        back the previous cut.
 
         Raises
         ------
         ConfigError
             No SENCA result yet, or a count outside ``2..n_spots``.
         """
-        from .cluster import check_n_clusters, recluster
+        from ..cluster import check_n_clusters, recluster
 
         self.require_result()
         if not self.can_recluster:
             raise ConfigError("this clustering has no stored SENCA embedding to re-cut: run the model first")
         k = int(n_clusters)
         check_n_clusters(k, self.n_spots)
-        self._push(f"cluster count {self.n_clusters} -> {k}")
+        old_cats = self.clusters
+        old = np.asarray(self._labels().astype(object), dtype=object)
+        self._push(f"cluster count {self.clustering_k} -> {k}")
         try:
-            recluster(self.adata, k, key=self.key)
+            new = recluster(self.adata, k, key=self.key)
         except Exception:
             self._pop_restore()
             raise
-        self.names = {}
-        self.colours = {}
+        values, fresh = self._carry_ids(old, np.asarray(new.astype(object), dtype=object))
+        if keep_manual:
+            values[self.manual] = old[self.manual]
+        else:
+            self.manual[:] = False
+        used = set(values)
+        cats = [c for c in old_cats if c in used] + [c for c in fresh if c in used]
+        self._set_labels(pd.Categorical(values, categories=cats))
         self._complete_names_colours()
-        self._changed(f"re-cluster into {k} regions", labels=True)
+        kept = int(self.manual.sum())
+        extra = f", {kept} spots assigned by hand kept" if kept else ""
+        self._changed(f"re-cluster into {k} regions{extra}", labels=True)
+
+    def _carry_ids(self, old: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """New labels renamed to the matched old ids; unmatched ones get fresh ids."""
+        match = match_clusters(old, new)
+        taken = set(old.tolist()) | set(_history_ids(self._undo))
+        nums = [int(c) for c in taken if re.fullmatch(r"\d+", str(c))]
+        nxt = max(nums, default=-1) + 1
+        mapping: dict[str, str] = {}
+        fresh: list[str] = []
+        for nid in pd.unique(new):
+            if nid in match:
+                mapping[nid] = match[nid]
+                continue
+            while str(nxt) in taken:
+                nxt += 1
+            mapping[nid] = str(nxt)
+            fresh.append(str(nxt))
+            taken.add(str(nxt))
+        fresh.sort(key=lambda c: int(c) if c.isdigit() else 0)
+        return np.asarray([mapping[v] for v in new], dtype=object), fresh
 
     def rename(self, cluster: Any, name: str) -> None:
         """Give a cluster a display name (e.g. ``"invasive cancer"``).
@@ -361,6 +429,7 @@ class ReviewState:
             labels = self._labels()
         values = np.asarray(labels.astype(object), dtype=object)
         values[idx] = cid
+        self.manual[idx] = True
         self._set_labels(pd.Categorical(values, categories=labels.categories))
         self._changed(f"assigned {idx.size} spots to {self.name_of(cid)!r}", labels=True)
         return cid
@@ -402,318 +471,120 @@ class ReviewState:
     # ----------------------------------------------------------- colour by gene
     def genes(self) -> list[str]:
         """All gene names of the section, sorted case-insensitively."""
-        return sorted(map(str, self.adata.var_names), key=str.lower)
+        return _genes.gene_names(self.adata)
 
     def search_genes(self, text: str, limit: int = 50) -> list[str]:
         """Genes containing ``text`` (case-insensitive), prefix matches first."""
-        t = str(text).strip().lower()
-        if not t:
-            return self.genes()[:limit]
-        names = self.genes()
-        pre = [g for g in names if g.lower().startswith(t)]
-        rest = [g for g in names if t in g.lower() and not g.lower().startswith(t)]
-        return (pre + rest)[:limit]
+        return _genes.search_genes(self.adata, text, limit)
 
     def resolve_gene(self, gene: str) -> str:
-        """The exact gene name (case-insensitive match).
-
-        Raises
-        ------
-        ConfigError
-            When the section has no such gene.
-        """
-        g = str(gene).strip()
-        names = self.adata.var_names
-        if g in names:
-            return g
-        low = {str(n).lower(): str(n) for n in names}
-        if g.lower() in low:
-            return low[g.lower()]
-        close = self.search_genes(g, limit=5)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise ConfigError(f"the section has no gene {gene!r}{hint}")
+        """The exact gene name (case-insensitive match); :class:`ConfigError` if none."""
+        return _genes.resolve_gene(self.adata, gene)
 
     def gene_values(self, gene: str) -> np.ndarray:
         """log1p of library-size-normalised expression of one gene (per spot)."""
-        g = self.resolve_gene(gene)
-        j = int(self.adata.var_names.get_loc(g))
-        X = self.adata.X
-        col = X[:, j]
-        col = np.asarray(col.toarray() if sp.issparse(col) else col, dtype=np.float64).ravel()
         if self._libsize is None:
-            tot = np.asarray(X.sum(1), dtype=np.float64).ravel()
-            self._libsize = tot
-        tot = self._libsize
-        target = float(np.median(tot[tot > 0])) if (tot > 0).any() else 1.0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            norm = np.where(tot > 0, col / tot * target, 0.0)
-        return np.log1p(norm)
+            self._libsize = _genes.library_sizes(self.adata)
+        return _genes.gene_values(self.adata, gene, self._libsize)
+
+    def numeric_columns(self) -> list[str]:
+        """Numeric ``obs`` columns spots can be coloured by (e.g. ``senca_confidence``)."""
+        skip = {self.key, MANUAL_KEY}
+        obs = self.adata.obs
+        return [str(c) for c in obs.columns if c not in skip and _genes.is_numeric(obs[c])]
+
+    def resolve_values(self, name: str) -> str:
+        """A numeric ``obs`` column (exact name) or a gene (case-insensitive); :class:`ConfigError` if none."""
+        n = str(name).strip()
+        if n in self.numeric_columns():
+            return n
+        return self.resolve_gene(n)
+
+    def values(self, name: str | None = None) -> np.ndarray:
+        """Per-spot values of a numeric ``obs`` column or a gene (default: what spots are coloured by)."""
+        n = name if name is not None else self.colour_by
+        if n is None:
+            raise ConfigError("not coloured by a gene or a value")
+        if n in self.numeric_columns():
+            return np.asarray(self.adata.obs[n], dtype=np.float64)
+        return self.gene_values(n)
 
     def gene_limits(self, gene: str | None = None) -> tuple[float, float]:
-        """Colour limits of a gene: its 2nd and 98th percentiles (robust to outliers)."""
-        g = gene if gene is not None else self.colour_by
-        if g is None:
-            raise ConfigError("not coloured by a gene")
-        v = self.gene_values(g)
-        lo, hi = (float(x) for x in np.percentile(v, [2, 98]))
-        if hi <= lo:
-            lo, hi = float(v.min()), float(v.max())
-        if hi <= lo:
-            hi = lo + 1.0
-        return lo, hi
+        """Colour limits of a gene or value: its 2nd and 98th percentiles (robust to outliers)."""
+        return _genes.robust_limits(self.values(gene))
+
+    def colour_label(self) -> str:
+        """What the colour bar shows: ``"ERBB2 (log-norm.)"`` or the obs column name."""
+        if self.colour_by is None:
+            return ""
+        if self.colour_by in self.numeric_columns():
+            return self.colour_by
+        return f"{self.colour_by} (log-norm.)"
 
     def show_gene(self, gene: str) -> np.ndarray:
-        """Colour spots by ``gene`` from now on; returns its values."""
-        g = self.resolve_gene(gene)
-        values = self.gene_values(g)
+        """Colour spots by a gene or a numeric ``obs`` column from now on; returns the values."""
+        g = self.resolve_values(gene)
+        values = self.values(g)
         self.colour_by = g
         self._notify("colour")
         return values
+
+    show_values = show_gene
 
     def show_clusters(self) -> None:
         """Colour spots by cluster again."""
         self.colour_by = None
         self._notify("colour")
 
-    # ------------------------------------------------------------ marker genes
-    def markers(self, cluster: Any | None = None, n_genes: int = 25) -> pd.DataFrame:
-        """Marker-gene table (Wilcoxon rank-sum, cluster vs rest, BH-adjusted).
-
-        Parameters
-        ----------
-        cluster
-            Id or name; ``None`` returns every cluster's table.
-        n_genes
-            Genes per cluster.
-
-        Returns
-        -------
-        pandas.DataFrame
-            :data:`napari_senca.markers.MARKER_COLUMNS` plus ``name``. A cluster
-            with fewer than two spots has an empty table.
-        """
-        from .markers import rank_markers
-
-        self.require_result()
-        cid = None if cluster is None else self.resolve(cluster)
-        if self._markers is None or self._markers[0] != (self._version, n_genes):
-            self._markers = ((self._version, n_genes), rank_markers(self.adata, self.key, n_genes=n_genes))
-        df = self._markers[1]
-        if cid is not None:
-            df = df[df["cluster"] == cid]
-        df = df.copy()
-        df.insert(1, "name", [self.names.get(c, _default_name(c)) for c in df["cluster"]])
-        return df.reset_index(drop=True)
-
-    def markers_cached(self, n_genes: int = 25) -> bool:
-        """True when :meth:`markers` can answer without running the tests."""
-        return self._markers is not None and self._markers[0] == (self._version, int(n_genes))
-
-    def marker_snapshot(self) -> tuple[AnnData, int]:
-        """A light copy (counts shared, clusters copied) for computing markers in a thread.
-
-        Returns the copy and the :attr:`version` it reflects; pass both to
-        :meth:`cache_markers` with the table of :func:`napari_senca.markers.rank_markers`.
-        """
-        self.require_result()
-        ad = AnnData(
-            X=self.adata.X,
-            obs=pd.DataFrame({self.key: self._labels().copy()}, index=self.adata.obs_names.copy()),
-            var=pd.DataFrame(index=self.adata.var_names.copy()),
-        )
-        return ad, self._version
-
-    def cache_markers(self, version: int, table: pd.DataFrame, n_genes: int = 25) -> bool:
-        """Keep a marker table computed from :meth:`marker_snapshot` (if still current)."""
-        if version != self._version:
-            return False
-        self._markers = ((version, int(n_genes)), table)
-        return True
-
     # ------------------------------------------------------ layer description
     def colour_cycle(self) -> dict[str, str]:
         """Cluster id -> colour, for a points layer's ``face_color_cycle``."""
-        return {c: self.colours.get(c, PALETTE[i % len(PALETTE)]) for i, c in enumerate(self.clusters)}
+        return _layers.colour_cycle(self)
 
     def colour_column(self) -> str | None:
         """The ``features`` column spots are coloured by (None: one colour)."""
-        if self.colour_by is not None:
-            return EXPRESSION_KEY
-        if self.has_result:
-            return self.key
-        if LABEL_KEY in self.adata.obs:
-            return LABEL_KEY
-        return None
+        return _layers.colour_column(self)
 
     def label_cycle(self) -> dict[str, str]:
         """Pathologist label -> colour (used before a run)."""
-        cats = self._label_categories()
-        return {c: (PLAIN_COLOUR if c == UNLABELLED_NAME else PALETTE[i % len(PALETTE)]) for i, c in enumerate(cats)}
+        return _layers.label_cycle(self)
 
     def spot_colours(self) -> np.ndarray:
-        """``(n_spots, 4)`` RGBA colours as the layer shows them (clusters/labels)."""
-        from matplotlib.colors import to_rgba
-
-        col = self.colour_column()
-        if col == EXPRESSION_KEY and self.colour_by is not None:
-            import matplotlib
-
-            v = self.gene_values(self.colour_by)
-            lo, hi = self.gene_limits()
-            return np.asarray(matplotlib.colormaps["viridis"](np.clip((v - lo) / (hi - lo), 0, 1)))
-        if col == self.key:
-            cyc = self.colour_cycle()
-            vals = self._labels().astype(str)
-            lut = {c: to_rgba(h) for c, h in cyc.items()}
-            return np.asarray([lut[v] for v in vals], dtype=float)
-        if col == LABEL_KEY:
-            cyc = self.label_cycle()
-            vals = self._label_values()
-            return np.asarray([to_rgba(cyc[v]) for v in vals], dtype=float)
-        return np.tile(to_rgba(PLAIN_COLOUR), (self.n_spots, 1))
+        """``(n_spots, 4)`` RGBA colours as the layer shows them."""
+        return _layers.spot_colours(self)
 
     def features(self) -> pd.DataFrame:
-        """The spot table for a points layer's ``features``.
-
-        Columns: ``spot_id``, ``array_row``, ``array_col``, ``total_counts``,
-        ``label`` (when present), ``senca_cluster`` (categorical ids) and
-        ``senca_region`` (names) after a run, ``expression`` when coloured by
-        a gene.
-        """
-        obs = self.adata.obs
-        df = pd.DataFrame(index=pd.RangeIndex(self.n_spots))
-        df["spot_id"] = np.asarray(self.adata.obs_names, dtype=object)
-        for c in ("array_row", "array_col"):
-            if c in obs:
-                df[c] = np.asarray(obs[c])
-        if "total_counts" in obs:
-            df["total_counts"] = np.asarray(obs["total_counts"], dtype=np.float64)
-        else:
-            X = self.adata.X
-            df["total_counts"] = np.asarray(X.sum(1), dtype=np.float64).ravel()
-        if LABEL_KEY in obs:
-            df[LABEL_KEY] = pd.Categorical(self._label_values(), categories=self._label_categories())
-        if self.has_result:
-            labels = self._labels()
-            df[self.key] = pd.Categorical(np.asarray(labels.astype(object)), categories=labels.categories)
-            names = [self.names.get(c, _default_name(c)) for c in labels.categories]
-            df[REGION_KEY] = pd.Categorical(
-                [self.names.get(v, _default_name(v)) for v in labels.astype(str)], categories=names
-            )
-        if self.colour_by is not None:
-            df[EXPRESSION_KEY] = self.gene_values(self.colour_by)
-        return df
+        """The spot table for a points layer's ``features`` (see :func:`layers.features`)."""
+        return _layers.features(self)
 
     def metadata(self) -> dict[str, Any]:
         """Points-layer ``metadata``: the AnnData, this state, names and colours."""
-        return {
-            "adata": self.adata,
-            REVIEW_KEY: self,
-            "senca_names": dict(self.names),
-            "senca_colours": dict(self.colours),
-            "senca_colour_by": self.colour_by,
-            "senca_library_id": library_id(self.adata),
-        }
+        return _layers.metadata(self)
 
     def layer_kwargs(self, name: str | None = None) -> dict[str, Any]:
         """Keyword arguments of ``napari.layers.Points`` for this section."""
-        kw: dict[str, Any] = {
-            "name": name or f"{_section_name(self.adata)} spots",
-            "features": self.features(),
-            "size": float(spot_diameter(self.adata)),
-            "border_width": 0.0,
-            "opacity": 0.85,
-            "metadata": self.metadata(),
-        }
-        col = self.colour_column()
-        if col == EXPRESSION_KEY:
-            kw.update(face_color=col, face_colormap="viridis", face_contrast_limits=self.gene_limits())
-        elif col == self.key:
-            kw.update(face_color=col, face_color_cycle=self.colour_cycle())
-        elif col == LABEL_KEY:
-            kw.update(face_color=col, face_color_cycle=self.label_cycle())
-        else:
-            kw.update(face_color=PLAIN_COLOUR)
-        return kw
+        return _layers.layer_kwargs(self, name)
 
     def coordinates(self) -> np.ndarray:
         """Spot centres as napari ``(row, col)`` = ``(y, x)`` full-res pixels."""
-        return np.asarray(self.adata.obsm["spatial"], dtype=np.float64)[:, 1::-1].copy()
+        return _layers.spot_coordinates(self.adata)
 
     def apply_to_layer(self, layer: Any) -> None:
-        """Write features, colours and metadata to a napari points layer.
-
-        Raises
-        ------
-        DataError
-            When the layer's point count differs from the section's spots
-            (points were added or deleted).
-        """
-        check_layer_matches(layer, self.adata)
-        layer.metadata.update(self.metadata())
-        new = self.features()
-        col = self.colour_column()
-        old = getattr(layer, "features", None)
-        if col is not None and isinstance(old, pd.DataFrame) and col not in old.columns and len(old) == len(new):
-            # keep the column napari colours by now valid until the new one exists
-            merged = old.copy()
-            for c in new.columns:
-                merged[c] = new[c].to_numpy() if not isinstance(new[c].dtype, pd.CategoricalDtype) else new[c].array
-            layer.features = merged
-        if col is None:
-            layer.face_color = PLAIN_COLOUR
-        elif col == EXPRESSION_KEY:
-            layer.face_color = col
-            layer.face_color_mode = "colormap"
-            layer.face_colormap = "viridis"
-            layer.face_contrast_limits = self.gene_limits()
-        else:
-            layer.face_color_mode = "cycle"
-            layer.face_color = col
-            layer.face_color_cycle = self.colour_cycle() if col == self.key else self.label_cycle()
-        layer.features = new
-        if col == EXPRESSION_KEY:
-            layer.face_contrast_limits = self.gene_limits()
-        # napari's mapping and ours must agree; fall back to explicit colours
-        if col not in (None, EXPRESSION_KEY):
-            want = self.spot_colours()
-            got = np.asarray(layer.face_color)
-            if got.shape != want.shape or not np.allclose(got, want, atol=1e-2):
-                layer.face_color = want
-        layer.refresh()
+        """Write features, colours and metadata to a napari points layer (see :mod:`.layers`)."""
+        _layers.apply_to_layer(self, layer)
 
     @classmethod
     def from_layer(cls, layer: Any) -> ReviewState:
-        """The state of a points layer made by this plugin (created if needed).
-
-        Raises
-        ------
-        DataError
-            When the layer carries no section or its points no longer match it.
-        """
-        meta = getattr(layer, "metadata", None) or {}
-        state = meta.get(REVIEW_KEY)
-        adata = meta.get("adata")
-        if isinstance(state, ReviewState) and (adata is None or state.adata is adata):
-            check_layer_matches(layer, state.adata)
-            return state
-        if not isinstance(adata, AnnData):
-            raise DataError(
-                None, f"layer {getattr(layer, 'name', '?')!r} holds no section: load one with the Load widget"
-            )
-        check_layer_matches(layer, adata)
-        state = cls(adata)
-        names, colours = meta.get("senca_names"), meta.get("senca_colours")
-        if isinstance(names, dict):
-            state.names.update({str(k): str(v) for k, v in names.items() if str(k) in state.clusters})
-        if isinstance(colours, dict):
-            state.colours.update({str(k): to_hex(v) for k, v in colours.items() if str(k) in state.clusters})
-        if state.has_result:
-            state._write()
-        meta[REVIEW_KEY] = state
-        return state
+        """The state of a points layer made by this plugin (created if needed)."""
+        return _layers.state_from_layer(cls, layer)
 
     # --------------------------------------------------------------- internals
+    def _restore_manual(self) -> np.ndarray:
+        col = self.adata.obs.get(MANUAL_KEY)
+        if col is None or len(col) != self.n_spots:
+            return np.zeros(self.n_spots, dtype=bool)
+        return np.asarray(col.fillna(False), dtype=bool).copy()
+
     def _labels(self) -> pd.Categorical:
         col = self.adata.obs[self.key]
         if not isinstance(col.dtype, pd.CategoricalDtype):
@@ -738,17 +609,6 @@ class ReviewState:
         for c in list(self.colours):
             if c not in keep:
                 self.colours.pop(c, None)
-
-    def _label_values(self) -> list[str]:
-        lab = self.adata.obs[LABEL_KEY]
-        return [UNLABELLED_NAME if pd.isna(v) else str(v) for v in lab]
-
-    def _label_categories(self) -> list[str]:
-        lab = self.adata.obs[LABEL_KEY]
-        cats = [str(c) for c in (lab.cat.categories if isinstance(lab.dtype, pd.CategoricalDtype) else pd.unique(lab.dropna()))]
-        if lab.isna().any() and UNLABELLED_NAME not in cats:
-            cats.append(UNLABELLED_NAME)
-        return cats
 
     def _indices(self, spots: Iterable[int]) -> np.ndarray:
         try:
@@ -801,6 +661,7 @@ class ReviewState:
         nk = info.get("n_clusters") if isinstance(info, dict) else None
         return _Snapshot(
             labels=self._labels().copy(),
+            manual=self.manual.copy(),
             clusters=self.clusters,
             names=dict(self.names),
             colours=dict(self.colours),
@@ -819,6 +680,7 @@ class ReviewState:
         self.adata.obs[self.key] = snap.labels.copy()
         self.names = dict(snap.names)
         self.colours = dict(snap.colours)
+        self.manual = snap.manual.copy()
         info = self.adata.uns.get(UNS_KEY)
         if isinstance(info, dict) and snap.n_clusters is not None:
             info["n_clusters"] = snap.n_clusters
@@ -859,6 +721,7 @@ class ReviewState:
         info = self.adata.uns.get(UNS_KEY)
         if isinstance(info, dict):
             info["cluster_names"] = dict(zip(ids, names, strict=True))
+        self.adata.obs[MANUAL_KEY] = self.manual.copy()
         self.adata.obs[REGION_KEY] = pd.Categorical(
             [self.names.get(v, _default_name(v)) for v in labels.astype(str)], categories=names
         )
@@ -883,120 +746,8 @@ class ReviewState:
         self.log = log[-n_edits:] if n_edits else []
 
 
-def _default_name(cid: str) -> str:
-    return f"cluster {cid}"
-
-
 def _history_ids(snaps: Sequence[_Snapshot]) -> list[str]:
     out: list[str] = []
     for s in snaps:
         out.extend(s.clusters)
-    return out
-
-
-def _section_name(adata: AnnData) -> str:
-    lib = library_id(adata)
-    info = adata.uns.get("senca_input")
-    if isinstance(info, dict) and info.get("path"):
-        from pathlib import Path
-
-        p = Path(str(info["path"]))
-        stem = p.name[: -len(".h5ad")] if p.name.endswith(".h5ad") else p.name
-        if stem in ("outs", "") and p.parent.name:
-            stem = p.parent.name
-        return stem or (lib or "section")
-    return lib or "section"
-
-
-def check_layer_matches(layer: Any, adata: AnnData) -> None:
-    """Raise :class:`DataError` when a points layer no longer has one point per spot."""
-    n = len(getattr(layer, "data", []))
-    if n != adata.n_obs:
-        raise DataError(
-            None,
-            f"layer {getattr(layer, 'name', '?')!r} has {n} points but its section has {adata.n_obs} spots "
-            "(points were added or deleted): reload the section",
-        )
-
-
-def _shape_outline(vertices: np.ndarray, shape_type: str) -> np.ndarray | None:
-    v = np.asarray(vertices, dtype=np.float64)[:, -2:]
-    if shape_type == "ellipse" and len(v) == 4:
-        # napari stores an ellipse as the four corners of its bounding box
-        c = v.mean(0)
-        a, b = (v[1] - v[0]) / 2.0, (v[3] - v[0]) / 2.0
-        t = np.linspace(0, 2 * np.pi, 64, endpoint=False)[:, None]
-        return c + np.cos(t) * a + np.sin(t) * b
-    if shape_type in ("line", "path", "polyline") or len(v) < 3:
-        return None
-    return v
-
-
-def spots_in_shapes(
-    coords: np.ndarray, shapes: Sequence[np.ndarray], shape_types: Sequence[str] | None = None
-) -> np.ndarray:
-    """Indices of the spots whose centres lie inside any of the drawn shapes.
-
-    Parameters
-    ----------
-    coords
-        ``(n_spots, 2)`` spot centres, napari ``(row, col)``, in the same
-        (world) coordinates as the shapes.
-    shapes
-        Vertex arrays of polygons, lasso polygons, rectangles or ellipses
-        (lines and paths enclose nothing and are ignored).
-    shape_types
-        napari shape type of each entry (default: polygon).
-
-    Returns
-    -------
-    numpy.ndarray
-        Sorted spot indices.
-    """
-    from matplotlib.path import Path as MplPath
-
-    pts = np.asarray(coords, dtype=np.float64)[:, -2:]
-    inside = np.zeros(len(pts), dtype=bool)
-    types = list(shape_types) if shape_types is not None else ["polygon"] * len(shapes)
-    for verts, kind in zip(shapes, types, strict=True):
-        outline = _shape_outline(verts, kind)
-        if outline is not None:
-            inside |= MplPath(outline).contains_points(pts)
-    return np.flatnonzero(inside)
-
-
-def image_layer_data(adata: AnnData, name: str | None = None) -> tuple[Any, dict[str, Any], str] | None:
-    """The section's H&E as a napari image layer-data tuple, or None.
-
-    The layer is scaled by ``1 / scalefactor`` so that it lies in full-resolution
-    pixel coordinates, the coordinates of the spots.
-    """
-    got = get_image(adata)
-    if got is None:
-        return None
-    img, scalef = got
-    s = 1.0 / float(scalef) if scalef else 1.0
-    kw = {
-        "name": name or f"{_section_name(adata)} H&E",
-        "rgb": True,
-        "scale": (s, s),
-        "metadata": {"senca_library_id": library_id(adata), "senca_scalef": float(scalef)},
-    }
-    return (img, kw, "image")
-
-
-def points_layer_data(adata: AnnData, name: str | None = None) -> tuple[Any, dict[str, Any], str]:
-    """The spots as a napari points layer-data tuple (see :class:`ReviewState`)."""
-    state = ReviewState(adata)
-    return (state.coordinates(), state.layer_kwargs(name), "points")
-
-
-def section_layer_data(adata: AnnData, name: str | None = None) -> list[tuple[Any, dict[str, Any], str]]:
-    """Image (when there is one) and points layer-data tuples of a section."""
-    base = name or _section_name(adata)
-    out: list[tuple[Any, dict[str, Any], str]] = []
-    img = image_layer_data(adata, f"{base} H&E")
-    if img is not None:
-        out.append(img)
-    out.append(points_layer_data(adata, f"{base} spots"))
     return out

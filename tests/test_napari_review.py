@@ -1,0 +1,210 @@
+"""The Review dock in a real napari viewer (issue 8: keep the review, legend, colours, layout)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch._dynamo  # noqa: F401  (load before any OpenGL context, see test_napari_widgets)
+
+from napari_senca._qt import ReviewWidget, _common, _review
+from napari_senca._qt._legend import MAX_ROWS, NAME, SHOW
+from napari_senca.review import ReviewState
+from napari_senca.section import CLUSTER_KEY
+from test_review import annotated_section  # tests/ is on sys.path
+
+pytestmark = pytest.mark.qt
+
+
+@pytest.fixture
+def notes(monkeypatch):
+    got: dict[str, list[str]] = {"error": [], "info": [], "warning": []}
+    monkeypatch.setattr(_common, "show_error", lambda m: got["error"].append(str(m)))
+    monkeypatch.setattr(_common, "show_info", lambda m: got["info"].append(str(m)))
+    monkeypatch.setattr(_common, "show_warning", lambda m: got["warning"].append(str(m)))
+    return got
+
+
+@pytest.fixture
+def viewer(make_napari_viewer):
+    return make_napari_viewer()
+
+
+@pytest.fixture
+def docked(qtbot, viewer):
+    """A Review widget docked in the viewer and shown, with an annotated section (3 regions)."""
+    review = ReviewWidget(viewer)
+    viewer.window.add_dock_widget(review, name="Review regions", area="right")
+    pts = _common.add_section(viewer, annotated_section(n_side=10), "annotated")
+    viewer.window._qt_window.resize(1200, 800)
+    viewer.window._qt_window.show()
+    qtbot.waitUntil(review.isVisible, timeout=5000)
+    return review, pts
+
+
+def _cluster_of(pts) -> np.ndarray:
+    return np.asarray(pts.features[CLUSTER_KEY].astype(str))
+
+
+def test_spin_box_is_k_and_review_survives_recluster(docked, notes, monkeypatch):
+    review, pts = docked
+    st = ReviewState.from_layer(pts)
+    assert review.n_clusters.value == 3
+    pts.selected_data = {0, 1, 2}
+    review.assign_selected(None, "DCIS")
+    # a new region is not a new clustering: the spin box stays at k
+    assert review.legend.rowCount() == 4 and review.n_clusters.value == 3
+    assert "4 regions" in review.hint.value and "3 assigned by hand" in review.hint.value
+    review.rename("0", "tumour")
+    # with hand assignments, changing k asks first; Cancel changes nothing
+    asked = []
+    monkeypatch.setattr(_review, "ask_keep_manual", lambda parent, n, k: asked.append((n, k)))
+    review.n_clusters.value = 5
+    assert asked == [(3, 5)] and st.clustering_k == 3 and review.n_clusters.value == 3
+    # Keep: names and hand assignments carried to the new cut
+    monkeypatch.setattr(_review, "ask_keep_manual", lambda parent, n, k: "keep")
+    review.n_clusters.value = 5
+    assert st.clustering_k == 5 and review.n_clusters.value == 5
+    names = [review.legend.item(r, NAME).text() for r in range(review.legend.rowCount())]
+    assert "tumour" in names and "DCIS" in names
+    assert set(pts.features["senca_region"].iloc[:3]) == {"DCIS"}
+    # Drop: hand assignments go, names stay
+    monkeypatch.setattr(_review, "ask_keep_manual", lambda parent, n, k: "drop")
+    review.n_clusters.value = 4
+    assert st.n_manual == 0 and "DCIS" not in st.display_names() and "tumour" in st.display_names()
+    assert not notes["error"], notes["error"]
+
+
+def test_legend_click_selects_and_checkbox_hides(docked, notes):
+    review, pts = docked
+    st = ReviewState.from_layer(pts)
+    row = 1
+    cid = review.legend.key(row)
+    review.legend.cellClicked.emit(row, NAME)
+    assert pts.selected_data == set(np.flatnonzero(_cluster_of(pts) == cid).tolist())
+    assert review.viewer.layers.selection.active is pts
+    colour = np.array([int(st.colour_of(cid)[i : i + 2], 16) for i in (1, 3, 5)])
+
+    def drawn() -> int:  # canvas pixels of the region's colour
+        review.viewer.reset_view()
+        img = review.viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)
+        return int((np.abs(img - colour).max(-1) < 40).sum())
+
+    pts.selected_data = set()
+    assert drawn() > 50
+    review.legend.item(row, SHOW).setCheckState(_review.Qt.CheckState.Unchecked)
+    hidden = _cluster_of(pts) == cid
+    assert not pts.shown[hidden].any() and pts.shown[~hidden].all()
+    # really gone from the canvas (napari 0.9 ignores `shown` for 2-D points)
+    assert drawn() < 5
+    assert np.allclose(pts.face_color[hidden, 3], 0) and np.allclose(pts.border_color[hidden, 3], 0)
+    assert not st.can_undo  # hiding is not an edit
+    # the lasso button leaves hidden spots out
+    lo, hi = pts.data.min(0) - 1, pts.data.max(0) + 1
+    review.viewer.add_shapes([np.array([[lo[0], lo[1]], [lo[0], hi[1]], [hi[0], hi[1]], [hi[0], lo[1]]])],
+                             shape_type="polygon", name="all")
+    got = review.select_in_shapes()
+    assert set(got) == set(np.flatnonzero(~hidden).tolist())
+    review.viewer.layers.selection.active = pts
+    review.legend.item(row, SHOW).setCheckState(_review.Qt.CheckState.Checked)
+    pts.selected_data = set()
+    assert pts.shown.all() and drawn() > 50
+    assert not notes["error"], notes["error"]
+
+
+def test_colour_bar_for_gene_and_numeric_column(docked, notes):
+    review, pts = docked
+    st = ReviewState.from_layer(pts)
+    assert not review.colour_bar.isVisible()
+    review.colour_by_gene("marker0")
+    assert review.colour_bar.isVisible()
+    lo, hi = st.gene_limits()
+    assert "MARKER0" in review.colour_bar.title.text()
+    assert review.colour_bar.lo_label.text() == f"≤ {lo:.3g}" and review.colour_bar.hi_label.text() == f"≥ {hi:.3g}"
+    assert review.legend.isColumnHidden(1)  # no region swatches while coloured by a gene
+    # the colour map has no dark end: the lowest value is pale yellow, not viridis' dark purple
+    low = np.argmin(pts.features["expression"].to_numpy())
+    assert pts.face_color[low][:3].min() > 0.7
+    # a numeric spot column goes the same way
+    st.adata.obs["senca_confidence"] = np.linspace(0, 1, st.n_spots)
+    review.colour_by_gene("senca_confidence")
+    assert "senca_confidence" in review.colour_bar.title.text()
+    assert np.allclose(pts.features["expression"], np.linspace(0, 1, st.n_spots))
+    review.colour_by_clusters()
+    assert not review.colour_bar.isVisible() and not review.legend.isColumnHidden(1)
+    assert not notes["error"], notes["error"]
+
+
+def test_label_legend_before_a_run(qtbot, viewer, notes):
+    from napari_senca.datasets import synthetic_section
+
+    review = ReviewWidget(viewer)
+    ad = synthetic_section(n_side=5, n_genes=40)
+    pts = _common.add_section(viewer, ad, "plain")
+    assert review.legend.mode == "labels" and "Pathologist" in review.legend_title.text()
+    st = ReviewState.from_layer(pts)
+    labels = st.label_legend()
+    assert review.legend.rowCount() == len(labels) > 1
+    assert [review.legend.item(r, NAME).text() for r in range(len(labels))] == labels["label"].tolist()
+    review.legend.cellClicked.emit(0, NAME)
+    assert pts.selected_data == set(st.spots_with_label(labels["label"][0]).tolist())
+    assert not notes["error"], notes["error"]
+
+
+def test_dock_layout_and_merge_defaults(docked, qtbot, notes):
+    review, pts = docked
+    st = ReviewState.from_layer(pts)
+    review.set_n_clusters(MAX_ROWS)
+    qtbot.wait(50)
+    # wide enough: no horizontal scroll bar, counts not clipped
+    assert review.width() >= _review.MIN_WIDTH
+    assert not review.scroll.horizontalScrollBar().isVisible()
+    hh = review.legend.horizontalHeader()
+    assert hh.sectionViewportPosition(3) + hh.sectionSize(3) <= review.legend.viewport().width()
+    # the legend shows every region up to MAX_ROWS without scrolling
+    assert review.legend.rowCount() == MAX_ROWS and not review.legend.verticalScrollBar().isVisible()
+    assert review.hint.native.wordWrap() and review.marker_status.native.wordWrap()
+    # status lines use the dock's width (a magicgui Label alone is Fixed at its text's width)
+    assert review.hint.native.width() >= review.legend.width() - 20
+    # dropdowns in legend order; merge: smallest region into its closest one
+    legend_ids = [review.legend.key(r) for r in range(review.legend.rowCount())]
+    assert [v for v in review.merge_a.choices] == legend_ids
+    sizes = st.legend().set_index("cluster")["n_spots"]
+    assert review.merge_a.value == st.merge_suggestion()[0] and sizes[review.merge_a.value] == sizes.min()
+    # the largest region can be the one merged away by choosing it once
+    big = str(sizes.idxmax())
+    review.merge_a.value = big
+    review.merge_btn.native.click()
+    assert big not in st.clusters
+    assert not notes["error"], notes["error"]
+
+
+def test_stray_point_does_not_lock_the_widget(docked, qtbot, notes):
+    review, pts = docked
+    n = len(pts.data)
+    # 'add' mode is refused on the spots layer
+    pts.mode = "add"
+    qtbot.waitUntil(lambda: str(pts.mode) == "select", timeout=2000)
+    assert any("cannot be added" in w for w in notes["warning"])
+    # a point added anyway (e.g. by a script): the widget says so and offers to restore
+    pts.add(np.array([[1e5, 1e5]]))
+    qtbot.waitUntil(lambda: "added" in review.hint.value, timeout=2000)
+    assert "load a section first" not in review.hint.value and review.restore_btn.visible
+    assert review.restore_spots() == (1, 0)
+    assert len(pts.data) == n and not review.restore_btn.visible
+    assert review.legend.rowCount() == 3 and review.assign_btn.enabled
+    pts.selected_data = {0}
+    assert review.assign_selected("1") == "1"
+
+
+def test_selection_ring_is_thick_and_magenta(docked, notes):
+    from napari_senca.review.colours import BORDER_WIDTH, SELECT_WIDTH
+
+    review, pts = docked
+    review.select_region("1")
+    sel = np.asarray(sorted(pts.selected_data))
+    rest = np.setdiff1d(np.arange(len(pts.data)), sel)
+    assert np.allclose(pts.border_width[sel], SELECT_WIDTH) and np.allclose(pts.border_width[rest], BORDER_WIDTH)
+    assert np.allclose(pts.border_color[sel], [1, 0, 1, 1]) and np.allclose(pts.border_color[rest], 1)
+    assert pts.border_width_is_relative
+    pts.selected_data = set()
+    assert np.allclose(pts.border_width, BORDER_WIDTH)
