@@ -120,3 +120,11 @@ def test_needs_a_result():
 
     with pytest.raises(ConfigError, match="run the model first"):
         update_confidence(synthetic_section(n_side=4, n_genes=10))
+
+
+def test_confidence_is_a_layer_feature_for_hover():
+    """The points layer shows each spot's confidence on hover (a ``features`` column)."""
+    adata = annotated_section(k=3)
+    df = ReviewState(adata).features()
+    assert CONFIDENCE_KEY in df
+    np.testing.assert_allclose(df[CONFIDENCE_KEY].to_numpy(), adata.obs[CONFIDENCE_KEY].to_numpy())

@@ -316,7 +316,9 @@ def test_marker_snapshot(state):
 
 def test_features_columns(state, adata):
     f = state.features()
-    assert list(f.columns) == ["spot_id", "array_row", "array_col", "total_counts", "label", CLUSTER_KEY, REGION_KEY]
+    assert list(f.columns) == [
+        "spot_id", "array_row", "array_col", "total_counts", "label", CLUSTER_KEY, REGION_KEY, "senca_confidence"
+    ]
     assert isinstance(f[CLUSTER_KEY].dtype, pd.CategoricalDtype)
     assert list(f[CLUSTER_KEY].cat.categories) == state.clusters
     assert f["spot_id"].tolist() == list(adata.obs_names)

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from ..confidence import CONFIDENCE_KEY
 from ..errors import DataError
 from ..section import LABEL_KEY, get_image, library_id, spot_diameter
 from .colours import (
@@ -196,7 +197,8 @@ def features(state: ReviewState) -> pd.DataFrame:
     Columns: ``spot_id``, ``array_row``, ``array_col``, ``total_counts``,
     ``label`` (when present), ``senca_cluster`` (categorical ids) and
     ``senca_region`` (names) after a run, ``expression`` when coloured by
-    a gene.
+    a gene, and ``senca_confidence`` once the confidence is known (shown on
+    hover).
     """
     adata = state.adata
     obs = adata.obs
@@ -218,6 +220,8 @@ def features(state: ReviewState) -> pd.DataFrame:
         df[REGION_KEY] = pd.Categorical(
             [state.names.get(v, default_name(v)) for v in labels.astype(str)], categories=names
         )
+    if CONFIDENCE_KEY in obs:
+        df[CONFIDENCE_KEY] = np.asarray(obs[CONFIDENCE_KEY], dtype=np.float64)
     if state.colour_by is not None:
         df[EXPRESSION_KEY] = state.values()
     return df
