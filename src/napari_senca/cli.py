@@ -15,11 +15,8 @@ previous napari-senca output (it holds the marker file ``.napari-senca-output.js
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,12 +26,12 @@ from anndata import AnnData
 
 from ._version import __version__
 from .errors import SencaError, shorten
-from .outputs import MARKER, check_output_folder, replace_folder, write_marker
+from .outputs import MARKER, check_output_folder
+from .runner import OUTPUT_FILES
 
 __all__ = ["main", "build_parser", "summarize", "ProgressPrinter"]
 
 PROG = "napari-senca"
-OUTPUT_FILES = ("annotated.h5ad", "clusters.csv", "markers.csv", "overview.png")
 
 
 class CliError(SencaError):
@@ -284,34 +281,9 @@ class ProgressPrinter:
 
 def _inputs(args: argparse.Namespace) -> list[Path]:
     """Every path ``run`` reads: the output folder must be none of them and hold none of them."""
-    from .io import detect_format
-    from .io.visium import find_visium_outs
+    from .runner import section_inputs
 
-    paths: list[Path] = []
-    if not str(args.path).startswith("sample:"):
-        p = Path(args.path).expanduser()
-        paths.append(p)
-        fmt = detect_format(str(p))
-        if fmt == "st" and p.is_file():
-            paths.append(p.parent)  # counts.tsv / spots.tsv: the whole section folder
-        elif fmt == "visium":
-            outs = find_visium_outs(p)
-            if outs is not None:
-                paths += [outs, outs.parent / "labels.tsv"]
-    for f in (args.image, getattr(args, "image_weights", None)):
-        if f and f not in ("auto", "imagenet", "none"):
-            paths.append(Path(f).expanduser())
-    return paths
-
-
-def _default_n_clusters(adata: AnnData, fallback: int = 7) -> tuple[int, str]:
-    from .section import LABEL_KEY
-
-    if LABEL_KEY in adata.obs:
-        k = int(adata.obs[LABEL_KEY].dropna().nunique())
-        if k >= 2:
-            return k, "the number of labelled regions"
-    return min(fallback, adata.n_obs), "default"
+    return section_inputs(args.path, args.image, getattr(args, "image_weights", None))
 
 
 def _config(args: argparse.Namespace) -> Any:
@@ -320,125 +292,58 @@ def _config(args: argparse.Namespace) -> Any:
 
     changes: dict[str, Any] = {}
     for name in ("n_neighbors", "epochs", "seed", "device", "lr", "image_weights", "n_clusters"):
-        v = getattr(args, name)
+        v = getattr(args, name, None)
         if v is not None:
             changes[name] = v
     w = changes.get("image_weights")
     if w is not None and w not in ("auto", "imagenet", "none") and not Path(w).is_file():
         raise CliError(f"{w}: --image-weights must be auto, imagenet, none or an existing .pth file")
-    if args.no_image:
+    if getattr(args, "no_image", False):
         changes["use_image"] = False
     return SencaConfig(**changes)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from . import runner
+
     cfg = _config(args)
     inputs = _inputs(args)
     out = check_output_folder(args.out, inputs, overwrite=args.overwrite)  # before any work
-    try:
-        from .markers import rank_markers
-        from .pipeline import annotate, check_run_settings
-    except ImportError as exc:  # pragma: no cover - the pipeline ships with the package
-        raise CliError(f"the training pipeline is not available ({exc})") from None
-    from .errors import ConfigError
-    from .export import adjusted_rand
-    from .section import CLUSTER_KEY, get_image
-
+    request = runner.request_of(cfg, args.section, args.image)
+    t0 = time.perf_counter()
     adata = _read(args)
-    k, why = _default_n_clusters(adata) if cfg.n_clusters is None else (int(cfg.n_clusters), "--n-clusters")
-    check_run_settings(cfg, adata.n_obs, k)  # a too-small section is named as such, before training
-    cfg = cfg.replace(n_clusters=k)
+    t_read = time.perf_counter() - t0
+    cfg, why = runner.resolve_n_clusters(adata, cfg)
+    from .section import get_image
+
     img = "yes" if (get_image(adata) is not None and cfg.use_image) else "no (RNA-only)"
     print(
         f"{PROG}: {adata.n_obs} spots, {adata.n_vars} genes, image {img}; {cfg.n_clusters} regions ({why})",
         file=sys.stderr,
     )
 
-    t0 = time.perf_counter()
-    result = _train(adata, cfg)
-    annotate(adata, result)
-    try:
-        markers = rank_markers(adata, key=CLUSTER_KEY)
-    except ConfigError as exc:
-        import pandas as pd
-
-        from .markers import MARKER_COLUMNS
-
-        _error_line(f"no marker genes: {exc}", prefix="warning: ")
-        markers = pd.DataFrame(columns=MARKER_COLUMNS)
-
-    _write_outputs(adata, markers, out, inputs, cfg, args.overwrite)
-
-    sizes = adata.obs[CLUSTER_KEY].value_counts().sort_index()
-    print(f"regions: {', '.join(f'{c}: {int(n)}' for c, n in sizes.items())}")
-    ari = adjusted_rand(adata, CLUSTER_KEY)
-    if ari is not None:
-        n_lab = int(adata.obs["label"].notna().sum())
-        print(f"ARI: {ari:.4f} (against the labels, {n_lab} labelled spots)")
-    print(f"device: {result.device}; image weights: {result.image_weights_used}; {time.perf_counter() - t0:.1f} s")
-    print(f"wrote: {out} ({', '.join(OUTPUT_FILES)})")
-    return 0
-
-
-def _train(adata: AnnData, cfg: Any) -> Any:
-    """Run the training generator with a progress bar; returns its result."""
-    from .pipeline import run_senca_iter
-
     bar = ProgressPrinter(sys.stderr)
-    gen = run_senca_iter(adata, cfg)
     try:
-        while True:
-            try:
-                p = next(gen)
-            except StopIteration as stop:
-                return stop.value
-            bar(p)
+        rep = runner.process_section(
+            adata,
+            cfg,
+            out,
+            inputs,
+            overwrite=args.overwrite,
+            request=request,
+            progress=bar,
+            warn=lambda msg: (bar.close(), _error_line(msg, prefix="warning: ")),
+        )
     finally:
         bar.close()
-        gen.close()
 
-
-def _write_outputs(
-    adata: AnnData, markers: Any, out: Path, inputs: list[Path], cfg: Any, overwrite: bool
-) -> None:
-    """Write every output into a hidden folder beside ``out``, then move it into place.
-
-    Any failure or interruption (Ctrl-C, SIGTERM) removes the hidden folder and
-    any parent folders made for it; errors name ``out``, never the hidden folder.
-    """
-    from .export import default_mode, write_clusters_csv, write_markers_csv, write_overview_png
-    from .io import write_h5ad
-    from .section import CLUSTER_KEY
-
-    made = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
-    tmp: Path | None = None
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-        write_h5ad(adata, tmp / "annotated.h5ad", overwrite=True)
-        write_clusters_csv(adata, tmp / "clusters.csv", CLUSTER_KEY, overwrite=True)
-        write_markers_csv(markers, tmp / "markers.csv", overwrite=True)
-        write_overview_png(adata, tmp / "overview.png", CLUSTER_KEY, overwrite=True)
-        write_marker(tmp, OUTPUT_FILES, inputs=inputs, config=cfg.to_dict())
-        check_output_folder(out, inputs, overwrite=overwrite)  # nothing changed while we worked
-        os.chmod(tmp, default_mode(folder=True))  # mkdtemp makes 0700 folders
-        replace_folder(tmp, out)
-    except BaseException as exc:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-        for p in made:  # innermost first; only folders made here and still empty
-            try:
-                p.rmdir()
-            except OSError:
-                break
-        if isinstance(exc, OSError):
-            raise CliError(f"{out}: cannot write the output ({exc.strerror or _short(exc)})") from None
-        raise
-
-
-def _short(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+    print(f"regions: {', '.join(f'{c}: {n}' for c, n in rep.region_sizes.items())}")
+    if rep.ari is not None:
+        print(f"ARI: {rep.ari:.4f} (against the labels, {rep.n_labelled} labelled spots)")
+    total = time.perf_counter() - t0 - t_read
+    print(f"device: {rep.device}; image weights: {rep.image_weights}; {total:.1f} s")
+    print(f"wrote: {out} ({', '.join(OUTPUT_FILES)})")
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
