@@ -86,24 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="output folder: new, empty, or a previous napari-senca output (with --overwrite); "
         "never the input or a folder around it",
     )
-    run.add_argument(
-        "--n-clusters",
-        type=int,
-        metavar="K",
-        help="number of regions (default: the number of labelled regions, else 7)",
-    )
-    run.add_argument("--n-neighbors", type=int, metavar="N", help="spatial neighbours per spot (default 4)")
-    run.add_argument("--epochs", type=int, metavar="E", help="training epochs (default 10)")
-    run.add_argument("--seed", type=int, metavar="S", help="random seed (default 0)")
-    run.add_argument("--device", metavar="D", help="auto (default), cpu, cuda or mps")
-    run.add_argument("--no-image", action="store_true", help="RNA-only: ignore the H&E")
-    run.add_argument(
-        "--image-weights",
-        metavar="auto|imagenet|none|FILE",
-        help="ResNet weights: auto (ImageNet if it can be loaded, else random; default), "
-        "imagenet, none, or a local .pth state dict",
-    )
-    run.add_argument("--lr", type=float, metavar="LR", help="learning rate (default 5e-4)")
+    _add_settings(run)
     run.add_argument(
         "--overwrite",
         action="store_true",
@@ -111,7 +94,45 @@ def build_parser() -> argparse.ArgumentParser:
         "other folders are never replaced",
     )
     run.set_defaults(func=_cmd_run)
+    _add_batch(sub)
     return parser
+
+
+def _add_settings(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--n-clusters", type=int, metavar="K", help="number of regions (default: labelled regions, else 7)")
+    p.add_argument("--n-neighbors", type=int, metavar="N", help="spatial neighbours per spot (default 4)")
+    p.add_argument("--epochs", type=int, metavar="E", help="training epochs (default 10)")
+    p.add_argument("--seed", type=int, metavar="S", help="random seed (default 0)")
+    p.add_argument("--device", metavar="D", help="auto (default), cpu, cuda or mps")
+    p.add_argument("--no-image", action="store_true", help="RNA-only: ignore the H&E")
+    p.add_argument("--image-weights", metavar="auto|imagenet|none|FILE", help="ResNet weights (default auto)")
+    p.add_argument("--lr", type=float, metavar="LR", help="learning rate (default 5e-4)")
+
+
+def _add_batch(sub: Any) -> None:
+    b = sub.add_parser(
+        "batch",
+        help="run many sections on a Dask cluster",
+        description="Run SENCA-st on every section (paths, glob patterns or a CSV manifest) on Dask: "
+        "one output folder per section in --out, plus cohort.csv, region_vocabulary.csv and cohort.png. "
+        "Sections whose output is complete and current are skipped; a failing section does not stop "
+        "the others (exit code 1, the cohort table says why).",
+    )
+    b.add_argument("sections", nargs="+", metavar="SECTION", help="section paths, glob patterns or manifest .csv files")
+    b.add_argument("--out", required=True, metavar="DIR", help="cohort folder (new, empty, or a previous cohort output)")
+    b.add_argument("--section", metavar="S", help="section of a her2st repository (for every path)")
+    _add_settings(b)
+    b.add_argument(
+        "--scheduler",
+        default="local",
+        metavar="local|ADDRESS",
+        help="local (default: a LocalCluster of processes sized to the machine) or a scheduler address, "
+        "e.g. tcp://10.0.0.5:8786",
+    )
+    b.add_argument("--workers", type=int, metavar="N", help="worker processes of the local cluster (default: min(sections, cores))")
+    b.add_argument("--reference", metavar="H5AD", help="annotated.h5ad whose (named) regions seed the region vocabulary")
+    b.add_argument("--no-match", action="store_true", help="do not match regions across sections")
+    b.set_defaults(func=_cmd_batch)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -301,6 +322,53 @@ def _config(args: argparse.Namespace) -> Any:
     if getattr(args, "no_image", False):
         changes["use_image"] = False
     return SencaConfig(**changes)
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from .batch import run_batch
+    from .pipeline import Progress
+
+    cfg = _config(args)
+    bar = ProgressPrinter(sys.stderr)
+
+    def update(row: dict[str, Any], done: int, total: int) -> None:
+        bar.close()
+        status = row["status"]
+        if status == "failed":
+            what = f"failed: {row['error']}"
+        else:
+            ari = f", ARI {row['ari']:.3f}" if isinstance(row.get("ari"), float) and row["ari"] == row["ari"] else ""
+            secs = f", {row['time_total']:.1f} s" if isinstance(row.get("time_total"), float) else ""
+            what = f"{status}: {row['spots']} spots, {row['regions']} regions{ari}{secs}"
+            what += " (up to date)" if status == "skipped" else ""
+        print(f"[{done}/{total}] {row['section']}: {what}", file=sys.stderr)
+        bar(Progress("cohort", done, total, f"{done}/{total} sections"))
+
+    try:
+        res = run_batch(
+            args.sections,
+            args.out,
+            cfg,
+            scheduler=args.scheduler,
+            n_workers=args.workers,
+            section=args.section,
+            match_regions=not args.no_match,
+            reference=args.reference,
+            on_update=update,
+        )
+    finally:
+        bar.close()
+    t = res.table
+    n, failed = len(t), res.n_failed
+    skipped = int((t["status"] == "skipped").sum())
+    print(f"sections: {n - failed - skipped} done, {skipped} up to date, {failed} failed")
+    if res.vocabulary is not None and len(res.vocabulary):
+        print(f"region vocabulary: {res.vocabulary['cohort_region'].nunique()} cohort regions")
+    print(f"wrote: {res.out} (cohort.csv, region_vocabulary.csv, cohort.png, one folder per section)")
+    if failed:
+        _error_line(f"{failed} of {n} sections failed (see {res.out / 'cohort.csv'})", prefix="")
+        return 1
+    return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

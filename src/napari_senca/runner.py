@@ -12,6 +12,7 @@ fingerprint of the inputs (sizes and modification times), so that
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -115,7 +116,7 @@ def read_input(
         if label_column not in adata.obs:
             cols = list(map(str, adata.obs.columns))
             shown = ", ".join(cols[:5]) + (f" and {len(cols) - 5} more" if len(cols) > 5 else "")
-            raise DataError(f"{path}: no label column {label_column!r} (obs has {shown or 'no columns'})")
+            raise DataError(path, f"no label column {label_column!r} (obs has {shown or 'no columns'})")
         adata.obs[LABEL_KEY] = clean_labels(adata.obs[label_column].tolist())
     return adata
 
@@ -255,9 +256,6 @@ def process_section(
         markers = pd.DataFrame(columns=MARKER_COLUMNS)
     t2 = time.perf_counter()
     rep.timings["markers"] = t2 - t1
-    write_section_output(adata, markers, out, inputs, cfg, overwrite, request)
-    rep.timings["write"] = time.perf_counter() - t2
-
     sizes = adata.obs[CLUSTER_KEY].value_counts().sort_index()
     rep.region_sizes = {str(c): int(n) for c, n in sizes.items()}
     rep.ari = adjusted_rand(adata, CLUSTER_KEY)
@@ -265,6 +263,8 @@ def process_section(
         rep.n_labelled = int(adata.obs[LABEL_KEY].notna().sum())
     rep.device = str(result.device)
     rep.image_weights = str(result.image_weights_used)
+    write_section_output(adata, markers, out, inputs, cfg, overwrite, request, dataclasses.asdict(rep))
+    rep.timings["write"] = time.perf_counter() - t2
     return rep
 
 
@@ -326,6 +326,7 @@ def write_section_output(
     cfg: SencaConfig,
     overwrite: bool,
     request: dict[str, Any] | None = None,
+    report: dict[str, Any] | None = None,
 ) -> None:
     """Write every output into a hidden folder beside ``out``, then move it into place.
 
@@ -349,6 +350,8 @@ def write_section_output(
         extra: dict[str, Any] = {"inputs_fingerprint": input_fingerprint(inputs)}
         if request is not None:
             extra["request"] = request
+        if report is not None:
+            extra["report"] = report
         write_marker(tmp, OUTPUT_FILES, inputs=inputs, config=cfg.to_dict(), extra=extra)
         check_output_folder(out, inputs, overwrite=overwrite)  # nothing changed while we worked
         os.chmod(tmp, default_mode(folder=True))  # mkdtemp makes 0700 folders
