@@ -12,7 +12,8 @@ written.
 
 The scheduler is ``"local"`` (a :class:`distributed.LocalCluster` of
 single-threaded worker processes, one per section up to the number of cores),
-the address of a running scheduler (``tcp://host:8786``), or, from Python, a
+the address of a running scheduler (``tcp://host:8786``) or its scheduler
+file (``scheduler.json``), or, from Python, a
 ``distributed.Client`` or any cluster object (``SLURMCluster``...).
 """
 
@@ -342,6 +343,8 @@ def _client(scheduler: Any, n_sections: int, n_workers: int | None) -> tuple[Any
         return Client(cluster), cluster, True
     if isinstance(scheduler, str):
         try:
+            if scheduler.endswith(".json") and Path(scheduler).is_file():  # dask scheduler --scheduler-file
+                return Client(scheduler_file=scheduler, timeout="20s"), None, True
             return Client(scheduler, timeout="20s"), None, True
         except (OSError, TimeoutError) as exc:
             raise ConfigError(f"cannot reach the Dask scheduler at {scheduler} ({exc})") from None

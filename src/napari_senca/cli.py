@@ -126,8 +126,8 @@ def _add_batch(sub: Any) -> None:
         "--scheduler",
         default="local",
         metavar="local|ADDRESS",
-        help="local (default: a LocalCluster of processes sized to the machine) or a scheduler address, "
-        "e.g. tcp://10.0.0.5:8786",
+        help="local (default: a LocalCluster of processes sized to the machine), a scheduler address "
+        "(tcp://10.0.0.5:8786) or a scheduler file (scheduler.json, from 'dask scheduler --scheduler-file')",
     )
     b.add_argument("--workers", type=int, metavar="N", help="worker processes of the local cluster (default: min(sections, cores))")
     b.add_argument("--reference", metavar="H5AD", help="annotated.h5ad whose (named) regions seed the region vocabulary")
