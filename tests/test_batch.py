@@ -171,3 +171,19 @@ def test_gpu_resources_requested_only_when_workers_have_them():
     assert batch._workers_have_gpu(C({"GPU": 1}))
     assert not batch._workers_have_gpu(C({}))
     assert batch._threads_per_task(C({})) == 2  # two single-threaded workers share h1's 4 cores
+
+
+def test_cohort_folder_keeps_sections_of_earlier_runs(tmp_path):
+    from napari_senca.batch import _check_root
+    from napari_senca.errors import OutputError
+    from napari_senca.outputs import write_marker
+
+    root = tmp_path / "cohort"
+    (root / "A").mkdir(parents=True)
+    write_marker(root, ["cohort.csv"], extra={"cohort": True, "sections": ["A"]})
+    (root / "cohort.csv").write_text("section\nA\n")
+    assert _check_root(root, [], ["B"]) == root  # a later run with other sections is fine
+    (root / "mine.txt").write_text("keep")
+    with pytest.raises(OutputError, match="did not write"):
+        _check_root(root, [], ["B"])
+    assert (root / "mine.txt").exists()

@@ -316,7 +316,7 @@ def _check_root(out: Path, inputs: list[Path], names: list[str]) -> Path:
                 f"{o}: the folder is not empty and is not a napari-senca cohort output (no {MARKER}); "
                 "choose a new or empty folder"
             )
-        ours = {MARKER, *map(str, marker.get("files", []) or []), *names}
+        ours = {MARKER, *map(str, marker.get("files", []) or []), *map(str, marker.get("sections", []) or []), *names}
         extra = sorted(e.name for e in o.iterdir() if e.name not in ours and not e.name.startswith("."))
         if extra:
             shown = ", ".join(extra[:3]) + (f" and {len(extra) - 3} more" if len(extra) > 3 else "")
@@ -429,8 +429,11 @@ def run_batch(
             rows[j.name] = {**_row(j, ""), "status": "failed", "error": str(exc)}
         all_inputs += inputs
         plans.append((j, cfg, Path(), inputs))
-    root = _check_root(Path(out), all_inputs, [j.name for j in jobs])  # type: ignore[union-attr]
-    write_marker(root, COHORT_FILES, config=base.to_dict(), extra={"cohort": True, "sections": [j.name for j in jobs]})  # type: ignore[union-attr]
+    names = [j.name for j in jobs]  # type: ignore[union-attr]
+    root = _check_root(Path(out), all_inputs, names)
+    before = (read_marker(root) or {}).get("sections", []) or []
+    sections_here = [*map(str, before), *[n for n in names if n not in before]]
+    write_marker(root, COHORT_FILES, config=base.to_dict(), extra={"cohort": True, "sections": sections_here})
 
     todo: list[tuple[SectionJob, SencaConfig, Path]] = []
     total, done = len(plans), 0
