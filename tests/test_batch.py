@@ -84,17 +84,18 @@ def test_batch_local_cluster_failure_resume_and_config_change(tmp_path, capsys, 
 def test_batch_manifest_overrides_from_python(tmp_path, cluster):
     secs = [build_st_folder(tmp_path / f"S{i}", image=False, seed=i) for i in range(2)]
     man = tmp_path / "cohort.csv"
-    pd.DataFrame({"path": ["S0", str(secs[1])], "name": ["first", "second"], "n_clusters": [3, ""]}).to_csv(
-        man, index=False
-    )
+    pd.DataFrame(
+        {"path": ["S0", str(secs[1]), "S0"], "name": ["first", "second", "bad"], "n_clusters": [3, "", 1]}
+    ).to_csv(man, index=False)
     jobs = read_manifest(man)
-    assert [j.name for j in jobs] == ["first", "second"]
+    assert [j.name for j in jobs] == ["first", "second", "bad"]
     assert jobs[0].path == str(tmp_path / "S0") and jobs[0].overrides == {"n_clusters": 3}
     assert jobs[1].overrides == {}
     cfg = SencaConfig(epochs=1, use_image=False, n_clusters=2)
     res = run_batch([str(man)], tmp_path / "out", cfg, scheduler=cluster.scheduler_address)
-    assert res.n_failed == 0
-    assert list(res.table["regions"]) == [3, 2]
+    assert res.n_failed == 1  # the bad row is recorded, the others ran
+    assert "n_clusters must be >= 2" in res.table.loc[2, "error"]
+    assert list(res.table["regions"])[:2] == [3, 2]
     assert _marker(tmp_path / "out" / "first")["config"]["n_clusters"] == 3
     assert res.vocabulary is not None and set(res.vocabulary["section"]) == {"first", "second"}
     csv = pd.read_csv(tmp_path / "out" / "second" / "clusters.csv")

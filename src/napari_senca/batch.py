@@ -411,25 +411,24 @@ def run_batch(
     from .runner import is_current, request_of, section_inputs
 
     base = config or SencaConfig()
-    jobs = [j if isinstance(j, SectionJob) else None for j in sections]
-    if any(j is None for j in jobs):
-        plain = [s for s in sections if not isinstance(s, SectionJob)]
-        jobs = [j for j in jobs if j is not None] + collect_sections(plain, section)  # type: ignore[operator]
-    _check_names(jobs)  # type: ignore[arg-type]
+    jobs = [s for s in sections if isinstance(s, SectionJob)]
+    plain = [s for s in sections if not isinstance(s, SectionJob)]
+    if plain or not jobs:
+        jobs += collect_sections(plain, section)
+    _check_names(jobs)
     all_inputs: list[Path] = []
-    plans: list[tuple[SectionJob, SencaConfig | None, Path, list[Path]]] = []
+    plans: list[tuple[SectionJob, SencaConfig, list[Path]]] = []
     rows: dict[str, dict[str, Any]] = {}
-    for j in jobs:  # type: ignore[union-attr]
-        assert j is not None
+    for j in jobs:
+        cfg, inputs = base, []
         try:
             cfg = apply_overrides(base, j.overrides)
             inputs = section_inputs(j.path, j.image, cfg.image_weights)
-        except SencaError as exc:
-            cfg, inputs = None, []
+        except SencaError as exc:  # a bad row: recorded, the others run
             rows[j.name] = {**_row(j, ""), "status": "failed", "error": str(exc)}
         all_inputs += inputs
-        plans.append((j, cfg, Path(), inputs))
-    names = [j.name for j in jobs]  # type: ignore[union-attr]
+        plans.append((j, cfg, inputs))
+    names = [j.name for j in jobs]
     root = _check_root(Path(out), all_inputs, names)
     before = (read_marker(root) or {}).get("sections", []) or []
     sections_here = [*map(str, before), *[n for n in names if n not in before]]
@@ -437,7 +436,7 @@ def run_batch(
 
     todo: list[tuple[SectionJob, SencaConfig, Path]] = []
     total, done = len(plans), 0
-    for j, cfg, _, inputs in plans:
+    for j, cfg, inputs in plans:
         sec_out = root / j.name
         if j.name in rows:
             rows[j.name]["out"] = str(sec_out)
@@ -483,7 +482,7 @@ def run_batch(
             if cluster is not None:
                 cluster.close()
 
-    table = pd.DataFrame([rows[j.name] for j in jobs], columns=cohort_table_columns())  # type: ignore[union-attr]
+    table = pd.DataFrame([rows[j.name] for j in jobs], columns=cohort_table_columns())
     vocab = None
     if match_regions:
         from .vocabulary import match_cohort_outputs
