@@ -153,12 +153,12 @@ def main() -> None:
         ("per-section ids as they are (today)", _ari(df, "cluster"), int(df.groupby("section")["cluster"].nunique().max())),
         ("per-section ids kept apart", _ari(df.assign(sep=df["section"] + ":" + df["cluster"]), "sep"),
          int((df["section"] + ":" + df["cluster"]).nunique())),
-        ("matched cohort regions (min_corr 0.3)", _ari(df, "cohort_region"), int(df["cohort_region"].nunique())),
+        ("matched cohort regions (min_corr 0.1, default)", _ari(df, "cohort_region"), int(df["cohort_region"].nunique())),
     ]  # fmt: skip
     import anndata
 
     loaded = [(n, anndata.read_h5ad(p / "annotated.h5ad")) for n, p in her.items()]
-    for mc in (0.1, 0.2, 0.5):
+    for mc in (0.2, 0.3, 0.5):
         mapping, _ = match_sections(loaded, min_corr=mc)
         col = df["section"].astype(str) + "|" + df["cluster"]
         flat = {f"{s}|{r}": e for s, m in mapping.items() for r, e in m.items()}

@@ -378,6 +378,7 @@ def run_batch(
     section: str | None = None,
     match_regions: bool = True,
     reference: str | PathLike | None = None,
+    min_corr: float = 0.1,
     on_update: Callable[[dict[str, Any], int, int], None] | None = None,
 ) -> BatchResult:
     """Run SENCA-st on every section of a cohort on Dask.
@@ -400,6 +401,8 @@ def run_batch(
     match_regions, reference
         Match every section's regions to one vocabulary (reference: a previous
         ``annotated.h5ad``, default the first section that ran).
+    min_corr
+        Lowest centroid correlation for a region to join a vocabulary entry (else it opens a new one).
     on_update
         Called with each finished row, the number finished and the total.
 
@@ -488,7 +491,7 @@ def run_batch(
         from .vocabulary import match_cohort_outputs
 
         ok = [(r["section"], Path(r["out"])) for r in table.to_dict("records") if r["status"] in ("done", "skipped")]
-        vocab = match_cohort_outputs(ok, reference=reference)
+        vocab = match_cohort_outputs(ok, reference=reference, min_corr=min_corr)
     _write_table(table, root / "cohort.csv")
     if vocab is not None:
         _write_table(vocab, root / "region_vocabulary.csv")

@@ -131,6 +131,13 @@ def _add_batch(sub: Any) -> None:
     )
     b.add_argument("--workers", type=int, metavar="N", help="worker processes of the local cluster (default: min(sections, cores))")
     b.add_argument("--reference", metavar="H5AD", help="annotated.h5ad whose (named) regions seed the region vocabulary")
+    b.add_argument(
+        "--min-corr",
+        type=float,
+        default=0.1,
+        metavar="R",
+        help="lowest centroid correlation for a region to join a cohort region (default 0.1; else it opens a new one)",
+    )
     b.add_argument("--no-match", action="store_true", help="do not match regions across sections")
     b.set_defaults(func=_cmd_batch)
 
@@ -354,6 +361,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
             section=args.section,
             match_regions=not args.no_match,
             reference=args.reference,
+            min_corr=args.min_corr,
             on_update=update,
         )
     finally:

@@ -8,7 +8,8 @@ matched to the vocabulary by Pearson correlation of these centroids and the
 Hungarian algorithm (:func:`scipy.optimize.linear_sum_assignment`, one
 section region per vocabulary entry). Regions left over, or matched with a
 correlation below ``min_corr``, join the entry they correlate best with when
-that correlation reaches ``min_corr`` (a section may split one tissue in two),
+that correlation reaches ``min_corr`` (default 0.1, the best of 0.1-0.5 on HER2ST;
+a section may split one tissue in two),
 and otherwise become new vocabulary entries. The vocabulary starts from a
 reference section (a previous output's ``annotated.h5ad``, whose region names
 carry over, or the first section) and keeps the reference centroids.
@@ -133,7 +134,7 @@ def match_sections(
     reference: AnnData | None = None,
     *,
     key: str = CLUSTER_KEY,
-    min_corr: float = 0.3,
+    min_corr: float = 0.1,
     n_genes: int = 2000,
     reference_names: dict[str, str] | None = None,
 ) -> tuple[dict[str, dict[str, str]], pd.DataFrame]:
@@ -191,7 +192,7 @@ def _read(path: Path) -> AnnData:
 
 
 def match_cohort_outputs(
-    outputs: Sequence[tuple[str, Path]], reference: str | PathLike | None = None, min_corr: float = 0.3
+    outputs: Sequence[tuple[str, Path]], reference: str | PathLike | None = None, min_corr: float = 0.1
 ) -> pd.DataFrame | None:
     """Match the regions of finished section outputs and add ``cohort_region`` to their files.
 
