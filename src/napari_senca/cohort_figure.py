@@ -40,6 +40,8 @@ def write_cohort_png(table: pd.DataFrame, path: str | PathLike, dpi: int = 110) 
     for d in data.values():
         if d is not None and col in d:
             values += [str(v) for v in pd.unique(d[col].dropna().astype(str)) if str(v) not in values]
+    if col == "cluster":  # the sections' own ids: 0, 1, 2, ... (cohort regions keep vocabulary order)
+        values.sort(key=lambda v: (len(v), v))
     colour = {v: PALETTE[i % len(PALETTE)] for i, v in enumerate(values)}
     n = max(len(rows), 1)
     ncol = min(n, max(1, math.ceil(math.sqrt(n))))
