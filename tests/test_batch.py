@@ -188,3 +188,14 @@ def test_cohort_folder_keeps_sections_of_earlier_runs(tmp_path):
     with pytest.raises(OutputError, match="did not write"):
         _check_root(root, [], ["B"])
     assert (root / "mine.txt").exists()
+
+
+def test_ctrl_c_says_the_cohort_resumes(tmp_path, capsys, monkeypatch):
+    from napari_senca import batch
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch, "run_batch", interrupted)
+    assert main(["batch", str(tmp_path), "--out", str(tmp_path / "out")]) == 130
+    assert capsys.readouterr().err.strip().endswith("run the same command to resume")

@@ -364,6 +364,11 @@ def _cmd_batch(args: argparse.Namespace) -> int:
             min_corr=args.min_corr,
             on_update=update,
         )
+    except (KeyboardInterrupt, Terminated) as exc:
+        bar.close()
+        what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "terminated"
+        _error_line(f"{what}; finished sections are kept: run the same command to resume", prefix="")
+        return 130 if isinstance(exc, KeyboardInterrupt) else 143
     finally:
         bar.close()
     t = res.table
