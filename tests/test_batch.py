@@ -117,6 +117,8 @@ def test_manifest_and_names_errors(tmp_path):
     (tmp_path / "g1").mkdir()
     (tmp_path / "g2").mkdir()
     assert [j.name for j in collect_sections([str(tmp_path / "g*")])] == ["g1", "g2"]
+    jobs = collect_sections([str(tmp_path / "her2st")], section="A1, B1")
+    assert [(j.name, j.section) for j in jobs] == [("A1", "A1"), ("B1", "B1")]
 
 
 def test_batch_refuses_a_foreign_folder(tmp_path, capsys):

@@ -113,6 +113,9 @@ def collect_sections(items: Sequence[str | PathLike], section: str | None = None
     ConfigError
         No section, a glob that matches nothing, or two sections with one name.
     """
+    if section and "," in section:  # one her2st repository, several sections
+        names = [x.strip() for x in section.split(",") if x.strip()]
+        return [j for sec in names for j in collect_sections(items, sec)] if names else collect_sections(items)
     jobs: list[SectionJob] = []
     for item in items:
         s = str(item)

@@ -120,7 +120,7 @@ def _add_batch(sub: Any) -> None:
     )
     b.add_argument("sections", nargs="+", metavar="SECTION", help="section paths, glob patterns or manifest .csv files")
     b.add_argument("--out", required=True, metavar="DIR", help="cohort folder (new, empty, or a previous cohort output)")
-    b.add_argument("--section", metavar="S", help="section of a her2st repository (for every path)")
+    b.add_argument("--section", metavar="S[,S...]", help="section(s) of a her2st repository, e.g. A1,B1,C1")
     _add_settings(b)
     b.add_argument(
         "--scheduler",
