@@ -207,14 +207,9 @@ def _error_line(msg: str, prefix: str = "error: ") -> None:
 
 
 def _read(args: argparse.Namespace) -> AnnData:
-    from .io import read_section
+    from .runner import read_input
 
-    adata = read_section(args.path, section=args.section, image=args.image)
-    if args.image:
-        from .io.image import record_source_image
-
-        record_source_image(adata, args.image)
-    return adata
+    return read_input(args.path, args.section, args.image)
 
 
 def summarize(adata: AnnData) -> list[tuple[str, str]]:
