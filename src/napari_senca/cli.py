@@ -15,11 +15,8 @@ previous napari-senca output (it holds the marker file ``.napari-senca-output.js
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,12 +26,12 @@ from anndata import AnnData
 
 from ._version import __version__
 from .errors import SencaError, shorten
-from .outputs import MARKER, check_output_folder, replace_folder, write_marker
+from .outputs import MARKER, check_output_folder
+from .runner import OUTPUT_FILES
 
 __all__ = ["main", "build_parser", "summarize", "ProgressPrinter"]
 
 PROG = "napari-senca"
-OUTPUT_FILES = ("annotated.h5ad", "clusters.csv", "markers.csv", "overview.png")
 
 
 class CliError(SencaError):
@@ -94,24 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="output folder: new, empty, or a previous napari-senca output (with --overwrite); "
         "never the input or a folder around it",
     )
-    run.add_argument(
-        "--n-clusters",
-        type=int,
-        metavar="K",
-        help="number of regions (default: the number of labelled regions, else 7)",
-    )
-    run.add_argument("--n-neighbors", type=int, metavar="N", help="spatial neighbours per spot (default 4)")
-    run.add_argument("--epochs", type=int, metavar="E", help="training epochs (default 10)")
-    run.add_argument("--seed", type=int, metavar="S", help="random seed (default 0)")
-    run.add_argument("--device", metavar="D", help="auto (default), cpu, cuda or mps")
-    run.add_argument("--no-image", action="store_true", help="RNA-only: ignore the H&E")
-    run.add_argument(
-        "--image-weights",
-        metavar="auto|imagenet|none|FILE",
-        help="ResNet weights: auto (ImageNet if it can be loaded, else random; default), "
-        "imagenet, none, or a local .pth state dict",
-    )
-    run.add_argument("--lr", type=float, metavar="LR", help="learning rate (default 5e-4)")
+    _add_settings(run)
     run.add_argument(
         "--overwrite",
         action="store_true",
@@ -119,7 +99,52 @@ def build_parser() -> argparse.ArgumentParser:
         "other folders are never replaced",
     )
     run.set_defaults(func=_cmd_run)
+    _add_batch(sub)
     return parser
+
+
+def _add_settings(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--n-clusters", type=int, metavar="K", help="number of regions (default: labelled regions, else 7)")
+    p.add_argument("--n-neighbors", type=int, metavar="N", help="spatial neighbours per spot (default 4)")
+    p.add_argument("--epochs", type=int, metavar="E", help="training epochs (default 10)")
+    p.add_argument("--seed", type=int, metavar="S", help="random seed (default 0)")
+    p.add_argument("--device", metavar="D", help="auto (default), cpu, cuda or mps")
+    p.add_argument("--no-image", action="store_true", help="RNA-only: ignore the H&E")
+    p.add_argument("--image-weights", metavar="auto|imagenet|none|FILE", help="ResNet weights (default auto)")
+    p.add_argument("--lr", type=float, metavar="LR", help="learning rate (default 5e-4)")
+
+
+def _add_batch(sub: Any) -> None:
+    b = sub.add_parser(
+        "batch",
+        help="run many sections on a Dask cluster",
+        description="Run SENCA-st on every section (paths, glob patterns or a CSV manifest) on Dask: "
+        "one output folder per section in --out, plus cohort.csv, region_vocabulary.csv and cohort.png. "
+        "Sections whose output is complete and current are skipped; a failing section does not stop "
+        "the others (exit code 1, the cohort table says why).",
+    )
+    b.add_argument("sections", nargs="+", metavar="SECTION", help="section paths, glob patterns or manifest .csv files")
+    b.add_argument("--out", required=True, metavar="DIR", help="cohort folder (new, empty, or a previous cohort output)")
+    b.add_argument("--section", metavar="S[,S...]", help="section(s) of a her2st repository, e.g. A1,B1,C1")
+    _add_settings(b)
+    b.add_argument(
+        "--scheduler",
+        default="local",
+        metavar="local|ADDRESS",
+        help="local (default: a LocalCluster of processes sized to the machine), a scheduler address "
+        "(tcp://10.0.0.5:8786) or a scheduler file (scheduler.json, from 'dask scheduler --scheduler-file')",
+    )
+    b.add_argument("--workers", type=int, metavar="N", help="worker processes of the local cluster (default: min(sections, cores))")
+    b.add_argument("--reference", metavar="H5AD", help="annotated.h5ad whose (named) regions seed the region vocabulary")
+    b.add_argument(
+        "--min-corr",
+        type=float,
+        default=0.1,
+        metavar="R",
+        help="lowest centroid correlation for a region to join a cohort region (default 0.1; else it opens a new one)",
+    )
+    b.add_argument("--no-match", action="store_true", help="do not match regions across sections")
+    b.set_defaults(func=_cmd_batch)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -189,18 +214,12 @@ def _error_line(msg: str, prefix: str = "error: ") -> None:
 def _read(args: argparse.Namespace) -> AnnData:
     import warnings
 
-    from .io import read_section
     from .notes import InputWarning
+    from .runner import read_input
 
     with warnings.catch_warnings():  # printed from uns["senca_input"] by info / run
         warnings.simplefilter("ignore", InputWarning)
-        normalized = getattr(args, "normalized", False)
-        adata = read_section(args.path, section=args.section, image=args.image, normalized=normalized)
-    if args.image:
-        from .io.image import record_source_image
-
-        record_source_image(adata, args.image)
-    return adata
+        return read_input(args.path, args.section, args.image, normalized=getattr(args, "normalized", False))
 
 
 def summarize(adata: AnnData) -> list[tuple[str, str]]:
@@ -302,34 +321,9 @@ class ProgressPrinter:
 
 def _inputs(args: argparse.Namespace) -> list[Path]:
     """Every path ``run`` reads: the output folder must be none of them and hold none of them."""
-    from .io import detect_format
-    from .io.visium import find_visium_outs
+    from .runner import section_inputs
 
-    paths: list[Path] = []
-    if not str(args.path).startswith("sample:"):
-        p = Path(args.path).expanduser()
-        paths.append(p)
-        fmt = detect_format(str(p))
-        if fmt == "st" and p.is_file():
-            paths.append(p.parent)  # counts.tsv / spots.tsv: the whole section folder
-        elif fmt == "visium":
-            outs = find_visium_outs(p)
-            if outs is not None:
-                paths += [outs, outs.parent / "labels.tsv"]
-    for f in (args.image, getattr(args, "image_weights", None)):
-        if f and f not in ("auto", "imagenet", "none"):
-            paths.append(Path(f).expanduser())
-    return paths
-
-
-def _default_n_clusters(adata: AnnData, fallback: int = 7) -> tuple[int, str]:
-    from .section import LABEL_KEY
-
-    if LABEL_KEY in adata.obs:
-        k = int(adata.obs[LABEL_KEY].dropna().nunique())
-        if k >= 2:
-            return k, "the number of labelled regions"
-    return min(fallback, adata.n_obs), "default"
+    return section_inputs(args.path, args.image, getattr(args, "image_weights", None))
 
 
 def _config(args: argparse.Namespace) -> Any:
@@ -338,35 +332,85 @@ def _config(args: argparse.Namespace) -> Any:
 
     changes: dict[str, Any] = {}
     for name in ("n_neighbors", "epochs", "seed", "device", "lr", "image_weights", "n_clusters"):
-        v = getattr(args, name)
+        v = getattr(args, name, None)
         if v is not None:
             changes[name] = v
     w = changes.get("image_weights")
     if w is not None and w not in ("auto", "imagenet", "none") and not Path(w).is_file():
         raise CliError(f"{w}: --image-weights must be auto, imagenet, none or an existing .pth file")
-    if args.no_image:
+    if getattr(args, "no_image", False):
         changes["use_image"] = False
     return SencaConfig(**changes)
 
 
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from .batch import run_batch
+    from .pipeline import Progress
+
+    cfg = _config(args)
+    bar = ProgressPrinter(sys.stderr)
+
+    def update(row: dict[str, Any], done: int, total: int) -> None:
+        bar.close()
+        status = row["status"]
+        if status == "failed":
+            what = f"failed: {row['error']}"
+        else:
+            ari = f", ARI {row['ari']:.3f}" if isinstance(row.get("ari"), float) and row["ari"] == row["ari"] else ""
+            secs = f", {row['time_total']:.1f} s" if isinstance(row.get("time_total"), float) else ""
+            what = f"{status}: {row['spots']} spots, {row['regions']} regions{ari}{secs}"
+            what += " (up to date)" if status == "skipped" else ""
+        print(f"[{done}/{total}] {row['section']}: {what}", file=sys.stderr)
+        bar(Progress("cohort", done, total, f"{done}/{total} sections"))
+
+    try:
+        res = run_batch(
+            args.sections,
+            args.out,
+            cfg,
+            scheduler=args.scheduler,
+            n_workers=args.workers,
+            section=args.section,
+            match_regions=not args.no_match,
+            reference=args.reference,
+            min_corr=args.min_corr,
+            on_update=update,
+        )
+    except (KeyboardInterrupt, Terminated) as exc:
+        bar.close()
+        what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "terminated"
+        _error_line(f"{what}; finished sections are kept: run the same command to resume", prefix="")
+        return 130 if isinstance(exc, KeyboardInterrupt) else 143
+    finally:
+        bar.close()
+    t = res.table
+    n, failed = len(t), res.n_failed
+    skipped = int((t["status"] == "skipped").sum())
+    print(f"sections: {n - failed - skipped} done, {skipped} up to date, {failed} failed")
+    if res.vocabulary is not None and len(res.vocabulary):
+        print(f"region vocabulary: {res.vocabulary['cohort_region'].nunique()} cohort regions")
+    print(f"wrote: {res.out} (cohort.csv, region_vocabulary.csv, cohort.png, one folder per section)")
+    if failed:
+        _error_line(f"{failed} of {n} sections failed (see {res.out / 'cohort.csv'})", prefix="")
+        return 1
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
+    from . import runner
+
     cfg = _config(args)
     inputs = _inputs(args)
     out = check_output_folder(args.out, inputs, overwrite=args.overwrite)  # before any work
-    try:
-        from .markers import rank_markers
-        from .pipeline import annotate, check_run_settings
-    except ImportError as exc:  # pragma: no cover - the pipeline ships with the package
-        raise CliError(f"the training pipeline is not available ({exc})") from None
-    from .errors import ConfigError
-    from .export import adjusted_rand
     from .notes import describe_input
-    from .section import CLUSTER_KEY, get_image
 
+    request = runner.request_of(cfg, args.section, args.image)
+    t0 = time.perf_counter()
     adata = _read(args)
-    k, why = _default_n_clusters(adata) if cfg.n_clusters is None else (int(cfg.n_clusters), "--n-clusters")
-    check_run_settings(cfg, adata.n_obs, k)  # a too-small section is named as such, before training
-    cfg = cfg.replace(n_clusters=k)
+    t_read = time.perf_counter() - t0
+    cfg, why = runner.resolve_n_clusters(adata, cfg)
+    from .section import get_image
+
     img = "yes" if (get_image(adata) is not None and cfg.use_image) else "no (RNA-only)"
     print(
         f"{PROG}: {adata.n_obs} spots, {adata.n_vars} genes, image {img}; {cfg.n_clusters} regions ({why})",
@@ -375,91 +419,28 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for field, value in describe_input(adata):  # excluded spots, label matching, warnings
         print(f"{PROG}: {field}: {value}", file=sys.stderr)
 
-    t0 = time.perf_counter()
-    result = _train(adata, cfg)
-    annotate(adata, result)
-    try:
-        markers = rank_markers(adata, key=CLUSTER_KEY)
-    except ConfigError as exc:
-        import pandas as pd
-
-        from .markers import MARKER_COLUMNS
-
-        _error_line(f"no marker genes: {exc}", prefix="warning: ")
-        markers = pd.DataFrame(columns=MARKER_COLUMNS)
-
-    _write_outputs(adata, markers, out, inputs, cfg, args.overwrite)
-
-    sizes = adata.obs[CLUSTER_KEY].value_counts().sort_index()
-    print(f"regions: {', '.join(f'{c}: {int(n)}' for c, n in sizes.items())}")
-    ari = adjusted_rand(adata, CLUSTER_KEY)
-    if ari is not None:
-        n_lab = int(adata.obs["label"].notna().sum())
-        print(f"ARI: {ari:.4f} (against the labels, {n_lab} labelled spots)")
-    print(f"device: {result.device}; image weights: {result.image_weights_used}; {time.perf_counter() - t0:.1f} s")
-    print(f"wrote: {out} ({', '.join(OUTPUT_FILES)})")
-    return 0
-
-
-def _train(adata: AnnData, cfg: Any) -> Any:
-    """Run the training generator with a progress bar; returns its result."""
-    from .pipeline import run_senca_iter
-
     bar = ProgressPrinter(sys.stderr)
-    gen = run_senca_iter(adata, cfg)
     try:
-        while True:
-            try:
-                p = next(gen)
-            except StopIteration as stop:
-                return stop.value
-            bar(p)
+        rep = runner.process_section(
+            adata,
+            cfg,
+            out,
+            inputs,
+            overwrite=args.overwrite,
+            request=request,
+            progress=bar,
+            warn=lambda msg: (bar.close(), _error_line(msg, prefix="warning: ")),
+        )
     finally:
         bar.close()
-        gen.close()
 
-
-def _write_outputs(
-    adata: AnnData, markers: Any, out: Path, inputs: list[Path], cfg: Any, overwrite: bool
-) -> None:
-    """Write every output into a hidden folder beside ``out``, then move it into place.
-
-    Any failure or interruption (Ctrl-C, SIGTERM) removes the hidden folder and
-    any parent folders made for it; errors name ``out``, never the hidden folder.
-    """
-    from .export import default_mode, write_clusters_csv, write_markers_csv, write_overview_png
-    from .io import write_h5ad
-    from .section import CLUSTER_KEY
-
-    made = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
-    tmp: Path | None = None
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-        write_h5ad(adata, tmp / "annotated.h5ad", overwrite=True)
-        write_clusters_csv(adata, tmp / "clusters.csv", CLUSTER_KEY, overwrite=True)
-        write_markers_csv(markers, tmp / "markers.csv", overwrite=True)
-        write_overview_png(adata, tmp / "overview.png", CLUSTER_KEY, overwrite=True)
-        write_marker(tmp, OUTPUT_FILES, inputs=inputs, config=cfg.to_dict())
-        check_output_folder(out, inputs, overwrite=overwrite)  # nothing changed while we worked
-        os.chmod(tmp, default_mode(folder=True))  # mkdtemp makes 0700 folders
-        replace_folder(tmp, out)
-    except BaseException as exc:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-        for p in made:  # innermost first; only folders made here and still empty
-            try:
-                p.rmdir()
-            except OSError:
-                break
-        if isinstance(exc, OSError):
-            raise CliError(f"{out}: cannot write the output ({exc.strerror or _short(exc)})") from None
-        raise
-
-
-def _short(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+    print(f"regions: {', '.join(f'{c}: {n}' for c, n in rep.region_sizes.items())}")
+    if rep.ari is not None:
+        print(f"ARI: {rep.ari:.4f} (against the labels, {rep.n_labelled} labelled spots)")
+    total = time.perf_counter() - t0 - t_read
+    print(f"device: {rep.device}; image weights: {rep.image_weights}; {total:.1f} s")
+    print(f"wrote: {out} ({', '.join(OUTPUT_FILES)})")
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -92,6 +92,7 @@ def write_marker(
     *,
     inputs: Iterable[str | PathLike] = (),
     config: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write the marker that identifies ``folder`` as a napari-senca output.
 
@@ -105,6 +106,9 @@ def write_marker(
         The inputs the result was made from.
     config
         The settings used (JSON-serialisable).
+    extra
+        More JSON-serialisable fields (e.g. the batch runner's input
+        fingerprint and the settings asked for, to tell whether an output is current).
 
     Returns
     -------
@@ -118,6 +122,7 @@ def write_marker(
         "files": sorted(str(f) for f in files),
         "inputs": [str(_resolve(i)) for i in inputs],
         "config": config or {},
+        **(extra or {}),
     }
     path = Path(folder) / MARKER
     path.write_text(json.dumps(info, indent=1, default=str) + "\n", encoding="utf-8")

@@ -1,0 +1,203 @@
+"""``napari-senca batch``: many sections on a Dask LocalCluster, resumable, failures recorded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import build_st_folder
+from napari_senca.batch import collect_sections, read_manifest, run_batch
+from napari_senca.cli import main
+from napari_senca.config import SencaConfig
+from napari_senca.errors import ConfigError, DataError
+from napari_senca.outputs import MARKER
+
+pytest.importorskip("distributed")
+
+FAST = ["--epochs", "1", "--no-image", "--n-clusters", "2", "--no-match"]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One LocalCluster with two single-threaded worker processes for the module (workers import torch once)."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as c:
+        yield c
+
+
+def _cohort(tmp_path: Path) -> list[Path]:
+    """Three tiny legacy ST sections (12 spots each); the third has a broken count file."""
+    secs = [build_st_folder(tmp_path / "data" / f"S{i}", image=False, seed=i) for i in range(3)]
+    (secs[2] / "counts.tsv.gz").write_bytes(b"not gzip at all")
+    return secs
+
+
+def _marker(folder: Path) -> dict:
+    return json.loads((folder / MARKER).read_text())
+
+
+def test_batch_local_cluster_failure_resume_and_config_change(tmp_path, capsys, cluster):
+    secs = _cohort(tmp_path)
+    out = tmp_path / "cohort"
+    args = ["batch", *map(str, secs), "--out", str(out), *FAST, "--scheduler", cluster.scheduler_address]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "1 of 3 sections failed" in err
+    table = pd.read_csv(out / "cohort.csv")
+    assert list(table["section"]) == ["S0", "S1", "S2"]
+    assert list(table["status"]) == ["done", "done", "failed"]
+    assert table["worker"].notna().sum() == 3  # ran on the cluster
+    assert "counts.tsv.gz" in table.loc[2, "error"] and "\n" not in table.loc[2, "error"]
+    assert (table.loc[:1, "spots"] == 12).all() and (table.loc[:1, "regions"] == 2).all()
+    assert table.loc[:1, "ari"].notna().all() and table.loc[:1, "time_train"].notna().all()
+    assert set(table.loc[:1, "device"]) == {"cpu"}
+    assert (out / "cohort.png").stat().st_size > 1000
+    for s in ("S0", "S1"):  # exactly what `run` writes
+        assert sorted(p.name for p in (out / s).iterdir()) == sorted(
+            ["annotated.h5ad", "clusters.csv", "markers.csv", "overview.png", MARKER]
+        )
+    assert not (out / "S2").exists()
+    before = {s: _marker(out / s)["time"] for s in ("S0", "S1")}
+    mtimes = {s: (out / s / "annotated.h5ad").stat().st_mtime_ns for s in ("S0", "S1")}
+
+    # second run: the completed sections are skipped (not retrained), the failed one is retried
+    build_st_folder(secs[2], image=False, seed=2)  # repaired
+    assert main(args) == 0
+    table = pd.read_csv(out / "cohort.csv")
+    assert list(table["status"]) == ["skipped", "skipped", "done"]
+    assert table.loc[:1, "spots"].eq(12).all()  # the skipped rows keep their numbers
+    for s in ("S0", "S1"):
+        assert _marker(out / s)["time"] == before[s]
+        assert (out / s / "annotated.h5ad").stat().st_mtime_ns == mtimes[s]
+
+    # a changed setting re-runs every section; a touched input re-runs its section only
+    args[args.index("--epochs") + 1] = "2"
+    assert main(args) == 0
+    assert list(pd.read_csv(out / "cohort.csv")["status"]) == ["done", "done", "done"]
+    assert _marker(out / "S0")["config"]["epochs"] == 2
+
+
+def test_batch_manifest_overrides_from_python(tmp_path, cluster):
+    secs = [build_st_folder(tmp_path / f"S{i}", image=False, seed=i) for i in range(2)]
+    man = tmp_path / "cohort.csv"
+    pd.DataFrame(
+        {"path": ["S0", str(secs[1]), "S0"], "name": ["first", "second", "bad"], "n_clusters": [3, "", 1]}
+    ).to_csv(man, index=False)
+    jobs = read_manifest(man)
+    assert [j.name for j in jobs] == ["first", "second", "bad"]
+    assert jobs[0].path == str(tmp_path / "S0") and jobs[0].overrides == {"n_clusters": 3}
+    assert jobs[1].overrides == {}
+    cfg = SencaConfig(epochs=1, use_image=False, n_clusters=2)
+    res = run_batch([str(man)], tmp_path / "out", cfg, scheduler=cluster.scheduler_address)
+    assert res.n_failed == 1  # the bad row is recorded, the others ran
+    assert "n_clusters must be >= 2" in res.table.loc[2, "error"]
+    assert list(res.table["regions"])[:2] == [3, 2]
+    assert _marker(tmp_path / "out" / "first")["config"]["n_clusters"] == 3
+    assert res.vocabulary is not None and set(res.vocabulary["section"]) == {"first", "second"}
+    csv = pd.read_csv(tmp_path / "out" / "second" / "clusters.csv")
+    assert csv["cohort_region"].notna().all()
+
+
+def test_manifest_and_names_errors(tmp_path):
+    man = tmp_path / "m.csv"
+    man.write_text("path,epochz\nx,1\n")
+    with pytest.raises(DataError, match="unknown column"):
+        read_manifest(man)
+    man.write_text("path,epochs\nx,many\n")
+    with pytest.raises(DataError, match="row 2: setting epochs"):
+        read_manifest(man)
+    with pytest.raises(ConfigError, match="used twice"):
+        collect_sections([str(tmp_path / "a" / "S1"), str(tmp_path / "b" / "S1")])
+    with pytest.raises(ConfigError, match="matches no"):
+        collect_sections([str(tmp_path / "nothing*")])
+    (tmp_path / "g1").mkdir()
+    (tmp_path / "g2").mkdir()
+    assert [j.name for j in collect_sections([str(tmp_path / "g*")])] == ["g1", "g2"]
+    jobs = collect_sections([str(tmp_path / "her2st")], section="A1, B1")
+    assert [(j.name, j.section) for j in jobs] == [("A1", "A1"), ("B1", "B1")]
+
+
+def test_batch_refuses_a_foreign_folder(tmp_path, capsys):
+    sec = build_st_folder(tmp_path / "S0", image=False)
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep")
+    assert main(["batch", str(sec), "--out", str(out), *FAST]) == 2
+    assert "not a napari-senca cohort output" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "keep"
+    assert main(["batch", str(sec), "--out", str(sec / "res"), *FAST]) == 2  # inside an input
+    assert not (sec / "res").exists()
+
+
+def test_local_cluster_is_sized_to_the_machine(monkeypatch):
+    import distributed
+
+    from napari_senca import batch
+
+    made = {}
+
+    class FakeCluster:
+        def __init__(self, **kw):
+            made.update(kw)
+
+    monkeypatch.setattr(distributed, "LocalCluster", FakeCluster)
+    class FakeClient:
+        def __init__(self, c, **kw):
+            self.c = c
+
+    monkeypatch.setattr(distributed, "Client", FakeClient)
+    monkeypatch.setattr(batch.os, "cpu_count", lambda: 4)
+    batch._client("local", 9, None)
+    assert made["n_workers"] == 4 and made["threads_per_worker"] == 1 and made["processes"] is True
+    batch._client("local", 3, None)
+    assert made["n_workers"] == 3
+    batch._client("local", 9, 2)
+    assert made["n_workers"] == 2
+
+
+def test_gpu_resources_requested_only_when_workers_have_them():
+    from napari_senca import batch
+
+    class C:
+        def __init__(self, res):
+            self.res = res
+
+        def scheduler_info(self):
+            w = {"resources": self.res, "nthreads": 1, "metrics": {"cpu_count": 4}}
+            return {"workers": {"tcp://h1:1": {**w, "host": "h1"}, "tcp://h1:2": {**w, "host": "h1"},
+                                "tcp://h2:1": {**w, "host": "h2"}}}
+
+    assert batch._workers_have_gpu(C({"GPU": 1}))
+    assert not batch._workers_have_gpu(C({}))
+    assert batch._threads_per_task(C({})) == 2  # two single-threaded workers share h1's 4 cores
+
+
+def test_cohort_folder_keeps_sections_of_earlier_runs(tmp_path):
+    from napari_senca.batch import _check_root
+    from napari_senca.errors import OutputError
+    from napari_senca.outputs import write_marker
+
+    root = tmp_path / "cohort"
+    (root / "A").mkdir(parents=True)
+    write_marker(root, ["cohort.csv"], extra={"cohort": True, "sections": ["A"]})
+    (root / "cohort.csv").write_text("section\nA\n")
+    assert _check_root(root, [], ["B"]) == root  # a later run with other sections is fine
+    (root / "mine.txt").write_text("keep")
+    with pytest.raises(OutputError, match="did not write"):
+        _check_root(root, [], ["B"])
+    assert (root / "mine.txt").exists()
+
+
+def test_ctrl_c_says_the_cohort_resumes(tmp_path, capsys, monkeypatch):
+    from napari_senca import batch
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch, "run_batch", interrupted)
+    assert main(["batch", str(tmp_path), "--out", str(tmp_path / "out")]) == 130
+    assert capsys.readouterr().err.strip().endswith("run the same command to resume")
