@@ -292,3 +292,21 @@ def torch_one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def notes(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
+    """Collect the plugin's napari notifications (error / info / warning) instead of showing them."""
+    from napari_senca._qt import _common
+
+    got: dict[str, list[str]] = {"error": [], "info": [], "warning": []}
+    monkeypatch.setattr(_common, "show_error", lambda m: got["error"].append(str(m)))
+    monkeypatch.setattr(_common, "show_info", lambda m: got["info"].append(str(m)))
+    monkeypatch.setattr(_common, "show_warning", lambda m: got["warning"].append(str(m)))
+    return got
+
+
+@pytest.fixture
+def viewer(make_napari_viewer: Any) -> Any:
+    """A napari viewer (closed by pytest-napari after the test)."""
+    return make_napari_viewer()

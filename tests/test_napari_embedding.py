@@ -19,15 +19,6 @@ pytestmark = pytest.mark.qt
 
 
 @pytest.fixture
-def notes(monkeypatch):
-    got: dict[str, list[str]] = {"error": [], "info": [], "warning": []}
-    monkeypatch.setattr(_common, "show_error", lambda m: got["error"].append(str(m)))
-    monkeypatch.setattr(_common, "show_info", lambda m: got["info"].append(str(m)))
-    monkeypatch.setattr(_common, "show_warning", lambda m: got["warning"].append(str(m)))
-    return got
-
-
-@pytest.fixture
 def section(make_napari_viewer):
     """A viewer with an annotated section (no training) and an Embedding view docked."""
     viewer = make_napari_viewer()

@@ -16,20 +16,6 @@ pytestmark = pytest.mark.qt
 
 
 @pytest.fixture
-def notes(monkeypatch):
-    got: dict[str, list[str]] = {"error": [], "info": [], "warning": []}
-    monkeypatch.setattr(_common, "show_error", lambda m: got["error"].append(str(m)))
-    monkeypatch.setattr(_common, "show_info", lambda m: got["info"].append(str(m)))
-    monkeypatch.setattr(_common, "show_warning", lambda m: got["warning"].append(str(m)))
-    return got
-
-
-@pytest.fixture
-def viewer(make_napari_viewer):
-    return make_napari_viewer()
-
-
-@pytest.fixture
 def docked(qtbot, viewer):
     """A Review widget docked in the viewer and shown, with an annotated section (3 regions)."""
     review = ReviewWidget(viewer)

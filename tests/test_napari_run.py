@@ -19,15 +19,6 @@ from napari_senca.datasets import synthetic_section
 from napari_senca.pipeline import STAGE_WEIGHTS, OverallProgress, Progress, run_senca_iter
 
 
-@pytest.fixture
-def notes(monkeypatch):
-    got: dict[str, list[str]] = {"error": [], "info": [], "warning": []}
-    monkeypatch.setattr(_common, "show_error", lambda m: got["error"].append(str(m)))
-    monkeypatch.setattr(_common, "show_info", lambda m: got["info"].append(str(m)))
-    monkeypatch.setattr(_common, "show_warning", lambda m: got["warning"].append(str(m)))
-    return got
-
-
 def _drive(gen):
     reports = []
     while True:

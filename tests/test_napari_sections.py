@@ -21,15 +21,6 @@ from test_review import annotated_section  # tests/ is on sys.path
 pytestmark = pytest.mark.qt
 
 
-@pytest.fixture
-def notes(monkeypatch):
-    got: dict[str, list[str]] = {"error": [], "info": [], "warning": []}
-    monkeypatch.setattr(_common, "show_error", lambda m: got["error"].append(str(m)))
-    monkeypatch.setattr(_common, "show_info", lambda m: got["info"].append(str(m)))
-    monkeypatch.setattr(_common, "show_warning", lambda m: got["warning"].append(str(m)))
-    return got
-
-
 def _box(layers):
     b = np.array([np.asarray(ly.extent.world)[:, -2:] for ly in layers])
     return np.array([b[:, 0].min(0), b[:, 1].max(0)])

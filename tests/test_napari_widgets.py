@@ -27,21 +27,6 @@ from test_review import annotated_section  # tests/ is on sys.path
 pytestmark = pytest.mark.qt
 
 
-@pytest.fixture
-def notes(monkeypatch):
-    """Collect the plugin's notifications instead of showing them."""
-    got: dict[str, list[str]] = {"error": [], "info": [], "warning": []}
-    monkeypatch.setattr(_common, "show_error", lambda m: got["error"].append(str(m)))
-    monkeypatch.setattr(_common, "show_info", lambda m: got["info"].append(str(m)))
-    monkeypatch.setattr(_common, "show_warning", lambda m: got["warning"].append(str(m)))
-    return got
-
-
-@pytest.fixture
-def viewer(make_napari_viewer):
-    return make_napari_viewer()
-
-
 def _wait_idle(qtbot, widget, attr="worker", timeout=120_000):
     qtbot.waitUntil(lambda: getattr(widget, attr) is None, timeout=timeout)
 
