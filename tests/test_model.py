@@ -229,7 +229,7 @@ def test_backbone_shape(resnet18: ResNetTrunk) -> None:
     assert torch.isfinite(out).all()
     assert isinstance(resnet18, nn.Module)
     assert resnet18.n_features == 512
-    assert resnet18.weights_used == "random"
+    assert resnet18.weights_used == "random (image weights 'none')"
 
 
 def test_backbone_normalises_with_imagenet_statistics(resnet18: ResNetTrunk) -> None:
