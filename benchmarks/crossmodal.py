@@ -108,11 +108,13 @@ def _child(task: dict, queue: mp.Queue) -> None:
                 res = run_senca(adata, cfg)
                 labels = res.labels
                 out["weights"] = res.image_weights_used
+                out["timings"] = res.timings
             out["ari"] = float(adjusted_rand_score(truth, labels))
             out["seconds"] = time.perf_counter() - t0
         except Exception as exc:  # reported, never hidden
             out["error"] = f"{type(exc).__name__}: {exc}"
-        print(f"  {task['grid']} seed {seed} {name}: {out.get('ari', out.get('error'))}", file=sys.stderr, flush=True)
+        what = f"{out['ari']:.3f} in {out['seconds']:.1f}s {out.get('timings', '')}" if "ari" in out else out["error"]
+        print(f"  {task['grid']} seed {seed} {name}: {what}", file=sys.stderr, flush=True)
         outs.append(out)
     queue.put(outs)
 
@@ -133,7 +135,7 @@ def run_task(task: dict) -> list[dict]:
 def table(results: list[dict], methods: list[str], grids: list[str]) -> str:
     """Median ARI [min-max] per grid and over both grids, and median seconds per run."""
     head = " | ".join(f"{g} ARI median [min-max]" for g in grids)
-    lines = [f"| method | {head} | all: median | s/run |", "|---" * (len(grids) + 3) + "|"]
+    lines = [f"| method | {head} | all: median | seeds | s/run |", "|---" * (len(grids) + 4) + "|"]
     for m in methods:
         cells, every, secs = [], [], []
         for g in grids:
@@ -142,7 +144,9 @@ def table(results: list[dict], methods: list[str], grids: list[str]) -> str:
             every += v
             cells.append(f"{np.median(v):.3f} [{min(v):.3f}-{max(v):.3f}]" if v else "err")
         all_ = f"{np.median(every):.3f}" if every else "err"
-        lines.append(f"| {m} | {' | '.join(cells)} | {all_} | {np.median(secs) if secs else float('nan'):.1f} |")
+        n_seeds = len({r["seed"] for r in results if r["method"] == m and "ari" in r})
+        lines.append(f"| {m} | {' | '.join(cells)} | {all_} | {n_seeds} | "
+                     f"{np.median(secs) if secs else float('nan'):.1f} |")
     return "\n".join(lines)
 
 
@@ -154,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--image-weights", default="none")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--methods", help="comma-separated subset of the row names")
+    ap.add_argument("--ablation-seeds", type=int, help="run the ablation rows (names with ':') on the first N seeds only")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else list(METHODS)
@@ -162,15 +167,21 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"unknown methods: {', '.join(unknown)}")
     grids = args.grids.split(",")
     results: list[dict] = []
-    for g in grids:
-        for seed in range(args.seeds):
-            task = {"grid": g, "seed": seed, "spots": args.spots, "methods": methods,
+    n_abl = args.seeds if args.ablation_seeds is None else args.ablation_seeds
+    for seed in range(args.seeds):  # seed-major: a cut-short run still has every grid
+        for g in grids:
+            keep = [m for m in methods if ":" not in m or seed < n_abl]
+            task = {"grid": g, "seed": seed, "spots": args.spots, "methods": keep,
                     "image_weights": args.image_weights, "threads": args.threads}
             results += run_task(task)
+            if args.json:  # partial results survive an interrupted run
+                args.json.write_text(json.dumps(results, indent=1))
     n = sorted({r["n_spots"] for r in results if "n_spots" in r})
     print(f"\nCross-modal synthetic sections: ARI, median [min-max] over {args.seeds} seed(s); "
           f"spots per section: {n}; image weights {args.image_weights!r}\n")
     print(table(results, methods, grids))
+    print("\ns/run: wall seconds of one run on a shared, contended CPU; the patch features are encoded once per "
+          "section and reused by the later rows (features.py cache)")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0
