@@ -39,7 +39,7 @@ FUSION_V1 = {"image_pcs": 0, "image_recon_weight": 0.0, "projection_heads": Fals
 FUSION_V2 = {"image_pcs": 30, "image_recon_weight": 1.0, "projection_heads": True, "skip_mode": "both"}
 IMAGE_ONLY = {
     "senca fusion v1 (paper, RNA skip)",
-    "senca fusion v2 (image decoder, proj. heads, symmetric skip)",
+    "senca fusion v2 (image decoder + proj. heads + symmetric skip)",
     "pca_nbr + image PCs concat",
     "senca RNA-only (image off)",
     "senca no cross-attention",
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.fusion:
         methods.update({
             "senca fusion v1 (paper, RNA skip)": dict(base, **FUSION_V1),
-            "senca fusion v2 (image decoder, proj. heads, symmetric skip)": dict(base, **FUSION_V2),
+            "senca fusion v2 (image decoder + proj. heads + symmetric skip)": dict(base, **FUSION_V2),
             "senca RNA-only (image off)": dict(base, use_image=False),
             "pca_nbr + image PCs concat": dict(base),
         })
