@@ -168,14 +168,17 @@ def main(argv: list[str] | None = None) -> int:
     grids = args.grids.split(",")
     results: list[dict] = []
     n_abl = args.seeds if args.ablation_seeds is None else args.ablation_seeds
-    for seed in range(args.seeds):  # seed-major: a cut-short run still has every grid
-        for g in grids:
-            keep = [m for m in methods if ":" not in m or seed < n_abl]
-            task = {"grid": g, "seed": seed, "spots": args.spots, "methods": keep,
-                    "image_weights": args.image_weights, "threads": args.threads}
-            results += run_task(task)
-            if args.json:  # partial results survive an interrupted run
-                args.json.write_text(json.dumps(results, indent=1))
+    core = [m for m in methods if ":" not in m]
+    ablations = [m for m in methods if ":" in m]
+    # seed-major, main rows first: a cut-short run still has every grid and the main rows
+    plan = [(seed, g, core) for seed in range(args.seeds) for g in grids]
+    plan += [(seed, g, ablations) for seed in range(min(n_abl, args.seeds)) for g in grids if ablations]
+    for seed, g, ms in plan:
+        task = {"grid": g, "seed": seed, "spots": args.spots, "methods": ms,
+                "image_weights": args.image_weights, "threads": args.threads}
+        results += run_task(task)
+        if args.json:  # partial results survive an interrupted run
+            args.json.write_text(json.dumps(results, indent=1))
     n = sorted({r["n_spots"] for r in results if "n_spots" in r})
     print(f"\nCross-modal synthetic sections: ARI, median [min-max] over {args.seeds} seed(s); "
           f"spots per section: {n}; image weights {args.image_weights!r}\n")
