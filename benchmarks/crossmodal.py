@@ -33,14 +33,14 @@ import numpy as np
 NEW = {"image_pcs": 30, "image_recon_weight": 1.0, "projection_heads": True, "skip_mode": "both"}
 
 METHODS: dict[str, dict | str] = {
-    "image-only (image PCs, nbr-averaged, k-means)": "image",
-    "RNA-only (RNA PCs, nbr-averaged, k-means)": "rna",
+    "image-only (image PCs nbr-averaged + k-means)": "image",
+    "RNA-only (RNA PCs nbr-averaged + k-means)": "rna",
     "naive concat (nbr-averaged RNA PCs + image PCs)": "concat",
-    "naive concat, image x0.5": "concat_half",
+    "naive concat with image x0.5": "concat_half",
     "senca RNA-only (use_image=False)": {"use_image": False},
-    "senca fused (old default)": {"image_pcs": 0, "image_recon_weight": 0.0, "projection_heads": False,
+    "senca fused v1 (old default)": {"image_pcs": 0, "image_recon_weight": 0.0, "projection_heads": False,
                                   "skip_mode": "rna"},
-    "senca fused, new design": dict(NEW),
+    "senca fused v2 (new design)": dict(NEW),
     "new: no cross-attention": dict(NEW, cross_attention=False),
     "new: no hierarchical": dict(NEW, hierarchical=False),
     "new: fusion=concat": dict(NEW, fusion="concat"),
@@ -157,11 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--spots", type=int, default=600)
     ap.add_argument("--image-weights", default="none")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--methods", help="comma-separated subset of the row names")
+    ap.add_argument("--methods", help="semicolon-separated subset of the row names")
     ap.add_argument("--ablation-seeds", type=int, help="run the ablation rows (names with ':') on the first N seeds only")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
-    methods = [m.strip() for m in args.methods.split(",")] if args.methods else list(METHODS)
+    methods = [m.strip() for m in args.methods.split(";")] if args.methods else list(METHODS)
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         sys.exit(f"unknown methods: {', '.join(unknown)}")
