@@ -5,7 +5,7 @@ results printed as soon as each run ends.
 
 Usage::
 
-    python benchmarks/a1_fusion.py v2,v1,rna 0,1,2 [path/to/her2st/A1]
+    python benchmarks/a1_fusion.py v2,v1,rna,v2-rna-skip 0,1,2 [path/to/her2st/A1]
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ def main(argv: list[str]) -> int:
     k = len(set(truth))
     for seed in map(int, argv[1].split(",")):
         for name in argv[0].split(","):
-            extra = {"v2": FUSION_V2, "v1": FUSION_V1, "rna": {"use_image": False}}[name]
+            extra = {"v2": FUSION_V2, "v1": FUSION_V1, "rna": {"use_image": False},
+                     "v2-rna-skip": dict(FUSION_V2, skip_mode="rna")}[name]
             t = time.perf_counter()
             r = run_senca(ad, SencaConfig(n_clusters=k, seed=seed, image_weights="none", **extra))
             out = {"method": name, "seed": seed, "ari": adjusted_rand_score(truth, r.labels[lab]),
