@@ -25,13 +25,13 @@ def main(argv: list[str]) -> int:
     from sklearn.metrics import adjusted_rand_score
 
     sys.path.insert(0, str(HERE))
-    from her2st import FUSION_V1, FUSION_V2
+    from her2st import FUSION_V1, FUSION_V2, shared_data
 
     from napari_senca.config import SencaConfig
     from napari_senca.io import read_section
     from napari_senca.pipeline import run_senca
 
-    path = argv[2] if len(argv) > 2 else str(HERE.parent.parent / "shared" / "data" / "her2st" / "A1")
+    path = argv[2] if len(argv) > 2 else str(shared_data() / "her2st" / "A1")
     ad = read_section(path)
     lab = ad.obs["label"].notna().to_numpy()
     truth = ad.obs["label"].to_numpy()[lab].astype(str)
