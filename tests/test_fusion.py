@@ -16,6 +16,8 @@ from napari_senca.config import SencaConfig
 from napari_senca.datasets import crossmodal_section
 from napari_senca.pipeline import run_senca
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # small models: one thread is faster
+
 FAST = dict(
     image_weights="none",
     patch_size=32,
