@@ -6,6 +6,7 @@ results printed as soon as each run ends.
 Usage::
 
     python benchmarks/a1_fusion.py v2,v1,rna,v2-rna-skip 0,1,2 [path/to/her2st/A1]
+    python benchmarks/a1_fusion.py image,rna-baseline,concat,concat_half 0,1,2   # baselines
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ def main(argv: list[str]) -> int:
     from sklearn.metrics import adjusted_rand_score
 
     sys.path.insert(0, str(HERE))
+    from crossmodal import _baseline
     from her2st import FUSION_V1, FUSION_V2, shared_data
 
     from napari_senca.config import SencaConfig
@@ -38,6 +40,12 @@ def main(argv: list[str]) -> int:
     k = len(set(truth))
     for seed in map(int, argv[1].split(",")):
         for name in argv[0].split(","):
+            t = time.perf_counter()
+            if name in ("image", "rna-baseline", "concat", "concat_half"):  # benchmarks/crossmodal.py baselines
+                labels = _baseline(ad, "rna" if name == "rna-baseline" else name, k, seed, "none")
+                ari = adjusted_rand_score(truth, labels[lab])
+                print(json.dumps({"method": name, "seed": seed, "ari": ari, "s": time.perf_counter() - t}), flush=True)
+                continue
             extra = {"v2": FUSION_V2, "v1": FUSION_V1, "rna": {"use_image": False},
                      "v2-rna-skip": dict(FUSION_V2, skip_mode="rna")}[name]
             t = time.perf_counter()
