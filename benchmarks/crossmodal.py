@@ -142,7 +142,7 @@ def table(results: list[dict], methods: list[str], grids: list[str]) -> str:
             v = [r["ari"] for r in results if r["method"] == m and r["grid"] == g and "ari" in r]
             secs += [r["seconds"] for r in results if r["method"] == m and r["grid"] == g and "ari" in r]
             every += v
-            cells.append(f"{np.median(v):.3f} [{min(v):.3f}-{max(v):.3f}]" if v else "err")
+            cells.append(f"{np.median(v):.3f} [{min(v):.3f}-{max(v):.3f}]" if v else "–")
         all_ = f"{np.median(every):.3f}" if every else "err"
         n_seeds = len({r["seed"] for r in results if r["method"] == m and "ari" in r})
         lines.append(f"| {m} | {' | '.join(cells)} | {all_} | {n_seeds} | "
