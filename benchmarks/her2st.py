@@ -34,7 +34,13 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 SECTIONS = ["A1", "B1", "C1", "D1", "E1", "F1", "G2", "H1"]
+# the two fusion designs, spelled out so the rows mean the same whatever the default is
+FUSION_V1 = {"image_pcs": 0, "image_recon_weight": 0.0, "projection_heads": False, "skip_mode": "rna"}
+FUSION_V2 = {"image_pcs": 30, "image_recon_weight": 1.0, "projection_heads": True, "skip_mode": "both"}
 IMAGE_ONLY = {
+    "senca fusion v1 (paper, RNA skip)",
+    "senca fusion v2 (image decoder + proj. heads + symmetric skip)",
+    "pca_nbr + image PCs concat",
     "senca RNA-only (image off)",
     "senca no cross-attention",
     "senca no hierarchical",
@@ -75,7 +81,10 @@ def _child(task: dict, queue: mp.Queue) -> None:
         try:
             t0 = time.perf_counter()
             method = task["method"]
-            if method.startswith("pca"):
+            if method == "pca_nbr + image PCs concat":
+                labels = _concat_baseline(adata, k, seed, task["config"]["image_weights"])
+                timings, rna_only = {}, False
+            elif method.startswith("pca"):
                 labels = _baseline(adata, k, seed, smooth=method == "pca_nbr_kmeans")
                 timings: dict = {}
                 rna_only = True
@@ -116,6 +125,32 @@ def _baseline(adata, k: int, seed: int, smooth: bool) -> np.ndarray:
         a = build_graph(adata.obsm["spatial"], 4).adjacency + sp.identity(adata.n_obs)
         z = sp.diags(1.0 / np.asarray(a.sum(1)).ravel()) @ a @ z
     return KMeans(k, n_init=10, random_state=seed).fit_predict(z)
+
+
+def _concat_baseline(adata, k: int, seed: int, image_weights: str) -> np.ndarray:
+    """20 neighbour-averaged RNA PCs and 20 neighbour-averaged image-feature PCs, unit-scaled blocks, k-means."""
+    import torch
+    from sklearn.cluster import KMeans
+
+    from napari_senca.config import SencaConfig
+    from napari_senca.embedding import pcs, smooth, unit
+    from napari_senca.features import encode_iter, standardise
+    from napari_senca.pipeline import _graph_tensors
+    from napari_senca.preprocess import preprocess_expression
+
+    cfg = SencaConfig(seed=seed, image_weights=image_weights)
+    adj, _, _ = _graph_tensors(np.asarray(adata.obsm["spatial"])[:, :2], cfg, torch.device("cpu"))
+    rna = unit(smooth(pcs(preprocess_expression(adata, cfg).X, 20, seed), adj, 1))
+    torch.manual_seed(seed)
+    gen = encode_iter(adata, cfg, torch.device("cpu"))
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            feats = stop.value.feats
+            break
+    img = unit(smooth(pcs(standardise(feats), 20, seed), adj, 1))
+    return KMeans(k, n_init=10, random_state=seed).fit_predict(np.hstack([rna, img]))
 
 
 def run_task(task: dict) -> list[dict]:
@@ -169,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ablations", action="store_true", help="paper ablations and k = 4/8/16")
     ap.add_argument("--finetune", action="store_true", help="frozen vs fine-tuned backbone on A1")
     ap.add_argument("--dlpfc", action="store_true", help="add the DLPFC 151510 Visium section")
+    ap.add_argument("--fusion", action="store_true",
+                    help="on image sections: fusion v1 and v2, image off, RNA+image PCs concatenated")
+    ap.add_argument("--dlpfc-seeds", type=int, help="seeds on DLPFC (default: --seeds)")
     ap.add_argument("--sections", default=",".join(SECTIONS))
     ap.add_argument("--image-weights", default="none")
     ap.add_argument("--threads", type=int, default=2)
@@ -189,6 +227,13 @@ def main(argv: list[str] | None = None) -> int:
         "pca_nbr_kmeans": None,
         "senca": dict(base),
     }
+    if args.fusion:
+        methods.update({
+            "senca fusion v1 (paper, RNA skip)": dict(base, **FUSION_V1),
+            "senca fusion v2 (image decoder + proj. heads + symmetric skip)": dict(base, **FUSION_V2),
+            "senca RNA-only (image off)": dict(base, use_image=False),
+            "pca_nbr + image PCs concat": dict(base),
+        })
     ablations: dict[str, dict] = {}
     if args.ablations and not args.quick:
         ablations = {
@@ -216,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue  # ablations on HER2ST only (DLPFC is the scale case)
             if m in IMAGE_ONLY and d not in image_sections:
                 continue  # the same model as "senca" on an RNA-only section
-            tasks.append({"method": m, "dataset": d, "path": path, "seeds": seeds, "config": cfg or {},
+            seeds_d = seeds[: args.dlpfc_seeds] if d == "DLPFC" and args.dlpfc_seeds else seeds
+            tasks.append({"method": m, "dataset": d, "path": path, "seeds": seeds_d, "config": cfg or {},
                           "threads": args.threads})
     if args.finetune and "A1" in datasets:
         ft = dict(base, freeze_backbone=False, finetune_batch=args.finetune_batch)

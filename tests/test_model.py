@@ -229,7 +229,7 @@ def test_backbone_shape(resnet18: ResNetTrunk) -> None:
     assert torch.isfinite(out).all()
     assert isinstance(resnet18, nn.Module)
     assert resnet18.n_features == 512
-    assert resnet18.weights_used == "random"
+    assert resnet18.weights_used == "random (image weights 'none')"
 
 
 def test_backbone_normalises_with_imagenet_statistics(resnet18: ResNetTrunk) -> None:
@@ -415,3 +415,48 @@ def test_gradients_reach_the_features() -> None:
     out = model(torch.randn(N, G), adj, index, mask, feats)
     out.s.sum().backward()
     assert feats.grad is not None and torch.any(feats.grad != 0)
+
+
+# --------------------------------------------------------------------------- fusion options (issue 9)
+
+
+def test_auto_weights_offline_say_so_plainly(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torchvision.models as tvm
+
+    real = tvm.resnet18
+
+    def offline(*, weights=None):  # what torchvision does without internet and without a cache
+        if weights is not None:
+            raise OSError("no network")
+        return real(weights=None)
+
+    monkeypatch.setattr(tvm, "resnet18", offline)
+    trunk = build_backbone("resnet18", "auto")
+    assert trunk.weights_used == "random (ImageNet weights unavailable offline)"
+
+
+def test_image_decoder_and_projection_heads_only_when_asked() -> None:
+    adj, index, mask = _graph_inputs()
+    x, f = torch.randn(N, G), torch.randn(N, FEAT)
+    plain = SencaModel(G, FEAT, _cfg())
+    assert plain.image_decoder is None and plain.proj_r is None
+    out = plain(x, adj, index, mask, f)
+    assert out.f_hat is None
+    fused = SencaModel(G, FEAT, _cfg(image_recon_weight=1.0, projection_heads=True), n_image_targets=5)
+    out = fused(x, adj, index, mask, f)
+    assert out.f_hat is not None and out.f_hat.shape == (N, 5)
+    a, b = fused.project(out.r[:3], out.h[:3])
+    assert a.shape == b.shape == (3, E // 2)
+    # RNA-only models never get image parts, whatever the switches say
+    rna = SencaModel(G, None, _cfg(image_recon_weight=1.0, projection_heads=True))
+    assert rna.image_decoder is None and rna.proj_r is None
+    assert rna(x, adj, index, mask).f_hat is None
+
+
+def test_image_decoder_gets_gradient_from_the_image_loss() -> None:
+    adj, index, mask = _graph_inputs()
+    x, f = torch.randn(N, G), torch.randn(N, FEAT)
+    model = SencaModel(G, FEAT, _cfg(image_recon_weight=1.0), n_image_targets=FEAT)
+    out = model(x, adj, index, mask, f)
+    torch.nn.functional.mse_loss(out.f_hat, f).backward()
+    assert model.image.fc.weight.grad is not None and model.image.fc.weight.grad.abs().sum() > 0

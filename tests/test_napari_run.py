@@ -63,7 +63,7 @@ def test_offline_fallback_remembered(monkeypatch):
     """'auto' without ImageNet weights tries the download once per session, not on every run."""
     import torchvision.models as tvm
 
-    from napari_senca.model.backbone import build_backbone
+    from napari_senca.model.backbone import RANDOM_OFFLINE, build_backbone
 
     real = tvm.resnet18
     tries = []
@@ -77,8 +77,8 @@ def test_offline_fallback_remembered(monkeypatch):
     monkeypatch.setattr(tvm, "resnet18", offline)
     image_weights.forget_failures()
     try:
-        assert build_backbone("resnet18", "auto").weights_used == "random"
-        assert build_backbone("resnet18", "auto").weights_used == "random"
+        assert build_backbone("resnet18", "auto").weights_used == RANDOM_OFFLINE
+        assert build_backbone("resnet18", "auto").weights_used == RANDOM_OFFLINE
         assert len(tries) == 1 and image_weights.download_failed("resnet18")
         note = image_weights.weights_notice("resnet18", "auto", False)
         assert "could not be downloaded this session" in note and "random" in note
@@ -149,12 +149,14 @@ def test_widget_one_bar_with_stage_and_time(qtbot, make_napari_viewer, notes):
 def test_failed_run_is_not_shown_done(qtbot, make_napari_viewer, notes, monkeypatch):
     """A run that fails after a stage completed must not leave a full bar, and a
     ``RuntimeError`` (torch's error type, e.g. out of memory) must end the run too."""
+    from napari_senca import features
     from napari_senca.model import backbone
 
     def broken(*a, **kw):
         raise RuntimeError("encoder exploded")
 
     monkeypatch.setattr(backbone, "build_backbone", broken)
+    features.clear_cache()  # an earlier test's patch features would skip the encoder
     viewer = make_napari_viewer()
     _common.add_section(viewer, synthetic_section(n_side=6, n_genes=40), "s")
     run = RunWidget(viewer)

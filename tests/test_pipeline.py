@@ -166,7 +166,7 @@ def test_result_with_image(image_run: Run) -> None:
     r = image_run.result
     _check_result(r, small_config())
     assert r.rna_only is False
-    assert r.image_weights_used == "random"
+    assert r.image_weights_used == "random (image weights 'none')"
     assert r.linkage is not None and r.linkage.shape == (N_SPOTS - 1, 4)
     assert r.timings["patches"] >= 0.0
     assert r.n_clusters == 3

@@ -56,6 +56,11 @@ class SencaConfig:
         the internet, else random initialisation, recorded in the result),
         ``"imagenet"`` (torchvision weights API; an error when offline and not
         cached), ``"none"`` (random initialisation) or a local ``.pth`` state dict.
+    image_pcs
+        The image branch reads this many principal components of the
+        standardised patch features, scaled to the RNA input's mean square, and
+        the image decoder rebuilds them (0: the raw backbone features, no
+        image decoder target scaling). Puts both modalities on one scale.
     freeze_backbone
         Keep the ResNet frozen and cache its features once (fast on a CPU).
         ``False`` fine-tunes it with the rest of the model.
@@ -96,6 +101,15 @@ class SencaConfig:
         Weight, inside the reconstruction term, of a second decoder that
         rebuilds the RNA input from S (0: only the paper's MSE(E, D), which
         on its own lets E collapse; see docs/method.md).
+    image_recon_weight
+        Weight of a third decoder that rebuilds the image features (the
+        ``image_pcs`` block) from S, relative to the RNA decoder (both targets
+        have the same scale). 0: S is never asked to keep what only the image
+        sees (docs/method.md, "Fusion").
+    projection_heads
+        Compute the NT-Xent terms on small projection MLPs of the pooled R and
+        H (SimCLR) instead of on R and H themselves, so that aligning the two
+        modalities does not erase what only one of them sees.
     recon_smooth_hops
         The second decoder's target is the RNA input averaged over this many
         hops of the spatial graph (a denoising target; 0: the input itself).
@@ -116,6 +130,11 @@ class SencaConfig:
         Principal components of the neighbour-averaged expression appended to
         S before clustering, a skip connection around the network (0: cluster
         S alone, as in the paper).
+    skip_mode
+        What the skip block holds: ``"rna"`` (neighbour-averaged expression PCs
+        only) or ``"both"`` (the same number of neighbour-averaged image-feature
+        PCs beside them, each block scaled to half the skip's mean square so
+        neither modality dominates; RNA-only runs fall back to ``"rna"``).
     skip_weight
         Weight of S against the skip block (each block is first scaled to a
         unit mean squared norm).
@@ -143,6 +162,7 @@ class SencaConfig:
     use_image: bool = True
     backbone: str = "resnet18"
     image_weights: str = "auto"
+    image_pcs: int = 0
     freeze_backbone: bool = True
     finetune_batch: int = 32
     backbone_lr_scale: float = 0.1
@@ -162,6 +182,8 @@ class SencaConfig:
     lambda_mse: float = 40.0
     recon_weight: float = 1.0
     recon_smooth_hops: int = 2
+    image_recon_weight: float = 0.0
+    projection_heads: bool = False
     # training (section 4.1.1)
     epochs: int = 10
     lr: float = 5e-4
@@ -171,6 +193,7 @@ class SencaConfig:
     n_clusters: int | None = None
     smooth_hops: int = 1
     skip_pcs: int = 20
+    skip_mode: str = "rna"
     skip_weight: float = 0.7
     cluster_method: str = "kmeans"
     seed: int = 0
@@ -216,6 +239,9 @@ class SencaConfig:
         need(self.recon_weight >= 0, f"recon_weight must be >= 0, got {self.recon_weight}")
         for hops in ("recon_smooth_hops", "smooth_hops"):
             need(0 <= getattr(self, hops) <= 10, f"{hops} must be 0-10, got {getattr(self, hops)}")
+        need(self.image_pcs >= 0, f"image_pcs must be >= 0 (0: the raw features), got {self.image_pcs}")
+        need(self.image_recon_weight >= 0, f"image_recon_weight must be >= 0, got {self.image_recon_weight}")
+        need(self.skip_mode in ("rna", "both"), f"skip_mode must be 'rna' or 'both', got {self.skip_mode!r}")
         need(self.skip_pcs >= 0, f"skip_pcs must be >= 0, got {self.skip_pcs}")
         need(self.skip_weight > 0, f"skip_weight must be > 0, got {self.skip_weight}")
         need(

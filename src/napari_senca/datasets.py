@@ -16,7 +16,7 @@ from anndata import AnnData
 
 from .section import make_section
 
-__all__ = ["synthetic_section", "sample_data_dir", "her2st_a1"]
+__all__ = ["synthetic_section", "crossmodal_section", "sample_data_dir", "her2st_a1"]
 
 
 def synthetic_section(
@@ -62,19 +62,7 @@ def synthetic_section(
         if not (region == r).any():
             region[rng.integers(n)] = r
 
-    base = rng.gamma(0.6, 1.0, size=n_genes) + 0.05
-    programme = np.ones((n_regions, n_genes))
-    n_markers = min(10, max(1, n_genes // (2 * n_regions)))
-    for r in range(n_regions):
-        idx = np.arange(r * n_markers, (r + 1) * n_markers) % n_genes
-        programme[r, idx] = 6.0
-    depth = rng.lognormal(np.log(8.0), 0.3, size=n)
-    mu = depth[:, None] * base[None] * programme[region]
-    # negative binomial through a gamma-Poisson mixture (dispersion 0.5)
-    counts = rng.poisson(rng.gamma(2.0, mu / 2.0)).astype(np.float32)
-    genes = [f"GENE{i:04d}" for i in range(n_genes)]
-    for r in range(n_regions):
-        genes[r * n_markers % n_genes] = f"MARKER{r}"
+    counts, genes = _counts(rng, region, n_regions, n_genes, fold=6.0)
     ids = [f"{int(c)}x{int(r_)}" for c, r_ in zip(col, row, strict=True)]
 
     image = None
@@ -109,6 +97,143 @@ def synthetic_section(
         source_format="synthetic",
     )
     return adata
+
+
+def _counts(
+    rng: np.random.Generator, programme_of_spot: np.ndarray, n_programmes: int, n_genes: int, fold: float
+) -> tuple[np.ndarray, list[str]]:
+    """Negative-binomial counts: programme p raises its own block of marker genes ``fold`` times."""
+    n = programme_of_spot.size
+    base = rng.gamma(0.6, 1.0, size=n_genes) + 0.05
+    programme = np.ones((n_programmes, n_genes))
+    n_markers = min(10, max(1, n_genes // (2 * n_programmes)))
+    for r in range(n_programmes):
+        idx = np.arange(r * n_markers, (r + 1) * n_markers) % n_genes
+        programme[r, idx] = fold
+    depth = rng.lognormal(np.log(8.0), 0.3, size=n)
+    mu = depth[:, None] * base[None] * programme[programme_of_spot]
+    # negative binomial through a gamma-Poisson mixture (dispersion 0.5)
+    counts = rng.poisson(rng.gamma(2.0, mu / 2.0)).astype(np.float32)
+    genes = [f"GENE{i:04d}" for i in range(n_genes)]
+    for r in range(n_programmes):
+        genes[r * n_markers % n_genes] = f"MARKER{r}"
+    return counts, genes
+
+
+# The cross-modal design (6 regions): regions 0-3 are a 2 x 2 factorial of two
+# expression programmes and two textures, so that RNA alone merges 0+1 / 2+3,
+# the image alone merges 0+2 / 1+3 and only both modalities tell all four apart;
+# regions 4 and 5 differ from everything in both modalities.
+CROSSMODAL_EXPRESSION = (0, 0, 1, 1, 2, 3)
+CROSSMODAL_TEXTURE = (0, 1, 0, 1, 2, 3)
+
+
+def crossmodal_section(
+    n_spots: int = 600,
+    grid: str = "square",
+    *,
+    n_genes: int = 300,
+    fold: float = 3.0,
+    expression_of: tuple[int, ...] = CROSSMODAL_EXPRESSION,
+    texture_of: tuple[int, ...] = CROSSMODAL_TEXTURE,
+    spacing_px: float = 40.0,
+    seed: int = 0,
+) -> AnnData:
+    """A section where some regions differ only in expression and others only in histology.
+
+    Regions are Voronoi cells around random centres; region ``r`` has expression
+    programme ``expression_of[r]`` and H&E-like texture ``texture_of[r]``
+    (pink eosin background with purple nuclei whose density, size and stain
+    differ by texture). With the default design only a fusion of both
+    modalities can find all six regions (see ``benchmarks/crossmodal.py``).
+
+    Parameters
+    ----------
+    n_spots
+        Approximate number of spots (the grid is the nearest square / hexagon).
+    grid
+        ``"square"`` (legacy ST, spacing 1) or ``"hex"`` (Visium: rows offset by
+        half a spacing, row pitch sqrt(3)/2).
+    n_genes
+        Number of genes; each programme raises its own 10 markers ``fold`` times.
+    fold
+        Marker fold change (3: separable but noisy at ~8 counts per gene).
+    expression_of, texture_of
+        Programme and texture of each region (same length: the region count).
+    spacing_px
+        Nearest-spot distance in full-resolution pixels (the image is at scale 1).
+    seed
+        Random seed; the same seed gives the same section.
+    """
+    from scipy import ndimage
+
+    if grid not in ("square", "hex"):
+        raise ValueError(f"grid must be 'square' or 'hex', got {grid!r}")
+    if len(expression_of) != len(texture_of):
+        raise ValueError("expression_of and texture_of need one entry per region")
+    rng = np.random.default_rng(seed)
+    n_regions = len(expression_of)
+    pitch = np.sqrt(3) / 2 if grid == "hex" else 1.0
+    n_cols = max(2, int(round(np.sqrt(n_spots / pitch))))
+    n_rows = max(2, int(round(n_spots / n_cols)))
+    gy, gx = np.mgrid[0:n_rows, 0:n_cols]
+    row, col = gy.ravel().astype(float), gx.ravel().astype(float)
+    pos = np.stack([col + (0.5 * (row % 2) if grid == "hex" else 0.0), row * pitch], 1)  # grid units
+    extent = pos.max(0)
+    centres = rng.uniform(0.1, 0.9, size=(n_regions, 2)) * extent
+
+    def region_of(p: np.ndarray) -> np.ndarray:
+        return ((p[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
+
+    region = region_of(pos)
+    for r in range(n_regions):  # every region gets spots
+        if not (region == r).any():
+            region[rng.integers(region.size)] = r
+    expr = np.asarray(expression_of)[region]
+    counts, genes = _counts(rng, expr, int(max(expression_of)) + 1, n_genes, fold)
+
+    margin = 4.0 * spacing_px
+    xy = margin + pos * spacing_px
+    w, h = (int(2 * margin + e * spacing_px) + 1 for e in extent)
+    yy, xx = np.mgrid[0:h, 0:w]
+    pix = np.stack([(xx.ravel() - margin) / spacing_px, (yy.ravel() - margin) / spacing_px], 1)
+    tex = np.asarray(texture_of)[region_of(pix)].reshape(h, w)
+    image = _paint_he(rng, tex, int(max(texture_of)) + 1, spacing_px, ndimage)
+
+    labels = np.array([f"region {r}" for r in region], dtype=object)
+    ids = [f"{int(c)}x{int(r_)}" for c, r_ in zip(col, row, strict=True)]
+    array_col = 2 * col + (row % 2) if grid == "hex" else col
+    return make_section(
+        counts, ids, genes, xy, array_row=row, array_col=array_col, image=image, image_scalef=1.0,
+        spot_diameter_fullres=0.5 * spacing_px, labels=labels, library_id=f"crossmodal_{grid}",
+        source=None, source_format="synthetic",
+    )
+
+
+def _paint_he(rng: np.random.Generator, tex: np.ndarray, n_textures: int, spacing_px: float, ndimage) -> np.ndarray:
+    """H&E-like RGB image: eosin background, haematoxylin nuclei; texture t sets density/size/stain."""
+    h, w = tex.shape
+    eosin = np.array([236.0, 170.0, 200.0])
+    haem = np.array([95.0, 60.0, 150.0])
+    img = np.empty((h, w, 3))
+    img[:] = eosin
+    # per texture: nuclei per spot-area, nucleus radius (px), stain shift of the background
+    density = np.linspace(1.5, 7.0, n_textures)[rng.permutation(n_textures)]
+    radius = np.linspace(0.06, 0.13, n_textures)[rng.permutation(n_textures)] * spacing_px
+    shift = rng.normal(0, 12, size=(n_textures, 3))
+    for t in range(n_textures):
+        where = tex == t
+        img[where] += shift[t]
+        n_nuc = rng.poisson(density[t] * h * w / spacing_px**2)
+        seeds = np.zeros((h, w), dtype=bool)
+        seeds[rng.integers(0, h, n_nuc), rng.integers(0, w, n_nuc)] = True
+        r = max(1, int(round(radius[t])))
+        yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+        nuclei = ndimage.binary_dilation(seeds, structure=xx**2 + yy**2 <= r * r) & where
+        img[nuclei] = haem + rng.normal(0, 10, size=3)
+    img += rng.normal(0, 10, size=img.shape)
+    img = ndimage.gaussian_filter(img, sigma=(0.8, 0.8, 0))
+    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 def sample_data_dir() -> Path:

@@ -1,5 +1,9 @@
 """Training and inference as a generator (stardist-napari style).
 
+This module orchestrates: preprocessing (``preprocess``), image features
+(``features``), the training loop (``train``), the clustered embedding
+(``embedding``) and clustering (``cluster``) each live in their own module.
+
 :func:`run_senca_iter` yields :class:`Progress` objects and *returns* a
 :class:`SencaResult` (``StopIteration.value``): a GUI wraps it in a
 ``thread_worker`` and can stop at any yield, tests drive it synchronously, and
@@ -17,18 +21,19 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from anndata import AnnData
 
 from ._version import __version__
 from .cluster import as_categorical, check_n_clusters, cluster_embedding
 from .confidence import record_model_call
 from .config import SencaConfig
+from .embedding import clustered_embedding, pcs, smooth
 from .errors import ConfigError
+from .features import encode_iter, image_block, standardise
 from .graph import build_graph, neighbour_index, normalized_adjacency
-from .patches import iter_patches
 from .preprocess import preprocess_expression
 from .section import CLUSTER_KEY, EMBED_KEY, LABEL_KEY, UNS_KEY, get_image, spot_spacing
+from .train import TrainData, shared_embedding, train_iter
 
 __all__ = [
     "Progress",
@@ -185,42 +190,6 @@ def default_n_clusters(adata: AnnData, fallback: int = 7) -> int:
     return min(fallback, adata.n_obs)
 
 
-def _tiles(xy: np.ndarray, side: float, rng: np.random.Generator) -> tuple[torch.Tensor, int]:
-    """Window id of every spot for square tiles of ``side`` at a random offset."""
-    off = rng.uniform(0, side, size=2)
-    cells = np.floor((xy - xy.min(0) + off) / side).astype(np.int64)
-    _, ids = np.unique(cells, axis=0, return_inverse=True)
-    ids = ids.ravel()
-    return torch.from_numpy(ids), int(ids.max()) + 1
-
-
-def _pcs(x: np.ndarray, n_components: int, seed: int) -> np.ndarray:
-    """Principal-component scores of ``x`` (n, G) -> (n, min(n_components, n, G))."""
-    from sklearn.decomposition import PCA
-
-    k = min(n_components, *x.shape)
-    return np.ascontiguousarray(PCA(k, random_state=seed).fit_transform(x), dtype=np.float32)
-
-
-def _unit(z: np.ndarray) -> np.ndarray:
-    """``z`` scaled to a mean squared row norm of 1."""
-    return z / max(float(np.sqrt((z.astype(np.float64) ** 2).sum(1).mean())), 1e-12)
-
-
-def _with_skip(s: np.ndarray, x: np.ndarray, adj: torch.Tensor, cfg: SencaConfig) -> np.ndarray:
-    """The clustered embedding: S, or [skip block, skip_weight * S] (both unit-scaled).
-
-    The skip block is the first ``skip_pcs`` principal components of the
-    expression averaged over ``smooth_hops`` (at least one) hops of the graph.
-    """
-    if not cfg.skip_pcs:
-        return s
-    p = torch.from_numpy(_pcs(x, cfg.skip_pcs, cfg.seed)).to(adj.device)  # (n, P)
-    for _ in range(max(1, cfg.smooth_hops)):
-        p = torch.sparse.mm(adj, p)
-    return np.hstack([_unit(p.cpu().numpy()), cfg.skip_weight * _unit(s)]).astype(np.float32)
-
-
 def check_run_settings(config: SencaConfig, n_spots: int, n_clusters: int) -> None:
     """Raise :class:`ConfigError` when the settings cannot work on ``n_spots`` spots.
 
@@ -239,6 +208,17 @@ def check_run_settings(config: SencaConfig, n_spots: int, n_clusters: int) -> No
 
 def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
+
+
+def _graph_tensors(xy: np.ndarray, cfg: SencaConfig, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """Sparse normalised adjacency (n, n), neighbourhood index and mask (n, m) of the spot graph."""
+    graph = build_graph(xy, cfg.n_neighbors)
+    adj_sp = normalized_adjacency(graph).tocoo()
+    adj = torch.sparse_coo_tensor(
+        np.vstack([adj_sp.row, adj_sp.col]), adj_sp.data, adj_sp.shape, dtype=torch.float32, check_invariants=True
+    ).coalesce().to(device)
+    idx_np, mask_np = neighbour_index(graph)
+    return adj, torch.from_numpy(idx_np).to(device), torch.from_numpy(mask_np).to(device)
 
 
 @_with_overall
@@ -269,8 +249,6 @@ def run_senca_iter(
     DataError, ConfigError
         Bad input or settings that cannot work with this section.
     """
-    from .model.backbone import build_backbone
-    from .model.modules import nt_xent, window_pool
     from .model.senca import SencaModel
 
     cfg = (config or SencaConfig()).validate()
@@ -285,114 +263,60 @@ def run_senca_iter(
     yield Progress("preprocess", 0, 1, "normalising counts and selecting genes")
     expr = preprocess_expression(adata, cfg)
     xy = np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2]
-    graph = build_graph(xy, cfg.n_neighbors)
-    adj_sp = normalized_adjacency(graph).tocoo()
-    adj = torch.sparse_coo_tensor(
-        np.vstack([adj_sp.row, adj_sp.col]), adj_sp.data, adj_sp.shape, dtype=torch.float32, check_invariants=True
-    ).coalesce().to(device)
-    idx_np, mask_np = neighbour_index(graph)
-    index = torch.from_numpy(idx_np).to(device)
-    mask = torch.from_numpy(mask_np).to(device)
-    x_np = expr.X
-    if cfg.input_pcs:
-        x_np = _pcs(x_np, cfg.input_pcs, cfg.seed)  # (n, input_pcs)
-    x = torch.from_numpy(x_np).to(device)  # (n, G) or (n, input_pcs)
+    adj, index, mask = _graph_tensors(xy, cfg, device)
+    x_np = pcs(expr.X, cfg.input_pcs, cfg.seed) if cfg.input_pcs else expr.X  # (n, input_pcs) or (n, G)
+    x = torch.from_numpy(x_np).to(device)
     x_target = x
     for _ in range(cfg.recon_smooth_hops):
         x_target = torch.sparse.mm(adj, x_target)  # denoising target: neighbourhood mean
+    data = TrainData(x=x, x_target=x_target, adj=adj, index=index, mask=mask, xy=xy,
+                     side=cfg.window_spacings * max(spot_spacing(adata), 1e-9))
     timings["preprocess"] = time.perf_counter() - t0
     yield Progress("preprocess", 1, 1, f"{n} spots, {len(expr.genes)} genes, graph k={cfg.n_neighbors}")
 
-    # image branch: frozen backbone features are computed once and cached
+    # image branch: frozen backbone features, computed once (and cached, see features.py)
     use_image = bool(cfg.use_image) and get_image(adata) is not None
-    feats: torch.Tensor | None = None
-    patches: torch.Tensor | None = None
-    backbone = None
     weights_used = "none (RNA-only)"
+    image_std: np.ndarray | None = None
     if use_image:
         t1 = time.perf_counter()
-        backbone = build_backbone(cfg.backbone, cfg.image_weights).to(device)
-        weights_used = backbone.weights_used
-        backbone.eval()
-        chunks: list[torch.Tensor] = []
-        kept: list[np.ndarray] = []
-        batch = 64
-        n_batches = (n + batch - 1) // batch
-        with torch.no_grad():
-            for i, b in enumerate(iter_patches(adata, cfg.patch_radius_spacings, cfg.patch_size, batch)):
-                tb = torch.from_numpy(b).to(device)
-                chunks.append(backbone(tb).float())
-                if not cfg.freeze_backbone:
-                    kept.append(b)
-                yield Progress("patches", i + 1, n_batches, f"encoding H&E patches {min(n, (i + 1) * batch)}/{n}")
-        feats = torch.cat(chunks, 0)  # (n, F)
-        if not cfg.freeze_backbone:
-            patches = torch.from_numpy(np.concatenate(kept, 0))  # (n, s, s, 3) uint8, on CPU
-            backbone.train()
+        enc = encode_iter(adata, cfg, device)
+        while True:
+            try:
+                i, nb = next(enc)
+            except StopIteration as stop:
+                img = stop.value
+                break
+            yield Progress("patches", i, nb, f"encoding H&E patches {min(n, i * 64)}/{n}")
+        weights_used = img.weights_used
+        image_std = standardise(img.feats)
+        mean_square = float((x_np.astype(np.float64) ** 2).mean())
+        block = torch.from_numpy(image_block(img.feats, cfg.image_pcs, mean_square, cfg.seed)).to(device)
+        data.f_target = block
+        if img.backbone is not None:  # fine-tuning: the head reads raw, changing features
+            data.feats, data.backbone, data.patches = torch.from_numpy(img.feats).to(device), img.backbone, img.patches
         else:
-            backbone = None
+            data.feats = block if cfg.image_pcs else torch.from_numpy(img.feats).to(device)
         timings["patches"] = time.perf_counter() - t1
 
     t2 = time.perf_counter()
     _seed_everything(cfg.seed)
-    model = SencaModel(x.shape[1], None if feats is None else feats.shape[1], cfg).to(device)
+    n_feats = None if data.feats is None else data.feats.shape[1]
+    n_targets = None if data.f_target is None else data.f_target.shape[1]
+    model = SencaModel(x.shape[1], n_feats, cfg, n_targets).to(device)
     groups: list[dict[str, Any]] = [{"params": model.parameters(), "lr": cfg.lr}]
-    if backbone is not None:
-        groups.append({"params": backbone.parameters(), "lr": cfg.lr * cfg.backbone_lr_scale})
+    if data.backbone is not None:
+        groups.append({"params": data.backbone.parameters(), "lr": cfg.lr * cfg.backbone_lr_scale})
     opt = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    rng = np.random.default_rng(cfg.seed)
-    side = cfg.window_spacings * max(spot_spacing(adata), 1e-9)
     history: list[dict[str, float]] = []
-    for epoch in range(cfg.epochs):
-        model.train()
-        sums = {"total": 0.0, "mse": 0.0, "nt_window": 0.0, "nt_pool": 0.0}
-        for _ in range(cfg.steps_per_epoch):
-            f_step = feats
-            if backbone is not None and patches is not None:
-                sel = torch.from_numpy(rng.choice(n, size=min(n, cfg.finetune_batch), replace=False))
-                f_sel = backbone(patches[sel].to(device)).float()
-                f_step = feats.clone()
-                f_step[sel.to(device)] = f_sel
-            out = model(x, adj, index, mask, f_step)
-            mse = F.mse_loss(out.d, out.e.detach())
-            if cfg.recon_weight:
-                mse = mse + cfg.recon_weight * F.mse_loss(out.x_hat, x_target)
-            loss = cfg.lambda_mse * mse
-            ntw = ntp = torch.zeros((), device=device)
-            if cfg.hierarchical and not model.rna_only:
-                wid, nw = _tiles(xy, side, rng)
-                pid, npool = _tiles(xy, side * cfg.pool_factor, rng)
-                wid, pid = wid.to(device), pid.to(device)
-                ntw = nt_xent(window_pool(out.r, wid, nw), window_pool(out.h, wid, nw), cfg.temperature)
-                ntp = nt_xent(window_pool(out.r, pid, npool), window_pool(out.h, pid, npool), cfg.temperature)
-                loss = loss + ntw + ntp
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if backbone is not None and feats is not None:
-                feats[sel.to(device)] = f_sel.detach()
-            sums["total"] += float(loss.detach())
-            sums["mse"] += float(mse.detach())
-            sums["nt_window"] += float(ntw.detach())
-            sums["nt_pool"] += float(ntp.detach())
-        losses = {key: v / cfg.steps_per_epoch for key, v in sums.items()}
+    for epoch, losses in enumerate(train_iter(model, data, cfg, opt), 1):
         history.append(losses)
-        yield Progress(
-            "train", epoch + 1, cfg.epochs, f"epoch {epoch + 1}/{cfg.epochs} loss {losses['total']:.4f}", losses
-        )
+        yield Progress("train", epoch, cfg.epochs, f"epoch {epoch}/{cfg.epochs} loss {losses['total']:.4f}", losses)
     timings["train"] = time.perf_counter() - t2
 
     t3 = time.perf_counter()
-    model.eval()
-    with torch.no_grad():
-        if backbone is not None and patches is not None:
-            backbone.eval()
-            feats = torch.cat([backbone(patches[i : i + 64].to(device)).float() for i in range(0, n, 64)])
-        s_t = model(x, adj, index, mask, feats).s.float()  # (n, S)
-        for _ in range(cfg.smooth_hops):
-            s_t = torch.sparse.mm(adj, s_t)
-        s = s_t.cpu().numpy()
-    z = _with_skip(s, expr.X, adj, cfg)  # (n, S [+ skip_pcs])
+    s = smooth(shared_embedding(model, data), adj, cfg.smooth_hops)  # (n, S)
+    z = clustered_embedding(s, expr.X, image_std, adj, cfg)  # (n, S [+ skip blocks])
     yield Progress("cluster", 0, 1, f"clustering into {k} regions ({cfg.cluster_method})")
     labels, tree = cluster_embedding(z, k, cfg.cluster_method, cfg.seed)
     timings["cluster"] = time.perf_counter() - t3

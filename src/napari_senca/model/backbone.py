@@ -20,7 +20,12 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError, SencaError
 
-__all__ = ["ResNetTrunk", "build_backbone", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["ResNetTrunk", "build_backbone", "IMAGENET_MEAN", "IMAGENET_STD", "RANDOM_OFFLINE", "RANDOM_REQUESTED"]
+
+# what ``weights_used`` says when the trunk has random weights: plainly, since
+# random features see colour and texture statistics, not learned histology
+RANDOM_OFFLINE = "random (ImageNet weights unavailable offline)"
+RANDOM_REQUESTED = "random (image weights 'none')"
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -35,7 +40,8 @@ class ResNetTrunk(nn.Module):
     n_features
         F, the pooled feature size (512 for resnet18/34, 2048 for resnet50).
     weights_used
-        ``"imagenet"``, ``"random"`` or the path of the state dict.
+        ``"imagenet"``, :data:`RANDOM_OFFLINE`, :data:`RANDOM_REQUESTED` or
+        the path of the state dict.
     """
 
     def __init__(self, net: nn.Module, n_features: int, weights_used: str):
@@ -70,19 +76,19 @@ def build_backbone(name: str = "resnet18", weights: str = "auto") -> ResNetTrunk
     builder = getattr(tvm, name)
     w = str(weights)
     if w.lower() in ("none", "random", ""):
-        return ResNetTrunk(builder(weights=None), _FEATURES[name], "random")
+        return ResNetTrunk(builder(weights=None), _FEATURES[name], RANDOM_REQUESTED)
     if w.lower() in ("imagenet", "auto"):
         from ..image_weights import download_failed, remember_failure
 
         if w.lower() == "auto" and download_failed(name):  # failed before in this session: do not retry
-            return ResNetTrunk(builder(weights=None), _FEATURES[name], "random")
+            return ResNetTrunk(builder(weights=None), _FEATURES[name], RANDOM_OFFLINE)
         enum = tvm.get_model_weights(name).DEFAULT
         try:
             net = builder(weights=enum)
         except Exception as exc:  # urllib/HTTP/SSL errors differ by platform
             remember_failure(name)
             if w.lower() == "auto":
-                return ResNetTrunk(builder(weights=None), _FEATURES[name], "random")
+                return ResNetTrunk(builder(weights=None), _FEATURES[name], RANDOM_OFFLINE)
             raise SencaError(
                 f"could not load ImageNet weights for {name} ({type(exc).__name__}: {exc}); "
                 "without internet, put the file in the torch cache, pass a local .pth file, "

@@ -17,6 +17,7 @@ __all__ = [
     "GraphTransformer",
     "ImageHead",
     "NeighbourhoodCrossAttention",
+    "ProjectionHead",
     "SharedAutoencoder",
     "nt_xent",
     "window_pool",
@@ -106,6 +107,22 @@ class SharedAutoencoder(nn.Module):
         # e: (n, D) -> S: (n, S), D_out: (n, D)
         s = self.encoder(e)
         return s, self.decoder(s)
+
+
+class ProjectionHead(nn.Module):
+    """SimCLR projection g(.): the contrastive loss acts on g(z), not on z (Chen et al. 2020).
+
+    Alignment then only has to hold after a learned map that may discard
+    what one modality sees alone, so R and H keep their private information.
+    """
+
+    def __init__(self, embed: int, out: int | None = None):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(embed, embed), nn.GELU(), nn.Linear(embed, out or embed // 2))
+
+    def forward(self, z: Tensor) -> Tensor:
+        # z: (N, E) -> (N, out)
+        return self.net(z)
 
 
 def nt_xent(a: Tensor, b: Tensor, temperature: float = 0.5) -> Tensor:

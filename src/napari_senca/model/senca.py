@@ -13,6 +13,7 @@ from .modules import (
     GraphTransformer,
     ImageHead,
     NeighbourhoodCrossAttention,
+    ProjectionHead,
     SharedAutoencoder,
 )
 
@@ -29,6 +30,7 @@ class SencaOutput:
     s: Tensor  # (n, S) shared embedding
     d: Tensor  # (n, D) decoder output
     x_hat: Tensor  # (n, G) RNA input reconstructed from S
+    f_hat: Tensor | None  # (n, Fi) image features reconstructed from S (None: no image decoder)
 
 
 class SencaModel(nn.Module):
@@ -36,10 +38,15 @@ class SencaModel(nn.Module):
 
     In RNA-only mode the image branch, the cross-attention and the
     hierarchical contrastive loss are off, and the shared encoder sees R alone.
-    ``gene_decoder`` rebuilds the RNA input from S (see ``recon_weight``).
+    ``gene_decoder`` rebuilds the RNA input from S (see ``recon_weight``);
+    ``image_decoder`` (when ``image_recon_weight > 0``) rebuilds the image
+    target of ``n_image_targets`` features; ``proj_r``/``proj_h`` are the
+    SimCLR projection heads of the contrastive terms (``projection_heads``).
     """
 
-    def __init__(self, n_genes: int, n_image_features: int | None, cfg: SencaConfig):
+    def __init__(
+        self, n_genes: int, n_image_features: int | None, cfg: SencaConfig, n_image_targets: int | None = None
+    ):
         super().__init__()
         e = cfg.embed_dim
         self.cfg = cfg
@@ -55,6 +62,15 @@ class SencaModel(nn.Module):
         self.gene_decoder = nn.Sequential(
             nn.Linear(cfg.shared_dim, cfg.hidden_dim), nn.GELU(), nn.Linear(cfg.hidden_dim, n_genes)
         )
+        n_targets = n_image_targets or n_image_features
+        self.image_decoder = (
+            nn.Sequential(nn.Linear(cfg.shared_dim, cfg.hidden_dim), nn.GELU(), nn.Linear(cfg.hidden_dim, n_targets))
+            if self.image is not None and cfg.image_recon_weight > 0 and n_targets
+            else None
+        )
+        heads = self.image is not None and cfg.projection_heads
+        self.proj_r = ProjectionHead(e) if heads else None
+        self.proj_h = ProjectionHead(e) if heads else None
 
     @property
     def rna_only(self) -> bool:
@@ -82,4 +98,11 @@ class SencaModel(nn.Module):
             ha = F.layer_norm(ha, ha.shape[-1:])
             e = torch.cat([ra, ha], 1) if self.cfg.fusion == "concat" else ra + ha  # (n, D)
         s, d = self.shared(e)  # (n, S), (n, D)
-        return SencaOutput(r=r, h=h, e=e, s=s, d=d, x_hat=self.gene_decoder(s))
+        f_hat = None if self.image_decoder is None else self.image_decoder(s)  # (n, Fi)
+        return SencaOutput(r=r, h=h, e=e, s=s, d=d, x_hat=self.gene_decoder(s), f_hat=f_hat)
+
+    def project(self, r_pooled: Tensor, h_pooled: Tensor) -> tuple[Tensor, Tensor]:
+        """What NT-Xent compares: the projection heads' outputs, or R and H themselves."""
+        if self.proj_r is None or self.proj_h is None:
+            return r_pooled, h_pooled
+        return self.proj_r(r_pooled), self.proj_h(h_pooled)

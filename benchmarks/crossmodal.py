@@ -1,0 +1,194 @@
+"""Cross-modal synthetic benchmark: does the fusion find what only both modalities see?
+
+Sections come from :func:`napari_senca.datasets.crossmodal_section`: six
+regions, of which 0-3 are a 2 x 2 design of two expression programmes and two
+H&E-like textures (RNA alone merges 0+1 and 2+3, the image alone merges 0+2 and
+1+3); regions 4 and 5 differ in both. ARI against the six regions, k = 6,
+median over seeds with the min-max spread. Image weights are random ('none'):
+nothing can be downloaded here, so the image branch sees colour and texture
+statistics of a random-init ResNet-18.
+
+Each (grid, seed) section is generated once in a child process that runs every
+method on it; the patch features are encoded once and reused (features.py
+cache), so the rows differ only in what they compute after the features.
+
+Usage::
+
+    python benchmarks/crossmodal.py --seeds 3 --grids square,hex --spots 600
+    python benchmarks/crossmodal.py --methods "fused (default),RNA-only" --seeds 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+# the new fusion design (docs/method.md, "Fusion"): image decoder, projection heads, symmetric skip
+NEW = {"image_pcs": 30, "image_recon_weight": 1.0, "projection_heads": True, "skip_mode": "both"}
+
+METHODS: dict[str, dict | str] = {
+    "image-only (image PCs nbr-averaged + k-means)": "image",
+    "RNA-only (RNA PCs nbr-averaged + k-means)": "rna",
+    "naive concat (nbr-averaged RNA PCs + image PCs)": "concat",
+    "naive concat with image x0.5": "concat_half",
+    "senca RNA-only (use_image=False)": {"use_image": False},
+    "senca fused v1 (old default)": {"image_pcs": 0, "image_recon_weight": 0.0, "projection_heads": False,
+                                  "skip_mode": "rna"},
+    "senca fused v2 (new design)": dict(NEW),
+    "new: no cross-attention": dict(NEW, cross_attention=False),
+    "new: no hierarchical": dict(NEW, hierarchical=False),
+    "new: fusion=concat": dict(NEW, fusion="concat"),
+    "new: no image decoder": dict(NEW, image_recon_weight=0.0),
+    "new: raw image features in (image_pcs=0)": dict(NEW, image_pcs=0),
+    "new: no projection heads": dict(NEW, projection_heads=False),
+    "new: RNA-only skip (skip_mode=rna)": dict(NEW, skip_mode="rna"),
+    "new: no skip (S alone)": dict(NEW, skip_pcs=0),
+    "old: S alone (skip_pcs=0)": {"image_pcs": 0, "image_recon_weight": 0.0, "projection_heads": False,
+                                  "skip_pcs": 0},
+}
+
+
+def _baseline(adata, kind: str, k: int, seed: int, image_weights: str) -> np.ndarray:
+    """Neighbour-averaged PCs of RNA and/or image features, unit-scaled blocks, k-means."""
+    import torch
+    from sklearn.cluster import KMeans
+
+    from napari_senca.config import SencaConfig
+    from napari_senca.embedding import pcs, smooth, unit
+    from napari_senca.features import encode_iter, standardise
+    from napari_senca.pipeline import _graph_tensors
+    from napari_senca.preprocess import preprocess_expression
+
+    cfg = SencaConfig(seed=seed, image_weights=image_weights)
+    adj, _, _ = _graph_tensors(np.asarray(adata.obsm["spatial"])[:, :2], cfg, torch.device("cpu"))
+    rna = unit(smooth(pcs(preprocess_expression(adata, cfg).X, 20, seed), adj, 1))
+    torch.manual_seed(seed)
+    gen = encode_iter(adata, cfg, torch.device("cpu"))
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            feats = stop.value.feats
+            break
+    img = unit(smooth(pcs(standardise(feats), 20, seed), adj, 1))
+    z = {"rna": rna, "image": img, "concat": np.hstack([rna, img]), "concat_half": np.hstack([rna, 0.5 * img])}[kind]
+    return KMeans(k, n_init=10, random_state=seed).fit_predict(z)
+
+
+def _child(task: dict, queue: mp.Queue) -> None:
+    import torch
+
+    torch.set_num_threads(task["threads"])
+    from sklearn.metrics import adjusted_rand_score
+
+    from napari_senca.config import SencaConfig
+    from napari_senca.datasets import crossmodal_section
+    from napari_senca.pipeline import run_senca
+
+    seed = task["seed"]
+    adata = crossmodal_section(task["spots"], task["grid"], seed=seed)
+    truth = adata.obs["label"].astype(str).to_numpy()
+    k = len(set(truth))
+    outs = []
+    for name in task["methods"]:
+        spec = METHODS[name]
+        out = {"method": name, "grid": task["grid"], "seed": seed, "n_spots": int(adata.n_obs)}
+        try:
+            t0 = time.perf_counter()
+            if isinstance(spec, str):
+                labels = _baseline(adata, spec, k, seed, task["image_weights"])
+            else:
+                cfg = SencaConfig(n_clusters=k, seed=seed, image_weights=task["image_weights"], **spec)
+                res = run_senca(adata, cfg)
+                labels = res.labels
+                out["weights"] = res.image_weights_used
+                out["timings"] = res.timings
+            out["ari"] = float(adjusted_rand_score(truth, labels))
+            out["seconds"] = time.perf_counter() - t0
+        except Exception as exc:  # reported, never hidden
+            out["error"] = f"{type(exc).__name__}: {exc}"
+        what = f"{out['ari']:.3f} in {out['seconds']:.1f}s {out.get('timings', '')}" if "ari" in out else out["error"]
+        print(f"  {task['grid']} seed {seed} {name}: {what}", file=sys.stderr, flush=True)
+        outs.append(out)
+    queue.put(outs)
+
+
+def run_task(task: dict) -> list[dict]:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child, args=(task, q))
+    p.start()
+    try:
+        res = q.get(timeout=7200)
+    except Exception:
+        res = [{"method": m, "grid": task["grid"], "seed": task["seed"], "error": "crashed"} for m in task["methods"]]
+    p.join()
+    return res
+
+
+def table(results: list[dict], methods: list[str], grids: list[str]) -> str:
+    """Median ARI [min-max] per grid and over both grids, and median seconds per run."""
+    head = " | ".join(f"{g} ARI median [min-max]" for g in grids)
+    lines = [f"| method | {head} | all: median | seeds | s/run |", "|---" * (len(grids) + 4) + "|"]
+    for m in methods:
+        cells, every, secs = [], [], []
+        for g in grids:
+            v = [r["ari"] for r in results if r["method"] == m and r["grid"] == g and "ari" in r]
+            secs += [r["seconds"] for r in results if r["method"] == m and r["grid"] == g and "ari" in r]
+            every += v
+            cells.append(f"{np.median(v):.3f} [{min(v):.3f}-{max(v):.3f}]" if v else "–")
+        all_ = f"{np.median(every):.3f}" if every else "err"
+        n_seeds = len({r["seed"] for r in results if r["method"] == m and "ari" in r})
+        lines.append(f"| {m} | {' | '.join(cells)} | {all_} | {n_seeds} | "
+                     f"{np.median(secs) if secs else float('nan'):.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--grids", default="square,hex")
+    ap.add_argument("--spots", type=int, default=600)
+    ap.add_argument("--image-weights", default="none")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--methods", help="semicolon-separated subset of the row names")
+    ap.add_argument("--ablation-seeds", type=int, help="run the ablation rows (names with ':') on the first N seeds only")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args(argv)
+    methods = [m.strip() for m in args.methods.split(";")] if args.methods else list(METHODS)
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        sys.exit(f"unknown methods: {', '.join(unknown)}")
+    grids = args.grids.split(",")
+    results: list[dict] = []
+    n_abl = args.seeds if args.ablation_seeds is None else args.ablation_seeds
+    core = [m for m in methods if ":" not in m]
+    ablations = [m for m in methods if ":" in m]
+    # seed-major, main rows first: a cut-short run still has every grid and the main rows
+    plan = [(seed, g, core) for seed in range(args.seeds) for g in grids]
+    plan += [(seed, g, ablations) for seed in range(min(n_abl, args.seeds)) for g in grids if ablations]
+    for seed, g, ms in plan:
+        task = {"grid": g, "seed": seed, "spots": args.spots, "methods": ms,
+                "image_weights": args.image_weights, "threads": args.threads}
+        results += run_task(task)
+        if args.json:  # partial results survive an interrupted run
+            args.json.write_text(json.dumps(results, indent=1))
+    n = sorted({r["n_spots"] for r in results if "n_spots" in r})
+    print(f"\nCross-modal synthetic sections: ARI, median [min-max] over {args.seeds} seed(s); "
+          f"spots per section: {n}; image weights {args.image_weights!r}\n")
+    print(table(results, methods, grids))
+    print("\ns/run: wall seconds of one run on a shared, contended CPU; the patch features are encoded once per "
+          "section and reused by the later rows (features.py cache)")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
