@@ -123,3 +123,21 @@ def test_sections_opened_with_file_open_are_placed_too(qtbot, make_napari_viewer
     c = viewer.open(str(path), plugin="napari-senca")
     assert _apart(viewer, c[1], a[1]) and _apart(viewer, c[1], b[1])
     np.testing.assert_allclose(c[0].translate, c[1].translate)
+
+
+@pytest.mark.qt
+def test_long_texts_do_not_widen_the_docks(qtbot, make_napari_viewer):
+    """Docks tabbed together take the widest minimum: a long status line or frame
+    name must wrap / elide instead of stretching every napari-senca dock."""
+    from napari_senca._qt import ExportWidget, LoadWidget, RunWidget
+
+    viewer = make_napari_viewer()
+    long = "SENCA-st: 5 regions in 26.3 s (H&E weights random (ImageNet weights unavailable offline), cpu) " * 2
+    for cls in (LoadWidget, RunWidget, ExportWidget):
+        w = cls(viewer)
+        w.status.value = long
+        if cls is ExportWidget:
+            w.frame.native.addItem("hires image (x0.144, 1000 x 1069 px) - default, a long frame name")
+        assert w.minimumSizeHint().width() < 480, cls.__name__
+        if cls is RunWidget:
+            qtbot.waitUntil(lambda w=w: w.warm_worker is None, timeout=60_000)

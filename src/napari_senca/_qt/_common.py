@@ -29,6 +29,7 @@ __all__ = [
     "error_message",
     "guarded",
     "ask_overwrite",
+    "fit_width",
     "ask_save_path",
     "ask_open_path",
     "pick_colour",
@@ -223,6 +224,25 @@ class DockWidget(QWidget):
         self._box = WorkerBox()
         place_on_insert(napari_viewer)
         self.destroyed.connect(self._box.quit_all)
+
+
+def fit_width(*widgets: Any, min_chars: int = 16) -> None:
+    """Keep long texts from widening the dock: labels wrap, combo boxes elide.
+
+    A QLabel without word wrap and a QComboBox sized to its longest item ask for
+    their whole text's width; docks tabbed together take the widest minimum, so
+    one long status line would stretch every napari-senca dock.
+    """
+    from qtpy.QtWidgets import QComboBox, QLabel, QSizePolicy
+
+    for w in widgets:
+        native = getattr(w, "native", w)
+        if isinstance(native, QLabel):
+            native.setWordWrap(True)
+            native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        elif isinstance(native, QComboBox):
+            native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            native.setMinimumContentsLength(min_chars)
 
 
 def ask_overwrite(parent: QWidget | None, path: str | Path) -> bool:

@@ -15,7 +15,7 @@ from qtpy.QtWidgets import QVBoxLayout
 
 from ..review import ReviewState
 from . import _common
-from ._common import DockWidget, SectionPicker, confirm_target, guarded, notify_info
+from ._common import DockWidget, SectionPicker, confirm_target, fit_width, guarded, notify_info
 
 __all__ = ["ExportWidget"]
 
@@ -53,6 +53,7 @@ class ExportWidget(DockWidget):
             widgets=[self.layer, self.csv_btn, self.frame, self.geojson_btn, self.h5ad_btn, self.png_btn,
                      self.whole_window, self.status]
         )  # fmt: skip
+        fit_width(self.status, self.frame)
         lay = QVBoxLayout(self)
         lay.addWidget(self.form.native)
         lay.addStretch(1)

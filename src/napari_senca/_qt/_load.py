@@ -13,6 +13,7 @@ from . import _common
 from ._common import (
     DockWidget,
     add_section,
+    fit_width,
     guarded,
     notify_error,
     notify_info,
@@ -57,6 +58,7 @@ class LoadWidget(DockWidget):
         browse = Container(widgets=[self.file_btn, self.folder_btn], layout="horizontal", labels=False)
         samples = Container(widgets=[self.a1_btn, self.synth_btn], layout="horizontal", labels=False)
         self.form = Container(widgets=[self.path, browse, self.section, self.load_btn, samples, self.status])
+        fit_width(self.status)
         lay = QVBoxLayout(self)
         lay.addWidget(self.form.native)
         lay.addStretch(1)

@@ -28,6 +28,7 @@ from ._common import (
     DockWidget,
     SectionPicker,
     error_message,
+    fit_width,
     guarded,
     import_torch,
     is_alive,
@@ -183,6 +184,7 @@ class RunWidget(DockWidget):
                 self.progress, self.status,
             ]
         )  # fmt: skip
+        fit_width(self.status, self.weights_note)
         lay = QVBoxLayout(self)
         lay.addWidget(self.form.native)
         lay.addStretch(1)
