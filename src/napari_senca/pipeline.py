@@ -342,15 +342,22 @@ def run_senca(
     config: SencaConfig | None = None,
     progress: Callable[[Progress], None] | None = None,
 ) -> SencaResult:
-    """Run :func:`run_senca_iter` to the end, passing each report to ``progress``."""
+    """Run :func:`run_senca_iter` to the end, passing each report to ``progress``.
+
+    The generator is closed however the loop ends (an exception in ``progress``,
+    Ctrl-C), so its clean-up runs at once.
+    """
     gen = run_senca_iter(adata, config)
-    while True:
-        try:
-            p = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(p)
+    try:
+        while True:
+            try:
+                p = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            if progress is not None:
+                progress(p)
+    finally:
+        gen.close()
 
 
 def annotate(adata: AnnData, result: SencaResult, key: str = CLUSTER_KEY) -> AnnData:

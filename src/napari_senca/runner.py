@@ -202,22 +202,6 @@ def is_current(out: str | PathLike, inputs: Iterable[str | PathLike], request: d
 # --------------------------------------------------------------------------- run
 
 
-def _train(adata: AnnData, cfg: SencaConfig, progress: Callable[[Any], None] | None) -> Any:
-    from . import pipeline
-
-    gen = pipeline.run_senca_iter(adata, cfg)
-    try:
-        while True:
-            try:
-                p = next(gen)
-            except StopIteration as stop:
-                return stop.value
-            if progress is not None:
-                progress(p)
-    finally:
-        gen.close()
-
-
 def process_section(
     adata: AnnData,
     cfg: SencaConfig,
@@ -244,7 +228,7 @@ def process_section(
     rep = SectionReport(out=str(out), spots=int(adata.n_obs), genes=int(adata.n_vars), regions=int(cfg.n_clusters or 0))
     rep.image = get_image(adata) is not None and bool(cfg.use_image)
     t0 = time.perf_counter()
-    result = _train(adata, cfg, progress)
+    result = pipeline.run_senca(adata, cfg, progress)
     pipeline.annotate(adata, result)
     t1 = time.perf_counter()
     rep.timings.update({k: float(v) for k, v in (getattr(result, "timings", None) or {}).items() if k != "total"})
