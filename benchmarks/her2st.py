@@ -129,28 +129,10 @@ def _baseline(adata, k: int, seed: int, smooth: bool) -> np.ndarray:
 
 def _concat_baseline(adata, k: int, seed: int, image_weights: str) -> np.ndarray:
     """20 neighbour-averaged RNA PCs and 20 neighbour-averaged image-feature PCs, unit-scaled blocks, k-means."""
-    import torch
-    from sklearn.cluster import KMeans
+    sys.path.insert(0, str(HERE))
+    from crossmodal import _baseline
 
-    from napari_senca.config import SencaConfig
-    from napari_senca.embedding import pcs, smooth, unit
-    from napari_senca.features import encode_iter, standardise
-    from napari_senca.pipeline import _graph_tensors
-    from napari_senca.preprocess import preprocess_expression
-
-    cfg = SencaConfig(seed=seed, image_weights=image_weights)
-    adj, _, _ = _graph_tensors(np.asarray(adata.obsm["spatial"])[:, :2], cfg, torch.device("cpu"))
-    rna = unit(smooth(pcs(preprocess_expression(adata, cfg).X, 20, seed), adj, 1))
-    torch.manual_seed(seed)
-    gen = encode_iter(adata, cfg, torch.device("cpu"))
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            feats = stop.value.feats
-            break
-    img = unit(smooth(pcs(standardise(feats), 20, seed), adj, 1))
-    return KMeans(k, n_init=10, random_state=seed).fit_predict(np.hstack([rna, img]))
+    return _baseline(adata, "concat", k, seed, image_weights)
 
 
 def run_task(task: dict) -> list[dict]:
