@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import DataError
 from ..notes import examples
 
-__all__ = ["normalise_id", "match_ids", "check_match", "MIN_MATCHED_SHARE"]
+__all__ = ["normalise_id", "match_ids", "labels_by_id", "check_match", "MIN_MATCHED_SHARE"]
 
 MIN_MATCHED_SHARE = 0.5
 _SUFFIX = re.compile(r"-\d+$")
@@ -64,6 +64,26 @@ def match_ids(label_ids: Sequence[Any], spot_ids: Sequence[Any]) -> np.ndarray:
         if k in norm and k not in clash:
             out[j] = norm[k]
     return out
+
+
+def labels_by_id(
+    label_ids: Sequence[Any], labels: Sequence[Any], spot_ids: Sequence[Any]
+) -> tuple[list[Any], list[Any]]:
+    """Place labels given per id onto the spots (:func:`match_ids`).
+
+    Returns
+    -------
+    tuple
+        One label per spot (None where no row matched) and the label ids that
+        matched no spot.
+    """
+    hit = match_ids(label_ids, spot_ids)
+    out: list[Any] = [None] * len(spot_ids)
+    for j, i in enumerate(hit.tolist()):
+        if i >= 0:
+            out[i] = labels[j]
+    unmatched = [lid for lid, i in zip(label_ids, hit.tolist(), strict=True) if i < 0]
+    return out, unmatched
 
 
 def check_match(

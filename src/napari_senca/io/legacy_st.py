@@ -38,7 +38,7 @@ from ..errors import ConfigError, DataError
 from ..notes import add_excluded, add_warning, examples, set_labels
 from ..section import make_section
 from .image import check_inside, find_images, load_image, read_scale_sidecar, record_source_image
-from .labels import check_match, match_ids
+from .labels import check_match, labels_by_id
 
 __all__ = ["read_st_folder", "read_her2st_repo", "find_st_counts", "her2st_repo_sections"]
 
@@ -428,11 +428,6 @@ def _read_labels(path: Path, ids: list[str], x: np.ndarray, y: np.ndarray) -> tu
             id_col = df.columns[0]
         if id_col is not None:
             label_ids = df[id_col].astype(str).str.strip().tolist()
-            hit = match_ids(label_ids, ids)
-            out: list[object] = [None] * len(ids)
-            for j, i in enumerate(hit.tolist()):
-                if i >= 0:
-                    out[i] = df[col].iloc[j]
-            unmatched = [lid for lid, i in zip(label_ids, hit.tolist(), strict=True) if i < 0]
+            out, unmatched = labels_by_id(label_ids, df[col].tolist(), ids)
             return out, len(label_ids), unmatched
     raise DataError(path, "expected columns x, y, label (or spot id, label)")

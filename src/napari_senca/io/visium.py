@@ -21,7 +21,7 @@ from ..errors import DataError
 from ..notes import add_excluded, add_warning, examples, set_labels
 from ..section import as_rgb_uint8, make_section
 from .image import check_inside, load_image, positive_number, read_json, record_source_image
-from .labels import check_match, match_ids
+from .labels import check_match, labels_by_id, match_ids
 
 __all__ = ["read_visium", "read_10x_h5", "find_visium_outs"]
 
@@ -295,12 +295,7 @@ def _read_visium_labels(path: Path, barcodes: list[str]) -> tuple[list[Any], int
     lab_col = cols.get("label", df.columns[1])
     id_col = cols.get("barcode", df.columns[0] if df.columns[0] != lab_col else df.columns[1])
     bc = df[id_col].astype(str).str.strip().tolist()
-    hit = match_ids(bc, barcodes)
-    out: list[Any] = [None] * len(barcodes)
-    for j, i in enumerate(hit.tolist()):
-        if i >= 0:
-            out[i] = df[lab_col].iloc[j]
-    unmatched = [b for b, i in zip(bc, hit.tolist(), strict=True) if i < 0]
+    out, unmatched = labels_by_id(bc, df[lab_col].tolist(), barcodes)
     return out, len(bc), unmatched
 
 
