@@ -127,15 +127,20 @@ def image_size(path: str | PathLike) -> tuple[int, int]:
         raise DataError(p, f"cannot read the image ({_short(exc)})") from None
 
 
+def _full_level(tif: Any, p: Path) -> Any:
+    """The full-resolution level of a TIFF's first series (pyramids: level 0)."""
+    if not tif.series:
+        raise DataError(p, "the TIFF file holds no image")
+    series = tif.series[0]
+    return series.levels[0] if getattr(series, "levels", None) else series
+
+
 def _tiff_size(p: Path) -> tuple[int, int]:
     import tifffile
 
     try:
         with tifffile.TiffFile(p) as tif:
-            if not tif.series:
-                raise DataError(p, "the TIFF file holds no image")
-            series = tif.series[0]
-            level = series.levels[0] if getattr(series, "levels", None) else series
+            level = _full_level(tif, p)
             shape, axes = tuple(level.shape), str(getattr(level, "axes", ""))
     except DataError:
         raise
@@ -165,11 +170,7 @@ def _read_tiff(p: Path) -> np.ndarray:
 
     try:
         with tifffile.TiffFile(p) as tif:
-            if not tif.series:
-                raise DataError(p, "the TIFF file holds no image")
-            series = tif.series[0]
-            level = series.levels[0] if getattr(series, "levels", None) else series
-            img = np.asarray(level.asarray())
+            img = np.asarray(_full_level(tif, p).asarray())
     except (DataError, MemoryError):
         raise
     except Exception as exc:  # tifffile raises many types on corrupt input
