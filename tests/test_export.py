@@ -142,3 +142,15 @@ def test_markers_csv(tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(p, dtype={"cluster": str}), df)
     with pytest.raises(FileExistsError):
         write_markers_csv(df, p)
+
+
+def test_fallback_colours_are_the_review_palette():
+    """overview.png / GeoJSON without stored colours use the palette the viewer shows (readable on H&E)."""
+    from anndata import AnnData
+
+    from napari_senca.review.colours import PALETTE
+
+    a = AnnData(X=np.zeros((4, 1), dtype=np.float32))
+    a.obs["senca_cluster"] = pd.Categorical(["0", "1", "2", "3"])
+    rgb = export.cluster_colors(a, "senca_cluster")
+    assert [rgb[c] for c in "0123"] == [export._hex_to_rgb(h) for h in PALETTE[:4]]

@@ -33,6 +33,7 @@ import pandas as pd
 from anndata import AnnData
 
 from .errors import ConfigError
+from .review.colours import PALETTE as _REVIEW_PALETTE
 from .section import (
     CLUSTER_KEY,
     EMBED_KEY,
@@ -66,12 +67,9 @@ __all__ = [
     "write_markers_csv",
 ]
 
-# scanpy's default_20 (matplotlib tab20 reordered): distinct, colour-blind-friendlier first ten
-PALETTE: tuple[str, ...] = (
-    "#1f77b4", "#ff7f0e", "#279e68", "#d62728", "#aa40fc", "#8c564b", "#e377c2", "#b5bd61",
-    "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2",
-    "#dbdb8d", "#9edae5", "#ad494a", "#8c6d31",
-)  # fmt: skip
+#: Region colours when none are stored: the review's palette, chosen to stay visible on H&E
+#: (one palette for the viewer, overview.png, GeoJSON and the cohort figure).
+PALETTE: tuple[str, ...] = tuple(_REVIEW_PALETTE)
 
 
 # --------------------------------------------------------------------------- atomic files
