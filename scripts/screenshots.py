@@ -24,6 +24,42 @@ import torch._dynamo  # noqa: F401
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def settle(n: int = 30) -> None:
+    """Let Qt process events for about ``n`` x 20 ms (layouts, repaints)."""
+    from qtpy.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    for _ in range(n):
+        app.processEvents()
+        time.sleep(0.02)
+
+
+def wait(cond, timeout: float = 600.0) -> None:
+    """Process events until ``cond()`` holds, then settle."""
+    from qtpy.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    t0 = time.time()
+    while not cond():
+        app.processEvents()
+        time.sleep(0.02)
+        if time.time() - t0 > timeout:
+            raise TimeoutError("timed out")
+    settle(20)
+
+
+def hide_toasts(viewer) -> None:
+    """Close napari's notification pop-ups, which would cover the canvas in the pictures."""
+    try:
+        from napari._qt.dialogs.qt_notification import NapariQtNotification
+
+        for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
+            toast.close()
+    except Exception:
+        pass
+    settle(10)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=10)
@@ -39,37 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     from napari_senca._qt import ExportWidget, LoadWidget, ReviewWidget, RunWidget
     from napari_senca.review import ReviewState
 
-    app = QApplication.instance() or QApplication(sys.argv)
-
-    def wait(cond, timeout=600.0):
-        t0 = time.time()
-        while not cond():
-            app.processEvents()
-            time.sleep(0.02)
-            if time.time() - t0 > timeout:
-                raise TimeoutError("timed out")
-        for _ in range(20):
-            app.processEvents()
-            time.sleep(0.01)
-
-    def settle(n=30):
-        for _ in range(n):
-            app.processEvents()
-            time.sleep(0.02)
-
-    def hide_toasts():
-        # notification pop-ups would cover the canvas in the pictures
-        try:
-            from napari._qt.dialogs.qt_notification import NapariQtNotification
-
-            for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
-                toast.close()
-        except Exception:
-            pass
-        settle(10)
+    app = QApplication.instance() or QApplication(sys.argv)  # noqa: F841 (kept alive for the run)
 
     def shot(name, canvas_only=False):
-        hide_toasts()
+        hide_toasts(viewer)
         return save(viewer.screenshot(canvas_only=canvas_only, flash=False), name)
 
     viewer = napari.Viewer(title="napari-senca: HER2ST A1", show=True)
@@ -223,27 +232,12 @@ def embedding_shots(viewer, pts, out: Path) -> list[Path]:
     import numpy as np
     from matplotlib.patches import Polygon
     from PIL import Image
-    from qtpy.QtWidgets import QApplication
 
     from napari_senca._qt import EmbeddingWidget
     from napari_senca.embedding_view import points_in_lasso
 
-    app = QApplication.instance()
-
-    def settle(n=30):
-        for _ in range(n):
-            app.processEvents()
-            time.sleep(0.02)
-
     def shot(name):
-        try:
-            from napari._qt.dialogs.qt_notification import NapariQtNotification
-
-            for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
-                toast.close()
-        except Exception:
-            pass
-        settle(10)
+        hide_toasts(viewer)
         p = out / name
         Image.fromarray(viewer.screenshot(canvas_only=False, flash=False)).save(p)
         print("wrote", p)

@@ -14,14 +14,17 @@ to ``docs/images/`` (``--out DIR``).
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
-import time
 from pathlib import Path
 
 # triton (probed by torch._dynamo) must load before any OpenGL context exists
 import torch._dynamo  # noqa: F401
+from screenshots import hide_toasts, settle  # scripts/ is on sys.path when run as a script
+from screenshots import wait as _wait
 
 ROOT = Path(__file__).resolve().parents[1]
+wait = functools.partial(_wait, timeout=900.0)
 DLPFC = [ROOT.parent / "shared" / "data" / "dlpfc_151510", Path("/work/shared/data/dlpfc_151510")]
 
 
@@ -38,31 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from napari_senca._qt import ExportWidget, LoadWidget, RunWidget
 
-    app = QApplication.instance() or QApplication(sys.argv)
-
-    def settle(n: int = 30) -> None:
-        for _ in range(n):
-            app.processEvents()
-            time.sleep(0.02)
-
-    def wait(cond, timeout: float = 900.0) -> None:
-        t0 = time.time()
-        while not cond():
-            app.processEvents()
-            time.sleep(0.02)
-            if time.time() - t0 > timeout:
-                raise TimeoutError("timed out")
-        settle(20)
-
-    def hide_toasts() -> None:
-        try:
-            from napari._qt.dialogs.qt_notification import NapariQtNotification
-
-            for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
-                toast.close()
-        except Exception:
-            pass
-        settle(10)
+    app = QApplication.instance() or QApplication(sys.argv)  # noqa: F841 (kept alive for the run)
 
     def grab(widget, name: str) -> None:
         widget.grab().save(str(args.out / name))
@@ -107,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         dock.hide()
     settle()
     viewer.reset_view()
-    hide_toasts()
+    hide_toasts(viewer)
     img = viewer.screenshot(canvas_only=False, flash=False)
     for dock in docks.values():
         dock.show()
