@@ -61,20 +61,37 @@ def test_v1_positions_lowres_only(visium_folder):
 
 
 def test_fullres_image(visium_folder, tmp_path):
+    """A full-resolution TIFF is referenced and read lazily; a PNG is decoded as before."""
+    import dask.array as da
     import tifffile
+
+    from napari_senca.section import fullres_reference, get_image_levels
 
     root = visium_folder()
     tif = tmp_path / "full.tif"
     rng = np.random.default_rng(0)
-    tifffile.imwrite(tif, rng.integers(0, 255, size=(3, 1600, 1200), dtype=np.uint8))  # channel-first
+    planes = rng.integers(0, 255, size=(3, 1600, 1200), dtype=np.uint8)
+    tifffile.imwrite(tif, planes, photometric="rgb", planarconfig="separate")  # channel-first
     a = read_visium(root, fullres_image=tif)
     entry = a.uns["spatial"]["lib1"]
-    assert entry["images"]["fullres"].shape == (1600, 1200, 3)
-    assert entry["scalefactors"]["tissue_fullres_scalef"] == 1.0
-    img, scale = get_image(a, prefer=("fullres", "hires", "lowres"))
-    assert scale == 1.0 and img.shape == (1600, 1200, 3)
+    assert "fullres" not in entry["images"]  # no pixels of the slide in the section
+    ref = fullres_reference(a)
+    assert (ref["width"], ref["height"], ref["path"]) == (1200, 1600, str(tif.absolute()))
+    (level, scale), *_ = get_image_levels(a)
+    assert scale == 1.0 and level.shape == (1600, 1200, 3) and isinstance(level, da.Array)
+    assert np.array_equal(np.asarray(level[10:20, 30:40]), np.moveaxis(planes, 0, -1)[10:20, 30:40])
+    img, scale = get_image(a)  # the in-memory image stays Space Ranger's hires image
+    assert scale == entry["scalefactors"]["tissue_hires_scalef"]
     # read_section maps image= to the full-resolution image
-    assert "fullres" in read_section(root, image=tif).uns["spatial"]["lib1"]["images"]
+    assert fullres_reference(read_section(root, image=tif)) is not None
+    # a PNG cannot be read lazily: it is decoded and stored under "fullres"
+    png = tmp_path / "full.png"
+    from PIL import Image
+
+    Image.fromarray(np.moveaxis(planes, 0, -1)).save(png)
+    b = read_visium(root, fullres_image=png)
+    assert b.uns["spatial"]["lib1"]["images"]["fullres"].shape == (1600, 1200, 3)
+    assert get_image(b)[1] == 1.0 and fullres_reference(b) is None
 
 
 def test_read_10x_h5_roundtrip(tmp_path, h5_writer):

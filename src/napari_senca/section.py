@@ -38,6 +38,8 @@ __all__ = [
     "make_section",
     "library_id",
     "get_image",
+    "get_image_levels",
+    "fullres_reference",
     "spot_spacing",
     "spot_diameter",
     "has_labels",
@@ -329,6 +331,52 @@ def get_image(adata: AnnData, prefer: Sequence[str] = ("fullres", "hires", "lowr
             continue
         return np.asarray(img), float(sf.get(f"tissue_{key}_scalef", 1.0))
     return None
+
+
+def fullres_reference(adata: AnnData) -> dict[str, Any] | None:
+    """The reference to the section's full-resolution image file, or None.
+
+    Stored by the readers in ``uns["spatial"][lib]["metadata"]["fullres_image"]``
+    (see :func:`napari_senca.io.slide.image_reference`: path, size, header hash).
+    """
+    lib = library_id(adata)
+    if lib is None:
+        return None
+    ref = (adata.uns["spatial"][lib].get("metadata") or {}).get("fullres_image")
+    return dict(ref) if isinstance(ref, dict) and ref.get("path") else None
+
+
+def get_image_levels(adata: AnnData) -> list[tuple[Any, float]]:
+    """Pyramid levels of the section's full-resolution H&E, finest first.
+
+    Each entry is ``(array, factor)``: an ``(H, W, 3)`` uint8 array-like that
+    supports slicing (a lazily read dask array for a referenced TIFF / OME-TIFF
+    / SVS file, else numpy), and the factor that maps ``obsm["spatial"]`` to
+    that level's pixels. Slice windows out of them; never materialise a whole
+    large level.
+
+    Returns
+    -------
+    list
+        The referenced file's levels (see :func:`fullres_reference`) when it
+        is there and unchanged; otherwise ``[get_image(adata)]``, or ``[]``
+        for a section without an image.
+    """
+    ref = fullres_reference(adata)
+    if ref is not None:
+        from .io.slide import open_levels, reference_problem
+
+        if reference_problem(ref) is None:
+            try:
+                levels = open_levels(ref["path"])
+            except DataError:
+                levels = []
+            if levels:
+                base = float(ref.get("scalef", 1.0))
+                w0 = float(levels[0].shape[1])
+                return [(lv, base * lv.shape[1] / w0) for lv in levels]
+    img = get_image(adata)
+    return [] if img is None else [img]
 
 
 def spot_spacing(adata: AnnData) -> float:

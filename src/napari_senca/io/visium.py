@@ -22,8 +22,9 @@ from ..notes import add_excluded, add_warning, examples, set_labels
 from ..section import as_rgb_uint8, make_section
 from .image import check_inside, load_image, positive_number, read_json, record_source_image
 from .labels import check_match, labels_by_id, match_ids
+from .slide import REFERENCE_KEY, image_reference, is_slide, open_levels, read_overview
 
-__all__ = ["read_visium", "read_10x_h5", "find_visium_outs"]
+__all__ = ["read_visium", "read_spaceranger_folder", "read_10x_h5", "find_visium_outs"]
 
 _H5_NAMES = ("filtered_feature_bc_matrix.h5",)
 _SF_PREFIXES = ("tissue_", "spot_", "fiducial_", "regist_")
@@ -315,8 +316,12 @@ def read_visium(path: str | PathLike, *, fullres_image: str | PathLike | None = 
         optionally ``labels.tsv`` (``barcode``, ``label``) in the folder or
         its parent.
     fullres_image
-        Optional full-resolution H&E (TIFF or other), stored under the image
-        key ``"fullres"`` with scale factor 1.
+        Optional full-resolution H&E. A TIFF-family file (``.tif``,
+        ``.tiff``, ``.btf``, ``.svs``; pyramidal or not) is read lazily: the
+        section keeps a reference to it (see :mod:`napari_senca.io.slide`
+        and :func:`~napari_senca.section.get_image_levels`), never its pixels.
+        Any other image (PNG, JPEG) is decoded and stored under the image key
+        ``"fullres"`` with scale factor 1.
 
     Returns
     -------
@@ -345,10 +350,30 @@ def read_visium(path: str | PathLike, *, fullres_image: str | PathLike | None = 
     outs = find_visium_outs(p)
     if outs is None:
         raise DataError(p, "no filtered_feature_bc_matrix.h5 or spatial/ folder (expected a Space Ranger outs folder)")
-    h5 = _find_h5(outs)
+    return read_spaceranger_folder(
+        outs, fullres_image=fullres_image, label_folders=(outs, outs.parent), library_folder=outs
+    )
+
+
+def read_spaceranger_folder(
+    folder: Path,
+    *,
+    fullres_image: str | PathLike | None = None,
+    label_folders: tuple[Path, ...] = (),
+    library_folder: Path | None = None,
+    source_format: str = "visium",
+    extra_scalefactors: dict[str, float] | None = None,
+) -> AnnData:
+    """Read a folder holding ``filtered_feature_bc_matrix.h5`` and ``spatial/`` (see :func:`read_visium`).
+
+    A standard Visium ``outs`` folder and a Visium HD ``square_XXXum`` folder
+    have this layout. ``label_folders`` are searched for ``labels.tsv``;
+    ``library_folder`` names the library when the HDF5 file does not.
+    """
+    h5 = _find_h5(folder)
     if h5 is None:
-        raise DataError(outs / "filtered_feature_bc_matrix.h5", "count matrix file not found")
-    spatial_dir = outs / "spatial"
+        raise DataError(folder / "filtered_feature_bc_matrix.h5", "count matrix file not found")
+    spatial_dir = folder / "spatial"
     pos_path = _find_positions(spatial_dir)
     if pos_path is None:
         raise DataError(
@@ -360,22 +385,7 @@ def read_visium(path: str | PathLike, *, fullres_image: str | PathLike | None = 
     notes: list[str] = []
     X, barcodes, features, attrs = read_10x_h5(h5, notes)
     pos = _read_positions(pos_path)
-    missing = [b for b in barcodes if b not in pos.index]
-    if missing:
-        raise DataError(
-            h5,
-            f"mismatched spot ids: {len(missing)} of {len(barcodes)} barcodes have no row in "
-            f"{pos_path} ({examples(missing, 'barcodes')})",
-        )
-    sub = pos.loc[barcodes]
-    keep = sub["in_tissue"].to_numpy() != 0
-    off_tissue = [b for b, k in zip(barcodes, keep, strict=True) if not k]
-    if not keep.all():
-        X = X[np.where(keep)[0]]
-        barcodes = [b for b, k in zip(barcodes, keep, strict=True) if k]
-        sub = sub[keep]
-    in_h5 = set(barcodes) | set(off_tissue)
-    no_counts = [b for b in pos.index[pos["in_tissue"].to_numpy() != 0] if b not in in_h5]
+    X, barcodes, sub, off_tissue, no_counts = _match_positions(X, barcodes, pos, h5, pos_path)
     spatial = np.stack(
         [sub["pxl_col_in_fullres"].to_numpy(np.float64), sub["pxl_row_in_fullres"].to_numpy(np.float64)], axis=1
     )
@@ -385,9 +395,14 @@ def read_visium(path: str | PathLike, *, fullres_image: str | PathLike | None = 
     scalefactors = _scalefactors(raw_sf, sf_path)
 
     images: dict[str, tuple[np.ndarray, float, Path, Path | None]] = {}
+    ref = None
     if fullres_image is not None:
         fp = Path(fullres_image)
-        images["fullres"] = (load_image(fp), 1.0, fp, None)
+        if is_slide(fp):
+            ref = image_reference(fp)
+            check_inside(spatial, (ref["height"], ref["width"]), barcodes, fp, None)
+        else:
+            images["fullres"] = (load_image(fp), 1.0, fp, None)
     for key in ("hires", "lowres"):
         ip = spatial_dir / f"tissue_{key}_image.png"
         if ip.is_file():
@@ -398,21 +413,25 @@ def read_visium(path: str | PathLike, *, fullres_image: str | PathLike | None = 
                 raise DataError(where, f"{problem}: needed to place {ip.name}")
             scale = positive_number(raw_sf, skey, sf_path)
             images[key] = (load_image(ip), scale, ip, sf_path)
+    if ref is not None and not images:  # only the slide: keep a small in-memory overview of it
+        overview, factor = read_overview(open_levels(ref["path"]))
+        images["hires"] = (overview, factor, Path(ref["path"]), None)
     for _key, (img, scale, ip, src) in images.items():
         check_inside(spatial * scale, img.shape, barcodes, ip, src)
 
     labels = None
     labels_path = None
-    for cand in (outs / "labels.tsv", outs.parent / "labels.tsv"):
+    for cand in (d / "labels.tsv" for d in label_folders):
         if cand.is_file():
             labels_path = cand
             labels, n_label_rows, label_unmatched = _read_visium_labels(cand, barcodes)
             label_warning = check_match(cand, n_label_rows, label_unmatched, barcodes)
             break
 
-    lib = _library_id(attrs, outs)
+    lib = _library_id(attrs, library_folder or folder)
     primary = next(iter(images), None)
     extra = {k: v for k, v in scalefactors.items() if k != "spot_diameter_fullres"}
+    extra.update(extra_scalefactors or {})
     adata = make_section(
         X,
         barcodes,
@@ -427,8 +446,8 @@ def read_visium(path: str | PathLike, *, fullres_image: str | PathLike | None = 
         extra_scalefactors=extra,
         labels=labels,
         library_id=lib,
-        source=outs,
-        source_format="visium",
+        source=folder,
+        source_format=source_format,
         counts_path=h5,
         var_columns={
             "gene_ids": features["gene_ids"].to_numpy(),
@@ -440,7 +459,10 @@ def read_visium(path: str | PathLike, *, fullres_image: str | PathLike | None = 
         entry["scalefactors"][f"tissue_{key}_scalef"] = float(scale)
         if key != primary:
             entry["images"][key] = as_rgb_uint8(img)
-    if primary is not None:
+    if ref is not None:
+        entry["metadata"][REFERENCE_KEY] = ref
+        record_source_image(adata, ref["path"])
+    elif primary is not None:
         # the largest image read (full resolution when given) leads back to the slide
         record_source_image(adata, images[primary][2])
     add_excluded(adata, "in_tissue = 0", off_tissue)
@@ -452,6 +474,35 @@ def read_visium(path: str | PathLike, *, fullres_image: str | PathLike | None = 
     for note in notes:
         add_warning(adata, note)
     return adata
+
+
+def _match_positions(
+    X: sp.csr_matrix, barcodes: list[str], pos: pd.DataFrame, h5: Path, pos_path: Path
+) -> tuple[sp.csr_matrix, list[str], pd.DataFrame, list[str], list[str]]:
+    """Rows of the positions table for the matrix's barcodes (vectorised: Visium HD has 10^5-10^7 bins).
+
+    Returns the in-tissue counts, their barcodes and positions, the matrix
+    barcodes that are off tissue and the in-tissue barcodes without counts.
+    """
+    idx = pos.index.get_indexer(barcodes)
+    if (idx < 0).any():
+        missing = [barcodes[i] for i in np.flatnonzero(idx < 0)]
+        raise DataError(
+            h5,
+            f"mismatched spot ids: {len(missing)} of {len(barcodes)} barcodes have no row in "
+            f"{pos_path} ({examples(missing, 'barcodes')})",
+        )
+    in_tissue = pos["in_tissue"].to_numpy() != 0
+    keep = in_tissue[idx]
+    off_tissue = [barcodes[i] for i in np.flatnonzero(~keep)]
+    if not keep.all():
+        X = X[np.flatnonzero(keep)]
+        barcodes = [barcodes[i] for i in np.flatnonzero(keep)]
+    sub = pos.iloc[idx[keep]]
+    in_h5 = np.zeros(len(pos), dtype=bool)
+    in_h5[idx] = True
+    no_counts = pos.index[in_tissue & ~in_h5].tolist()
+    return X, barcodes, sub, off_tissue, no_counts
 
 
 def _scalefactors(raw: dict[str, Any], path: Path) -> dict[str, float]:

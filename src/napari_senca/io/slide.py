@@ -1,0 +1,278 @@
+"""Whole-slide H&E read lazily: TIFF / OME-TIFF / SVS-like pyramids through tifffile's zarr store.
+
+A full-resolution H&E of a Visium HD section is a 20,000-60,000 px TIFF
+(BigTIFF ``.btf`` from Space Ranger's ``microscope_image``, pyramidal OME-TIFF
+or SVS from a slide scanner). Such a file is never decoded whole: it is opened
+as a zarr store (``tifffile.imread(path, aszarr=True)``) whose levels become
+dask arrays, so only the tiles a caller slices (a screen, a batch of patches)
+are read. The section keeps a *reference* to the file
+(:func:`image_reference`: absolute path, size in pixels and bytes, SHA-256 of
+the first :data:`HEADER_BYTES` bytes) in
+``uns["spatial"][library]["metadata"]["fullres_image"]``; an ``.h5ad`` stores
+the reference (never the pixels) and reading it back re-opens the file lazily,
+or says that it moved or changed (:func:`reference_problem`).
+
+The one-gigapixel limit of :mod:`napari_senca.io.image` applies to images that
+must be decoded whole (PNG, JPEG); it does not apply here.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError
+
+__all__ = [
+    "SLIDE_SUFFIXES",
+    "HEADER_BYTES",
+    "REFERENCE_KEY",
+    "is_slide",
+    "image_reference",
+    "reference_problem",
+    "open_levels",
+    "read_overview",
+    "write_pyramid",
+]
+
+#: Suffixes read lazily (TIFF family: tifffile reads BigTIFF ``.btf``, OME-TIFF and Aperio ``.svs``).
+SLIDE_SUFFIXES = (".tif", ".tiff", ".btf", ".svs")
+#: Bytes hashed to recognise the referenced file (its header and first IFD in practice).
+HEADER_BYTES = 1 << 16
+#: ``uns["spatial"][library]["metadata"]`` key of the full-resolution image reference.
+REFERENCE_KEY = "fullres_image"
+#: Coarser levels are added (2x mean pooling, lazily) until the longest side is at most this.
+_COARSEST_SIDE = 2048
+
+
+def is_slide(path: str | PathLike) -> bool:
+    """True when ``path`` is read lazily (a TIFF-family file by its suffix)."""
+    return Path(path).suffix.lower() in SLIDE_SUFFIXES
+
+
+def _header_hash(p: Path) -> str:
+    with open(p, "rb") as fh:
+        return hashlib.sha256(fh.read(HEADER_BYTES)).hexdigest()
+
+
+def image_reference(path: str | PathLike, scalef: float = 1.0) -> dict[str, Any]:
+    """A reference to a full-resolution image file, small enough for ``uns`` and ``.h5ad``.
+
+    Parameters
+    ----------
+    path
+        The image (TIFF family, see :data:`SLIDE_SUFFIXES`).
+    scalef
+        Image pixels per ``obsm["spatial"]`` unit (1 for Space Ranger, whose
+        positions are full-resolution pixels).
+
+    Returns
+    -------
+    dict
+        ``path`` (absolute), ``width``, ``height``, ``levels`` (in the file),
+        ``n_bytes``, ``header_sha256`` and ``scalef``.
+
+    Raises
+    ------
+    DataError
+        When the file is missing or not a readable TIFF image.
+    """
+    p = Path(path).expanduser().absolute()
+    if not p.is_file():
+        raise DataError(p, "image file not found")
+    levels = _file_levels(str(p))
+    h, w = levels[0][0][:2]
+    return {
+        "path": str(p),
+        "width": int(w),
+        "height": int(h),
+        "levels": len(levels),
+        "n_bytes": int(p.stat().st_size),
+        "header_sha256": _header_hash(p),
+        "scalef": float(scalef),
+    }
+
+
+def reference_problem(ref: Any) -> str | None:
+    """Why a stored reference cannot be opened (moved, changed), or None when it can.
+
+    Cheap: a stat and a hash of the first :data:`HEADER_BYTES` bytes.
+    """
+    if not isinstance(ref, dict) or not ref.get("path"):
+        return "no full-resolution image is referenced"
+    p = Path(str(ref["path"]))
+    if not p.is_file():
+        return f"the full-resolution image {p} is not there (moved or deleted)"
+    try:
+        if int(ref.get("n_bytes", -1)) != p.stat().st_size or ref.get("header_sha256") != _header_hash(p):
+            return f"the full-resolution image {p} has changed since the section was read"
+    except OSError as exc:
+        return f"the full-resolution image {p} cannot be read ({exc.strerror or exc})"
+    return None
+
+
+def _file_levels(path: str) -> list[tuple[tuple[int, ...], str]]:
+    """``(shape, axes)`` of every level of the first series, finest first (header only)."""
+    import tifffile
+
+    p = Path(path)
+    try:
+        with tifffile.TiffFile(p) as tif:
+            if not tif.series:
+                raise DataError(p, "the TIFF file holds no image")
+            series = tif.series[0]
+            levels = list(getattr(series, "levels", None) or [series])
+            out = [(tuple(int(d) for d in lv.shape), str(lv.axes)) for lv in levels]
+    except DataError:
+        raise
+    except Exception as exc:  # tifffile raises many types on corrupt input
+        raise DataError(p, f"cannot read the TIFF image ({_short(exc)})") from None
+    return [(_yxc_shape(shape, axes, p), axes) for shape, axes in out]
+
+
+def _yxc_shape(shape: tuple[int, ...], axes: str, p: Path) -> tuple[int, ...]:
+    y, x = axes.find("Y"), axes.find("X")
+    if y < 0 or x < 0:
+        raise DataError(p, f"the TIFF image has axes {axes!r} (no Y and X)")
+    c = next((shape[i] for i, a in enumerate(axes) if a in "SC"), 1)
+    return (shape[y], shape[x], c)
+
+
+def _as_yxc(arr: Any, axes: str, p: Path) -> Any:
+    """A dask array of one level as ``(H, W, 3)`` uint8 (lazily: nothing is read here)."""
+    import dask.array as da
+
+    a = da.from_zarr(arr)
+    # drop every axis but Y, X and the channel (S or C): take the first plane of T, Z, ...
+    index = tuple(slice(None) if ax in "YXSC" else 0 for ax in axes)
+    a = a[index]
+    kept = [ax for ax in axes if ax in "YXSC"]
+    if "S" in kept and "C" in kept:  # rare: both; keep S (samples of one RGB plane)
+        a = a[tuple(0 if ax == "C" else slice(None) for ax in kept)]
+        kept = [ax for ax in kept if ax != "C"]
+    order = [kept.index("Y"), kept.index("X")] + [i for i, ax in enumerate(kept) if ax in "SC"]
+    a = a.transpose(order)
+    if a.ndim == 2:
+        a = da.stack([a] * 3, axis=-1)
+    if a.shape[2] == 1:
+        a = da.concatenate([a] * 3, axis=-1)
+    elif a.shape[2] == 2 or a.shape[2] > 4:
+        raise DataError(p, f"the TIFF image has {a.shape[2]} channels, expected RGB (3) or grey")
+    a = a[..., :3]
+    if a.dtype != np.uint8:
+        if np.issubdtype(a.dtype, np.floating):
+            a = da.clip(a * 255.0, 0, 255).astype(np.uint8)  # floats are taken as 0..1
+        else:
+            top = float(np.iinfo(a.dtype).max)
+            a = (a.astype(np.float32) * (255.0 / top)).astype(np.uint8)
+    return a
+
+
+@functools.lru_cache(maxsize=8)
+def _open_cached(path: str, n_bytes: int, mtime_ns: int) -> tuple[Any, ...]:
+    import tifffile
+    import zarr
+
+    p = Path(path)
+    levels = _file_levels(path)
+    try:
+        store = tifffile.imread(p, aszarr=True)
+        z = zarr.open(store, mode="r")
+    except Exception as exc:  # tifffile / zarr raise many types on corrupt input
+        raise DataError(p, f"cannot open the TIFF image lazily ({_short(exc)})") from None
+    arrays = [z[str(i)] for i in range(len(levels))] if hasattr(z, "array_keys") else [z]
+    out = [_as_yxc(a, axes, p) for a, (_shape, axes) in zip(arrays, levels, strict=False)]
+    return tuple(_add_coarse_levels(out))
+
+
+def _add_coarse_levels(levels: list[Any]) -> list[Any]:
+    """Append 2x mean-pooled levels (lazy) until the longest side is at most :data:`_COARSEST_SIDE`."""
+    import dask.array as da
+
+    while max(levels[-1].shape[:2]) > _COARSEST_SIDE and min(levels[-1].shape[:2]) >= 4:
+        last = levels[-1]
+        pooled = da.coarsen(np.mean, last.astype(np.float32), {0: 2, 1: 2}, trim_excess=True)
+        levels.append(pooled.astype(np.uint8))
+    return levels
+
+
+def open_levels(path: str | PathLike) -> list[Any]:
+    """The levels of a TIFF-family image as lazy ``(H, W, 3)`` uint8 dask arrays, finest first.
+
+    The file's own pyramid levels come first (read tile by tile through
+    tifffile's zarr store), then 2x mean-pooled levels computed on demand
+    until the longest side is at most 2048 px, so that napari can show any
+    file as a multiscale image. Nothing is decoded here; opening the same
+    unchanged file again reuses the store.
+
+    Raises
+    ------
+    DataError
+        When the file is missing or not a readable TIFF image.
+    """
+    p = Path(path).expanduser().absolute()
+    try:
+        st = p.stat()
+    except OSError:
+        raise DataError(p, "image file not found") from None
+    return list(_open_cached(str(p), int(st.st_size), int(st.st_mtime_ns)))
+
+
+def read_overview(levels: list[Any], max_side: int = 2000) -> tuple[np.ndarray, float]:
+    """A small in-memory copy of a lazily read image and its factor (overview px per level-0 px).
+
+    Reads the finest level whose longest side is at most ``2 * max_side``
+    (at most ~16 Mpx, tile by tile) and shrinks it to ``max_side`` px.
+    """
+    from PIL import Image
+
+    full_w = levels[0].shape[1]
+    pick = next((lv for lv in levels if max(lv.shape[:2]) <= 2 * max_side), levels[-1])
+    arr = np.asarray(pick)
+    h, w = arr.shape[:2]
+    if max(h, w) > max_side:
+        f = max_side / max(h, w)
+        size = (max(1, round(w * f)), max(1, round(h * f)))
+        arr = np.asarray(Image.fromarray(arr).resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0))
+    return np.ascontiguousarray(arr), arr.shape[1] / full_w
+
+
+def write_pyramid(
+    image: np.ndarray | str | PathLike, path: str | PathLike, *, tile: int = 512, min_side: int = 1024
+) -> Path:
+    """Write an RGB image as a tiled, pyramidal BigTIFF (levels halved down to ``min_side`` px).
+
+    Converts a JPEG or PNG H&E (decoded once) into a file that is then read
+    lazily; also used by the tests and the benchmark to make slides.
+    """
+    import tifffile
+
+    from .image import load_image
+
+    arr = load_image(image) if isinstance(image, str | PathLike) else np.asarray(image)
+    levels = [arr]
+    while min(levels[-1].shape[:2]) // 2 >= min_side:
+        levels.append(np.ascontiguousarray(levels[-1][::2, ::2]))
+    p = Path(path)
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    kw = {"tile": (tile, tile), "photometric": "rgb", "compression": "zlib"}
+    try:
+        with tifffile.TiffWriter(tmp, bigtiff=True) as tw:
+            tw.write(arr, subifds=len(levels) - 1, **kw)
+            for lv in levels[1:]:
+                tw.write(lv, subfiletype=1, **kw)
+        os.replace(tmp, p)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return p
+
+
+def _short(exc: BaseException) -> str:
+    msg = str(exc).strip().splitlines()
+    return msg[0][:200] if msg else type(exc).__name__
