@@ -310,3 +310,115 @@ def notes(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
 def viewer(make_napari_viewer: Any) -> Any:
     """A napari viewer (closed by pytest-napari after the test)."""
     return make_napari_viewer()
+
+
+# --------------------------------------------------------------------------- Visium HD
+
+
+def he_like(h: int, w: int, split: int, seed: int = 0) -> np.ndarray:
+    """An H&E-like RGB image: pink stroma left of column ``split``, purple tumour right of it."""
+    rng = np.random.default_rng(seed)
+    img = np.empty((h, w, 3), dtype=np.uint8)
+    img[:] = (236, 226, 234)  # glass
+    img[:, :split] = (222, 150, 190)
+    img[:, split:] = (140, 90, 170)
+    noise = rng.integers(-12, 12, size=(h, w, 1))
+    return np.clip(img.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+
+
+def build_visium_hd(
+    root: Path,
+    *,
+    nx: int = 12,
+    ny: int = 10,
+    bin_sizes: tuple[int, ...] = (8, 16),
+    mpp: float = 0.5,
+    n_genes: int = 30,
+    slide: bool = True,
+    labels: bool = True,
+    shuffle_columns: bool = False,
+    seed: int = 0,
+) -> Path:
+    """Write a small Visium HD Space Ranger output in the real layout; returns ``root`` (``root/outs``).
+
+    ``outs/binned_outputs/square_XXXum/`` holds ``filtered_feature_bc_matrix.h5`` (10x HDF5 schema)
+    and ``spatial/`` with ``tissue_positions.parquet``, ``scalefactors_json.json`` and the hires /
+    lowres PNGs; ``outs/spatial/`` has the run's images too. The tissue is ``nx`` x ``ny`` bins of
+    16 um (``mpp`` um per full-resolution pixel) at 64 px from the image's corner, left half
+    'stroma', right half 'tumour' (genes 0-9 vs 10-19). Per bin size, one more row of bins lies
+    off the tissue (in the parquet, in_tissue 0) and the last tissue bin has no counts (in the
+    parquet, in tissue, not in the h5). ``labels.tsv`` (16 um barcodes) is in ``square_016um``;
+    with ``slide`` the full-resolution H&E is a pyramidal BigTIFF in ``root/microscope_image/``.
+    """
+    from napari_senca.io.slide import write_pyramid
+
+    rng = np.random.default_rng(seed)
+    outs = root / "outs"
+    px16 = 16.0 / mpp
+    W, H = int(128 + nx * px16), int(128 + (ny + 1) * px16)
+    full = he_like(H, W, split=int(64 + nx * px16 / 2), seed=seed)
+    hires_f, lowres_f = 0.25, 0.05
+    from PIL import Image
+
+    def images(d: Path) -> None:
+        d.mkdir(parents=True, exist_ok=True)
+        for name, f in (("hires", hires_f), ("lowres", lowres_f)):
+            Image.fromarray(full).resize((round(W * f), round(H * f))).save(d / f"tissue_{name}_image.png")
+
+    images(outs / "spatial")
+    (outs / "spatial" / "scalefactors_json.json").write_text(
+        json.dumps({"tissue_hires_scalef": hires_f, "tissue_lowres_scalef": lowres_f, "spot_diameter_fullres": px16})
+    )
+    gene_ids = [f"ENSG{i:05d}" for i in range(n_genes)]
+    gene_names = [f"GENE{i}" for i in range(n_genes)]
+    for size in bin_sizes:
+        sq = outs / "binned_outputs" / f"square_{size:03d}um"
+        images(sq / "spatial")
+        step = size / mpp
+        k = int(round(16 / size))
+        rows = []
+        for r in range(ny * k + k):  # the last k rows are off the tissue
+            for c in range(nx * k):
+                bc = f"s_{size:03d}um_{r:05d}_{c:05d}-1"
+                rows.append((bc, int(r < ny * k), r, c, 64 + (r + 0.5) * step, 64 + (c + 0.5) * step))
+        df = pd.DataFrame(
+            rows, columns=["barcode", "in_tissue", "array_row", "array_col", "pxl_row_in_fullres", "pxl_col_in_fullres"]
+        )
+        if shuffle_columns:
+            df = df[["pxl_col_in_fullres", "array_col", "barcode", "pxl_row_in_fullres", "in_tissue", "array_row"]]
+        df.to_parquet(sq / "spatial" / "tissue_positions.parquet", index=False)
+        sf = {
+            "spot_diameter_fullres": step,
+            "bin_size_um": float(size),
+            "microns_per_pixel": mpp,
+            "tissue_hires_scalef": hires_f,
+            "tissue_lowres_scalef": lowres_f,
+            "fiducial_diameter_fullres": 4 * step,
+            "regist_target_img_scalef": 0.3,
+        }
+        (sq / "spatial" / "scalefactors_json.json").write_text(json.dumps(sf))
+        tissue = df[df["in_tissue"] == 1].iloc[:-1]  # the last tissue bin has no counts
+        tumour = (tissue["array_col"].to_numpy() >= nx * k / 2)
+        lam = np.full((len(tissue), n_genes), 0.3 * (size / 16) ** 2)
+        lam[~tumour, :10] *= 12
+        lam[tumour, 10:20] *= 12
+        write_10x_h5(sq / "filtered_feature_bc_matrix.h5", rng.poisson(lam), tissue["barcode"].tolist(), gene_ids, gene_names)
+        if size == 16 and labels:
+            lab = np.where(tumour, "tumour", "stroma")
+            (sq / "labels.tsv").write_text(
+                "barcode\tlabel\n" + "".join(f"{b}\t{v}\n" for b, v in zip(tissue["barcode"], lab, strict=True))
+            )
+    if slide:
+        (root / "microscope_image").mkdir(parents=True, exist_ok=True)
+        write_pyramid(full, root / "microscope_image" / "slide.btf", tile=128, min_side=128)
+    return root
+
+
+@pytest.fixture
+def visium_hd_folder(tmp_path: Path) -> Callable[..., Path]:
+    """Factory: ``visium_hd_folder(name="HD1", **kw)`` writes a small Visium HD output (see :func:`build_visium_hd`)."""
+
+    def make(name: str = "HD1", **kw: Any) -> Path:
+        return build_visium_hd(tmp_path / name, **kw)
+
+    return make

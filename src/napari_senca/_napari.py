@@ -48,8 +48,11 @@ def get_reader(path: str | Sequence[str]) -> Callable[[Any], list[LayerData]] | 
     """napari reader hook: a reader function when ``path`` looks like a section, else None.
 
     Accepts a legacy ST folder (or its ``counts.tsv[.gz]``/``spots.tsv``), a
-    Space Ranger ``outs`` folder (or its ``filtered_feature_bc_matrix.h5``) and
-    an ``.h5ad`` file. Recognition looks at file names only (see
+    Space Ranger ``outs`` folder (or its ``filtered_feature_bc_matrix.h5``), a
+    Visium HD ``outs`` folder (its 16 um bins; the layer names say so) or one
+    of its ``square_XXXum`` folders (those bins), and an ``.h5ad`` file. A
+    full-resolution TIFF H&E beside Visium HD data becomes a multiscale image
+    layer read lazily. Recognition looks at file names only (see
     :func:`~napari_senca.io.detect_format`): it never raises and never reads
     the data, so an ordinary folder is declined at once. A folder that looks
     like a section but is broken gets the reader, which then raises one line
@@ -100,10 +103,21 @@ def read_layers(path: str | Sequence[str]) -> list[LayerData]:
             _log.debug("reading %s failed", p, exc_info=True)
             err = DataError(p, one_line(f"cannot read this section ({type(exc).__name__}: {exc})"))
         else:
-            out.extend(section_layer_data(adata))
+            out.extend(section_layer_data(adata, _layer_name(adata)))
             continue
         raise err from None
     return out
+
+
+def _layer_name(adata: AnnData) -> str | None:
+    """``"<library> (16 um bins)"`` for a Visium HD section (which bins were read), else None (default name)."""
+    from .section import library_id
+
+    info = adata.uns.get("senca_input") or {}
+    size = info.get("bin_size_um") if isinstance(info, dict) else None
+    if not size:
+        return None
+    return f"{library_id(adata) or 'Visium HD'} ({int(size)} um bins)"
 
 
 # --------------------------------------------------------------------------- writers

@@ -58,14 +58,21 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "path",
             metavar="PATH",
-            help="legacy ST folder, her2st repository (with --section), Space Ranger outs folder, "
-            ".h5ad file, or sample:her2st_A1 / sample:synthetic",
+            help="legacy ST folder, her2st repository (with --section), Space Ranger outs folder (Visium or "
+            "Visium HD), .h5ad file, or sample:her2st_A1 / sample:synthetic",
         )
         p.add_argument("--section", metavar="S", help="section of a her2st repository, e.g. A1")
         p.add_argument(
             "--image",
             metavar="FILE",
-            help="H&E to use instead of the one found beside the data (Visium: full-resolution image)",
+            help="H&E to use instead of the one found beside the data (Visium, Visium HD: full-resolution "
+            "image; TIFF / OME-TIFF / SVS are read lazily)",
+        )
+        p.add_argument(
+            "--bin-size",
+            type=int,
+            metavar="UM",
+            help="Visium HD: the bins to read, 2, 8 or 16 um (default 16)",
         )
         p.add_argument(
             "--normalized",
@@ -219,7 +226,13 @@ def _read(args: argparse.Namespace) -> AnnData:
 
     with warnings.catch_warnings():  # printed from uns["senca_input"] by info / run
         warnings.simplefilter("ignore", InputWarning)
-        return read_input(args.path, args.section, args.image, normalized=getattr(args, "normalized", False))
+        return read_input(
+            args.path,
+            args.section,
+            args.image,
+            normalized=getattr(args, "normalized", False),
+            bin_size=getattr(args, "bin_size", None),
+        )
 
 
 def summarize(adata: AnnData) -> list[tuple[str, str]]:
@@ -404,7 +417,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     out = check_output_folder(args.out, inputs, overwrite=args.overwrite)  # before any work
     from .notes import describe_input
 
-    request = runner.request_of(cfg, args.section, args.image)
+    request = runner.request_of(cfg, args.section, args.image, bin_size=getattr(args, "bin_size", None))
     t0 = time.perf_counter()
     adata = _read(args)
     t_read = time.perf_counter() - t0

@@ -120,8 +120,8 @@ def set_labels(adata: AnnData, matched: int, unmatched: int, unmatched_ids: Iter
 def describe_input(adata: AnnData) -> list[tuple[str, str]]:
     """``(field, value)`` lines for excluded spots, label matching, duplicates and warnings.
 
-    Fields are ``"excluded"``, ``"label rows"``, ``"gene names"``,
-    ``"normalized"`` and ``"warning"`` (one line each); absent facts give no line,
+    Fields are ``"excluded"``, ``"label rows"``, ``"gene names"``, ``"bins"``
+    (Visium HD), ``"normalized"`` and ``"warning"`` (one line each); absent facts give no line,
     except ``"excluded"``, which says ``none`` when the reader recorded nothing.
     """
     info = adata.uns.get(INPUT_KEY) or {}
@@ -156,6 +156,9 @@ def describe_input(adata: AnnData) -> list[tuple[str, str]]:
                 f"dropped {int(dup.get('n_dropped', 0))}",
             )
         )
+    if info.get("bin_size_um"):
+        have = ", ".join(str(int(b)) for b in _as_list(info.get("bin_sizes_available")))
+        rows.append(("bins", f"Visium HD {int(info['bin_size_um'])} um bins" + (f" (available: {have} um)" if have else "")))
     if info.get("normalized"):
         rows.append(("normalized", "yes: values used as given (no normalisation or log1p)"))
     for w in _as_list(info.get("warnings")):

@@ -90,10 +90,25 @@ def section_inputs(
             outs = find_visium_outs(p)
             if outs is not None:
                 paths += [outs, outs.parent / "labels.tsv"]
+        elif fmt == "visium_hd":
+            paths += _hd_inputs(p, image)
     for f in (image, image_weights):
         if f and str(f) not in _WEIGHT_WORDS:
             paths.append(Path(f).expanduser())
     return paths
+
+
+def _hd_inputs(p: Path, image: str | PathLike | None) -> list[Path]:
+    """A Visium HD run reads the ``outs`` folder, labels beside it and the microscope image found there."""
+    from .io.visium_hd import find_fullres_image, find_hd_bins
+
+    bins = find_hd_bins(p)
+    if not bins:
+        return []
+    square = next(iter(bins.values()))
+    outs = square.parent.parent if square.parent.name == "binned_outputs" else square
+    found = [] if image else [f for f in [find_fullres_image(outs)[0]] if f is not None]
+    return [outs, outs.parent / "labels.tsv", *found]
 
 
 def read_input(
@@ -103,15 +118,17 @@ def read_input(
     label_column: str | None = None,
     *,
     normalized: bool = False,
+    bin_size: int | None = None,
 ) -> AnnData:
     """Read a section; ``label_column`` names the ``obs`` column holding the reference labels.
 
     ``normalized`` declares pre-normalised (log) values instead of counts
-    (see :func:`napari_senca.io.read_section`).
+    (see :func:`napari_senca.io.read_section`); ``bin_size`` picks the bins of
+    a Visium HD section (um, default 16).
     """
     from .io import read_section
 
-    adata = read_section(path, section=section, image=image, normalized=normalized)
+    adata = read_section(path, section=section, image=image, normalized=normalized, bin_size=bin_size)
     if image:
         from .io.image import record_source_image
 
@@ -177,15 +194,22 @@ def input_fingerprint(inputs: Iterable[str | PathLike]) -> str:
 
 
 def request_of(
-    cfg: SencaConfig, section: str | None = None, image: str | PathLike | None = None, label_column: str | None = None
+    cfg: SencaConfig,
+    section: str | None = None,
+    image: str | PathLike | None = None,
+    label_column: str | None = None,
+    bin_size: int | None = None,
 ) -> dict[str, Any]:
     """What was asked for (settings before defaults are filled in from the data), as plain JSON."""
-    return {
+    req = {
         "config": cfg.to_dict(),
         "section": section,
         "image": None if image is None else str(Path(image).expanduser().resolve(strict=False)),
         "label_column": label_column,
     }
+    if bin_size is not None:
+        req["bin_size"] = int(bin_size)
+    return req
 
 
 def is_current(out: str | PathLike, inputs: Iterable[str | PathLike], request: dict[str, Any]) -> bool:
@@ -269,6 +293,7 @@ def run_section(
     overwrite: bool = False,
     progress: Callable[[Any], None] | None = None,
     warn: Callable[[str], None] | None = None,
+    bin_size: int | None = None,
 ) -> SectionReport:
     """Everything ``napari-senca run`` does for one section, returning its report.
 
@@ -286,6 +311,8 @@ def run_section(
         Replace a previous napari-senca output in ``out``.
     progress, warn
         Callbacks for progress reports and one-line warnings.
+    bin_size
+        Visium HD: the bins to read (um; default 16).
 
     Raises
     ------
@@ -296,8 +323,8 @@ def run_section(
     t0 = time.perf_counter()
     inputs = section_inputs(path, image, cfg.image_weights)
     out_p = check_output_folder(out, inputs, overwrite=overwrite)  # before any work
-    request = request_of(cfg, section, image, label_column)
-    adata = read_input(path, section, image, label_column)
+    request = request_of(cfg, section, image, label_column, bin_size)
+    adata = read_input(path, section, image, label_column, bin_size=bin_size)
     t_read = time.perf_counter() - t0
     cfg, why = resolve_n_clusters(adata, cfg)
     rep = process_section(

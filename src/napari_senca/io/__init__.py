@@ -22,6 +22,7 @@ from .h5ad import read_h5ad, write_h5ad
 from .image import load_image
 from .legacy_st import read_her2st_repo, read_st_folder
 from .visium import read_10x_h5, read_visium
+from .visium_hd import read_visium_hd
 
 __all__ = [
     "FORMATS",
@@ -31,6 +32,7 @@ __all__ = [
     "read_st_folder",
     "read_her2st_repo",
     "read_visium",
+    "read_visium_hd",
     "read_10x_h5",
     "read_h5ad",
     "write_h5ad",
@@ -39,7 +41,8 @@ __all__ = [
 
 EXPECTED = (
     "expected a legacy ST folder with counts.tsv[.gz] and spots.tsv, a her2st repository "
-    "checkout, a Space Ranger outs folder, an .h5ad file, or sample:her2st_A1 / sample:synthetic"
+    "checkout, a Space Ranger outs folder (Visium or Visium HD), an .h5ad file, or sample:her2st_A1 / "
+    "sample:synthetic"
 )
 
 
@@ -49,6 +52,7 @@ def read_section(
     section: str | None = None,
     image: str | PathLike | bool | None = None,
     normalized: bool = False,
+    bin_size: int | None = None,
     **kw: Any,
 ) -> AnnData:
     """Read a section in any supported format.
@@ -57,14 +61,16 @@ def read_section(
     ----------
     path
         A legacy ST folder, a her2st repository checkout (with ``section``), a
-        Space Ranger ``outs`` folder, an ``.h5ad`` file, or a bundled sample
-        named ``"sample:her2st_A1"`` / ``"sample:synthetic"``.
+        Space Ranger ``outs`` folder (Visium, or Visium HD with
+        ``binned_outputs/``; or one ``square_XXXum`` folder), an ``.h5ad``
+        file, or a bundled sample named ``"sample:her2st_A1"`` / ``"sample:synthetic"``.
     section
         The section to read from a her2st repository (required there).
     image
-        An H&E to use instead of the one found beside the data (for Visium:
-        the full-resolution image, stored under ``"fullres"``); ``False`` reads
-        no image (legacy ST only).
+        An H&E to use instead of the one found beside the data (for Visium and
+        Visium HD: the full-resolution image; a TIFF / OME-TIFF / SVS file is
+        read lazily and referenced, see :func:`~napari_senca.section.get_image_levels`);
+        ``False`` reads no image (legacy ST only).
     normalized
         The values are already normalised and log-transformed: use them as
         they are (preprocessing skips normalisation and log1p). By default
@@ -86,10 +92,14 @@ def read_section(
         When nothing at ``path`` is recognised, the data are broken, or the
         values are not raw counts and ``normalized`` is False.
     ConfigError
-        When ``section`` or ``image`` do not apply to the format, or a her2st
+        When ``section``, ``image`` or ``bin_size`` do not apply to the format, or a her2st
         repository is given without ``section``.
     """
     fmt = detect_format(path)
+    if bin_size is not None:
+        if fmt != "visium_hd":
+            raise ConfigError(f"{path}: a bin size only applies to a Visium HD folder (this is {fmt or 'unknown'})")
+        kw["bin_size"] = int(bin_size)
     adata = _read_any(fmt, path, section, image, kw)
     info = adata.uns.get("senca_input") or {}
     if fmt == "h5ad":
@@ -115,12 +125,12 @@ def _read_any(fmt: str | None, path: str | PathLike, section: str | None, image:
         return read_st_folder(p if p.is_dir() else p.parent, image=image, **kw)
     if fmt == "her2st_repo":
         return read_her2st_repo(p, section or "", image=image, **kw)
-    if fmt == "visium":
+    if fmt in ("visium", "visium_hd"):
         if image is False:
             image = None
         if image is not None:
             kw["fullres_image"] = image
-        return read_visium(p, **kw)
+        return read_visium(p, **kw) if fmt == "visium" else read_visium_hd(p, **kw)
     if image is not None:
         raise ConfigError(f"{p}: an .h5ad file carries its own images; an extra image cannot be added")
     return read_h5ad(p, **kw)

@@ -14,10 +14,11 @@ from typing import Any
 
 from .legacy_st import find_st_counts
 from .visium import find_visium_outs
+from .visium_hd import find_hd_bins
 
 __all__ = ["detect_format", "FORMATS", "SAMPLE_PREFIX", "SAMPLES"]
 
-FORMATS = ("st", "her2st_repo", "visium", "h5ad", "sample")
+FORMATS = ("st", "her2st_repo", "visium", "visium_hd", "h5ad", "sample")
 SAMPLE_PREFIX = "sample:"
 SAMPLES = ("her2st_A1", "synthetic")
 _ST_FILES = ("counts.tsv", "counts.tsv.gz", "spots.tsv")
@@ -38,7 +39,9 @@ def detect_format(path: Any) -> str | None:
         ``"st"`` (a folder with ``counts.tsv[.gz]`` or ``spots.tsv``, or one
         of these files), ``"her2st_repo"`` (a checkout of almaan/her2st, needs a
         section), ``"visium"`` (Space Ranger ``outs`` folder, its parent or its
-        ``filtered_feature_bc_matrix.h5``), ``"h5ad"`` or ``"sample"``. Never
+        ``filtered_feature_bc_matrix.h5``), ``"visium_hd"`` (an ``outs`` folder
+        or its parent with ``binned_outputs/square_XXXum/``, ``binned_outputs``,
+        one ``square_XXXum`` folder or its h5), ``"h5ad"`` or ``"sample"``. Never
         raises: anything it cannot make sense of gives None.
     """
     try:
@@ -52,7 +55,7 @@ def detect_format(path: Any) -> str | None:
             if name.endswith(".h5ad"):
                 return "h5ad"
             if name.endswith("filtered_feature_bc_matrix.h5"):
-                return "visium"
+                return "visium_hd" if find_hd_bins(p) else "visium"
             if name in _ST_FILES:
                 return "st"
             return None
@@ -61,6 +64,8 @@ def detect_format(path: Any) -> str | None:
                 return "her2st_repo"
             if find_st_counts(p) is not None or (p / "spots.tsv").is_file():
                 return "st"
+            if find_hd_bins(p):
+                return "visium_hd"
             if find_visium_outs(p) is not None:
                 return "visium"
     except (OSError, ValueError, TypeError):

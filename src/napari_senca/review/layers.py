@@ -15,7 +15,7 @@ from anndata import AnnData
 
 from ..confidence import CONFIDENCE_KEY
 from ..errors import DataError
-from ..section import LABEL_KEY, get_image, library_id, spot_diameter
+from ..section import LABEL_KEY, fullres_reference, get_image, get_image_levels, library_id, spot_diameter
 from .colours import (
     BORDER_COLOUR,
     BORDER_WIDTH,
@@ -386,9 +386,13 @@ def image_layer_data(adata: AnnData, name: str | None = None) -> tuple[Any, dict
     """The section's H&E as a napari image layer-data tuple, or None.
 
     The layer is scaled by ``1 / scalefactor`` so that it lies in full-resolution
-    pixel coordinates, the coordinates of the spots.
+    pixel coordinates, the coordinates of the spots. A section that references
+    a full-resolution slide (see :func:`~napari_senca.section.get_image_levels`)
+    gets a multiscale layer of its lazily read levels (dask arrays); napari
+    reads only the tiles on screen, from the level that fits the zoom.
     """
-    got = get_image(adata)
+    levels = get_image_levels(adata) if fullres_reference(adata) is not None else []
+    got = levels[0] if levels else get_image(adata)
     if got is None:
         return None
     img, scalef = got
@@ -399,6 +403,9 @@ def image_layer_data(adata: AnnData, name: str | None = None) -> tuple[Any, dict
         "scale": (s, s),
         "metadata": {"senca_library_id": library_id(adata), "senca_scalef": float(scalef)},
     }
+    if levels:  # a lazily read slide: napari reads the tiles on screen from the right level
+        img = [lv for lv, _ in levels] if len(levels) > 1 else img
+        kw.update(multiscale=len(levels) > 1, contrast_limits=(0, 255))
     return (img, kw, "image")
 
 
