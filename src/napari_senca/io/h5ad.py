@@ -6,6 +6,11 @@ images of at most Space Ranger's sizes (:data:`STORED_IMAGE_SIDE`: ``hires``
 ``tissue_<key>_scalef`` scale factors so spots stay on the same tissue, plus
 the path of the full-resolution file in
 ``uns["spatial"][library]["metadata"]["source_image_path"]`` when it is known.
+A section whose full-resolution slide is read lazily keeps its reference
+(``metadata["fullres_image"]``: path, size, header hash; see
+:mod:`napari_senca.io.slide`); :func:`read_h5ad` re-opens it lazily through
+:func:`~napari_senca.section.get_image_levels`, or warns when the file moved or
+changed and the stored images are used instead.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ import numpy as np
 from anndata import AnnData
 
 from ..errors import DataError
-from ..section import as_rgb_uint8, library_id, validate_section
+from ..notes import add_warning
+from ..section import as_rgb_uint8, fullres_reference, library_id, validate_section
+from .slide import reference_problem
 
 __all__ = ["read_h5ad", "write_h5ad", "compact_spatial", "STORED_IMAGE_SIDE", "SOURCE_IMAGE_KEY"]
 
@@ -65,6 +72,10 @@ def read_h5ad(path: str | PathLike) -> AnnData:
             "format": "h5ad",
             "library_id": library_id(adata) or p.stem,
         }
+    ref = fullres_reference(adata)
+    problem = reference_problem(ref) if ref is not None else None
+    if problem is not None:
+        add_warning(adata, f"{p}: {problem}; using the stored images (hires / lowres) instead")
     return adata
 
 

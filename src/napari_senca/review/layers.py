@@ -15,7 +15,14 @@ from anndata import AnnData
 
 from ..confidence import CONFIDENCE_KEY
 from ..errors import DataError
-from ..section import LABEL_KEY, fullres_reference, get_image, get_image_levels, library_id, spot_diameter
+from ..section import (
+    LABEL_KEY,
+    fullres_reference,
+    get_image,
+    get_image_levels,
+    library_id,
+    spot_diameter,
+)
 from .colours import (
     BORDER_COLOUR,
     BORDER_WIDTH,

@@ -1,0 +1,186 @@
+"""Whole-slide H&E read lazily (io/slide.py), the reference kept in sections and .h5ad files."""
+
+from __future__ import annotations
+
+import shutil
+import tracemalloc
+import warnings
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_senca.errors import DataError
+from napari_senca.io import read_h5ad, read_section, write_h5ad
+from napari_senca.io.image import load_image
+from napari_senca.io.slide import (
+    image_reference,
+    open_levels,
+    read_overview,
+    reference_problem,
+    write_pyramid,
+)
+from napari_senca.notes import InputWarning
+from napari_senca.patches import iter_patches, pick_level
+from napari_senca.section import fullres_reference, get_image, get_image_levels
+
+SIDE = 8192
+TILE = 512
+
+
+def _tile_value(ty: int, tx: int) -> int:
+    return (7 * ty + 13 * tx) % 251
+
+
+def write_big_pyramid(path, side: int = SIDE, levels: int = 3):
+    """An ``side`` x ``side`` RGB tiled pyramidal BigTIFF written tile by tile (never whole in memory).
+
+    Every 512 px tile of level 0 is one colour, ``_tile_value(ty, tx)``.
+    """
+
+    def tiles(s: int, factor: int):
+        n = s // TILE
+        for ty in range(n):
+            for tx in range(n):
+                # a level-k tile covers 2^k x 2^k level-0 tiles: take the top-left one's colour
+                yield np.full((TILE, TILE, 3), _tile_value(ty * factor, tx * factor), dtype=np.uint8)
+
+    kw = {"tile": (TILE, TILE), "photometric": "rgb", "compression": "zlib", "dtype": np.uint8}
+    with tifffile.TiffWriter(path, bigtiff=True) as tw:
+        tw.write(tiles(side, 1), shape=(side, side, 3), subifds=levels - 1, **kw)
+        for k in range(1, levels):
+            s = side >> k
+            tw.write(tiles(s, 1 << k), shape=(s, s, 3), subfiletype=1, **kw)
+    return path
+
+
+@pytest.fixture(scope="module")
+def big_slide(tmp_path_factory):
+    return write_big_pyramid(tmp_path_factory.mktemp("slide") / "big.ome.tif")
+
+
+def test_open_levels_does_not_materialise(big_slide):
+    tracemalloc.start()
+    try:
+        ref = image_reference(big_slide)
+        levels = open_levels(big_slide)
+        window = np.asarray(levels[0][1000:1100, 5000:5300])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (ref["width"], ref["height"], ref["levels"]) == (SIDE, SIDE, 3)
+    assert [lv.shape for lv in levels[:3]] == [(SIDE, SIDE, 3), (SIDE // 2, SIDE // 2, 3), (SIDE // 4, SIDE // 4, 3)]
+    assert all(lv.dtype == np.uint8 for lv in levels)
+    # tile-sized chunks: a window reads a few tiles, never the level
+    assert max(levels[0].chunks[0]) <= TILE and max(levels[0].chunks[1]) <= TILE
+    assert window.shape == (100, 300, 3)
+    assert window[0, 0, 0] == _tile_value(1000 // TILE, 5000 // TILE)
+    assert peak < 40e6, f"peak {peak / 1e6:.0f} MB while the level-0 image is {3 * SIDE * SIDE / 1e6:.0f} MB"
+
+
+def test_overview_from_a_coarse_level(big_slide):
+    levels = open_levels(big_slide)
+    tracemalloc.start()
+    try:
+        img, factor = read_overview(levels, max_side=1000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert img.shape == (1000, 1000, 3) and factor == pytest.approx(1000 / SIDE)
+    assert peak < 60e6  # read from the 2048 px level, not from the 8192 px one
+
+
+def test_single_level_tiff_gets_lazy_coarse_levels(tmp_path):
+    p = tmp_path / "flat.tif"
+    arr = np.random.default_rng(0).integers(0, 255, size=(4300, 2100, 3), dtype=np.uint8)
+    tifffile.imwrite(p, arr, tile=(256, 256), photometric="rgb")
+    levels = open_levels(p)
+    assert [lv.shape[:2] for lv in levels] == [(4300, 2100), (2150, 1050), (1075, 525)]
+    assert np.array_equal(np.asarray(levels[0][:5, :5]), arr[:5, :5])
+    expect = arr[:2, :2].astype(np.float32).mean(axis=(0, 1)).astype(np.uint8)
+    assert np.array_equal(np.asarray(levels[1][0, 0]), expect)
+
+
+def test_channel_first_and_grey_ome_tiff(tmp_path):
+    rgb = np.random.default_rng(1).integers(0, 255, size=(3, 64, 80), dtype=np.uint8)
+    p = tmp_path / "planar.ome.tif"
+    tifffile.imwrite(p, rgb, ome=True, metadata={"axes": "CYX"})
+    (lv,) = open_levels(p)
+    assert lv.shape == (64, 80, 3) and np.array_equal(np.asarray(lv), np.moveaxis(rgb, 0, -1))
+    g = tmp_path / "grey16.tif"
+    tifffile.imwrite(g, np.full((32, 40), 65535, dtype=np.uint16))
+    (lv,) = open_levels(g)
+    assert lv.shape == (32, 40, 3) and lv.dtype == np.uint8 and int(np.asarray(lv).min()) == 255
+
+
+def test_not_a_tiff(tmp_path):
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(b"not a tiff at all")
+    with pytest.raises(DataError, match="bad.tif: cannot read the TIFF image"):
+        image_reference(bad)
+    with pytest.raises(DataError, match="not found"):
+        image_reference(tmp_path / "none.tif")
+
+
+def test_reference_problem(tmp_path):
+    p = write_pyramid(np.zeros((300, 200, 3), np.uint8), tmp_path / "s.tif", tile=64, min_side=64)
+    ref = image_reference(p)
+    assert reference_problem(ref) is None
+    write_pyramid(np.full((300, 200, 3), 9, np.uint8), p, tile=64, min_side=64)
+    assert "has changed" in reference_problem(ref)
+    p.unlink()
+    assert "not there (moved or deleted)" in reference_problem(ref)
+
+
+def test_lazy_slides_are_exempt_from_the_pixel_limit(visium_hd_folder, monkeypatch, tmp_path):
+    """The 1-gigapixel refusal is about decoding whole images; a lazily read slide is never decoded."""
+    root = visium_hd_folder()
+    # the limit is below the slide's 480 x 512 px, above the PNGs' 120 x 128 px
+    monkeypatch.setenv("NAPARI_SENCA_MAX_IMAGE_PIXELS", "100000")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InputWarning)
+        a = read_section(root)
+    assert fullres_reference(a)["width"] == 512
+    png = tmp_path / "big.png"
+    from PIL import Image
+
+    Image.fromarray(np.zeros((400, 400, 3), np.uint8)).save(png)
+    with pytest.raises(DataError, match="more than the limit"):
+        load_image(png)  # images that must be decoded whole keep the refusal
+
+
+def test_h5ad_keeps_a_reference_not_the_pixels(visium_hd_folder, tmp_path):
+    root = visium_hd_folder()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InputWarning)
+        a = read_section(root)
+    out = write_h5ad(a, tmp_path / "s.h5ad")
+    back = read_h5ad(out)
+    entry = back.uns["spatial"][next(iter(back.uns["spatial"]))]
+    assert set(entry["images"]) == {"hires", "lowres"}  # Space Ranger-sized images only
+    assert fullres_reference(back) == fullres_reference(a)
+    (lv, f), *_ = get_image_levels(back)
+    assert lv.shape == (480, 512, 3) and f == 1.0 and not isinstance(lv, np.ndarray)
+    # the slide moves: reading says so, and the section falls back to its stored images
+    shutil.move(root / "microscope_image", tmp_path / "elsewhere")
+    with pytest.warns(InputWarning, match="slide.btf is not there .moved or deleted.; using the stored"):
+        moved = read_h5ad(out)
+    levels = get_image_levels(moved)
+    assert len(levels) == 1 and levels[0][1] == get_image(moved)[1]
+
+
+def test_patches_read_from_the_right_level(visium_hd_folder):
+    root = visium_hd_folder()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InputWarning)
+        a = read_section(root)
+    levels = get_image_levels(a)
+    assert len(levels) == 2
+    # 16 um bins are 32 px apart: a 3-spacing radius is a 192 px window at level 0, 96 px at level 1
+    assert pick_level(levels, 192.0, 96)[1] == 0.5 and pick_level(levels, 192.0, 150)[1] == 1.0
+    (batch,) = list(iter_patches(a, radius_spacings=3.0, size=64, batch=1000))
+    assert batch.shape == (a.n_obs, 64, 64, 3)
+    left = a.obs["array_col"].to_numpy() == 0
+    right = a.obs["array_col"].to_numpy() == a.obs["array_col"].max()
+    # the centre of a stroma-side patch is pink, of a tumour-side one purple (the painted slide)
+    assert batch[left][:, 32, 40, 0].mean() > 200 and batch[right][:, 32, 24, 0].mean() < 170
