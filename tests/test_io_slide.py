@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_senca.errors import DataError
+from napari_senca.errors import ConfigError, DataError
 from napari_senca.io import read_h5ad, read_section, write_h5ad
 from napari_senca.io.image import load_image
 from napari_senca.io.slide import (
@@ -167,6 +167,16 @@ def test_h5ad_keeps_a_reference_not_the_pixels(visium_hd_folder, tmp_path):
         moved = read_h5ad(out)
     levels = get_image_levels(moved)
     assert len(levels) == 1 and levels[0][1] == get_image(moved)[1]
+    # given again (CLI: --image), the slide is re-linked and read lazily
+    new_place = tmp_path / "elsewhere" / "slide.btf"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InputWarning)
+        relinked = read_section(out, image=new_place)
+    assert fullres_reference(relinked)["path"] == str(new_place)
+    assert get_image_levels(relinked)[0][0].shape == (480, 512, 3)
+    assert not [w for w in relinked.uns["senca_input"]["warnings"] if "not there" in w]
+    with pytest.raises(ConfigError, match="only its full-resolution slide .a TIFF. can be given again"):
+        read_section(out, image=root / "outs" / "spatial" / "tissue_hires_image.png")
 
 
 def test_patches_read_from_the_right_level(visium_hd_folder):

@@ -88,6 +88,15 @@ def test_viewer_opens_runs_reviews_and_exports(qtbot, make_napari_viewer, visium
     assert set(back.uns["spatial"][next(iter(back.uns["spatial"]))]["images"]) == {"hires", "lowres"}
 
 
+def test_cli_info_names_bins_and_slide(visium_hd_folder, capsys):
+    root = visium_hd_folder()
+    assert cli.main(["info", str(root), "--bin-size", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "format:        visium_hd" in out and "spots:         479" in out
+    assert "bins:          Visium HD 8 um bins (available: 8, 16 um)" in out
+    assert "slide.btf: 512 x 480 px, 2 level(s), read lazily" in out
+
+
 @pytest.mark.parametrize("with_image", [False, True], ids=["rna_only", "with_slide"])
 def test_cli_run_end_to_end(visium_hd_folder, tmp_path, capsys, small_cli, with_image):
     root = visium_hd_folder()

@@ -245,7 +245,7 @@ def summarize(adata: AnnData) -> list[tuple[str, str]]:
     import numpy as np
 
     from .notes import describe_input
-    from .section import LABEL_KEY, has_labels, library_id, spot_diameter, spot_spacing
+    from .section import LABEL_KEY, fullres_reference, has_labels, library_id, spot_diameter, spot_spacing
 
     src = adata.uns.get("senca_input", {}) or {}
     lib = library_id(adata)
@@ -267,6 +267,18 @@ def summarize(adata: AnnData) -> list[tuple[str, str]]:
             scale = float(sf.get(f"tissue_{key}_scalef", 1.0))
             images.append(f"{key} {arr.shape[1]} x {arr.shape[0]} px, scale factor {scale:.6g}")
     rows.append(("image", "; ".join(images) + " (image px per full-res px)" if images else "none"))
+    ref = fullres_reference(adata)
+    if ref is not None:
+        from .io.slide import reference_problem
+
+        problem = reference_problem(ref)
+        rows.append(
+            (
+                "slide",
+                f"{ref['path']}: {int(ref['width'])} x {int(ref['height'])} px, {int(ref.get('levels', 1))} "
+                f"level(s), read lazily" + (f" (NOT USABLE: {problem})" if problem else ""),
+            )
+        )
     if has_labels(adata):
         lab = adata.obs[LABEL_KEY]
         vc = lab.value_counts(dropna=True)

@@ -37,6 +37,7 @@ __all__ = [
     "read_h5ad",
     "write_h5ad",
     "load_image",
+    "relink_slide",
 ]
 
 EXPECTED = (
@@ -131,9 +132,47 @@ def _read_any(fmt: str | None, path: str | PathLike, section: str | None, image:
         if image is not None:
             kw["fullres_image"] = image
         return read_visium(p, **kw) if fmt == "visium" else read_visium_hd(p, **kw)
-    if image is not None:
-        raise ConfigError(f"{p}: an .h5ad file carries its own images; an extra image cannot be added")
+    if image is not None and image is not False:
+        from .slide import is_slide
+
+        if not is_slide(image):
+            raise ConfigError(
+                f"{p}: an .h5ad file carries its own images; only its full-resolution slide (a TIFF) can be "
+                "given again (e.g. after it moved)"
+            )
+        return relink_slide(read_h5ad(p, **kw), image)
     return read_h5ad(p, **kw)
+
+
+def relink_slide(adata: AnnData, image: str | PathLike) -> AnnData:
+    """Point a section at its full-resolution slide (a TIFF, read lazily), e.g. after the file moved.
+
+    The spots must fall inside the slide (its reference's scale factor, 1 by
+    default, maps ``obsm["spatial"]`` to slide pixels).
+
+    Raises
+    ------
+    DataError
+        The file is not a readable TIFF, or spots lie outside it.
+    """
+    import numpy as np
+
+    from ..notes import input_info
+    from ..section import fullres_reference, library_id
+    from .image import check_inside, record_source_image
+    from .slide import REFERENCE_KEY, image_reference
+
+    old = fullres_reference(adata) or {}
+    ref = image_reference(image, scalef=float(old.get("scalef", 1.0)))
+    xy = np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2] * ref["scalef"]
+    check_inside(xy, (ref["height"], ref["width"]), list(adata.obs_names), image)
+    lib = library_id(adata)
+    if lib is not None:
+        adata.uns["spatial"][lib].setdefault("metadata", {})[REFERENCE_KEY] = ref
+        record_source_image(adata, ref["path"])
+        info = input_info(adata)
+        info["warnings"] = [w for w in info.get("warnings", []) if "full-resolution image" not in str(w)]
+    return adata
 
 
 def _read_sample(name: str, image: str | PathLike | bool | None) -> AnnData:

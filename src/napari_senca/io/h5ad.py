@@ -75,7 +75,11 @@ def read_h5ad(path: str | PathLike) -> AnnData:
     ref = fullres_reference(adata)
     problem = reference_problem(ref) if ref is not None else None
     if problem is not None:
-        add_warning(adata, f"{p}: {problem}; using the stored images (hires / lowres) instead")
+        add_warning(
+            adata,
+            f"{p}: {problem}; using the stored images (hires / lowres) instead; give the slide again as the "
+            "image (--image) to read it",
+        )
     return adata
 
 
