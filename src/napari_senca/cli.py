@@ -245,7 +245,14 @@ def summarize(adata: AnnData) -> list[tuple[str, str]]:
     import numpy as np
 
     from .notes import describe_input
-    from .section import LABEL_KEY, fullres_reference, has_labels, library_id, spot_diameter, spot_spacing
+    from .section import (
+        LABEL_KEY,
+        fullres_reference,
+        has_labels,
+        library_id,
+        spot_diameter,
+        spot_spacing,
+    )
 
     src = adata.uns.get("senca_input", {}) or {}
     lib = library_id(adata)
