@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tracemalloc
+from pathlib import Path
 import warnings
 
 import numpy as np
@@ -32,25 +33,24 @@ def _tile_value(ty: int, tx: int) -> int:
     return (7 * ty + 13 * tx) % 251
 
 
-def write_big_pyramid(path, side: int = SIDE, levels: int = 3):
-    """An ``side`` x ``side`` RGB tiled pyramidal BigTIFF written tile by tile (never whole in memory).
+def write_big_pyramid(path, side: int = SIDE, levels: int = 3, width: int | None = None):
+    """An ``side`` x ``width`` (default square) RGB tiled pyramidal BigTIFF written tile by tile.
 
-    Every 512 px tile of level 0 is one colour, ``_tile_value(ty, tx)``.
+    Never whole in memory. Every 512 px tile of level 0 is one colour, ``_tile_value(ty, tx)``.
     """
+    width = width or side
 
     def tiles(s: int, factor: int):
-        n = s // TILE
-        for ty in range(n):
-            for tx in range(n):
+        for ty in range(s // TILE):
+            for tx in range(width // factor // TILE):
                 # a level-k tile covers 2^k x 2^k level-0 tiles: take the top-left one's colour
                 yield np.full((TILE, TILE, 3), _tile_value(ty * factor, tx * factor), dtype=np.uint8)
 
     kw = {"tile": (TILE, TILE), "photometric": "rgb", "compression": "zlib", "dtype": np.uint8}
     with tifffile.TiffWriter(path, bigtiff=True) as tw:
-        tw.write(tiles(side, 1), shape=(side, side, 3), subifds=levels - 1, **kw)
+        tw.write(tiles(side, 1), shape=(side, width, 3), subifds=levels - 1, **kw)
         for k in range(1, levels):
-            s = side >> k
-            tw.write(tiles(s, 1 << k), shape=(s, s, 3), subfiletype=1, **kw)
+            tw.write(tiles(side >> k, 1 << k), shape=(side >> k, width >> k, 3), subfiletype=1, **kw)
     return path
 
 
@@ -194,3 +194,35 @@ def test_patches_read_from_the_right_level(visium_hd_folder):
     right = a.obs["array_col"].to_numpy() == a.obs["array_col"].max()
     # the centre of a stroma-side patch is pink, of a tumour-side one purple (the painted slide)
     assert batch[left][:, 32, 40, 0].mean() > 200 and batch[right][:, 32, 24, 0].mean() < 170
+
+
+def test_write_pyramid_streams_a_tiff(tmp_path):
+    """A TIFF is converted band by band: memory follows the width, not the height; a flat one gains a pyramid."""
+
+    def convert(height: int) -> tuple[float, Path]:
+        src = write_big_pyramid(tmp_path / f"flat{height}.tif", side=height, levels=1, width=1024)
+        out = tmp_path / f"pyr{height}.tif"
+        tracemalloc.start()
+        try:
+            write_pyramid(src, out, tile=512, min_side=256)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        return peak, out
+
+    short, _ = convert(2048)
+    tall, out = convert(16384)  # 50 MB as RGB
+    assert tall < 1.5 * short and tall < 25e6, f"peaks {short / 1e6:.0f} MB (2k rows), {tall / 1e6:.0f} MB (16k rows)"
+    assert image_reference(out)["levels"] == 3  # 1024, 512 and 256 px wide, pooled lazily from the flat file
+    levels = open_levels(out)
+    assert levels[0][9000, 700, 0].compute() == _tile_value(9000 // TILE, 1)
+    assert levels[2][9000 // 4, 700 // 4, 0].compute() == _tile_value(9000 // TILE, 1)  # uniform tiles survive pooling
+    flat = tmp_path / "flat.tif"
+    arr = np.random.default_rng(0).integers(0, 255, size=(2100, 2300, 3), dtype=np.uint8)
+    tifffile.imwrite(flat, arr, tile=(256, 256), photometric="rgb")
+    pyr = write_pyramid(flat, tmp_path / "pyr.tif", tile=256, min_side=1000)
+    levels = open_levels(pyr)
+    assert image_reference(pyr)["levels"] == 2 and levels[1].shape == (1050, 1150, 3)
+    assert np.array_equal(np.asarray(levels[0]), arr)
+    expect = arr[:2, :2].astype(np.float32).mean(axis=(0, 1)).astype(np.uint8)
+    assert np.array_equal(np.asarray(levels[1][0, 0]), expect)

@@ -85,6 +85,12 @@ def test_viewer_opens_runs_reviews_and_exports(qtbot, make_napari_viewer, visium
     back = read_h5ad(out)
     assert ReviewState(back).name_of(state.clusters[0]) == "tumour"
     assert fullres_reference(back) == fullres_reference(adata)
+    # the Load widget's path names the bins too, and shows the slide as a multiscale layer
+    from napari_senca._qt._common import add_section
+
+    again = add_section(viewer, back)
+    assert again.name.startswith("lib1 (16 um bins) spots")
+    assert viewer.layers[viewer.layers.index(again) - 1].multiscale
     assert set(back.uns["spatial"][next(iter(back.uns["spatial"]))]["images"]) == {"hires", "lowres"}
 
 

@@ -103,21 +103,10 @@ def read_layers(path: str | Sequence[str]) -> list[LayerData]:
             _log.debug("reading %s failed", p, exc_info=True)
             err = DataError(p, one_line(f"cannot read this section ({type(exc).__name__}: {exc})"))
         else:
-            out.extend(section_layer_data(adata, _layer_name(adata)))
+            out.extend(section_layer_data(adata))
             continue
         raise err from None
     return out
-
-
-def _layer_name(adata: AnnData) -> str | None:
-    """``"<library> (16 um bins)"`` for a Visium HD section (which bins were read), else None (default name)."""
-    from .section import library_id
-
-    info = adata.uns.get("senca_input") or {}
-    size = info.get("bin_size_um") if isinstance(info, dict) else None
-    if not size:
-        return None
-    return f"{library_id(adata) or 'Visium HD'} ({int(size)} um bins)"
 
 
 # --------------------------------------------------------------------------- writers

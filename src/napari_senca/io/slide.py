@@ -198,7 +198,8 @@ def _add_coarse_levels(levels: list[Any]) -> list[Any]:
     while max(levels[-1].shape[:2]) > _COARSEST_SIDE and min(levels[-1].shape[:2]) >= 4:
         last = levels[-1]
         pooled = da.coarsen(np.mean, last.astype(np.float32), {0: 2, 1: 2}, trim_excess=True)
-        levels.append(pooled.astype(np.uint8))
+        # halved chunks would shrink level by level (16 px at level 5): keep them tile-sized
+        levels.append(pooled.astype(np.uint8).rechunk((512, 512, 3)))
     return levels
 
 
@@ -248,29 +249,55 @@ def write_pyramid(
 ) -> Path:
     """Write an RGB image as a tiled, pyramidal BigTIFF (levels halved down to ``min_side`` px).
 
-    Converts a JPEG or PNG H&E (decoded once) into a file that is then read
-    lazily; also used by the tests and the benchmark to make slides.
+    ``image`` is an array, a JPEG / PNG (decoded once: it must fit in memory)
+    or a TIFF-family file, which is streamed band by band from its lazily read
+    levels (memory bounded by one row of tiles, whatever the slide's height): use it for a
+    large non-pyramidal TIFF (e.g. a BigTIFF microscope image), whose zoomed-out
+    view napari would otherwise compute from the full-resolution pixels.
+    The file is written beside ``path`` and moved into place when complete.
     """
     import tifffile
 
     from .image import load_image
 
-    arr = load_image(image) if isinstance(image, str | PathLike) else np.asarray(image)
-    levels = [arr]
-    while min(levels[-1].shape[:2]) // 2 >= min_side:
-        levels.append(np.ascontiguousarray(levels[-1][::2, ::2]))
+    if isinstance(image, str | PathLike) and is_slide(image):
+        lazy = open_levels(image)
+        levels: list[Any] = [lv for lv in lazy if min(lv.shape[:2]) >= min_side] or lazy[:1]
+    else:
+        arr = load_image(image) if isinstance(image, str | PathLike) else np.asarray(image)
+        levels = [arr]
+        while min(levels[-1].shape[:2]) // 2 >= min_side:
+            levels.append(np.ascontiguousarray(levels[-1][::2, ::2]))
     p = Path(path)
     tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-    kw = {"tile": (tile, tile), "photometric": "rgb", "compression": "zlib"}
+    kw = {"tile": (tile, tile), "photometric": "rgb", "compression": "zlib", "dtype": np.uint8}
     try:
         with tifffile.TiffWriter(tmp, bigtiff=True) as tw:
-            tw.write(arr, subifds=len(levels) - 1, **kw)
-            for lv in levels[1:]:
-                tw.write(lv, subfiletype=1, **kw)
+            for i, lv in enumerate(levels):
+                extra = {"subifds": len(levels) - 1} if i == 0 else {"subfiletype": 1}
+                tw.write(_tiles(lv, tile), shape=tuple(lv.shape), **extra, **kw)
         os.replace(tmp, p)
     finally:
         tmp.unlink(missing_ok=True)
     return p
+
+
+def _tiles(level: Any, tile: int) -> Any:
+    """``tile`` x ``tile`` RGB tiles of ``level`` in row-major order (edge tiles padded).
+
+    One band of ``tile`` rows is read at a time (60,000 px wide: 92 MB).
+    """
+    h, w = level.shape[:2]
+    for y in range(0, h, tile):
+        band = level[y : y + tile]
+        band = band.compute(scheduler="synchronous") if hasattr(band, "compute") else np.asarray(band)
+        for x in range(0, w, tile):
+            part = band[:, x : x + tile]
+            if part.shape[:2] != (tile, tile):
+                full = np.zeros((tile, tile, 3), dtype=np.uint8)
+                full[: part.shape[0], : part.shape[1]] = part
+                part = full
+            yield np.ascontiguousarray(part, dtype=np.uint8)
 
 
 def _short(exc: BaseException) -> str:

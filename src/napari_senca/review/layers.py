@@ -375,9 +375,14 @@ def state_from_layer(cls: type[ReviewState], layer: Any) -> ReviewState:
 
 # ----------------------------------------------------------------- layer-data tuples
 def section_name(adata: AnnData) -> str:
-    """A short name of the section (input folder or file stem, else library id)."""
+    """A short name of the section (input folder or file stem, else library id).
+
+    Visium HD: ``"<library> (16 um bins)"``, so that the layers say which bins they show.
+    """
     lib = library_id(adata)
     info = adata.uns.get("senca_input")
+    if isinstance(info, dict) and info.get("bin_size_um"):
+        return f"{lib or 'Visium HD'} ({int(info['bin_size_um'])} um bins)"
     if isinstance(info, dict) and info.get("path"):
         from pathlib import Path
 
