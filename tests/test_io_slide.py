@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import shutil
 import tracemalloc
-from pathlib import Path
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
