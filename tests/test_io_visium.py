@@ -222,3 +222,17 @@ def test_corrupt_png(visium_folder):
     (root / "outs" / "spatial" / "tissue_hires_image.png").write_bytes(b"garbage")
     with pytest.raises(DataError, match=r"tissue_hires_image\.png: not a readable image"):
         read_visium(root)
+
+
+def test_fullres_tiff_only_gives_an_overview(visium_folder, tmp_path):
+    """Without Space Ranger's PNGs, a small in-memory overview of the lazily read slide is the section's image."""
+    from napari_senca.io.slide import write_pyramid
+    from napari_senca.section import fullres_reference, get_image_levels
+
+    root = visium_folder(hires=False, lowres=False)
+    rng = np.random.default_rng(0)
+    slide = write_pyramid(rng.integers(0, 255, (2600, 2500, 3), dtype=np.uint8), tmp_path / "s.tif", min_side=1000)
+    a = read_visium(root, fullres_image=slide)
+    img, scale = get_image(a)
+    assert max(img.shape[:2]) == 2000 and scale == pytest.approx(2000 / 2600, rel=1e-3)
+    assert fullres_reference(a) is not None and [lv.shape[0] for lv, _ in get_image_levels(a)][:2] == [2600, 1300]
