@@ -149,3 +149,14 @@ def test_missing_h5_named(visium_hd_folder):
     (root / "outs" / "binned_outputs" / "square_016um" / "filtered_feature_bc_matrix.h5").unlink()
     with pytest.raises(DataError, match="square_016um/filtered_feature_bc_matrix.h5: count matrix file not found"):
         _read(root)
+
+
+def test_packed_binned_outputs_named(visium_hd_folder):
+    """10x downloads ship binned_outputs.tar.gz: the one line says to extract it."""
+    import shutil
+
+    root = visium_hd_folder(slide=False)
+    shutil.rmtree(root / "outs" / "binned_outputs")
+    (root / "outs" / "binned_outputs.tar.gz").write_bytes(b"\x1f\x8b")
+    with pytest.raises(DataError, match="binned_outputs.tar.gz: a Visium HD output whose bins are still packed"):
+        read_section(root)

@@ -350,6 +350,12 @@ def read_visium(path: str | PathLike, *, fullres_image: str | PathLike | None = 
     outs = find_visium_outs(p)
     if outs is None:
         raise DataError(p, "no filtered_feature_bc_matrix.h5 or spatial/ folder (expected a Space Ranger outs folder)")
+    packed = sorted(outs.glob("*binned_outputs.tar*"))
+    if _find_h5(outs) is None and packed:
+        raise DataError(
+            packed[0],
+            "a Visium HD output whose bins are still packed: extract it (tar -xzf) beside outs/ and open the folder again",
+        )
     return read_spaceranger_folder(
         outs, fullres_image=fullres_image, label_folders=(outs, outs.parent), library_folder=outs
     )
