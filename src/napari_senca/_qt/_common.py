@@ -302,11 +302,13 @@ def confirm_target(parent: QWidget | None, path: str | Path) -> bool:
 
 
 def is_section_layer(layer: Any) -> bool:
-    """True for a points layer made by napari-senca (it holds an AnnData)."""
+    """True for a points layer or a labels raster made by napari-senca (it holds an AnnData)."""
     from anndata import AnnData
 
+    from ..review import is_raster_layer
+
     md = getattr(layer, "metadata", None) or {}
-    return type(layer).__name__ == "Points" and isinstance(md.get("adata"), AnnData)
+    return (type(layer).__name__ == "Points" or is_raster_layer(layer)) and isinstance(md.get("adata"), AnnData)
 
 
 def section_layers(viewer: Any) -> list[Any]:
@@ -316,13 +318,14 @@ def section_layers(viewer: Any) -> list[Any]:
 
 def add_section(viewer: Any, adata: Any, name: str | None = None) -> Any:
     """Add a section's H&E and spots to ``viewer`` beside the sections already
-    there (see :func:`place_section`); returns the points layer."""
+    there (see :func:`place_section`); returns the spots layer (points, or a
+    labels raster for a large square-grid section)."""
     points = None
     added = []
     for data, kw, ltype in section_layer_data(adata, name):
         layer = getattr(viewer, f"add_{ltype}")(data, **kw)
         added.append(layer)
-        if ltype == "points":
+        if ltype in ("points", "labels"):
             points = layer
     place_section(viewer, added)
     if points is not None:

@@ -50,6 +50,11 @@ def spots_in_shapes(
     types = list(shape_types) if shape_types is not None else ["polygon"] * len(shapes)
     for verts, kind in zip(shapes, types, strict=True):
         outline = _shape_outline(verts, kind)
-        if outline is not None:
-            inside |= MplPath(outline).contains_points(pts)
+        if outline is None:
+            continue
+        # only the spots in the shape's bounding box are tested (a lasso on 500,000 bins)
+        lo, hi = outline.min(0), outline.max(0)
+        cand = np.flatnonzero(((pts >= lo) & (pts <= hi)).all(1) & ~inside)
+        if cand.size:
+            inside[cand[MplPath(outline).contains_points(pts[cand])]] = True
     return np.flatnonzero(inside)

@@ -94,11 +94,11 @@ def square_grid(adata: AnnData, tol: float = 0.2) -> Grid | None:
     if not np.isfinite(yx).all():
         return None
     rc = _array_indices(adata)
-    if rc is None:
+    grid = None if rc is None else _fit(rc[:, 0], rc[:, 1], yx, tol)
+    if grid is None:  # no array columns, or ones that do not follow the positions
         rc = _infer_indices(yx, tol)
-    if rc is None:
-        return None
-    return _fit(rc[:, 0], rc[:, 1], yx, tol)
+        grid = None if rc is None else _fit(rc[:, 0], rc[:, 1], yx, tol)
+    return grid
 
 
 def _array_indices(adata: AnnData) -> np.ndarray | None:
