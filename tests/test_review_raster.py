@@ -129,3 +129,20 @@ def test_apply_to_labels_follows_edits_and_gene_colouring(monkeypatch):
     assert (img[g.rows, g.cols, 3] == 255).all() and (img[g.index() < 0, 3] == 0).all()
     st.set_visible("1", False)
     assert (_raster.value_image(st, g)[g.rows[st.spots_of("1")], g.cols[st.spots_of("1")], 3] == 0).all()
+
+
+def test_polygon_mask_matches_point_in_polygon():
+    from matplotlib.path import Path
+
+    from napari_senca.review.geometry import index_mask, polygon_mask
+
+    rng = np.random.default_rng(1)
+    t = np.sort(rng.uniform(0, 2 * np.pi, 60))
+    r = rng.uniform(8, 20, 60)
+    poly = np.stack([25 + r * np.sin(t), 30 + r * np.cos(t)], 1) + 0.37  # no pixel centre on an edge
+    poly[10] = [60.0, 70.0]  # a spike beyond the raster
+    mask = polygon_mask(poly, (50, 55))
+    rr, cc = np.mgrid[0:50, 0:55]
+    want = Path(poly).contains_points(np.stack([rr.ravel(), cc.ravel()], 1)).reshape(50, 55)
+    assert mask.sum() > 300 and (mask == want).all()
+    assert index_mask(np.array([5, 1, 5, 99, -1]), 10).tolist() == [1, 5]

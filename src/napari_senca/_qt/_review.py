@@ -241,10 +241,7 @@ class ReviewWidget(DockWidget):
         if comp is not None and comp in self.viewer.layers:
             return comp
         data, kw, ltype = make()
-        after = {k: kw.pop(k) for k in ("contour",) if k in kw}  # not a constructor argument
         comp = getattr(self.viewer, f"add_{ltype}")(data, **kw)
-        for k, v in after.items():
-            setattr(comp, k, v)
         layers = self.viewer.layers
         i, j = layers.index(layer), layers.index(comp)
         layers.move(j, i if below else i + 1)
@@ -370,7 +367,10 @@ class ReviewWidget(DockWidget):
                 "draw around the spots first: add a Shapes layer and use its lasso or polygon tool"
             )
         polys = [_world(shp, verts) for verts in shp.data]
-        idx = spots_in_shapes(_raster.layer_world_coords(layer), polys, list(shp.shape_type))
+        if _raster.is_raster_layer(layer):
+            idx = _raster.bins_in_shapes(layer, polys, list(shp.shape_type))
+        else:
+            idx = spots_in_shapes(_raster.layer_world_coords(layer), polys, list(shp.shape_type))
         idx = idx[self.state().shown_mask()[idx]]  # spots of hidden regions are not edited by accident
         self.select(idx)
         self.viewer.layers.selection.active = layer
@@ -550,6 +550,8 @@ class ReviewWidget(DockWidget):
         apply_borders(layer, st.shown_mask() if st is not None else None)
 
     def _layer_events(self) -> list[tuple[str, Any]]:
+        if _raster.is_raster_layer(self._layer):  # the raster is only written by the review itself
+            return [("mode", self._on_mode)]
         return [("features", self._on_features), ("data", self._on_features), ("mode", self._on_mode)]
 
     def _on_mode(self, *_: Any) -> None:

@@ -19,6 +19,7 @@ from anndata import AnnData
 
 from ..section import LABEL_KEY, library_id
 from .colours import PALETTE, PLAIN_COLOUR, SELECT_COLOUR, value_rgba
+from .geometry import index_mask, polygon_mask, shape_outline
 from .grid import Grid, square_grid
 from .keys import UNLABELLED_NAME, default_name
 
@@ -41,6 +42,7 @@ __all__ = [
     "selected_bins",
     "select_bins",
     "layer_world_coords",
+    "bins_in_shapes",
 ]
 
 #: Sections with at least this many spots on a square grid are drawn as a raster.
@@ -213,17 +215,17 @@ def selected_bins(layer: Any) -> np.ndarray:
 
 
 def selection_mask(grid: Grid, idx: np.ndarray) -> np.ndarray:
-    """``(H, W)`` uint8 raster: 1 on the selected bins."""
-    mask = np.zeros(grid.shape, dtype=np.uint8)
-    mask[grid.rows[idx], grid.cols[idx]] = 1
-    return mask
+    """``(H, W)`` uint8 raster: 1 on the outline of the selected bins (those with an unselected 4-neighbour)."""
+    sel = np.zeros((grid.shape[0] + 2, grid.shape[1] + 2), dtype=bool)
+    sel[grid.rows[idx] + 1, grid.cols[idx] + 1] = True
+    inner = sel[1:-1, 1:-1] & sel[:-2, 1:-1] & sel[2:, 1:-1] & sel[1:-1, :-2] & sel[1:-1, 2:]
+    return (sel[1:-1, 1:-1] & ~inner).astype(np.uint8)
 
 
 def select_bins(layer: Any, idx: Any, n_spots: int | None = None) -> np.ndarray:
     """Select bins on a raster layer (stored in its metadata, drawn by its selection layer)."""
-    sel = np.unique(np.asarray(list(idx) if not isinstance(idx, np.ndarray) else idx, dtype=np.int64))
-    if n_spots is not None:
-        sel = sel[(sel >= 0) & (sel < n_spots)]
+    arr = np.asarray(list(idx) if not isinstance(idx, np.ndarray) else idx, dtype=np.int64)
+    sel = index_mask(arr, layer.metadata[GRID_KEY].n_bins if n_spots is None else n_spots)
     layer.metadata[SELECTED_KEY] = sel
     overlay = layer.metadata.get(SELECTION_LAYER_KEY)
     if overlay is not None:
@@ -234,12 +236,11 @@ def select_bins(layer: Any, idx: Any, n_spots: int | None = None) -> np.ndarray:
 
 
 def selection_layer_data(layer: Any) -> tuple[Any, dict[str, Any], str]:
-    """Labels layer-data tuple drawing the selected bins as a magenta outline over ``layer``."""
+    """Labels layer-data tuple drawing the outline of the selected bins in magenta over ``layer``."""
     grid: Grid = layer.metadata[GRID_KEY]
     kw = {
         "name": f"{layer.name} selection",
         "colormap": {None: "#00000000", 0: "#00000000", 1: SELECT_COLOUR},
-        "contour": 1,
         "opacity": 1.0,
         "scale": tuple(np.asarray(layer.scale)),
         "rotate": np.asarray(layer.rotate).copy(),
@@ -261,3 +262,21 @@ def layer_world_coords(layer: Any) -> np.ndarray:
     except (AttributeError, TypeError, ValueError, IndexError):  # an older napari: one point at a time
         return np.asarray([layer.data_to_world(p) for p in data])[:, -2:]
 
+
+
+def bins_in_shapes(layer: Any, shapes: list[np.ndarray], shape_types: list[str]) -> np.ndarray:
+    """Bins of a raster layer whose centres lie inside drawn shapes (world vertices), sorted.
+
+    Each shape is mapped into the raster's pixel grid and filled there
+    (:func:`.geometry.polygon_mask`), so the cost does not grow with
+    bins x vertices.
+    """
+    grid: Grid = layer.metadata[GRID_KEY]
+    inv = layer._transforms[1:].simplified.inverse
+    mask = np.zeros(grid.shape, dtype=bool)
+    for verts, kind in zip(shapes, shape_types, strict=True):
+        outline = shape_outline(np.asarray(verts)[:, -2:], kind)
+        if outline is not None:
+            mask |= polygon_mask(np.asarray(inv(outline))[:, -2:], grid.shape)
+    idx = grid.index()[mask]
+    return np.sort(idx[idx >= 0]).astype(np.int64)

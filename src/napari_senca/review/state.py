@@ -35,6 +35,7 @@ from . import layers as _layers
 from .colour_by import ColourByMixin
 from .colours import PALETTE, to_hex
 from .describe import LayerMixin
+from .geometry import index_mask
 from .history import Edit, History, capture, restore
 from .keys import MANUAL_KEY, REGION_KEY, REVIEW_KEY
 from .keys import default_name as _default_name
@@ -85,6 +86,7 @@ class ReviewState(MarkersMixin, ColourByMixin, LayerMixin):
         self._values_cache: tuple[str, np.ndarray] | None = None
         self._listeners: list[Callable[[str], None]] = []
         self._last_change: np.ndarray | None = None
+        self._suggestion: tuple[tuple[int, tuple[str, ...]], tuple[str, str]] | None = None
         restore_review(self)
         if self.has_result:
             self._complete_names_colours()
@@ -291,6 +293,8 @@ class ReviewState(MarkersMixin, ColourByMixin, LayerMixin):
         """
         if self.n_clusters < 2:
             return None
+        if self._suggestion is not None and self._suggestion[0] == (self._version, tuple(self.clusters)):
+            return self._suggestion[1]
         leg = self.legend()
         small = str(leg.sort_values("n_spots", kind="stable").iloc[0]["cluster"])
         from ..section import EMBED_KEY
@@ -304,6 +308,7 @@ class ReviewState(MarkersMixin, ColourByMixin, LayerMixin):
         cen = {c: sums[i] / n[i] for i, c in enumerate(self.clusters) if n[i] > 0}
         others = [c for c in self.clusters if c != small and c in cen]
         into = min(others, key=lambda c: float(np.linalg.norm(cen[c] - cen[small])))
+        self._suggestion = ((self._version, tuple(self.clusters)), (small, into))
         return small, into
 
     # ------------------------------------------------------------------- edits
@@ -533,14 +538,14 @@ class ReviewState(MarkersMixin, ColourByMixin, LayerMixin):
             if arr.size and not np.issubdtype(arr.dtype, np.integer):
                 if not all(float(v) == int(v) for v in arr.ravel()[:1000]):
                     raise ValueError
-            idx = np.unique(arr.astype(np.int64).ravel())
+            idx = arr.astype(np.int64).ravel()
         except (TypeError, ValueError):
             raise ConfigError("spots must be integer indices") from None
         if idx.size == 0:
             raise ConfigError("no spots selected: select spots with the points layer's selection or lasso tool")
         if idx.min() < 0 or idx.max() >= self.n_spots:
             raise ConfigError(f"spot indices must be in 0..{self.n_spots - 1}")
-        return idx
+        return index_mask(idx, self.n_spots)
 
     def _new_id(self) -> str:
         ids = self.clusters
