@@ -283,7 +283,7 @@ class ReviewWidget(DockWidget):
         idx = st.spots_of(cluster) if st.has_result else st.spots_with_label(str(cluster))
         self.select(idx)
         self.viewer.layers.selection.active = layer
-        return [int(i) for i in idx]
+        return np.asarray(idx, dtype=np.int64).tolist()
 
     @guarded
     def set_visible(self, cluster: Any, visible: bool) -> None:
@@ -376,7 +376,7 @@ class ReviewWidget(DockWidget):
         self.viewer.layers.selection.active = layer
         layer.mode = "pan_zoom" if _raster.is_raster_layer(layer) else "select"
         notify_info(f"{len(idx)} spots selected inside {len(shp.data)} shape(s) of {shp.name!r}")
-        return [int(i) for i in idx]
+        return np.asarray(idx, dtype=np.int64).tolist()
 
     @guarded
     def merge(self, keep: Any = None, other: Any = None) -> str | None:

@@ -52,6 +52,7 @@ GRID_KEY = "senca_grid"
 SELECTED_KEY = "senca_selected"
 VALUE_LAYER_KEY = "senca_value_layer"
 SELECTION_LAYER_KEY = "senca_selection_layer"
+COLORMAP_KEY = "senca_colormap"
 
 
 def raster_grid(adata: AnnData, min_spots: int | None = None) -> Grid | None:
@@ -146,9 +147,10 @@ def labels_layer_data(state: ReviewState, grid: Grid, name: str) -> tuple[Any, d
 
     md = metadata(state)
     md[GRID_KEY] = grid
+    md[COLORMAP_KEY] = cmap = raster_colormap(state, transparent=state.colour_by is not None)
     kw = {
         "name": name,
-        "colormap": raster_colormap(state, transparent=state.colour_by is not None),
+        "colormap": cmap,
         "features": raster_features(state),
         "opacity": 0.8,
         "metadata": md,
@@ -158,8 +160,11 @@ def labels_layer_data(state: ReviewState, grid: Grid, name: str) -> tuple[Any, d
 
 
 def _same_placement(dst: Any, src: Any) -> None:
+    """Give a companion layer the placement of the section's raster (only what differs: each set redraws)."""
     for attr in ("scale", "rotate", "translate"):
-        setattr(dst, attr, np.asarray(getattr(src, attr)).copy())
+        want = np.asarray(getattr(src, attr))
+        if not np.array_equal(np.asarray(getattr(dst, attr)), want):
+            setattr(dst, attr, want.copy())
 
 
 def apply_to_labels(state: ReviewState, layer: Any) -> None:
@@ -174,14 +179,17 @@ def apply_to_labels(state: ReviewState, layer: Any) -> None:
             and np.array_equal(old, data)):  # fmt: skip
         layer.data = data
     layer.features = raster_features(state)
-    layer.colormap = raster_colormap(state, transparent=state.colour_by is not None)
+    cmap = raster_colormap(state, transparent=state.colour_by is not None)
+    if cmap != layer.metadata.get(COLORMAP_KEY):  # setting a colour map re-maps the whole raster
+        layer.colormap = cmap
+        layer.metadata[COLORMAP_KEY] = cmap
     values = layer.metadata.get(VALUE_LAYER_KEY)
     if values is not None:
         if state.colour_by is not None:
             values.data = value_image(state, grid)
             _same_placement(values, layer)
-        values.visible = state.colour_by is not None
-    select_bins(layer, selected_bins(layer), state.n_spots)
+        if values.visible != (state.colour_by is not None):
+            values.visible = state.colour_by is not None
 
 
 def value_image(state: ReviewState, grid: Grid) -> np.ndarray:
@@ -231,7 +239,8 @@ def select_bins(layer: Any, idx: Any, n_spots: int | None = None) -> np.ndarray:
     if overlay is not None:
         overlay.data = selection_mask(layer.metadata[GRID_KEY], sel)
         _same_placement(overlay, layer)
-        overlay.visible = bool(sel.size)
+        if overlay.visible != bool(sel.size):
+            overlay.visible = bool(sel.size)
     return sel
 
 
