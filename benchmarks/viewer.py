@@ -6,14 +6,18 @@ napari viewer with the Review widget, and each interaction is timed until the
 canvas has been redrawn (``viewer.screenshot`` renders it). Run under Xvfb::
 
     xvfb-run -a -s "-screen 0 1600x1000x24" env QT_API=pyqt6 PYTHONPATH=src \\
-        python benchmarks/viewer.py --bins 100000 500000 --out docs/images/viewer_raster.png
+        python benchmarks/viewer.py --bins 100000 500000
+    ... python benchmarks/viewer.py --shot docs/images/viewer_raster.png
 
-Prints a Markdown table (one column per size).
+Prints a Markdown table (one column per size; each size in a fresh process).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -101,7 +105,7 @@ def _timed(viewer: Any, fn: Callable[[], Any]) -> float:
     return time.perf_counter() - t0
 
 
-def run(n_bins: int, shot: str | None = None) -> dict[str, float | int | str]:
+def run(n_bins: int) -> dict[str, float | int | str]:
     """Open a synthetic section of ``n_bins`` bins and time the review interactions."""
     import napari
 
@@ -137,24 +141,60 @@ def run(n_bins: int, shot: str | None = None) -> dict[str, float | int | str]:
     out["undo twice (s)"] = _timed(viewer, lambda: (review.undo(), review.undo()))
     st = review.state()
     out["undo memory (kB)"] = round(st.history.nbytes / 1024, 1)
-    if shot:
-        review.colour_by_clusters()
-        review.select_in_shapes(shapes)
-        viewer.reset_view()
-        from qtpy.QtWidgets import QApplication
-
-        QApplication.processEvents()
-        viewer.screenshot(shot, canvas_only=False)
     viewer.close()
     return out
+
+
+def screenshot(path: str, n_bins: int = 20_000, gene: str | None = None) -> None:
+    """Save a picture of the raster review: regions on the H&E, a lasso and its selection outline."""
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from napari_senca._qt import ReviewWidget, _common
+    from napari_senca.review import raster as _raster
+
+    _raster.RASTER_MIN_SPOTS = 0  # a small section, drawn as a raster for the picture
+    adata = hd_section(n_bins)
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1500, 950)
+    review = ReviewWidget(viewer)
+    viewer.window.add_dock_widget(review, name="Review regions", area="right")
+    _common.add_section(viewer, adata, "HD synthetic")
+    review.rename("0", "invasive cancer")
+    review.rename("1", "stroma")
+    shapes = viewer.add_shapes([lasso(adata, 0.12, 120)], shape_type="polygon", name="lasso",
+                               face_color="transparent", edge_color="cyan", edge_width=25.0)  # fmt: skip
+    review.select_in_shapes(shapes)
+    if gene:
+        review.colour_by_gene(gene)
+    viewer.reset_view()
+    for _ in range(5):
+        QApplication.processEvents()
+        time.sleep(0.2)
+    viewer.screenshot(path, canvas_only=False)
+    viewer.close()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bins", type=int, nargs="+", default=[100_000, 500_000])
-    ap.add_argument("--out", default=None, help="screenshot of the first size (PNG)")
+    ap.add_argument("--one", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--shot", default=None, help="only save a screenshot of a 20,000-bin raster (PNG)")
+    ap.add_argument("--gene", default=None, help="colour the screenshot by this gene")
     args = ap.parse_args()
-    rows = [run(n, args.out if i == 0 else None) for i, n in enumerate(args.bins)]
+    if args.shot:
+        screenshot(args.shot, gene=args.gene)
+        return
+    if args.one:
+        print("RESULT " + json.dumps(run(args.one)))
+        return
+    rows = []
+    for n in args.bins:  # a fresh process per size: first-use costs (numba, shaders) count every time
+        res = subprocess.run([sys.executable, __file__, "--one", str(n)], capture_output=True, text=True)
+        line = [x for x in res.stdout.splitlines() if x.startswith("RESULT ")]
+        if not line:
+            raise SystemExit(f"{n} bins failed:\n{res.stderr[-3000:]}")
+        rows.append(json.loads(line[0][7:]))
     keys = list(rows[0])
     print("| " + " | ".join(["step"] + [f"{r['bins']:,} bins" for r in rows]) + " |")
     print("|" + "---|" * (len(rows) + 1))

@@ -95,11 +95,25 @@ def test_colour_by_gene_shows_a_value_image_under_transparent_labels(hd, viewer,
     assert layer.colormap.color_dict[1][3] == 0 and not notes["error"]
 
 
-def test_painting_the_raster_falls_back_to_pan_zoom(hd, qtbot, notes):
+def test_painting_bins_relabels_them_and_undo_takes_it_back(hd, qtbot, notes):
     review, layer = hd
+    adata = layer.metadata["adata"]
+    g = layer.metadata[_raster.GRID_KEY]
+    i = int(np.flatnonzero(adata.obs[CLUSTER_KEY].to_numpy() == "0")[0])
+    layer.brush_size = 1
     layer.mode = "paint"
+    layer.paint((int(g.rows[i]), int(g.cols[i])), 4)  # label 4 = region "3"
+    qtbot.waitUntil(lambda: adata.obs[CLUSTER_KEY].iloc[i] == "3", timeout=3000)
+    assert _values(layer)[i] == 4 and ReviewState.from_layer(layer).manual[i]
+    hole = tuple(int(v) for v in np.argwhere(g.index() < 0)[0])
+    layer.paint(hole, 9)  # outside the tissue: not an edit, put back
+    qtbot.waitUntil(lambda: np.asarray(layer.data)[hole] == 0, timeout=3000)
+    assert ReviewState.from_layer(layer).clusters == ["0", "1", "2", "3"]
+    review.undo()
+    assert adata.obs[CLUSTER_KEY].iloc[i] == "0" and _values(layer)[i] == 1
+    layer.mode = "erase"  # bins cannot be removed
     qtbot.waitUntil(lambda: str(layer.mode) == "pan_zoom", timeout=2000)
-    assert "not painted" in notes["warning"][0]
+    assert "cannot be erased" in notes["warning"][0] and not notes["error"]
 
 
 def test_standard_sections_keep_the_points_layer(viewer, monkeypatch):

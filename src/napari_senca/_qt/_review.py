@@ -250,6 +250,18 @@ class ReviewWidget(DockWidget):
         layers.selection.active = layer
         return comp
 
+    def _prepare_raster(self, layer: Any) -> None:
+        """Add a raster's value image and selection outline (hidden) before the first recolour or lasso."""
+        if not (_common.is_alive(self) and layer in self.viewer.layers and _raster.is_raster_layer(layer)):
+            return
+        try:
+            st = ReviewState.from_layer(layer)
+            self._companion(layer, _raster.VALUE_LAYER_KEY, lambda: _raster.value_layer_data(st, layer), below=True)
+            self._companion(layer, _raster.SELECTION_LAYER_KEY, lambda: _raster.selection_layer_data(layer),
+                            below=False)  # fmt: skip
+        except Exception as exc:  # the review still works: the layers are added when first needed
+            notify_error(exc)
+
     def selected(self) -> np.ndarray:
         """Indices of the spots selected on the chosen layer (points selection or raster selection)."""
         layer = self.layer.require()
@@ -539,6 +551,8 @@ class ReviewWidget(DockWidget):
                 getattr(layer.events, ev).connect(cb)
             if not _raster.is_raster_layer(layer):
                 layer.selected_data.events.items_changed.connect(self._on_selection)
+            else:  # after the layer insertion that chose it has finished
+                QTimer.singleShot(0, lambda: self._prepare_raster(layer))
         self.refresh()
 
     def _on_selection(self, *_: Any) -> None:
@@ -550,29 +564,60 @@ class ReviewWidget(DockWidget):
         apply_borders(layer, st.shown_mask() if st is not None else None)
 
     def _layer_events(self) -> list[tuple[str, Any]]:
-        if _raster.is_raster_layer(self._layer):  # the raster is only written by the review itself
-            return [("mode", self._on_mode)]
+        if _raster.is_raster_layer(self._layer):  # the raster is only written by the review (and the brush)
+            return [("mode", self._on_mode), ("paint", self._on_paint)]
         return [("features", self._on_features), ("data", self._on_features), ("mode", self._on_mode)]
 
     def _on_mode(self, *_: Any) -> None:
         """Keep the spots from being edited by accident: 'add' mode falls back to 'select'
-        (on a raster, painting modes fall back to pan/zoom)."""
+        (on a raster, 'erase' falls back to pan/zoom: bins cannot be removed)."""
         layer = self._layer
-        if layer is None or str(layer.mode) not in _EDIT_MODES:
+        if layer is None or str(layer.mode) not in _blocked_modes(layer):
             return
         QTimer.singleShot(0, lambda: self._block_add(layer))
 
     def _block_add(self, layer: Any) -> None:
-        if _common.is_alive(layer) and str(layer.mode) in _EDIT_MODES:
+        if _common.is_alive(layer) and str(layer.mode) in _blocked_modes(layer):
             raster = _raster.is_raster_layer(layer)
             layer.mode = "pan_zoom" if raster else "select"
             if not self._mode_warned:
                 self._mode_warned = True
                 notify_warning(
-                    "bins are edited with a Shapes layer and 'Assign selected spots', not painted"
+                    "bins cannot be erased: paint them with another region's label to relabel them"
                     if raster
                     else "spots come from the section and cannot be added: use select or the lasso instead"
                 )
+
+    def _on_paint(self, *_: Any) -> None:
+        """A brush stroke on a raster relabels the painted bins (one edit per target region)."""
+        if self._refreshing:
+            return
+        QTimer.singleShot(0, self.relabel_painted)
+
+    @guarded
+    def relabel_painted(self) -> list[str] | None:
+        """Assign the bins painted on the raster to the region of the painted label value.
+
+        A label value that is no region's (id + 1) makes a new region. Paint
+        outside the tissue, or before a run, is put back. Returns the ids of
+        the regions that received bins.
+        """
+        layer = self.layer.require()
+        if not _raster.is_raster_layer(layer):
+            return []
+        st = self.state()
+        groups = _raster.painted_bins(st, layer) if st.has_result else {}
+        done = []
+        try:
+            for cid, bins in groups.items():
+                done.append(st.assign(bins, cid or None))
+        finally:
+            _clear_napari_history(layer)  # our Undo takes the stroke back, not the layer's
+            self._apply(st)
+        if done:
+            n = sum(len(b) for b in groups.values())
+            notify_info(f"{n} bins painted into " + ", ".join(repr(st.name_of(c)) for c in done))
+        return done
 
     def _on_features(self, *_: Any) -> None:
         if not self._refreshing:
@@ -716,8 +761,17 @@ class ReviewWidget(DockWidget):
             self.recolour(key)
 
 
-#: layer modes that would change the spots themselves (points: add; raster: painting)
-_EDIT_MODES = ("add", "paint", "fill", "erase", "polygon")
+def _blocked_modes(layer: Any) -> tuple[str, ...]:
+    """Layer modes that would add or remove spots (points: add; raster: erase)."""
+    return ("erase",) if _raster.is_raster_layer(layer) else ("add",)
+
+
+def _clear_napari_history(layer: Any) -> None:
+    """Forget the labels layer's own undo steps (the review's Undo is the one that stays in sync)."""
+    for name in ("_undo_history", "_redo_history"):
+        hist = getattr(layer, name, None)
+        if hasattr(hist, "clear"):
+            hist.clear()
 
 
 def _world(layer: Any, data: Any) -> np.ndarray:

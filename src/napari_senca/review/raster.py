@@ -43,6 +43,7 @@ __all__ = [
     "select_bins",
     "layer_world_coords",
     "bins_in_shapes",
+    "painted_bins",
 ]
 
 #: Sections with at least this many spots on a square grid are drawn as a raster.
@@ -84,12 +85,7 @@ def label_values(state: ReviewState) -> tuple[np.ndarray, list[str], list[str]]:
     if state.has_result:
         ids = state.clusters
         codes = state.codes()
-        nums = [int(c) if c.isdigit() else -1 for c in ids]
-        if min(nums, default=0) >= 0 and max(nums, default=0) < 65_000:
-            lut = np.asarray([v + 1 for v in nums] + [0], dtype=np.int64)
-        else:
-            lut = np.arange(1, len(ids) + 2, dtype=np.int64)
-            lut[-1] = 0
+        lut = region_values(state)
         top = int(lut.max(initial=0))
         names, colours = [""] * top, ["#00000000"] * top
         for i, c in enumerate(ids):
@@ -104,6 +100,19 @@ def label_values(state: ReviewState) -> tuple[np.ndarray, list[str], list[str]]:
         codes = pd.Categorical(s, categories=cats).codes.astype(np.int64)
         return codes + 1, cats, [cyc[c] for c in cats]
     return np.ones(n, dtype=np.int64), ["spots"], [PLAIN_COLOUR]
+
+
+def region_values(state: ReviewState) -> np.ndarray:
+    """Label value of each cluster code (in :attr:`ReviewState.clusters` order), then 0 for code -1.
+
+    The id + 1 when every id is a number (stable across edits), else the position + 1.
+    """
+    nums = [int(c) if c.isdigit() else -1 for c in state.clusters]
+    if min(nums, default=0) >= 0 and max(nums, default=0) < 65_000:
+        return np.asarray([v + 1 for v in nums] + [0], dtype=np.int64)
+    lut = np.arange(1, len(nums) + 2, dtype=np.int64)
+    lut[-1] = 0
+    return lut
 
 
 def _dtype(top: int) -> type:
@@ -202,17 +211,21 @@ def value_image(state: ReviewState, grid: Grid) -> np.ndarray:
 
 
 def value_layer_data(state: ReviewState, layer: Any) -> tuple[Any, dict[str, Any], str]:
-    """Image layer-data tuple of :func:`value_image` placed like the labels ``layer``."""
+    """Image layer-data tuple of :func:`value_image` placed like the labels ``layer`` (hidden and
+    empty while the section is coloured by region)."""
     grid: Grid = layer.metadata[GRID_KEY]
+    shown = state.colour_by is not None
+    data = value_image(state, grid) if shown else np.zeros((*grid.shape, 4), dtype=np.uint8)
     kw = {
         "name": f"{layer.name} values",
         "rgb": True,
         "scale": tuple(np.asarray(layer.scale)),
         "rotate": np.asarray(layer.rotate).copy(),
         "translate": tuple(np.asarray(layer.translate)),
+        "visible": shown,
         "metadata": {"senca_values_of": layer.name, "senca_library_id": library_id(state.adata)},
     }
-    return value_image(state, grid), kw, "image"
+    return data, kw, "image"
 
 
 # ----------------------------------------------------------------- selection
@@ -251,6 +264,7 @@ def selection_layer_data(layer: Any) -> tuple[Any, dict[str, Any], str]:
         "name": f"{layer.name} selection",
         "colormap": {None: "#00000000", 0: "#00000000", 1: SELECT_COLOUR},
         "opacity": 1.0,
+        "visible": bool(selected_bins(layer).size),
         "scale": tuple(np.asarray(layer.scale)),
         "rotate": np.asarray(layer.rotate).copy(),
         "translate": tuple(np.asarray(layer.translate)),
@@ -289,3 +303,25 @@ def bins_in_shapes(layer: Any, shapes: list[np.ndarray], shape_types: list[str])
             mask |= polygon_mask(np.asarray(inv(outline))[:, -2:], grid.shape)
     idx = grid.index()[mask]
     return np.sort(idx[idx >= 0]).astype(np.int64)
+
+
+def painted_bins(state: ReviewState, layer: Any) -> dict[str, np.ndarray]:
+    """Bins painted on a raster layer since the review last wrote it, by target region.
+
+    Returns region id (or ``""`` for a label value no region has: a new
+    region) -> bin indices. Pixels outside the tissue and erased bins (label
+    0) are not edits; the next :func:`apply_to_labels` puts them back.
+    """
+    grid: Grid = layer.metadata[GRID_KEY]
+    want, _, _ = label_values(state)
+    now = np.asarray(layer.data)[grid.rows, grid.cols].astype(np.int64)
+    changed = np.flatnonzero((now != want) & (now > 0))
+    if not changed.size:
+        return {}
+    by_value = {int(v): c for c, v in enumerate(region_values(state)[:-1])} if state.has_result else {}
+    out: dict[str, np.ndarray] = {}
+    for v in np.unique(now[changed]):
+        code = by_value.get(int(v))
+        key = state.clusters[code] if code is not None else ""
+        out[key] = np.concatenate([out.get(key, np.zeros(0, np.int64)), changed[now[changed] == v]])
+    return out
