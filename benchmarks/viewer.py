@@ -123,6 +123,7 @@ def run(n_bins: int) -> dict[str, float | int | str]:
     out["open: add layers + first draw (s)"] = _timed(viewer, lambda: layer.append(_common.add_section(viewer, adata, "HD")))
     spots = layer[0]
     out["layer"] = type(spots).__name__
+    out["redraw alone, no change (s)"] = _timed(viewer, lambda: None)
     out["recolour by gene (s)"] = _timed(viewer, lambda: review.colour_by_gene("G3"))
     out["recolour by gene again (s)"] = _timed(viewer, lambda: review.colour_by_gene("G12"))
     out["recolour by region (s)"] = _timed(viewer, lambda: review.colour_by_clusters())

@@ -590,7 +590,8 @@ class ReviewWidget(DockWidget):
 
     def _on_paint(self, *_: Any) -> None:
         """A brush stroke on a raster relabels the painted bins (one edit per target region)."""
-        if self._refreshing:
+        layer = self._layer
+        if self._refreshing or layer is None or layer.metadata.get(_raster.WRITING_KEY):
             return
         QTimer.singleShot(0, self.relabel_painted)
 

@@ -54,6 +54,7 @@ SELECTED_KEY = "senca_selected"
 VALUE_LAYER_KEY = "senca_value_layer"
 SELECTION_LAYER_KEY = "senca_selection_layer"
 COLORMAP_KEY = "senca_colormap"
+WRITING_KEY = "senca_writing"
 
 
 def raster_grid(adata: AnnData, min_spots: int | None = None) -> Grid | None:
@@ -182,11 +183,7 @@ def apply_to_labels(state: ReviewState, layer: Any) -> None:
 
     grid: Grid = layer.metadata[GRID_KEY]
     layer.metadata.update(metadata(state))
-    data = region_raster(state, grid)
-    old = getattr(layer, "data", None)
-    if not (isinstance(old, np.ndarray) and old.shape == data.shape and old.dtype == data.dtype
-            and np.array_equal(old, data)):  # fmt: skip
-        layer.data = data
+    _write_raster(layer, region_raster(state, grid))
     layer.features = raster_features(state)
     cmap = raster_colormap(state, transparent=state.colour_by is not None)
     if cmap != layer.metadata.get(COLORMAP_KEY):  # setting a colour map re-maps the whole raster
@@ -199,6 +196,29 @@ def apply_to_labels(state: ReviewState, layer: Any) -> None:
             _same_placement(values, layer)
         if values.visible != (state.colour_by is not None):
             values.visible = state.colour_by is not None
+
+
+def _write_raster(layer: Any, data: np.ndarray) -> None:
+    """Put a new raster in the layer; when few pixels changed only those (napari redraws their box)."""
+    old = getattr(layer, "data", None)
+    if not (isinstance(old, np.ndarray) and old.shape == data.shape and old.dtype == data.dtype):
+        layer.data = data
+        return
+    diff = np.flatnonzero(old.ravel() != data.ravel())
+    if diff.size == 0:
+        return
+    if diff.size > old.size // 3 or not hasattr(layer, "data_setitem"):
+        layer.data = data
+        return
+    layer.metadata[WRITING_KEY] = True  # data_setitem emits napari's paint event: not a brush stroke
+    try:
+        layer.data_setitem(np.unravel_index(diff, old.shape), data.ravel()[diff])
+    finally:
+        layer.metadata[WRITING_KEY] = False
+        for name in ("_undo_history", "_redo_history"):  # the review's Undo is the one that stays in sync
+            hist = getattr(layer, name, None)
+            if hasattr(hist, "clear"):
+                hist.clear()
 
 
 def value_image(state: ReviewState, grid: Grid) -> np.ndarray:
