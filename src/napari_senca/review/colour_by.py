@@ -77,7 +77,13 @@ class ColourByMixin:
 
     def gene_limits(self, gene: str | None = None) -> tuple[float, float]:
         """Colour limits of a gene or value: its 2nd and 98th percentiles (robust to outliers)."""
-        return _genes.robust_limits(self.values(gene))
+        v = self.values(gene)
+        cache = getattr(self, "_limits_cache", None)
+        if cache is not None and cache[0] is v:  # the cached gene values: percentiles once
+            return cache[1]
+        lim = _genes.robust_limits(v)
+        self._limits_cache = (v, lim)
+        return lim
 
     def colour_label(self) -> str:
         """What the colour bar shows: ``"ERBB2 (log-norm.)"`` or the obs column name."""
