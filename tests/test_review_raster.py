@@ -58,6 +58,9 @@ def test_hexagonal_visium_grid_is_not_a_raster(array):
 def test_large_square_grid_opens_as_labels_with_region_values(monkeypatch):
     ad = grid_section()
     assert [t[2] for t in section_layer_data(ad)] == ["points"]  # below the threshold
+    monkeypatch.setenv(_raster.RASTER_ENV, "0")  # the user's switch: every square grid as a raster
+    assert [t[2] for t in section_layer_data(ad)] == ["labels"]
+    monkeypatch.delenv(_raster.RASTER_ENV)
     monkeypatch.setattr(_raster, "RASTER_MIN_SPOTS", 500)
     (data, kw, ltype), = section_layer_data(ad)
     assert ltype == "labels" and data.shape == (30, 40)

@@ -11,6 +11,7 @@ tuples and write the attributes of existing layers.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -46,8 +47,10 @@ __all__ = [
     "painted_bins",
 ]
 
-#: Sections with at least this many spots on a square grid are drawn as a raster.
+#: Sections with at least this many spots on a square grid are drawn as a raster
+#: (the environment variable ``NAPARI_SENCA_RASTER_MIN_SPOTS`` overrides it; 0: every square grid).
 RASTER_MIN_SPOTS = 50_000
+RASTER_ENV = "NAPARI_SENCA_RASTER_MIN_SPOTS"
 #: Layer ``metadata`` keys: the grid, the selected bins, the companion layers.
 GRID_KEY = "senca_grid"
 SELECTED_KEY = "senca_selected"
@@ -59,7 +62,11 @@ WRITING_KEY = "senca_writing"
 
 def raster_grid(adata: AnnData, min_spots: int | None = None) -> Grid | None:
     """The grid to draw ``adata`` as a raster, or None (points): square grid and at least ``min_spots`` spots."""
-    limit = RASTER_MIN_SPOTS if min_spots is None else int(min_spots)
+    if min_spots is not None:
+        limit = int(min_spots)
+    else:
+        env = os.environ.get(RASTER_ENV, "").strip()
+        limit = int(env) if env.isdigit() else RASTER_MIN_SPOTS
     if adata.n_obs < limit:
         return None
     return square_grid(adata)
