@@ -302,11 +302,13 @@ def confirm_target(parent: QWidget | None, path: str | Path) -> bool:
 
 
 def is_section_layer(layer: Any) -> bool:
-    """True for a points layer made by napari-senca (it holds an AnnData)."""
+    """True for a points layer or a labels raster made by napari-senca (it holds an AnnData)."""
     from anndata import AnnData
 
+    from ..review import is_raster_layer
+
     md = getattr(layer, "metadata", None) or {}
-    return type(layer).__name__ == "Points" and isinstance(md.get("adata"), AnnData)
+    return (type(layer).__name__ == "Points" or is_raster_layer(layer)) and isinstance(md.get("adata"), AnnData)
 
 
 def section_layers(viewer: Any) -> list[Any]:
@@ -316,13 +318,14 @@ def section_layers(viewer: Any) -> list[Any]:
 
 def add_section(viewer: Any, adata: Any, name: str | None = None) -> Any:
     """Add a section's H&E and spots to ``viewer`` beside the sections already
-    there (see :func:`place_section`); returns the points layer."""
+    there (see :func:`place_section`); returns the spots layer (points, or a
+    labels raster for a large square-grid section)."""
     points = None
     added = []
     for data, kw, ltype in section_layer_data(adata, name):
         layer = getattr(viewer, f"add_{ltype}")(data, **kw)
         added.append(layer)
-        if ltype == "points":
+        if ltype in ("points", "labels"):
             points = layer
     place_section(viewer, added)
     if points is not None:
@@ -423,8 +426,9 @@ class SectionPicker(ComboBox):
     layers keep their place, a removed one gives way to the newest section.
     """
 
-    def __init__(self, viewer: Any, label: str = "section", **kwargs: Any) -> None:
+    def __init__(self, viewer: Any, label: str = "section", points_only: bool = False, **kwargs: Any) -> None:
         self._viewer = viewer
+        self._points_only = points_only  # leave out labels rasters (widgets that need a points selection)
         self._auto = 0  # > 0 while the value is set by the picker itself
         #: True once the user picked a section in the combo box
         self.user_picked = False
@@ -438,8 +442,12 @@ class SectionPicker(ComboBox):
         self.changed.connect(self._on_changed)
         self._refresh()
 
+    def _layers(self) -> list[Any]:
+        layers = section_layers(self._viewer)
+        return [ly for ly in layers if type(ly).__name__ == "Points"] if self._points_only else layers
+
     def _choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
-        return [(ly.name, ly) for ly in section_layers(self._viewer)]
+        return [(ly.name, ly) for ly in self._layers()]
 
     def _set(self, layer: Any) -> None:
         self._auto += 1
@@ -459,7 +467,7 @@ class SectionPicker(ComboBox):
             self.reset_choices()
         finally:
             self._auto -= 1
-        layers = section_layers(self._viewer)
+        layers = self._layers()
         if current in layers:
             self._set(current)
         else:
@@ -471,7 +479,7 @@ class SectionPicker(ComboBox):
         if layer is not None:
             layer.events.name.connect(self._refresh)
         self._refresh()
-        if layer is not None and is_section_layer(layer) and not self.user_picked:
+        if layer is not None and layer in self._layers() and not self.user_picked:
             self._set(layer)
 
     def require(self) -> Any:

@@ -68,7 +68,7 @@ class EmbeddingWidget(DockWidget):
         bg, fg = _theme_colours(napari_viewer)
         self._bg, self._fg = bg, fg
 
-        self.layer = SectionPicker(napari_viewer)
+        self.layer = SectionPicker(napari_viewer, points_only=True)  # selections are points selections
         self.method = ComboBox(label="layout", choices=LAYOUT_CHOICES, value="pca",
                                tooltip="PCA is instant; UMAP separates regions better (about 20 s the first time)")
         self.by_confidence = CheckBox(text="colour spots by confidence", value=False,

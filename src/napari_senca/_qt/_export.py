@@ -21,7 +21,8 @@ __all__ = ["ExportWidget"]
 
 
 def _layer_meta(layer: Any) -> dict[str, Any]:
-    return {"metadata": layer.metadata, "features": layer.features, "size": layer.size, "name": layer.name}
+    size = getattr(layer, "size", 1.0)  # a labels raster has no point size (its section has one)
+    return {"metadata": layer.metadata, "features": layer.features, "size": size, "name": layer.name}
 
 
 class ExportWidget(DockWidget):
@@ -143,7 +144,10 @@ class ExportWidget(DockWidget):
         p = self._target(path, caption, file_filter, suffix)
         if p is None:
             return None
-        writer(str(p), layer.data, _layer_meta(layer))
+        from ..review import is_raster_layer
+
+        data = state.coordinates() if is_raster_layer(layer) else layer.data  # a raster: the bins' centres
+        writer(str(p), data, _layer_meta(layer))
         return self._done(p, what)
 
     @guarded

@@ -29,6 +29,7 @@ from qtpy.QtWidgets import (
 
 from ..errors import ConfigError
 from ..review import ReviewState
+from ..review import raster as _raster
 from ..review.colours import VALUE_COLOURS
 from ..review.layers import apply_borders, describe_changes, restore_layer
 from . import _common
@@ -43,6 +44,7 @@ from ._common import (
     qt_callback,
 )
 from ._legend import COLOUR, COUNT, NAME, SHOW, ColourBar, LegendTable
+from ._review_raster import RasterSelectionMixin, _blocked_modes, _world
 
 __all__ = ["ReviewWidget"]
 
@@ -68,7 +70,7 @@ def ask_keep_manual(parent: QWidget | None, n_manual: int, k: int) -> str | None
     return "keep" if clicked is keep else "drop" if clicked is drop else None
 
 
-class ReviewWidget(DockWidget):
+class ReviewWidget(RasterSelectionMixin, DockWidget):
     """Review and correct the regions of a section.
 
     Legend (show/hide, colour, name, spot count; click a row to select its
@@ -105,6 +107,7 @@ class ReviewWidget(DockWidget):
                                   tooltip="re-cluster the stored embedding into k regions (no retraining); "
                                           "names, colours and hand assignments are kept")
         self.undo_btn = PushButton(text="Undo")
+        self.redo_btn = PushButton(text="Redo")
         top = Container(widgets=[self.layer, self.n_clusters])
         self.hint.native.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
 
@@ -127,7 +130,7 @@ class ReviewWidget(DockWidget):
         self.merge_btn = PushButton(text="Merge")
         edits = Container(
             widgets=[self.lasso_btn, self.target, self.new_name, self.assign_btn, self.merge_a, self.merge_b, self.merge_btn,
-                     self.undo_btn]
+                     Container(widgets=[self.undo_btn, self.redo_btn], layout="horizontal", labels=False)]
         )  # fmt: skip
 
         # colour by gene
@@ -196,6 +199,7 @@ class ReviewWidget(DockWidget):
         self.lasso_btn.changed.connect(lambda: self.select_in_shapes())
         self.merge_btn.changed.connect(lambda: self.merge())
         self.undo_btn.changed.connect(lambda: self.undo())
+        self.redo_btn.changed.connect(lambda: self.redo())
         self.gene_btn.changed.connect(lambda: self.colour_by_gene())
         self.gene.native.returnPressed.connect(lambda: self.colour_by_gene())
         self.clusters_btn.changed.connect(lambda: self.colour_by_clusters())
@@ -225,7 +229,10 @@ class ReviewWidget(DockWidget):
             return None
 
     def _apply(self, state: ReviewState) -> None:
-        state.apply_to_layer(self.layer.require())
+        layer = self.layer.require()
+        if _raster.is_raster_layer(layer) and state.colour_by is not None:
+            self._companion(layer, _raster.VALUE_LAYER_KEY, lambda: _raster.value_layer_data(state, layer), below=True)
+        state.apply_to_layer(layer)
         self.refresh()
 
     # ------------------------------------------------------------------ actions
@@ -242,9 +249,9 @@ class ReviewWidget(DockWidget):
         layer = self.layer.require()
         st = self.state()
         idx = st.spots_of(cluster) if st.has_result else st.spots_with_label(str(cluster))
-        layer.selected_data = {int(i) for i in idx}
+        self.select(idx)
         self.viewer.layers.selection.active = layer
-        return [int(i) for i in idx]
+        return np.asarray(idx, dtype=np.int64).tolist()
 
     @guarded
     def set_visible(self, cluster: Any, visible: bool) -> None:
@@ -289,11 +296,10 @@ class ReviewWidget(DockWidget):
 
         Returns the id of the region the spots now belong to.
         """
-        layer = self.layer.require()
         st = self.state()
         st.require_result()
-        sel = sorted(int(i) for i in layer.selected_data)
-        if not sel:
+        sel = self.selected()
+        if not sel.size:
             raise ConfigError(
                 "no spots selected: choose the spots layer, press S (select) or the lasso tool, "
                 "and select spots first"
@@ -328,15 +334,17 @@ class ReviewWidget(DockWidget):
             raise ConfigError(
                 "draw around the spots first: add a Shapes layer and use its lasso or polygon tool"
             )
-        polys = [np.asarray([shp.data_to_world(v) for v in verts]) for verts in shp.data]
-        world = np.asarray([layer.data_to_world(p) for p in layer.data])
-        idx = spots_in_shapes(world, polys, list(shp.shape_type))
+        polys = [_world(shp, verts) for verts in shp.data]
+        if _raster.is_raster_layer(layer):
+            idx = _raster.bins_in_shapes(layer, polys, list(shp.shape_type))
+        else:
+            idx = spots_in_shapes(_raster.layer_world_coords(layer), polys, list(shp.shape_type))
         idx = idx[self.state().shown_mask()[idx]]  # spots of hidden regions are not edited by accident
-        layer.selected_data = {int(i) for i in idx}
+        self.select(idx)
         self.viewer.layers.selection.active = layer
-        layer.mode = "select"
+        layer.mode = "pan_zoom" if _raster.is_raster_layer(layer) else "select"
         notify_info(f"{len(idx)} spots selected inside {len(shp.data)} shape(s) of {shp.name!r}")
-        return [int(i) for i in idx]
+        return np.asarray(idx, dtype=np.int64).tolist()
 
     @guarded
     def merge(self, keep: Any = None, other: Any = None) -> str | None:
@@ -357,6 +365,15 @@ class ReviewWidget(DockWidget):
         what = st.undo()
         self._apply(st)
         notify_info(f"undone: {what}")
+        return what
+
+    @guarded
+    def redo(self) -> str | None:
+        """Redo the last undone edit; returns its description."""
+        st = self.state()
+        what = st.redo()
+        self._apply(st)
+        notify_info(f"redone: {what}")
         return what
 
     @guarded
@@ -488,7 +505,10 @@ class ReviewWidget(DockWidget):
         if layer is not None:
             for ev, cb in self._layer_events():
                 getattr(layer.events, ev).connect(cb)
-            layer.selected_data.events.items_changed.connect(self._on_selection)
+            if not _raster.is_raster_layer(layer):
+                layer.selected_data.events.items_changed.connect(self._on_selection)
+            else:  # after the layer insertion that chose it has finished
+                QTimer.singleShot(0, lambda: self._prepare_raster(layer))
         self.refresh()
 
     def _on_selection(self, *_: Any) -> None:
@@ -500,21 +520,29 @@ class ReviewWidget(DockWidget):
         apply_borders(layer, st.shown_mask() if st is not None else None)
 
     def _layer_events(self) -> list[tuple[str, Any]]:
+        if _raster.is_raster_layer(self._layer):  # the raster is only written by the review (and the brush)
+            return [("mode", self._on_mode), ("paint", self._on_paint)]
         return [("features", self._on_features), ("data", self._on_features), ("mode", self._on_mode)]
 
     def _on_mode(self, *_: Any) -> None:
-        """Keep the spots from being edited by accident: 'add' mode falls back to 'select'."""
+        """Keep the spots from being edited by accident: 'add' mode falls back to 'select'
+        (on a raster, 'erase' falls back to pan/zoom: bins cannot be removed)."""
         layer = self._layer
-        if layer is None or str(layer.mode) != "add":
+        if layer is None or str(layer.mode) not in _blocked_modes(layer):
             return
         QTimer.singleShot(0, lambda: self._block_add(layer))
 
     def _block_add(self, layer: Any) -> None:
-        if _common.is_alive(layer) and str(layer.mode) == "add":
-            layer.mode = "select"
+        if _common.is_alive(layer) and str(layer.mode) in _blocked_modes(layer):
+            raster = _raster.is_raster_layer(layer)
+            layer.mode = "pan_zoom" if raster else "select"
             if not self._mode_warned:
                 self._mode_warned = True
-                notify_warning("spots come from the section and cannot be added: use select or the lasso instead")
+                notify_warning(
+                    "bins cannot be erased: paint them with another region's label to relabel them"
+                    if raster
+                    else "spots come from the section and cannot be added: use select or the lasso instead"
+                )
 
     def _on_features(self, *_: Any) -> None:
         if not self._refreshing:
@@ -541,6 +569,7 @@ class ReviewWidget(DockWidget):
         for w in (self.gene, self.gene_btn, self.clusters_btn):
             w.enabled = st is not None
         self.undo_btn.enabled = bool(st is not None and st.can_undo)
+        self.redo_btn.enabled = bool(st is not None and st.can_redo)
         self._refresh_hint(st)
         names = (st.numeric_columns() + st.genes()) if st is not None else []
         if self._gene_model.rowCount() != len(names):

@@ -60,6 +60,7 @@ __all__ = [
     "section_name",
     "image_layer_data",
     "points_layer_data",
+    "spots_layer_data",
     "section_layer_data",
 ]
 
@@ -102,6 +103,10 @@ def layer_changes(adata: AnnData, data: np.ndarray, tol: float = 0.5) -> tuple[n
 
 def describe_changes(layer: Any, adata: AnnData) -> str | None:
     """One line on how a points layer differs from its section's spots (None: it matches)."""
+    from .raster import is_raster_layer
+
+    if is_raster_layer(layer):
+        return None
     data = np.asarray(getattr(layer, "data", np.zeros((0, 2))))
     if len(data) == adata.n_obs and np.allclose(data[:, -2:], spot_coordinates(adata), atol=0.5):
         return None
@@ -128,6 +133,13 @@ def restore_layer(layer: Any, adata: AnnData) -> tuple[int, int]:
 
 def check_layer_matches(layer: Any, adata: AnnData) -> None:
     """Raise :class:`DataError` when a points layer no longer has one point per spot."""
+    from .raster import GRID_KEY, is_raster_layer
+
+    if is_raster_layer(layer):
+        grid = layer.metadata[GRID_KEY]
+        if grid.n_bins != adata.n_obs or tuple(np.shape(layer.data)) != grid.shape:
+            raise DataError(None, f"layer {getattr(layer, 'name', '?')!r} no longer matches its section: reload it")
+        return
     n = len(getattr(layer, "data", []))
     if n != adata.n_obs:
         raise DataError(
@@ -189,8 +201,8 @@ def spot_colours(state: ReviewState) -> np.ndarray:
         lo, hi = state.gene_limits()
         return value_rgba((v - lo) / (hi - lo))
     if col == state.key:
-        lut = {c: to_rgba(h) for c, h in colour_cycle(state).items()}
-        return np.asarray([lut[v] for v in state._labels().astype(str)], dtype=float)
+        lut = np.asarray([to_rgba(h) for h in colour_cycle(state).values()] + [to_rgba(PLAIN_COLOUR)], dtype=float)
+        return lut[state.codes()]
     if col == LABEL_KEY:
         cyc = label_cycle(state)
         return np.asarray([to_rgba(cyc[v]) for v in label_values(state.adata)], dtype=float)
@@ -224,9 +236,10 @@ def features(state: ReviewState) -> pd.DataFrame:
         labels = state._labels()
         df[state.key] = pd.Categorical(np.asarray(labels.astype(object)), categories=labels.categories)
         names = [state.names.get(c, default_name(c)) for c in labels.categories]
-        df[REGION_KEY] = pd.Categorical(
-            [state.names.get(v, default_name(v)) for v in labels.astype(str)], categories=names
-        )
+        if len(set(names)) == len(names):
+            df[REGION_KEY] = pd.Categorical.from_codes(np.asarray(labels.codes), categories=names)
+        else:
+            df[REGION_KEY] = pd.Categorical(np.asarray(names + [np.nan], dtype=object)[np.asarray(labels.codes)])
     if CONFIDENCE_KEY in obs:
         df[CONFIDENCE_KEY] = np.asarray(obs[CONFIDENCE_KEY], dtype=np.float64)
     if state.colour_by is not None:
@@ -429,12 +442,32 @@ def points_layer_data(adata: AnnData, name: str | None = None) -> tuple[Any, dic
     return (state.coordinates(), layer_kwargs(state, name), "points")
 
 
-def section_layer_data(adata: AnnData, name: str | None = None) -> list[tuple[Any, dict[str, Any], str]]:
-    """Image (when there is one) and points layer-data tuples of a section."""
+def spots_layer_data(
+    adata: AnnData, name: str | None = None, raster_min_spots: int | None = None
+) -> tuple[Any, dict[str, Any], str]:
+    """The spots as a labels raster (large square-grid sections, see :mod:`.raster`) or a points layer."""
+    from .raster import labels_layer_data, raster_grid
+    from .state import ReviewState
+
+    grid = raster_grid(adata, raster_min_spots)
+    if grid is None:
+        return points_layer_data(adata, name)
+    return labels_layer_data(ReviewState(adata), grid, name or f"{section_name(adata)} spots")
+
+
+def section_layer_data(
+    adata: AnnData, name: str | None = None, raster_min_spots: int | None = None
+) -> list[tuple[Any, dict[str, Any], str]]:
+    """Image (when there is one) and spots layer-data tuples of a section.
+
+    The spots are a points layer, or a labels raster for a section of at
+    least ``raster_min_spots`` (default :data:`.raster.RASTER_MIN_SPOTS`) spots on
+    a square grid (Visium HD); 0 draws every square-grid section as a raster.
+    """
     base = name or section_name(adata)
     out: list[tuple[Any, dict[str, Any], str]] = []
     img = image_layer_data(adata, f"{base} H&E")
     if img is not None:
         out.append(img)
-    out.append(points_layer_data(adata, f"{base} spots"))
+    out.append(spots_layer_data(adata, f"{base} spots", raster_min_spots))
     return out

@@ -1,0 +1,215 @@
+"""The napari review at Visium HD scale: open, recolour, select, relabel, undo (issue 10, item 5).
+
+A synthetic Visium-HD-like section (square bins inside an elliptic tissue
+outline, six regions as clusters, an H&E-like image) is opened in a real
+napari viewer with the Review widget, and each interaction is timed until the
+canvas has been redrawn (``viewer.screenshot`` renders it). Run under Xvfb::
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" env QT_API=pyqt6 PYTHONPATH=src \\
+        python benchmarks/viewer.py --bins 100000 500000
+    ... python benchmarks/viewer.py --shot docs/images/viewer_raster.png
+
+Prints a Markdown table (one column per size; each size in a fresh process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+
+def hd_section(n_bins: int, n_genes: int = 100, n_regions: int = 6, bin_px: float = 30.0, seed: int = 0) -> Any:
+    """A Visium-HD-like section of about ``n_bins`` square bins with a clustering in ``obs["senca_cluster"]``.
+
+    Bins lie on a square grid (``array_row``/``array_col``) inside an ellipse;
+    regions are Voronoi cells of random seeds with 2 % noise; counts are
+    Poisson with region-specific markers (sparse); the H&E-like image is
+    stored at about 2,000 px on its long side.
+    """
+    from napari_senca.section import CLUSTER_KEY, UNS_KEY, make_section
+
+    rng = np.random.default_rng(seed)
+    side = int(np.ceil(np.sqrt(n_bins * 4 / np.pi)))  # an ellipse inscribed in a side x side box
+    gy, gx = np.mgrid[0:side, 0:side]
+    c = (side - 1) / 2
+    inside = ((gy - c) / (side / 2)) ** 2 + ((gx - c) / (side / 2)) ** 2 <= 1
+    rows, cols = gy[inside], gx[inside]
+    n = rows.size
+    seeds = rng.uniform(0, side, size=(n_regions, 2))
+    d = (rows[:, None] - seeds[None, :, 0]) ** 2 + (cols[:, None] - seeds[None, :, 1]) ** 2
+    region = d.argmin(1)
+    noise = rng.random(n) < 0.02
+    region[noise] = rng.integers(0, n_regions, noise.sum())
+
+    rate = np.full((n_regions, n_genes), 0.3, dtype=np.float32)
+    for r in range(n_regions):
+        rate[r, r * 5 : r * 5 + 5] = 3.0
+    blocks = []
+    for s in range(0, n, 50_000):
+        blocks.append(sp.csr_matrix(rng.poisson(rate[region[s : s + 50_000]]).astype(np.float32)))
+    counts = sp.vstack(blocks).tocsr()
+    genes = [f"G{i}" for i in range(n_genes)]
+    ids = [f"s_008um_{r:05d}_{q:05d}-1" for r, q in zip(rows, cols, strict=True)]
+    margin = 20 * bin_px
+    xy = np.stack([margin + cols * bin_px, margin + rows * bin_px], 1).astype(np.float64)
+
+    full = 2 * margin + side * bin_px
+    scalef = 2000.0 / full
+    img_side = int(full * scalef)
+    iy, ix = np.mgrid[0:img_side, 0:img_side]
+    by = ((iy / scalef - margin) / bin_px).round().astype(int)
+    bx = ((ix / scalef - margin) / bin_px).round().astype(int)
+    off = (by < 0) | (by >= side) | (bx < 0) | (bx >= side)
+    reg = np.full((side, side), -1)
+    reg[rows, cols] = region
+    pix = np.where(off, -1, reg[np.clip(by, 0, side - 1), np.clip(bx, 0, side - 1)])
+    stain = np.array([[214, 170, 200], [180, 120, 170], [120, 90, 160], [225, 150, 185], [160, 110, 180],
+                      [200, 140, 190]], dtype=np.float64)  # fmt: skip
+    img = np.where(pix[..., None] >= 0, stain[pix % len(stain)], 245.0)
+    img = np.clip(img + rng.normal(0, 10, img.shape), 0, 255).astype(np.uint8)
+
+    adata = make_section(counts, ids, genes, xy, array_row=rows, array_col=cols, image=img, image_scalef=scalef,
+                         spot_diameter_fullres=bin_px, library_id="hd_synthetic", source_format="synthetic")  # fmt: skip
+    adata.obs[CLUSTER_KEY] = pd.Categorical(region.astype(str), categories=[str(i) for i in range(n_regions)])
+    adata.uns[UNS_KEY] = {"n_clusters": n_regions}
+    return adata
+
+
+def lasso(adata: Any, frac: float = 0.3, n_vertices: int = 400) -> np.ndarray:
+    """A wobbly closed lasso (``n_vertices``, napari row/col) around about ``frac`` of the section."""
+    yx = np.asarray(adata.obsm["spatial"])[:, ::-1]
+    lo, hi = yx.min(0), yx.max(0)
+    centre = lo + (hi - lo) * np.array([0.4, 0.55])
+    r = (hi - lo) * np.sqrt(frac / np.pi)
+    t = np.linspace(0, 2 * np.pi, n_vertices, endpoint=False)
+    wobble = 1 + 0.08 * np.sin(7 * t)
+    return centre + np.stack([np.sin(t), np.cos(t)], 1) * r * wobble[:, None]
+
+
+def _timed(viewer: Any, fn: Callable[[], Any]) -> str:
+    """Wall and CPU seconds (this process, all its threads) for ``fn`` and the redraw that follows.
+
+    On a shared machine the wall time includes waiting for a core; the CPU
+    time is the work done.
+    """
+    from qtpy.QtWidgets import QApplication
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    fn()
+    QApplication.processEvents()
+    viewer.screenshot(canvas_only=True)
+    return f"{time.perf_counter() - t0:.2f} / {time.process_time() - c0:.2f}"
+
+
+def run(n_bins: int) -> dict[str, float | int | str]:
+    """Open a synthetic section of ``n_bins`` bins and time the review interactions."""
+    import napari
+
+    from napari_senca._qt import ReviewWidget, _common
+    from napari_senca._qt._review import NEW_REGION
+
+    t0 = time.perf_counter()
+    adata = hd_section(n_bins)
+    out: dict[str, float | int | str] = {"bins": adata.n_obs, "build section ": f"{time.perf_counter() - t0:.1f}"}
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1500, 950)
+    review = ReviewWidget(viewer)
+    viewer.window.add_dock_widget(review, name="Review regions", area="right")
+    layer: list[Any] = []
+    out["open: add layers + first draw "] = _timed(viewer, lambda: layer.append(_common.add_section(viewer, adata, "HD")))
+    spots = layer[0]
+    out["layer"] = type(spots).__name__
+    out["redraw alone, no change "] = _timed(viewer, lambda: None)
+    out["recolour by gene "] = _timed(viewer, lambda: review.colour_by_gene("G3"))
+    out["recolour by gene again "] = _timed(viewer, lambda: review.colour_by_gene("G12"))
+    out["recolour by region "] = _timed(viewer, lambda: review.colour_by_clusters())
+    out["change a region's colour "] = _timed(viewer, lambda: review.recolour("1", "#ff1744"))
+    out["hide a region "] = _timed(viewer, lambda: review.set_visible("2", False))
+    out["show it again "] = _timed(viewer, lambda: review.set_visible("2", True))
+    shapes = viewer.add_shapes([lasso(adata)], shape_type="polygon", name="lasso", face_color="transparent",
+                               edge_color="cyan", edge_width=max(2.0, 0.002 * adata.obsm["spatial"].max()))  # fmt: skip
+    sel: list[Any] = []
+    out["select inside a 400-vertex lasso "] = _timed(viewer, lambda: sel.append(review.select_in_shapes(shapes)))
+    out["bins selected"] = len(sel[0] or [])
+    out["assign selection to a new region "] = _timed(viewer, lambda: review.assign_selected(NEW_REGION, "lasso"))
+    out["merge two regions "] = _timed(viewer, lambda: review.merge("0", "3"))
+    out["undo "] = _timed(viewer, lambda: review.undo())
+    out["redo "] = _timed(viewer, lambda: review.redo())
+    out["undo twice "] = _timed(viewer, lambda: (review.undo(), review.undo()))
+    st = review.state()
+    out["undo memory (kB)"] = round(st.history.nbytes / 1024, 1)
+    viewer.close()
+    return out
+
+
+def screenshot(path: str, n_bins: int = 20_000, gene: str | None = None) -> None:
+    """Save a picture of the raster review: regions on the H&E, a lasso and its selection outline."""
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from napari_senca._qt import ReviewWidget, _common
+    from napari_senca.review import raster as _raster
+
+    _raster.RASTER_MIN_SPOTS = 0  # a small section, drawn as a raster for the picture
+    adata = hd_section(n_bins)
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1500, 950)
+    review = ReviewWidget(viewer)
+    viewer.window.add_dock_widget(review, name="Review regions", area="right")
+    _common.add_section(viewer, adata, "HD synthetic")
+    review.rename("0", "invasive cancer")
+    review.rename("1", "stroma")
+    shapes = viewer.add_shapes([lasso(adata, 0.12, 120)], shape_type="polygon", name="lasso",
+                               face_color="transparent", edge_color="cyan", edge_width=25.0)  # fmt: skip
+    review.select_in_shapes(shapes)
+    if gene:
+        review.colour_by_gene(gene)
+    viewer.reset_view()
+    for _ in range(5):
+        QApplication.processEvents()
+        time.sleep(0.2)
+    viewer.screenshot(path, canvas_only=False)
+    viewer.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bins", type=int, nargs="+", default=[100_000, 500_000])
+    ap.add_argument("--one", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--shot", default=None, help="only save a screenshot of a 20,000-bin raster (PNG)")
+    ap.add_argument("--gene", default=None, help="colour the screenshot by this gene")
+    args = ap.parse_args()
+    if args.shot:
+        screenshot(args.shot, gene=args.gene)
+        return
+    if args.one:
+        print("RESULT " + json.dumps(run(args.one)))
+        return
+    rows = []
+    for n in args.bins:  # a fresh process per size: first-use costs (numba, shaders) count every time
+        res = subprocess.run([sys.executable, __file__, "--one", str(n)], capture_output=True, text=True)
+        line = [x for x in res.stdout.splitlines() if x.startswith("RESULT ")]
+        if not line:
+            raise SystemExit(f"{n} bins failed:\n{res.stderr[-3000:]}")
+        rows.append(json.loads(line[0][7:]))
+    keys = list(rows[0])
+    print(f"load average before the run: {os.getloadavg()[0]:.1f}; cells: wall s / CPU s")
+    print("| " + " | ".join(["step"] + [f"{r['bins']:,} bins" for r in rows]) + " |")
+    print("|" + "---|" * (len(rows) + 1))
+    for k in keys[1:]:
+        cells = [f"{r[k]:.2f}" if isinstance(r[k], float) else str(r[k]) for r in rows]
+        print("| " + " | ".join([k] + cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
