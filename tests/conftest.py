@@ -310,3 +310,15 @@ def notes(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
 def viewer(make_napari_viewer: Any) -> Any:
     """A napari viewer (closed by pytest-napari after the test)."""
     return make_napari_viewer()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _feature_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Image features cached on disk go to a temporary folder, never the user's cache."""
+    before = os.environ.get("NAPARI_SENCA_CACHE")
+    os.environ["NAPARI_SENCA_CACHE"] = str(tmp_path_factory.mktemp("feature-cache"))
+    yield
+    if before is None:
+        os.environ.pop("NAPARI_SENCA_CACHE", None)
+    else:
+        os.environ["NAPARI_SENCA_CACHE"] = before
