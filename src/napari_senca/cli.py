@@ -349,7 +349,11 @@ def _inputs(args: argparse.Namespace) -> list[Path]:
     """Every path ``run`` reads: the output folder must be none of them and hold none of them."""
     from .runner import section_inputs
 
-    return section_inputs(args.path, args.image, getattr(args, "image_weights", None))
+    inputs = section_inputs(args.path, args.image, getattr(args, "image_weights", None))
+    enc = getattr(args, "encoder", None)
+    if enc and Path(enc).expanduser().is_file():  # a checkpoint given as the encoder is an input too
+        inputs.append(Path(enc).expanduser())
+    return inputs
 
 
 def _config(args: argparse.Namespace) -> Any:

@@ -26,6 +26,7 @@ from collections import OrderedDict
 from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -71,7 +72,7 @@ class ImageFeatures:
         return not weights_are_random(self.weights_used)
 
 
-def _hash_levels(h: "hashlib._Hash", adata: AnnData) -> None:
+def _hash_levels(h: Any, adata: AnnData) -> None:
     levels = image_levels(adata)
     for arr, f in levels:
         h.update(repr((tuple(arr.shape), float(f))).encode())
