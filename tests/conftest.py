@@ -422,3 +422,15 @@ def visium_hd_folder(tmp_path: Path) -> Callable[..., Path]:
         return build_visium_hd(tmp_path / name, **kw)
 
     return make
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _feature_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Image features cached on disk go to a temporary folder, never the user's cache."""
+    before = os.environ.get("NAPARI_SENCA_CACHE")
+    os.environ["NAPARI_SENCA_CACHE"] = str(tmp_path_factory.mktemp("feature-cache"))
+    yield
+    if before is None:
+        os.environ.pop("NAPARI_SENCA_CACHE", None)
+    else:
+        os.environ["NAPARI_SENCA_CACHE"] = before

@@ -254,6 +254,27 @@ def test_run_on_space_ranger_and_h5ad(kind, visium_folder, tmp_path, capsys, mon
     a = read_h5ad(out / "annotated.h5ad")
     assert a.obs["senca_cluster"].nunique() == 2
     assert not a.uns["senca"]["rna_only"]  # the image branch ran
+    # random image weights are said plainly, on one line, and recorded
+    err = capsys.readouterr().err
+    assert "napari-senca: warning: image features come from random weights" in err
+    assert not a.uns["senca"]["image_features_informative"]
+
+
+def test_encoder_option(tmp_path):
+    torch = pytest.importorskip("torch")
+
+    def cfg(*extra):
+        return cli._config(cli.build_parser().parse_args(["run", "sample:synthetic", "--out", "o", *extra]))
+
+    assert cfg().backbone == "resnet18" and cfg().cache_features
+    assert cfg("--encoder", "hf-hub:MahmoodLab/UNI").backbone == "hf-hub:MahmoodLab/UNI"
+    assert not cfg("--no-feature-cache").cache_features
+    ckpt = tmp_path / "uni_like.pth"
+    torch.save({"arch": "vit_tiny_patch16_224", "state_dict": {}}, ckpt)
+    c = cfg("--encoder", str(ckpt))
+    assert c.backbone == "vit_tiny_patch16_224" and c.image_weights == str(ckpt)
+    with pytest.raises(cli.CliError, match="not found"):
+        cfg("--encoder", str(tmp_path / "missing.pth"))
 
 
 # --------------------------------------------------------------------------- issue 8: never lose the user's data

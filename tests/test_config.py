@@ -43,7 +43,7 @@ BAD_VALUES = [
     ("patch_radius_spacings", 0.0),
     ("patch_size", 8),
     ("patch_size", 2048),
-    ("backbone", "vgg16"),
+    ("backbone", "resnet 18; rm"),
     ("image_weights", ""),
     ("n_heads", 3),  # 128 is not divisible by 3
     ("dropout", 1.0),

@@ -124,11 +124,29 @@ def test_overview_png_without_image_or_embedding(tmp_path, monkeypatch):
     a = _clustered(n_side=5, with_image=False)
     calls = []
     monkeypatch.setattr(export, "embedding_2d", lambda e, seed=0: (calls.append(1), (np.asarray(e)[:, :2], "UMAP"))[1])
-    write_overview_png(a, tmp_path / "o.png")
+    write_overview_png(a, tmp_path / "o.png", layout="umap")
     assert calls == [1]
     del a.obsm["X_senca"]
     write_overview_png(a, tmp_path / "o2.png")
     assert (tmp_path / "o2.png").stat().st_size > 1000
+
+
+def test_overview_is_pca_by_default_and_umap_reuses_a_stored_layout(tmp_path, monkeypatch):
+    """UMAP (its numba compile took 20 s of a 34 s CLI run) only on request, and not twice."""
+
+    def no_umap(*a, **kw):
+        raise AssertionError("UMAP computed")
+
+    monkeypatch.setattr(export, "embedding_2d", no_umap)
+    a = _clustered(n_side=5)
+    lay, method = export.overview_layout(a, "X_senca")
+    assert method == "PCA" and lay.shape == (a.n_obs, 2)
+    write_overview_png(a, tmp_path / "o.png")
+    from napari_senca.embedding_view import store_layout
+
+    store_layout(a, "umap", np.zeros((a.n_obs, 2)))
+    assert export.overview_layout(a, "X_senca", "umap")[1] == "UMAP"
+    write_overview_png(a, tmp_path / "u.png", layout="umap")
 
 
 def test_embedding_2d_pca_shapes():

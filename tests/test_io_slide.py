@@ -22,7 +22,7 @@ from napari_senca.io.slide import (
     write_pyramid,
 )
 from napari_senca.notes import InputWarning
-from napari_senca.patches import iter_patches, pick_level
+from napari_senca.patches import choose_level, iter_patches
 from napari_senca.section import fullres_reference, get_image, get_image_levels
 
 SIDE = 8192
@@ -187,7 +187,7 @@ def test_patches_read_from_the_right_level(visium_hd_folder):
     levels = get_image_levels(a)
     assert len(levels) == 2
     # 16 um bins are 32 px apart: a 3-spacing radius is a 192 px window at level 0, 96 px at level 1
-    assert pick_level(levels, 192.0, 96)[1] == 0.5 and pick_level(levels, 192.0, 150)[1] == 1.0
+    assert choose_level(levels, 96.0, 96)[1] == 0.5 and choose_level(levels, 96.0, 150)[1] == 1.0
     (batch,) = list(iter_patches(a, radius_spacings=3.0, size=64, batch=1000))
     assert batch.shape == (a.n_obs, 64, 64, 3)
     left = a.obs["array_col"].to_numpy() == 0

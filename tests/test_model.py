@@ -240,8 +240,8 @@ def test_backbone_normalises_with_imagenet_statistics(resnet18: ResNetTrunk) -> 
 
 
 def test_backbone_unknown_name_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="vgg16"):
-        build_backbone("vgg16", "none")
+    with pytest.raises(ConfigError, match="no_such_net"):
+        build_backbone("no_such_net", "none")
 
 
 @pytest.fixture(scope="module")

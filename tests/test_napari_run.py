@@ -99,7 +99,7 @@ def test_imagenet_cache_lookup(monkeypatch, tmp_path):
     assert image_weights.imagenet_cached("resnet18") is True
     assert image_weights.imagenet_cached("no_such_net") is None
     assert image_weights.weights_notice("resnet18", "auto", True) == ""
-    assert image_weights.weights_notice("resnet18", "none", False) == ""
+    assert "weak image features" in image_weights.weights_notice("resnet18", "none", False)
     assert "random image weights" in image_weights.weights_notice("resnet18", "auto", False)
 
 
@@ -143,6 +143,9 @@ def test_widget_one_bar_with_stage_and_time(qtbot, make_napari_viewer, notes):
         assert name in texts
     assert all(t.endswith(":" + t[-2:]) and t[-5:-3].isdigit() for _, t in seen)  # ... · mm:ss
     assert run.progress.value == run.progress.max and "done" in run.progress.native.format()
+    # random image weights: the status says the image features are weak, and a notification explains it
+    assert run.status.value.endswith("weak image features (random weights)")
+    assert any("random weights" in w for w in notes["warning"])
 
 
 @pytest.mark.qt
@@ -180,10 +183,14 @@ def test_weights_note_before_the_run(qtbot, make_napari_viewer, monkeypatch):
     assert run.image_weights.value == "auto"
     assert not run.weights_note.native.isHidden() and "random image weights" in run.weights_note.value
     run.image_weights.value = "none"
-    assert run.weights_note.value == "" and run.weights_note.native.isHidden()
+    assert "weak image features" in run.weights_note.value and not run.weights_note.native.isHidden()
     run.image_weights.value = "auto"
     run.use_image.value = False
-    assert run.weights_note.value == ""
+    assert run.weights_note.value == "" and run.weights_note.native.isHidden()
+    run.use_image.value = True
+    run.encoder.native.setEditText("hf-hub:MahmoodLab/UNI")  # any timm name can be typed
+    assert run.config().backbone == "hf-hub:MahmoodLab/UNI"
+    assert "HF_TOKEN" in run.weights_note.value
 
 
 @pytest.mark.qt

@@ -20,14 +20,14 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
-
-from anndata import AnnData
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ._version import __version__
 from .errors import SencaError, shorten
 from .outputs import MARKER, check_output_folder
-from .runner import OUTPUT_FILES
+
+if TYPE_CHECKING:  # anndata, pandas, torch... are imported by the commands, not by --help
+    from anndata import AnnData
 
 __all__ = ["main", "build_parser", "summarize", "ProgressPrinter"]
 
@@ -40,6 +40,15 @@ class CliError(SencaError):
 
 class Terminated(BaseException):
     """Raised by the SIGTERM handler, so that a terminated run cleans up like Ctrl-C."""
+
+
+def __getattr__(name: str) -> Any:
+    """``OUTPUT_FILES`` from :mod:`napari_senca.runner`, imported on first use (it imports anndata)."""
+    if name == "OUTPUT_FILES":
+        from .runner import OUTPUT_FILES
+
+        return OUTPUT_FILES
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------- parser
@@ -117,7 +126,24 @@ def _add_settings(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, metavar="S", help="random seed (default 0)")
     p.add_argument("--device", metavar="D", help="auto (default), cpu, cuda or mps")
     p.add_argument("--no-image", action="store_true", help="RNA-only: ignore the H&E")
-    p.add_argument("--image-weights", metavar="auto|imagenet|none|FILE", help="ResNet weights (default auto)")
+    p.add_argument(
+        "--encoder",
+        metavar="NAME|FILE",
+        help="image encoder: resnet18 (default), resnet34, resnet50, any timm model name "
+        "(e.g. hf-hub:MahmoodLab/UNI, hf-hub:bioptimus/H-optimus-0; gated models need HF_TOKEN), "
+        "or a local checkpoint file (its 'arch' entry, else resnet18, names the architecture)",
+    )
+    p.add_argument(
+        "--image-weights",
+        metavar="auto|imagenet|none|FILE",
+        help="encoder weights: auto (pretrained if available, else random; default), imagenet (pretrained), "
+        "none (random) or a state dict file for --encoder's architecture",
+    )
+    p.add_argument(
+        "--no-feature-cache",
+        action="store_true",
+        help="do not keep image features on disk (default: cached per image, spots, encoder and patch settings)",
+    )
     p.add_argument("--lr", type=float, metavar="LR", help="learning rate (default 5e-4)")
 
 
@@ -355,7 +381,11 @@ def _inputs(args: argparse.Namespace) -> list[Path]:
     """Every path ``run`` reads: the output folder must be none of them and hold none of them."""
     from .runner import section_inputs
 
-    return section_inputs(args.path, args.image, getattr(args, "image_weights", None))
+    inputs = section_inputs(args.path, args.image, getattr(args, "image_weights", None))
+    enc = getattr(args, "encoder", None)
+    if enc and Path(enc).expanduser().is_file():  # a checkpoint given as the encoder is an input too
+        inputs.append(Path(enc).expanduser())
+    return inputs
 
 
 def _config(args: argparse.Namespace) -> Any:
@@ -369,7 +399,20 @@ def _config(args: argparse.Namespace) -> Any:
             changes[name] = v
     w = changes.get("image_weights")
     if w is not None and w not in ("auto", "imagenet", "none") and not Path(w).is_file():
-        raise CliError(f"{w}: --image-weights must be auto, imagenet, none or an existing .pth file")
+        raise CliError(f"{w}: --image-weights must be auto, imagenet, none or an existing checkpoint file")
+    enc = getattr(args, "encoder", None)
+    if enc:
+        if Path(enc).expanduser().is_file():  # a checkpoint: the weights, and the architecture it names
+            from .encoders import checkpoint_arch
+
+            changes["image_weights"] = str(Path(enc).expanduser())
+            changes["backbone"] = checkpoint_arch(Path(enc).expanduser()) or "resnet18"
+        elif any(c in enc for c in "/\\") and not enc.startswith(("hf-hub:", "timm:")):
+            raise CliError(f"{enc}: --encoder file not found (or give a timm name such as hf-hub:MahmoodLab/UNI)")
+        else:
+            changes["backbone"] = enc
+    if getattr(args, "no_feature_cache", False):
+        changes["cache_features"] = False
     if getattr(args, "no_image", False):
         changes["use_image"] = False
     return SencaConfig(**changes)
@@ -471,7 +514,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"ARI: {rep.ari:.4f} (against the labels, {rep.n_labelled} labelled spots)")
     total = time.perf_counter() - t0 - t_read
     print(f"device: {rep.device}; image weights: {rep.image_weights}; {total:.1f} s")
-    print(f"wrote: {out} ({', '.join(OUTPUT_FILES)})")
+    from .features import WEAK_FEATURES_NOTE, weights_are_random
+
+    if rep.image and weights_are_random(rep.image_weights):
+        _error_line(WEAK_FEATURES_NOTE, prefix="warning: ")
+    print(f"wrote: {out} ({', '.join(runner.OUTPUT_FILES)})")
     return 0
 
 

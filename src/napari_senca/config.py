@@ -9,6 +9,7 @@ Python, the CLI or the napari widget.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -45,17 +46,34 @@ class SencaConfig:
         Patch radius around each spot in units of the median nearest-spot
         distance (paper: 3, "up to third degree neighbour").
     patch_size
-        Side in pixels every patch is resized to before the ResNet.
+        Side in pixels every patch is resized to before the encoder; 0 (the
+        default) uses the encoder's own input size (224 for the torchvision
+        ResNets; timm models give theirs; ViTs always read their own).
     use_image
         Use the H&E branch when the section has an image. ``False`` (or a
         section without an image) runs RNA-only.
     backbone
-        torchvision ResNet depth: ``resnet18``, ``resnet34`` or ``resnet50``.
+        The image encoder: a torchvision ResNet (``resnet18``, ``resnet34``,
+        ``resnet50``) or any timm model name (``resnet10t``,
+        ``vit_small_patch16_224``, ``hf-hub:MahmoodLab/UNI``,
+        ``hf-hub:bioptimus/H-optimus-0``, ``timm:NAME``); see
+        :mod:`napari_senca.encoders`.
     image_weights
-        ``"auto"`` (ImageNet when torchvision can load them, from its cache or
-        the internet, else random initialisation, recorded in the result),
-        ``"imagenet"`` (torchvision weights API; an error when offline and not
-        cached), ``"none"`` (random initialisation) or a local ``.pth`` state dict.
+        ``"auto"`` (pretrained weights when they can be loaded, from the
+        torch / Hugging Face cache or the internet, else random initialisation,
+        recorded in the result), ``"imagenet"`` (pretrained or an error when
+        offline and not cached), ``"none"`` (random initialisation) or a local
+        checkpoint file (a state dict for the ``backbone`` architecture).
+    image_encoding
+        ``"auto"``/``"fcn"``: CNN encoders run once, fully convolutionally,
+        over the image and each spot's window is pooled from the feature map
+        (much faster: patches of neighbouring spots overlap about 36-fold;
+        docs/benchmarks.md); ``"patches"``: every patch is encoded on its
+        own. ViTs and fine-tuning always use patches.
+    cache_features
+        Keep the frozen encoder's features on disk (user cache folder, or
+        ``NAPARI_SENCA_CACHE``; ``off`` there disables it too), so that a new
+        run on the same section and settings does not re-encode.
     image_pcs
         The image branch reads this many principal components of the
         standardised patch features, scaled to the RNA input's mean square, and
@@ -158,10 +176,12 @@ class SencaConfig:
     n_neighbors: int = 4
     # image patches (section 3.3)
     patch_radius_spacings: float = 3.0
-    patch_size: int = 224
+    patch_size: int = 0
     use_image: bool = True
     backbone: str = "resnet18"
     image_weights: str = "auto"
+    image_encoding: str = "auto"
+    cache_features: bool = True
     image_pcs: int = 0
     freeze_backbone: bool = True
     finetune_batch: int = 32
@@ -213,10 +233,17 @@ class SencaConfig:
         need(self.n_top_genes >= 2, f"n_top_genes must be >= 2, got {self.n_top_genes}")
         need(1 <= self.n_neighbors <= 64, f"n_neighbors must be 1-64, got {self.n_neighbors}")
         need(self.patch_radius_spacings > 0, "patch_radius_spacings must be > 0")
-        need(16 <= self.patch_size <= 1024, f"patch_size must be 16-1024, got {self.patch_size}")
         need(
-            self.backbone in ("resnet18", "resnet34", "resnet50"),
-            f"backbone must be resnet18, resnet34 or resnet50, got {self.backbone!r}",
+            self.patch_size == 0 or 16 <= self.patch_size <= 1024,
+            f"patch_size must be 0 (the encoder's) or 16-1024, got {self.patch_size}",
+        )
+        need(
+            bool(re.fullmatch(r"[A-Za-z0-9_.\-:/]+", str(self.backbone))),
+            f"backbone must be a torchvision ResNet or a timm model name, got {self.backbone!r}",
+        )
+        need(
+            self.image_encoding in ("auto", "fcn", "patches"),
+            f"image_encoding must be 'auto', 'fcn' or 'patches', got {self.image_encoding!r}",
         )
         need(bool(self.image_weights), "image_weights must be 'imagenet', 'none' or a file path")
         for dim in ("embed_dim", "hidden_dim", "shared_dim"):

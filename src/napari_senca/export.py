@@ -509,14 +509,41 @@ def embedding_2d(emb: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str]:
             return np.asarray(xy, dtype=np.float64), "UMAP"
         except ImportError:
             pass
-    xc = x - x.mean(0)
+    return pca_2d(x), "PCA"
+
+
+def pca_2d(emb: np.ndarray) -> np.ndarray:
+    """The first two principal components of an embedding, ``(n, 2)`` (zeros where undefined)."""
+    x = np.asarray(emb, dtype=np.float64)
+    n = x.shape[0]
+    xc = x - x.mean(0) if n else x
     if n < 2 or xc.shape[1] == 0:
-        return np.zeros((n, 2)), "PCA"
+        return np.zeros((n, 2))
     u, s, _ = np.linalg.svd(xc, full_matrices=False)
     pcs = u[:, :2] * s[:2]
     if pcs.shape[1] < 2:
         pcs = np.concatenate([pcs, np.zeros((n, 2 - pcs.shape[1]))], axis=1)
-    return pcs, "PCA"
+    return pcs
+
+
+def overview_layout(adata: AnnData, embedding_key: str, layout: str = "pca", seed: int = 0) -> tuple[np.ndarray, str]:
+    """The overview's 2-D layout of ``obsm[embedding_key]``: PCA (default, milliseconds) or UMAP.
+
+    UMAP reuses the layout the viewer's embedding view stored for this very
+    embedding (:func:`napari_senca.embedding_view.cached_layout`, checked by
+    checksum); else umap-learn runs (its numba kernels compile on first use in
+    a process, about 20 s).
+    """
+    emb = np.asarray(adata.obsm[embedding_key])
+    if str(layout).lower() == "umap":
+        if embedding_key == EMBED_KEY:
+            from .embedding_view import cached_layout
+
+            stored = cached_layout(adata, "umap")
+            if stored is not None:
+                return np.asarray(stored, dtype=np.float64), "UMAP"
+        return embedding_2d(emb, seed=seed)
+    return pca_2d(emb), "PCA"
 
 
 def write_overview_png(
@@ -528,14 +555,15 @@ def write_overview_png(
     names: Mapping[Any, str] | Sequence[str] | None = None,
     overwrite: bool = False,
     dpi: int = 150,
+    layout: str = "pca",
 ) -> Path:
-    """Save a figure: spots coloured by cluster over the H&E, beside a UMAP of the embedding.
+    """Save a figure: spots coloured by cluster over the H&E, beside a 2-D layout of the embedding.
 
     Parameters
     ----------
     adata
-        Section with ``obs[key]``; ``obsm[embedding_key]`` adds the UMAP panel
-        (PCA for fewer than 15 spots; the panel is left out without it).
+        Section with ``obs[key]``; ``obsm[embedding_key]`` adds the layout panel
+        (the panel is left out without it).
     path
         Target ``.png``.
     names
@@ -544,6 +572,8 @@ def write_overview_png(
         Replace an existing file.
     dpi
         Resolution.
+    layout
+        ``"pca"`` (default: instant) or ``"umap"`` (see :func:`overview_layout`).
 
     Returns
     -------
@@ -611,7 +641,7 @@ def write_overview_png(
     ax.set_title(title, fontsize=10)
 
     if emb is not None:
-        lay, method = embedding_2d(np.asarray(emb))
+        lay, method = overview_layout(adata, embedding_key, layout)
         ax2 = axes[1]
         ax2.scatter(lay[:, 0], lay[:, 1], c=rgb, s=max(2.0, min(30.0, 3000.0 / max(adata.n_obs, 1))), linewidths=0)
         ax2.set_title(f"{method} of {embedding_key}", fontsize=10)

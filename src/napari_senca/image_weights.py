@@ -14,9 +14,44 @@ from __future__ import annotations
 import os
 from urllib.parse import urlparse
 
-__all__ = ["imagenet_cached", "remember_failure", "download_failed", "forget_failures", "weights_notice"]
+__all__ = [
+    "imagenet_cached",
+    "remember_failure",
+    "download_failed",
+    "forget_failures",
+    "weights_notice",
+    "weights_are_random",
+    "WEAK_FEATURES_NOTE",
+    "KNOWN_ENCODERS",
+]
 
 _FAILED: set[str] = set()
+
+#: names offered by the Run widget's editable encoder list (any timm model name can be typed);
+#: pathology foundation models published for timm on the Hugging Face hub (gated ones need HF_TOKEN)
+KNOWN_ENCODERS = (
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "hf-hub:MahmoodLab/UNI",
+    "hf-hub:MahmoodLab/UNI2-h",
+    "hf-hub:bioptimus/H-optimus-0",
+    "hf-hub:paige-ai/Virchow2",
+    "hf-hub:prov-gigapath/prov-gigapath",
+    "hf-hub:1aurent/vit_base_patch16_224.owkin_pancancer",
+)
+
+#: what the CLI, the widget and ``uns["senca"]`` say when the image features come from random weights
+WEAK_FEATURES_NOTE = (
+    "image features come from random weights: they see colour and texture, not learned histology "
+    "(on HER2ST A1 random-ResNet image features alone reach ARI 0.05-0.2, the expression 0.73); use pretrained or pathology "
+    "weights (--encoder / --image-weights) for an informative image branch"
+)
+
+
+def weights_are_random(weights_used: str) -> bool:
+    """True when ``weights_used`` (an encoder's record) says the weights were a random initialisation."""
+    return str(weights_used).lower().startswith("random")
 
 
 def imagenet_cached(backbone: str = "resnet18") -> bool | None:
@@ -64,6 +99,17 @@ def weights_notice(backbone: str, weights: str, cached: bool | None) -> str:
         :func:`imagenet_cached` of ``backbone`` (None: unknown).
     """
     w = str(weights).lower()
+    if w == "none":
+        return "random image weights: weak image features (colour and texture only)"
+    if backbone not in ("resnet18", "resnet34", "resnet50") and w in ("auto", "imagenet"):
+        name = backbone.removeprefix("timm:")
+        if download_failed(name):
+            tail = "random image weights" if w == "auto" else "the run will fail offline"
+            return f"pretrained weights for {backbone} could not be loaded this session: {tail}"
+        return (
+            f"{backbone}: pretrained weights come from the timm / Hugging Face cache or the internet "
+            "(gated models need HF_TOKEN)" + ("; offline: random image weights" if w == "auto" else "")
+        )
     if w not in ("auto", "imagenet") or cached is None or cached:
         return ""
     if download_failed(backbone):

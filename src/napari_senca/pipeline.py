@@ -29,7 +29,7 @@ from .confidence import record_model_call
 from .config import SencaConfig
 from .embedding import clustered_embedding, pcs, smooth
 from .errors import ConfigError
-from .features import encode_iter, image_block, standardise
+from .features import encode_iter, image_block, standardise, weights_are_random
 from .graph import build_graph, neighbour_index, normalized_adjacency
 from .preprocess import preprocess_expression
 from .section import CLUSTER_KEY, EMBED_KEY, LABEL_KEY, UNS_KEY, get_image, spot_spacing
@@ -287,7 +287,7 @@ def run_senca_iter(
             except StopIteration as stop:
                 img = stop.value
                 break
-            yield Progress("patches", i, nb, f"encoding H&E patches {min(n, i * 64)}/{n}")
+            yield Progress("patches", i, nb, f"encoding H&E ({n} spots) {i}/{nb}")
         weights_used = img.weights_used
         image_std = standardise(img.feats)
         mean_square = float((x_np.astype(np.float64) ** 2).mean())
@@ -374,6 +374,8 @@ def annotate(adata: AnnData, result: SencaResult, key: str = CLUSTER_KEY) -> Ann
         "device": result.device,
         "rna_only": bool(result.rna_only),
         "image_weights": result.image_weights_used,
+        # True only when the image branch ran on trained weights (random ones: features.WEAK_FEATURES_NOTE)
+        "image_features_informative": bool(not result.rna_only and not weights_are_random(result.image_weights_used)),
         "timings": {k: float(v) for k, v in result.timings.items()},
     }
     record_model_call(adata, key)  # obs["senca_confidence"] (napari_senca.confidence)

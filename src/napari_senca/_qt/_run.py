@@ -23,6 +23,7 @@ from qtpy.QtWidgets import QVBoxLayout
 
 from ..config import SencaConfig
 from ..errors import ConfigError, SencaError
+from ..image_weights import KNOWN_ENCODERS, WEAK_FEATURES_NOTE, weights_are_random
 from ..review import ReviewState
 from ._common import (
     DockWidget,
@@ -165,11 +166,18 @@ class RunWidget(DockWidget):
         self.seed = SpinBox(label="seed", min=0, max=2**31 - 1, value=d.seed)
         self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
         self.use_image = CheckBox(text="use the H&&E image", value=True, tooltip="off: RNA-only")
+        self.encoder = ComboBox(label="encoder", choices=list(KNOWN_ENCODERS), value=d.backbone,
+                                tooltip="image encoder: a torchvision ResNet or any timm model name "
+                                        "(type it; hf-hub:... models download once, gated ones need HF_TOKEN)")
+        self.encoder.native.setEditable(True)
         self.image_weights = ComboBox(label="image weights", choices=WEIGHT_CHOICES, value="auto")
-        self.weights_file = FileEdit(label="weights file", mode="r", filter="*.pth *.pt", visible=False)
+        self.weights_file = FileEdit(label="weights file", mode="r", filter="*.pth *.pt *.bin *.safetensors",
+                                     visible=False)
         self.weights_note = Label(value="", visible=False)
-        self.patch_size = SpinBox(label="patch size", min=16, max=1024, value=d.patch_size,
-                                  tooltip="side in pixels of the H&E patch around each spot")
+        self.patch_size = SpinBox(label="patch size", min=0, max=1024, value=d.patch_size,
+                                  tooltip="side in pixels each H&E patch is resampled to (0: the encoder's own "
+                                          "input size); the patch covers 3 spot spacings around the spot")
+        self.patch_size.native.setSpecialValueText("encoder's")
         self.run_btn = PushButton(text="Run SENCA-st")
         self.stop_btn = PushButton(text="Stop", enabled=False)
         self.progress = ProgressBar(label="progress", min=0, max=BAR_MAX, value=0)
@@ -178,7 +186,7 @@ class RunWidget(DockWidget):
         self.form = Container(
             widgets=[
                 self.layer, self.n_clusters, self.n_neighbors, self.epochs, self.lr, self.seed,
-                self.device, self.use_image, self.image_weights, self.weights_note, self.weights_file,
+                self.device, self.use_image, self.encoder, self.image_weights, self.weights_note, self.weights_file,
                 self.patch_size,
                 Container(widgets=[self.run_btn, self.stop_btn], layout="horizontal", labels=False),
                 self.progress, self.status,
@@ -209,6 +217,7 @@ class RunWidget(DockWidget):
         self.warm_worker: Any = None
         self.image_weights.changed.connect(self._refresh_note)
         self.use_image.changed.connect(self._refresh_note)
+        self.encoder.native.currentTextChanged.connect(self._on_encoder)
         self._start_warm_up()
 
     # ------------------------------------------------------------------ state
@@ -246,20 +255,28 @@ class RunWidget(DockWidget):
             "device": str(self.device.value),
             "use_image": bool(self.use_image.value),
             "image_weights": weights,
+            "backbone": self.encoder_name(),
             "patch_size": int(self.patch_size.value),
         }
         values.update(self.overrides)
         return SencaConfig(**values)
 
+    def encoder_name(self) -> str:
+        """The encoder typed or chosen in the editable list (overrides' ``backbone`` wins)."""
+        if "backbone" in self.overrides:
+            return str(self.overrides["backbone"])
+        return self.encoder.native.currentText().strip() or SencaConfig().backbone
+
     def _on_weights(self, *_: Any) -> None:
         self.image_weights.enabled = bool(self.use_image.value)
+        self.encoder.enabled = bool(self.use_image.value)
         self.patch_size.enabled = bool(self.use_image.value)
         self.weights_file.visible = self.image_weights.value == "file" and bool(self.use_image.value)
 
     # ---------------------------------------------------------- warm-up
     def _start_warm_up(self) -> None:
         """Import the heavy modules in a worker thread (once per widget)."""
-        backbone = str(self.overrides.get("backbone", SencaConfig().backbone))
+        backbone = self.encoder_name()
         worker = create_worker(
             warm_up,
             backbone,
@@ -292,13 +309,23 @@ class RunWidget(DockWidget):
         """Say before a run what the image weights will be when ImageNet is not at hand."""
         from ..image_weights import weights_notice
 
-        cfg = SencaConfig()
-        backbone = str(self.overrides.get("backbone", cfg.backbone))
-        weights = self.image_weights.value if self.use_image.value else "none"
-        note = weights_notice(backbone, str(weights), self.imagenet_cached)
+        backbone = self.encoder_name()
+        weights = self.image_weights.value
+        note = weights_notice(backbone, str(weights), self.imagenet_cached) if self.use_image.value else ""
         self.weights_note.value = note
         self.weights_note.visible = bool(note)
         self.weights_note.tooltip = note
+
+    def _on_encoder(self, *_: Any) -> None:
+        """A new encoder: look its ImageNet weights up again (only once torchvision is imported)."""
+        if not is_alive(self):
+            return
+        self.imagenet_cached = None
+        if "torchvision.models" in sys.modules:
+            from ..image_weights import imagenet_cached
+
+            self.imagenet_cached = imagenet_cached(self.encoder_name())
+        self._refresh_note()
 
     def _on_regions_edited(self, *_: Any) -> None:
         if not self._setting_regions:
@@ -423,8 +450,12 @@ class RunWidget(DockWidget):
             mode = "RNA-only" if result.rna_only else f"H&E weights {result.image_weights_used}"
             msg = f"SENCA-st: {result.n_clusters} regions in {seconds:.1f} s ({mode}, {result.device})"
             self._end_bar("done", BAR_MAX)
-            self.status.value = msg
+            weak = not result.rna_only and weights_are_random(result.image_weights_used)
+            self.status.value = msg + ("; weak image features (random weights)" if weak else "")
+            self.status.tooltip = WEAK_FEATURES_NOTE if weak else ""
             notify_info(msg)
+            if weak:
+                notify_warning(WEAK_FEATURES_NOTE)
         except Exception as exc:
             self._end_bar("failed", 0)
             self.status.value = "failed: " + error_message(exc)[:120]
@@ -456,5 +487,5 @@ class RunWidget(DockWidget):
         if "torchvision.models" in sys.modules:  # a failed download is remembered: say so now
             from ..image_weights import imagenet_cached
 
-            self.imagenet_cached = imagenet_cached(str(self.overrides.get("backbone", SencaConfig().backbone)))
+            self.imagenet_cached = imagenet_cached(self.encoder_name())
         self._refresh_note()

@@ -1,4 +1,15 @@
-"""torchvision ResNet trunk for the image branch.
+"""Image encoders for the image branch: torchvision ResNets, and timm models (:mod:`napari_senca.encoders`).
+
+:func:`build_backbone` takes a torchvision ResNet name (``resnet18``,
+``resnet34``, ``resnet50``) or any timm model name (``resnet10t``,
+``vit_small_patch16_224``, ``hf-hub:MahmoodLab/UNI``, ``timm:NAME``); the
+latter are built by :func:`napari_senca.encoders.build_timm_encoder`.
+Every encoder has the same interface: ``forward`` (uint8 patches -> features),
+``n_features``, ``weights_used``, ``input_size`` and ``mean``/``std`` (its own
+normalisation), ``random`` (True for random weights) and, for convolutional
+networks that end in global average pooling, ``stride`` and ``feature_map``
+(the trunk without its pooling, for the fully convolutional encoding of
+:mod:`napari_senca.fcn`; ``stride`` is None for ViTs).
 
 ``weights`` is one of
 
@@ -20,7 +31,16 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError, SencaError
 
-__all__ = ["ResNetTrunk", "build_backbone", "IMAGENET_MEAN", "IMAGENET_STD", "RANDOM_OFFLINE", "RANDOM_REQUESTED"]
+__all__ = [
+    "ResNetTrunk",
+    "build_backbone",
+    "is_torchvision",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "RANDOM_OFFLINE",
+    "RANDOM_REQUESTED",
+    "TORCHVISION_NAMES",
+]
 
 # what ``weights_used`` says when the trunk has random weights: plainly, since
 # random features see colour and texture statistics, not learned histology
@@ -30,6 +50,12 @@ RANDOM_REQUESTED = "random (image weights 'none')"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _FEATURES = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}
+TORCHVISION_NAMES = tuple(_FEATURES)
+
+
+def is_torchvision(name: str) -> bool:
+    """True for the torchvision ResNets built here; every other name goes to timm."""
+    return str(name) in _FEATURES
 
 
 class ResNetTrunk(nn.Module):
@@ -44,6 +70,11 @@ class ResNetTrunk(nn.Module):
         the path of the state dict.
     """
 
+    #: side of the encoder's own input (torchvision's ImageNet ResNets: 224)
+    input_size = 224
+    #: output stride of :meth:`feature_map`
+    stride: int | None = 32
+
     def __init__(self, net: nn.Module, n_features: int, weights_used: str):
         super().__init__()
         net.fc = nn.Identity()
@@ -53,14 +84,32 @@ class ResNetTrunk(nn.Module):
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
+    @property
+    def random(self) -> bool:
+        """True when the weights are a random initialisation (weak image features)."""
+        return self.weights_used in (RANDOM_OFFLINE, RANDOM_REQUESTED)
+
+    def normalise(self, x: Tensor) -> Tensor:
+        """``(b, h, w, 3)`` uint8 -> ``(b, 3, h, w)`` float, normalised with the encoder's statistics."""
+        x = x.permute(0, 3, 1, 2).float().div_(255.0)
+        return (x - self.mean) / self.std
+
+    def feature_map(self, x: Tensor) -> Tensor:
+        """Normalised ``(b, 3, h, w)`` -> ``(b, F, h/32, w/32)``: the trunk before global pooling."""
+        n = self.net
+        x = n.maxpool(n.relu(n.bn1(n.conv1(x))))
+        return n.layer4(n.layer3(n.layer2(n.layer1(x))))
+
     def forward(self, x: Tensor) -> Tensor:
         # x: (b, size, size, 3) uint8 -> (b, F)
-        x = x.permute(0, 3, 1, 2).float().div_(255.0)
-        return self.net((x - self.mean) / self.std)
+        return self.net(self.normalise(x))
 
 
 def build_backbone(name: str = "resnet18", weights: str = "auto") -> ResNetTrunk:
-    """Create the ResNet trunk with the requested weights.
+    """Create the encoder ``name`` with the requested weights.
+
+    ``name`` is a torchvision ResNet (built here) or a timm model name (see
+    :func:`napari_senca.encoders.build_timm_encoder`).
 
     Raises
     ------
@@ -69,10 +118,12 @@ def build_backbone(name: str = "resnet18", weights: str = "auto") -> ResNetTrunk
     SencaError
         ``"imagenet"`` weights that cannot be downloaded (offline).
     """
+    if not is_torchvision(name):
+        from ..encoders import build_timm_encoder
+
+        return build_timm_encoder(name, weights)  # type: ignore[return-value]
     import torchvision.models as tvm
 
-    if name not in _FEATURES:
-        raise ConfigError(f"unknown backbone {name!r}; use resnet18, resnet34 or resnet50")
     builder = getattr(tvm, name)
     w = str(weights)
     if w.lower() in ("none", "random", ""):
