@@ -21,7 +21,7 @@ from anndata import AnnData
 from PIL import Image
 
 from .errors import DataError
-from .section import get_image, get_image_levels, spot_spacing
+from .section import get_image, spot_spacing
 
 __all__ = [
     "patch_radius_px",
@@ -41,7 +41,9 @@ def image_levels(adata: AnnData) -> list[tuple[Any, float]]:
     :func:`napari_senca.section.get_image_levels` when the section module has
     it (lazy full-resolution pyramids), else the in-memory image alone.
     """
-    return list(get_image_levels(adata))
+    from . import section  # looked up at call time (tests replace it)
+
+    return list(section.get_image_levels(adata))
 
 
 def choose_level(levels: list[tuple[Any, float]], radius_full: float, size: int) -> tuple[Any, float]:
