@@ -115,6 +115,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--dlpfc", action="store_true")
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep --out: sections already done there are skipped by batch's resume (no throughput)")
     ap.add_argument("--joint", nargs="*", default=None, metavar="BATCH", help="also joint training (batch handlings)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds of the joint runs")
     args = ap.parse_args()
@@ -130,7 +132,7 @@ def main() -> None:
         paths["DLPFC_151510"] = root / "dlpfc_151510"
     cfg = SencaConfig(image_weights="none")  # no ImageNet download on this machine
     out = Path(args.out)
-    if out.exists():
+    if out.exists() and not args.resume:
         shutil.rmtree(out)
 
     t0 = time.perf_counter()
