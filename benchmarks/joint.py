@@ -14,6 +14,7 @@ Usage::
 
     python benchmarks/joint.py her2st [--batch scale combat none] [--seeds 0]
     python benchmarks/joint.py patient-c [--seeds 0 1 2]
+    python benchmarks/joint.py representation   # the batch handlings without the model (seconds)
 """
 
 from __future__ import annotations
@@ -133,19 +134,52 @@ def patient_c(seeds: list[int], workdir: Path, batch: str = "scale") -> pd.DataF
     return pd.DataFrame(rows)
 
 
+def representation(kind: str = "her2st", k: int = 6) -> pd.DataFrame:
+    """The union's input per batch handling, without the model: smoothed PCA (20 PCs, 4 neighbours) + k-means.
+
+    Pooled ARI against the labels and ARI against the section (how much the
+    clusters are the sections).
+    """
+    import scipy.sparse as sp
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score
+
+    from napari_senca.config import SencaConfig
+    from napari_senca.embedding import pcs
+    from napari_senca.graph import build_graph
+    from napari_senca.io import read_section
+    from napari_senca.joint import BATCH_MODES, SECTION_KEY, build_union
+
+    secs = [(n, read_section(p, image=False)) for n, p in _paths(kind).items()]
+    rows = []
+    for mode in BATCH_MODES:
+        u = build_union(secs, SencaConfig(), mode)
+        x = np.asarray(u.X, dtype=np.float64)
+        x = (x - x.mean(0)) / np.maximum(x.std(0), 1e-9)
+        g = build_graph(u.obsm["spatial"], 4).adjacency + sp.identity(u.n_obs)
+        z = sp.diags(1 / np.asarray(g.sum(1)).ravel()) @ g @ pcs(x, 20, 0)
+        lab = KMeans(k, n_init=10, random_state=0).fit_predict(z).astype(str)
+        ok = u.obs["label"].notna().to_numpy()
+        rows.append({"batch": mode, "pooled_ari": adjusted_rand_score(u.obs["label"][ok].astype(str), lab[ok]),
+                     "ari_vs_section": adjusted_rand_score(u.obs[SECTION_KEY].astype(str), lab)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "child":
         _, _, kind, batch, seed, out = sys.argv
         child(kind, batch, int(seed), Path(out))
         return
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=("her2st", "patient-c"))
+    ap.add_argument("what", choices=("her2st", "patient-c", "representation"))
     ap.add_argument("--batch", nargs="+", default=["scale", "combat", "none"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--work", default="/tmp/joint_bench")
     args = ap.parse_args()
     work = Path(args.work)
-    if args.what == "her2st":
+    if args.what == "representation":
+        print(representation().to_string())
+    elif args.what == "her2st":
         print(pd.DataFrame(her2st(args.batch, args.seeds, work)).to_string())
     else:
         df = patient_c(args.seeds, work, args.batch[0])
