@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import torch._dynamo  # noqa: F401  (see test_napari_widgets.py: load before any OpenGL context)
+# load torch._dynamo before any OpenGL context exists (see test_napari_widgets.py)
+import torch._dynamo  # noqa: F401
 
 from napari_senca._qt import CohortWidget, _common
 from napari_senca._qt._legend import NAME

@@ -57,6 +57,8 @@ def test_cohort_regions_and_matching_group_regions():
         del st.adata.uns["senca"]["joint"]
     shared = SharedLegend.link(secs)
     assert "cohort" in shared.how and shared.entry_ids() == ["Region A", "Region B"]
+    leg = shared.legend()  # unnamed shared regions show the entry, not one section's "cluster 0"
+    assert leg["name"].tolist() == ["Region A", "Region B"] and leg["colour"].nunique() == 2
     shared.rename("Region A", "tumour")
     for _, st in secs:  # two regions of a section in one entry keep distinct names
         assert {st.name_of("0"), st.name_of("1")} == {"tumour", "tumour (2)"}

@@ -107,8 +107,11 @@ class SharedLegend:
         return legend
 
     def _unify_colours(self) -> None:
-        for e in self.entry_ids():
-            colour = self.colour_of(e)
+        """One colour per entry: the palette in entry order (distinct for up to its length)."""
+        from .review import PALETTE
+
+        for i, e in enumerate(self.entry_ids()):
+            colour = PALETTE[i % len(PALETTE)]
             for _, st, cids in self._members(e):
                 for c in cids:
                     if st.colour_of(c) != colour:
@@ -156,9 +159,13 @@ class SharedLegend:
         raise ConfigError(f"no shared region {entry!r} (regions: {', '.join(self.name_of(i) for i in ids[:8])})")
 
     def name_of(self, entry: str) -> str:
-        """The entry's name: its first region's display name."""
+        """The entry's name: its first region's display name, or the entry itself while
+        that is a default name of another id (e.g. ``Region 3`` or ``B1:2``, not ``cluster 0``)."""
+        from .review.keys import default_name
+
         _, st, cids = self._members(entry)[0]
-        return st.name_of(cids[0])
+        name = st.name_of(cids[0])
+        return entry if name == default_name(cids[0]) and entry != cids[0] else name
 
     def colour_of(self, entry: str) -> str:
         """The entry's colour: its first region's colour."""
