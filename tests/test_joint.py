@@ -94,11 +94,16 @@ def test_batch_joint_cli_writes_every_section_and_the_cohort(tmp_path, capsys):
         p = tmp_path / f"{n}.h5ad"
         write_h5ad(a, p)
         paths.append(str(p))
+    broken = tmp_path / "c.h5ad"
+    broken.write_bytes(b"not an h5ad file")
     out = tmp_path / "cohort"
-    args = ["batch", *paths, "--out", str(out), "--joint", "--epochs", "2", "--n-clusters", "3"]
-    assert main(args) == 0, capsys.readouterr().err
+    args = ["batch", *paths, str(broken), "--out", str(out), "--joint", "--epochs", "2", "--n-clusters", "3"]
+    assert main(args) == 1  # the broken section is recorded, the other two trained together
+    assert "1 of 3 sections failed" in capsys.readouterr().err
     table = pd.read_csv(out / "cohort.csv")
-    assert list(table["section"]) == ["a", "b"] and list(table["status"]) == ["done", "done"]
+    assert list(table["section"]) == ["a", "b", "c"] and list(table["status"]) == ["done", "done", "failed"]
+    assert "c.h5ad" in table.loc[2, "error"]
+    table = table.iloc[:2]
     assert (table["regions"] == 3).all() and table["ari"].notna().all()
     import anndata
 
@@ -108,4 +113,5 @@ def test_batch_joint_cli_writes_every_section_and_the_cohort(tmp_path, capsys):
         assert (out / n / "clusters.csv").is_file() and (out / n / "overview.png").is_file()
     vocab = pd.read_csv(out / "region_vocabulary.csv")
     assert set(vocab["section"]) == {"a", "b"}
+    assert not (out / "c").exists()
     assert (out / "cohort.png").is_file()

@@ -566,12 +566,20 @@ def run_joint_batch(
     if with_settings:
         raise ConfigError(f"--joint trains one model with one config; {len(with_settings)} manifest row(s) set their "
                           f"own settings ({', '.join(with_settings[:3])})")  # fmt: skip
-    inputs = {j.name: section_inputs(j.path, j.image, cfg.image_weights) for j in jobs}
+    rows: dict[str, dict[str, Any]] = {}
+    inputs: dict[str, list[Path]] = {}
+    for j in jobs:
+        try:
+            inputs[j.name] = section_inputs(j.path, j.image, cfg.image_weights)
+        except SencaError as exc:  # a bad row: recorded, the others train together
+            inputs[j.name] = []
+            rows[j.name] = {**_row(j, ""), "status": "failed", "error": str(exc)}
     root = _check_root(Path(out), [p for v in inputs.values() for p in v], [j.name for j in jobs])
     write_marker(root, COHORT_FILES, config=cfg.to_dict(), extra={"cohort": True, "joint": True, "sections": [j.name for j in jobs]})
-    rows: dict[str, dict[str, Any]] = {}
     read: list[tuple[SectionJob, Any, float]] = []
     for j in jobs:
+        if j.name in rows:
+            continue
         t0 = time.perf_counter()
         try:
             check_output_folder(root / j.name, inputs[j.name], overwrite=True)
