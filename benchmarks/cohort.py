@@ -7,11 +7,13 @@ Prints Markdown tables:
 * cross-section consistency: ARI over all labelled spots of all sections
   together for the matched cohort regions, the per-section region ids taken
   as they are ("region 2" everywhere the same), the ids kept apart per section,
-  and a pooled smoothed-PCA + k-means baseline with and without scanpy's ComBat.
+  and a pooled smoothed-PCA + k-means baseline with and without scanpy's ComBat;
+* with ``--joint``: one model trained over all eight sections (``napari_senca.joint``,
+  per batch handling, ``benchmarks/joint.py``), pooled and per-section ARI, time and peak memory.
 
 Usage::
 
-    python benchmarks/cohort.py --out /tmp/cohort_bench [--workers 2] [--dlpfc]
+    python benchmarks/cohort.py --out /tmp/cohort_bench [--workers 2] [--dlpfc] [--joint scale combat none]
 """
 
 from __future__ import annotations
@@ -113,6 +115,10 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--dlpfc", action="store_true")
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep --out: sections already done there are skipped by batch's resume (no throughput)")
+    ap.add_argument("--joint", nargs="*", default=None, metavar="BATCH", help="also joint training (batch handlings)")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds of the joint runs")
     args = ap.parse_args()
 
     from napari_senca.batch import run_batch
@@ -126,7 +132,7 @@ def main() -> None:
         paths["DLPFC_151510"] = root / "dlpfc_151510"
     cfg = SencaConfig(image_weights="none")  # no ImageNet download on this machine
     out = Path(args.out)
-    if out.exists():
+    if out.exists() and not args.resume:
         shutil.rmtree(out)
 
     t0 = time.perf_counter()
@@ -171,6 +177,16 @@ def main() -> None:
         name = f"pooled smoothed PCA{' + ComBat' if combat else ''} + k-means (k={k})"
         rows.append((name, _ari(b, "baseline"), k))
         print(f"{name}: {time.perf_counter() - t1:.1f} s", file=sys.stderr)
+    joint_rows = []
+    if args.joint is not None:
+        from joint import her2st as joint_her2st
+
+        joint_rows = joint_her2st(args.joint or ["scale", "combat", "none"], args.seeds, out / "joint")
+        for b in dict.fromkeys(r["batch"] for r in joint_rows):
+            rs = [r for r in joint_rows if r["batch"] == b]
+            med = float(np.median([r["pooled_ari"] for r in rs]))
+            spread = f" ({min(r['pooled_ari'] for r in rs):.3f}-{max(r['pooled_ari'] for r in rs):.3f})" if len(rs) > 1 else ""
+            rows.append((f"joint training, one model over the 8 sections, batch={b}{spread}", med, rs[0]["k"]))
     print()
     print("| clustering of the 8 sections | pooled ARI | regions |")
     print("|---|---|---|")
@@ -185,6 +201,11 @@ def main() -> None:
     print(f"| batch, LocalCluster {args.workers} processes x 1 thread (incl. start-up) | {t_par:.1f} |")
     if t_seq is not None:
         print(f"| run_section one after another, 1 process, 1 torch thread | {t_seq:.1f} |")
+    if joint_rows:
+        print()
+        print(_md(pd.DataFrame(joint_rows)))
+        print()
+        print(_md(res.table[["section", "ari"]]))
     if vocab is not None:
         print()
         print(_md(vocab))

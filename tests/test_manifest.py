@@ -50,7 +50,7 @@ def test_npe2_validate_cli():
 def test_contents(manifest):
     c = manifest.contributions
     assert {w.display_name for w in c.widgets} == {"Load section", "Run SENCA-st", "Review regions", "Export regions",
-                                              "Embedding view"}
+                                              "Embedding view", "Cohort"}
     assert {s.key for s in c.sample_data} == {"her2st_A1", "synthetic"}
     exts = {ext for w in c.writers for ext in w.filename_extensions}
     assert {".csv", ".geojson", ".h5ad"} <= exts

@@ -44,6 +44,7 @@ __all__ = [
     "read_manifest",
     "apply_overrides",
     "run_batch",
+    "run_joint_batch",
     "cohort_table_columns",
 ]
 
@@ -518,3 +519,131 @@ def _write_table(df: pd.DataFrame, path: Path) -> None:
 
     with atomic_write(path, overwrite=True) as fh:
         df.to_csv(fh, index=False)
+
+
+# --------------------------------------------------------------------------- joint
+
+
+def run_joint_batch(
+    sections: Sequence[str | PathLike | SectionJob],
+    out: str | PathLike,
+    config: SencaConfig | None = None,
+    *,
+    section: str | None = None,
+    batch: str = "scale",
+    progress: Callable[[Any], None] | None = None,
+    on_update: Callable[[dict[str, Any], int, int], None] | None = None,
+) -> BatchResult:
+    """One model over all sections (:mod:`napari_senca.joint`), in this process.
+
+    Writes the same cohort folder as :func:`run_batch`: one output folder per
+    section (``senca_cluster`` is the joint region, the same tissue in every
+    section; ``obs["cohort_region"]`` is ``Region k``), ``cohort.csv``,
+    ``region_vocabulary.csv`` (one row per section and region) and
+    ``cohort.png``. A section that cannot be read is recorded as failed and the
+    others train together (at least two are needed). Joint runs always retrain
+    (no resume: the model depends on every section). Training is RNA-only.
+
+    Raises
+    ------
+    ConfigError
+        Per-section settings in a manifest (one model has one config), fewer
+        than two readable sections, or an unknown ``batch``.
+    """
+    from .joint import BATCH_MODES, run_joint_iter, split
+    from .runner import finish_section, read_input, request_of, section_inputs
+    from .vocabulary import COHORT_KEY
+
+    if batch not in BATCH_MODES:
+        raise ConfigError(f"unknown batch handling {batch!r}; use one of {', '.join(BATCH_MODES)}")
+    cfg = (config or SencaConfig()).replace(use_image=False)
+    jobs = [s for s in sections if isinstance(s, SectionJob)]
+    plain = [s for s in sections if not isinstance(s, SectionJob)]
+    if plain or not jobs:
+        jobs += collect_sections(plain, section)
+    _check_names(jobs)
+    with_settings = [j.name for j in jobs if j.overrides]
+    if with_settings:
+        raise ConfigError(f"--joint trains one model with one config; {len(with_settings)} manifest row(s) set their "
+                          f"own settings ({', '.join(with_settings[:3])})")  # fmt: skip
+    rows: dict[str, dict[str, Any]] = {}
+    inputs: dict[str, list[Path]] = {}
+    for j in jobs:
+        try:
+            inputs[j.name] = section_inputs(j.path, j.image, cfg.image_weights)
+        except SencaError as exc:  # a bad row: recorded, the others train together
+            inputs[j.name] = []
+            rows[j.name] = {**_row(j, ""), "status": "failed", "error": str(exc)}
+    root = _check_root(Path(out), [p for v in inputs.values() for p in v], [j.name for j in jobs])
+    write_marker(root, COHORT_FILES, config=cfg.to_dict(), extra={"cohort": True, "joint": True, "sections": [j.name for j in jobs]})
+    read: list[tuple[SectionJob, Any, float]] = []
+    for j in jobs:
+        if j.name in rows:
+            continue
+        t0 = time.perf_counter()
+        try:
+            check_output_folder(root / j.name, inputs[j.name], overwrite=True)
+            read.append((j, read_input(j.path, j.section, j.image, j.label_column), time.perf_counter() - t0))
+        except SencaError as exc:
+            rows[j.name] = {**_row(j, str(root / j.name)), "status": "failed", "error": str(exc)}
+    if len(read) < 2:
+        raise ConfigError(f"joint training needs at least 2 readable sections, got {len(read)}"
+                          + (f" ({next(iter(rows.values()))['error']})" if rows else ""))  # fmt: skip
+    pairs = [(j.name, a) for j, a, _ in read]
+    t0 = time.perf_counter()
+    gen = run_joint_iter(pairs, cfg, batch)
+    try:
+        while True:
+            p = next(gen)
+            if progress is not None:
+                progress(p)
+    except StopIteration as stop:
+        joint = stop.value
+    finally:
+        gen.close()
+    t_train = time.perf_counter() - t0
+    res = joint.result
+    cfg_k = res.config.replace(n_clusters=int(res.n_clusters))
+    done = len(rows)
+    for (j, _, t_read), (name, a) in zip(read, split(joint, pairs), strict=True):
+        a.obs[COHORT_KEY] = pd.Categorical(
+            [f"Region {c}" for c in a.obs["senca_cluster"].astype(str)],
+            categories=[f"Region {i}" for i in range(int(res.n_clusters))],
+        )
+        request = {**request_of(cfg, j.section, j.image, j.label_column), "joint": joint.names, "batch": batch}
+        row = _row(j, str(root / name))
+        try:
+            rep = finish_section(a, res, cfg_k, root / name, inputs[name], overwrite=True, request=request,
+                                 train_total=t_train)  # fmt: skip
+            rep.timings = {"read": t_read, **rep.timings, "total": t_read + t_train + rep.timings.get("markers", 0.0)
+                           + rep.timings.get("write", 0.0)}  # fmt: skip
+            row.update(_report_fields(dataclasses.asdict(rep)), status="done")
+        except SencaError as exc:
+            row.update(status="failed", error=str(exc))
+        rows[name] = row
+        done += 1
+        if on_update is not None:
+            on_update(row, done, len(jobs))
+    table = pd.DataFrame([rows[j.name] for j in jobs], columns=cohort_table_columns())
+    vocab = _joint_vocabulary(table, dict(pairs))
+    _write_table(table, root / "cohort.csv")
+    _write_table(vocab, root / "region_vocabulary.csv")
+    from .cohort_figure import write_cohort_png
+
+    write_cohort_png(table, root / "cohort.png")
+    return BatchResult(table=table, out=root, vocabulary=vocab)
+
+
+def _joint_vocabulary(table: pd.DataFrame, adatas: dict[str, Any]) -> pd.DataFrame:
+    """One row per (section, joint region): the region is its own cohort region."""
+    from .vocabulary import COHORT_KEY
+
+    recs = []
+    for name in table.loc[table["status"] == "done", "section"]:
+        a = adatas[name]
+        sizes = a.obs["senca_cluster"].value_counts()
+        for r in a.obs["senca_cluster"].cat.categories:
+            if int(sizes.get(r, 0)):
+                recs.append({"section": name, "region": str(r), COHORT_KEY: f"Region {r}", "correlation": None,
+                             "new_entry": False, "spots": int(sizes.get(r, 0))})  # fmt: skip
+    return pd.DataFrame(recs, columns=["section", "region", COHORT_KEY, "correlation", "new_entry", "spots"])

@@ -177,6 +177,18 @@ def _add_batch(sub: Any) -> None:
         help="lowest centroid correlation for a region to join a cohort region (default 0.1; else it opens a new one)",
     )
     b.add_argument("--no-match", action="store_true", help="do not match regions across sections")
+    b.add_argument(
+        "--joint",
+        action="store_true",
+        help="train one model over all sections in this process (RNA-only) and cluster all spots together, "
+        "so region k is the same tissue in every section (no Dask, no resume)",
+    )
+    b.add_argument(
+        "--batch-correction",
+        choices=("scale", "combat", "none"),
+        default="scale",
+        help="with --joint: per-section gene scaling (default), scanpy ComBat, or none",
+    )
     b.set_defaults(func=_cmd_batch)
 
 
@@ -439,18 +451,26 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         bar(Progress("cohort", done, total, f"{done}/{total} sections"))
 
     try:
-        res = run_batch(
-            args.sections,
-            args.out,
-            cfg,
-            scheduler=args.scheduler,
-            n_workers=args.workers,
-            section=args.section,
-            match_regions=not args.no_match,
-            reference=args.reference,
-            min_corr=args.min_corr,
-            on_update=update,
-        )
+        if getattr(args, "joint", False):
+            from .batch import run_joint_batch
+
+            res = run_joint_batch(
+                args.sections, args.out, cfg, section=args.section, batch=args.batch_correction,
+                progress=bar, on_update=update,
+            )  # fmt: skip
+        else:
+            res = run_batch(
+                args.sections,
+                args.out,
+                cfg,
+                scheduler=args.scheduler,
+                n_workers=args.workers,
+                section=args.section,
+                match_regions=not args.no_match,
+                reference=args.reference,
+                min_corr=args.min_corr,
+                on_update=update,
+            )
     except (KeyboardInterrupt, Terminated) as exc:
         bar.close()
         what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "terminated"

@@ -37,6 +37,7 @@ __all__ = [
     "read_input",
     "resolve_n_clusters",
     "process_section",
+    "finish_section",
     "run_section",
     "input_fingerprint",
     "request_of",
@@ -244,6 +245,32 @@ def process_section(
     ``warn`` one-line warnings (e.g. no marker genes).
     """
     from . import pipeline
+
+    t0 = time.perf_counter()
+    result = pipeline.run_senca(adata, cfg, progress)
+    pipeline.annotate(adata, result)
+    train_total = time.perf_counter() - t0
+    return finish_section(adata, result, cfg, out, inputs, overwrite=overwrite, request=request, warn=warn,
+                          train_total=train_total)  # fmt: skip
+
+
+def finish_section(
+    adata: AnnData,
+    result: Any,
+    cfg: SencaConfig,
+    out: Path,
+    inputs: list[Path],
+    *,
+    overwrite: bool = False,
+    request: dict[str, Any] | None = None,
+    warn: Callable[[str], None] | None = None,
+    train_total: float = 0.0,
+) -> SectionReport:
+    """Rank marker genes, score against the labels and write the output folder of an annotated section.
+
+    ``adata`` carries ``result`` already (:func:`~napari_senca.pipeline.annotate`,
+    or its part of a joint run, :func:`napari_senca.joint.split`).
+    """
     from .errors import ConfigError
     from .export import adjusted_rand
     from .markers import rank_markers
@@ -251,12 +278,9 @@ def process_section(
 
     rep = SectionReport(out=str(out), spots=int(adata.n_obs), genes=int(adata.n_vars), regions=int(cfg.n_clusters or 0))
     rep.image = get_image(adata) is not None and bool(cfg.use_image)
-    t0 = time.perf_counter()
-    result = pipeline.run_senca(adata, cfg, progress)
-    pipeline.annotate(adata, result)
     t1 = time.perf_counter()
     rep.timings.update({k: float(v) for k, v in (getattr(result, "timings", None) or {}).items() if k != "total"})
-    rep.timings["train_total"] = t1 - t0
+    rep.timings["train_total"] = train_total
     try:
         markers = rank_markers(adata, key=CLUSTER_KEY)
     except ConfigError as exc:

@@ -8,10 +8,11 @@ widget is thin: a control calls one function or method of the Qt-free core
 
 from __future__ import annotations
 
+from ._cohort import CohortWidget
 from ._embedding import EmbeddingWidget
 from ._export import ExportWidget
 from ._load import LoadWidget
 from ._review import ReviewWidget
 from ._run import RunWidget
 
-__all__ = ["LoadWidget", "RunWidget", "ReviewWidget", "ExportWidget", "EmbeddingWidget"]
+__all__ = ["LoadWidget", "RunWidget", "ReviewWidget", "ExportWidget", "EmbeddingWidget", "CohortWidget"]

@@ -39,6 +39,8 @@ __all__ = [
     "add_section",
     "place_section",
     "place_on_insert",
+    "tile_sections",
+    "section_groups",
     "preimport",
     "import_torch",
     "is_alive",
@@ -391,6 +393,43 @@ def _section_partner(viewer: Any, points: Any) -> list[Any]:
         if type(prev).__name__ == "Image" and "senca_scalef" in md and md.get("senca_library_id") == lib:
             return [prev, points]
     return [points]
+
+
+def section_groups(viewer: Any) -> list[list[Any]]:
+    """The open sections as ``[H&E layer, spots layer]`` (or ``[spots layer]``), in layer order."""
+    return [_section_partner(viewer, pts) for pts in section_layers(viewer)]
+
+
+def tile_sections(viewer: Any, columns: int | None = None) -> int:
+    """Arrange every open section in a grid (default ``ceil(sqrt(n))`` columns), tops and lefts aligned.
+
+    Like :func:`place_section`, only the layers' ``translate`` changes (data and
+    exports stay in each section's own pixels). Each column is as wide as its
+    widest section and each row as tall as its tallest, with a gap of
+    :data:`SECTION_GAP` of the widest section between cells. Returns the number of sections.
+    """
+    groups = [g for g in section_groups(viewer) if _world_box(g) is not None]
+    n = len(groups)
+    if not n:
+        return 0
+    cols = max(1, min(n, columns or int(np.ceil(np.sqrt(n)))))
+    boxes = [_world_box(g) for g in groups]
+    sizes = np.array([b[1] - b[0] for b in boxes])  # (n, 2) rows, cols
+    gap = SECTION_GAP * float(sizes[:, 1].max())
+    n_rows = (n + cols - 1) // cols
+    heights = [float(sizes[r * cols : (r + 1) * cols, 0].max()) for r in range(n_rows)]
+    widths = [float(sizes[c::cols, 1].max()) for c in range(cols)]
+    top0, left0 = boxes[0][0]
+    for i, (g, b) in enumerate(zip(groups, boxes, strict=True)):
+        r, c = divmod(i, cols)
+        target = np.array([top0 + sum(heights[:r]) + r * gap, left0 + sum(widths[:c]) + c * gap])
+        shift = target - b[0]
+        for ly in g:
+            t = np.asarray(ly.translate, dtype=np.float64).copy()
+            t[-2:] += shift
+            ly.translate = t
+            ly.metadata[PLACED_KEY] = True
+    return n
 
 
 def place_on_insert(viewer: Any) -> None:

@@ -1,0 +1,56 @@
+"""The Cohort widget: sections tiled side by side, one legend renames a region in every section, export."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+# load torch._dynamo before any OpenGL context exists (see test_napari_widgets.py)
+import torch._dynamo  # noqa: F401
+
+from napari_senca._qt import CohortWidget, _common
+from napari_senca._qt._legend import NAME
+from napari_senca.review import REGION_KEY
+from test_review import annotated_section  # tests/ is on sys.path
+
+pytestmark = pytest.mark.qt
+
+
+def _open_two(viewer):
+    layers = []
+    for i, n in enumerate(("a", "b")):
+        ad = annotated_section(seed=i)
+        ad.uns["senca"]["joint"] = np.asarray(["a", "b"], dtype=object)
+        layers.append(_common.add_section(viewer, ad, name=n))
+    return layers
+
+
+def test_tile_link_rename_everywhere_and_export(qtbot, viewer, tmp_path, monkeypatch):
+    w = CohortWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    a, b = _open_two(viewer)
+    assert w.tile() == 2
+    ea, eb = (np.asarray(ly.extent.world)[:, -2:] for ly in (a, b))
+    assert eb[0, 1] > ea[1, 1]  # side by side, no overlap
+    w.columns.value = 1
+    w.tile()
+    ea, eb = (np.asarray(ly.extent.world)[:, -2:] for ly in (a, b))
+    assert eb[0, 0] > ea[1, 0] and abs(eb[0, 1] - ea[0, 1]) < 1e-6  # one column: b below a
+
+    w.link()
+    assert w.legend.rowCount() == 3
+    row = [w.legend.key(r) for r in range(3)].index("1")
+    w.legend.item(row, NAME).setText("invasive cancer")  # what a double-click edit does
+    for ly in (a, b):
+        feats = ly.features
+        assert "invasive cancer" in list(feats[REGION_KEY].cat.categories)
+        assert set(feats.loc[feats["senca_cluster"] == "1", REGION_KEY]) == {"invasive cancer"}
+
+    paths = w.export(tmp_path / "cohort")
+    assert {p.parent.name for p in paths if p.name == "clusters.csv"} == {"a", "b"}
+    table = pd.read_csv(tmp_path / "cohort" / "cohort_regions.csv", dtype={"cluster": str})
+    assert set(table.loc[table["cluster"] == "1", "region"]) == {"invasive cancer"}
+    # exporting again asks before overwriting; "no" writes nothing
+    monkeypatch.setattr(_common, "ask_overwrite", lambda *a: False)
+    assert w.export(tmp_path / "cohort") is None
