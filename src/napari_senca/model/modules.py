@@ -17,11 +17,49 @@ __all__ = [
     "GraphTransformer",
     "ImageHead",
     "NeighbourhoodCrossAttention",
+    "NeighbourhoodSelfAttention",
     "ProjectionHead",
     "SharedAutoencoder",
     "nt_xent",
+    "propagate",
     "window_pool",
 ]
+
+
+class NeighbourhoodSelfAttention(nn.Module):
+    """Multi-head self-attention of every spot over its graph neighbourhood.
+
+    Spot i attends over the rows ``index[i]`` (the spot itself first, then its
+    graph neighbours, padded; ``mask[i]`` marks the real ones), so time and
+    memory are O(n * m * Hd) instead of O(n^2 * Hd) for all pairs.
+    """
+
+    def __init__(self, hidden: int, n_heads: int = 1):
+        super().__init__()
+        if hidden % n_heads:
+            raise ValueError(f"hidden ({hidden}) must be divisible by n_heads ({n_heads})")
+        self.n_heads = n_heads
+        self.qkv = nn.Linear(hidden, 3 * hidden)
+        self.proj = nn.Linear(hidden, hidden)
+
+    def forward(self, h: Tensor, index: Tensor, mask: Tensor) -> Tensor:
+        # h: (n, Hd), index/mask: (n, m) neighbourhood with the spot first
+        n, d = h.shape
+        m, nh = index.shape[1], self.n_heads
+        q, k, v = self.qkv(h).split(d, dim=1)  # (n, Hd) each
+        q = q.view(n, nh, d // nh)  # (n, nh, hd)
+        k = k[index].view(n, m, nh, d // nh)  # (n, m, nh, hd) keys of the neighbourhood
+        v = v[index].view(n, m, nh, d // nh)  # (n, m, nh, hd)
+        logits = torch.einsum("nhd,nmhd->nhm", q, k) / math.sqrt(d // nh)  # (n, nh, m)
+        logits = logits.masked_fill(~mask[:, None, :], float("-inf"))
+        w = torch.softmax(logits, dim=-1)  # (n, nh, m)
+        a = torch.einsum("nhm,nmhd->nhd", w, v).reshape(n, d)  # (n, Hd)
+        return self.proj(a)  # (n, Hd)
+
+
+def propagate(adj: Tensor, h: Tensor) -> Tensor:
+    """``adj @ h`` for a sparse or dense adjacency (message passing)."""
+    return torch.sparse.mm(adj, h) if adj.is_sparse else adj @ h
 
 
 class GraphTransformer(nn.Module):
@@ -29,23 +67,26 @@ class GraphTransformer(nn.Module):
 
     dropout (masking) -> linear -> adjacency propagation -> self-attention
     block -> LayerNorm -> feed-forward -> residual -> activation -> linear.
+    The self-attention runs over each spot's graph neighbourhood
+    (:class:`NeighbourhoodSelfAttention`), so the branch is linear in spots;
+    R_i depends on the inputs within two hops of spot i.
     """
 
     def __init__(self, n_genes: int, hidden: int, embed: int, n_heads: int = 1, dropout: float = 0.2):
         super().__init__()
         self.mask = nn.Dropout(dropout)
         self.lin = nn.Linear(n_genes, hidden)
-        self.attn = nn.MultiheadAttention(hidden, n_heads, batch_first=True)
+        self.attn = NeighbourhoodSelfAttention(hidden, n_heads)
         self.norm = nn.LayerNorm(hidden)
         self.ff = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, hidden))
         self.out = nn.Linear(hidden, embed)
 
-    def forward(self, x: Tensor, adj: Tensor) -> Tensor:
-        # x: (n, G), adj: (n, n) normalised adjacency (sparse or dense)
+    def forward(self, x: Tensor, adj: Tensor, index: Tensor, mask: Tensor) -> Tensor:
+        # x: (n, G), adj: (n, n) normalised adjacency (sparse or dense), index/mask: (n, m)
         h = self.lin(self.mask(x))  # (n, Hd)
-        h = torch.sparse.mm(adj, h) if adj.is_sparse else adj @ h  # (n, Hd) message passing
-        a, _ = self.attn(h[None], h[None], h[None], need_weights=False)  # (1, n, Hd)
-        z = self.ff(self.norm(a[0]))  # (n, Hd)
+        h = propagate(adj, h)  # (n, Hd) message passing
+        a = self.attn(h, index, mask)  # (n, Hd) attention over the neighbourhood
+        z = self.ff(self.norm(a))  # (n, Hd)
         z = F.gelu(h + z)  # residual around the block, then activation
         return self.out(z)  # (n, E)
 

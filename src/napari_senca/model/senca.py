@@ -85,7 +85,7 @@ class SencaModel(nn.Module):
         feats: Tensor | None = None,
     ) -> SencaOutput:
         # x: (n, G) expression, adj: (n, n), index/mask: (n, m), feats: (n, F) or None
-        r = self.rna(x, adj)  # (n, E)
+        r = self.rna(x, adj, index, mask)  # (n, E)
         if self.image is None:
             h = r  # (n, E) no second modality
             e = F.layer_norm(r, r.shape[-1:])  # (n, E)
