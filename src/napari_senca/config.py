@@ -121,7 +121,18 @@ class SencaConfig:
         Adam weight decay.
     steps_per_epoch
         Optimiser steps per epoch (the whole section is one graph, so one
-        epoch is a fixed number of full-graph steps).
+        epoch is a fixed number of full-graph steps; with mini-batches, a
+        fixed number of tile steps).
+    batch_spots
+        Sections with more spots than this train and embed in mini-batches:
+        square spatial tiles of about this many spots, each with the halo of
+        graph neighbours the model's receptive field needs, so every core
+        spot's output is exact (docs/method.md, "Linear in spots"). Memory is
+        then bounded by the tile, and training time does not grow with the
+        section. 0: always the whole section in one step.
+    max_windows
+        At most this many windows (sampled at random per step and scale) enter
+        each NT-Xent term, which is quadratic in windows.
     n_clusters
         Number of regions. ``None`` means "set later" (e.g. from the labels).
     smooth_hops
@@ -189,6 +200,8 @@ class SencaConfig:
     lr: float = 5e-4
     weight_decay: float = 0.0
     steps_per_epoch: int = 20
+    batch_spots: int = 10000
+    max_windows: int = 2048
     # clustering (section 3.5)
     n_clusters: int | None = None
     smooth_hops: int = 1
@@ -235,6 +248,9 @@ class SencaConfig:
         need(self.finetune_batch >= 1, "finetune_batch must be >= 1")
         need(self.backbone_lr_scale >= 0, "backbone_lr_scale must be >= 0")
         need(self.steps_per_epoch >= 1, "steps_per_epoch must be >= 1")
+        need(self.batch_spots == 0 or self.batch_spots >= 16, f"batch_spots must be 0 or >= 16, got {self.batch_spots}")
+        need(self.max_windows >= 2, f"max_windows must be >= 2, got {self.max_windows}")
+        need(self.hidden_dim % self.n_heads == 0, "hidden_dim must be divisible by n_heads")
         need(self.input_pcs >= 0, f"input_pcs must be >= 0 (0: the genes themselves), got {self.input_pcs}")
         need(self.recon_weight >= 0, f"recon_weight must be >= 0, got {self.recon_weight}")
         for hops in ("recon_smooth_hops", "smooth_hops"):

@@ -76,6 +76,11 @@ class SencaModel(nn.Module):
     def rna_only(self) -> bool:
         return self.image is None
 
+    @property
+    def receptive_hops(self) -> int:
+        """Graph hops that one spot's output depends on: propagation + attention (+ cross-attention)."""
+        return 2 + (self.xattn is not None)
+
     def forward(
         self,
         x: Tensor,
