@@ -274,13 +274,15 @@ def run_senca_iter(
     yield Progress("preprocess", 0, 1, "normalising counts and selecting genes")
     expr = preprocess_expression(adata, cfg)
     xy = np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2]
+    x_np = pcs(expr.X, cfg.input_pcs, cfg.seed) if cfg.input_pcs else expr.X  # (n, input_pcs) or (n, G)
+    timings["preprocess"] = time.perf_counter() - t0
+    tg = time.perf_counter()
     # mini-batches: the section stays on the CPU and each tile goes to the device
     minibatch = uses_minibatches(cfg, n)
     store = torch.device("cpu") if minibatch else device
     adj_sp, idx_np, mask_np = _graph_arrays(xy, cfg)
     adj = sparse_tensor(adj_sp, store)
     index, mask = torch.from_numpy(idx_np).to(store), torch.from_numpy(mask_np).to(store)
-    x_np = pcs(expr.X, cfg.input_pcs, cfg.seed) if cfg.input_pcs else expr.X  # (n, input_pcs) or (n, G)
     x = torch.from_numpy(x_np).to(store)
     x_target = x
     for _ in range(cfg.recon_smooth_hops):
@@ -288,7 +290,7 @@ def run_senca_iter(
     spacing = max(spot_spacing(adata), 1e-9)
     data = TrainData(x=x, x_target=x_target, adj=adj, index=index, mask=mask, xy=xy,
                      side=cfg.window_spacings * spacing)
-    timings["preprocess"] = time.perf_counter() - t0
+    timings["graph"] = time.perf_counter() - tg
     yield Progress("preprocess", 1, 1, f"{n} spots, {len(expr.genes)} genes, graph k={cfg.n_neighbors}")
 
     # image branch: frozen backbone features, computed once (and cached, see features.py)
