@@ -49,6 +49,18 @@ def test_rna_branch_output_of_a_spot_ignores_far_away_spots() -> None:
     assert not torch.allclose(a[-1], b[-1])  # the changed spot itself does change
 
 
+def test_two_hop_attention_sees_exactly_the_two_hop_neighbourhood() -> None:
+    from napari_senca.model.modules import wider
+
+    _, idx, mask = _graph_tensors(_grid(9), _cfg(), torch.device("cpu"))
+    i2, m2 = wider(idx, mask)
+    centre = 40  # (4, 4) on the 9 x 9 grid, away from the border's extra kNN edges
+    got = i2[centre][m2[centre]].tolist()
+    assert got[0] == centre and len(got) == len(set(got)) == 13  # the diamond of radius 2
+    gy, gx = np.divmod(np.array(got), 9)
+    assert (np.abs(gy - 4) + np.abs(gx - 4)).max() == 2
+
+
 def _section_data(side: int, feats: bool, seed: int = 0) -> tuple[TrainData, np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     xy = _grid(side)
@@ -60,11 +72,11 @@ def _section_data(side: int, feats: bool, seed: int = 0) -> tuple[TrainData, np.
     return data, adj_sp, idx, mask
 
 
-@pytest.mark.parametrize("with_image", [False, True])
-def test_tiled_embedding_equals_the_whole_section_pass(with_image: bool) -> None:
+@pytest.mark.parametrize(("with_image", "hops"), [(False, 1), (True, 1), (True, 2)])
+def test_tiled_embedding_equals_the_whole_section_pass(with_image: bool, hops: int) -> None:
     torch.manual_seed(0)
     data, adj_sp, idx, mask = _section_data(20, with_image)
-    model = SencaModel(6, 5 if with_image else None, _cfg())
+    model = SencaModel(6, 5 if with_image else None, _cfg(attention_hops=hops))
     whole = _run(embed_iter(model, data))
     data.halo = HaloSampler(adj_sp, idx, mask, model.receptive_hops)
     data.batch_side = 7.0  # tiles of 7 x 7 spots: 9 tiles, every core far smaller than the section

@@ -57,6 +57,25 @@ class NeighbourhoodSelfAttention(nn.Module):
         return self.proj(a)  # (n, Hd)
 
 
+def wider(index: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Two-hop neighbourhoods from one-hop ones, each spot once, the spot first.
+
+    index/mask: (n, m) -> (n, m * m); duplicates and entries outside the batch are masked.
+    """
+    n, m = index.shape
+    idx2 = index[index].reshape(n, m * m)  # (n, m*m) neighbours of neighbours
+    msk2 = (mask[:, :, None] & mask[index]).reshape(n, m * m)
+    idx2 = torch.where(msk2, idx2, -1)
+    own = torch.arange(n, device=index.device)[:, None]
+    idx2 = torch.where(idx2 == own, -2, idx2)  # the spot itself sorts first
+    srt, _ = idx2.sort(dim=1)  # (n, m*m)
+    keep = srt >= -2
+    keep[:, 1:] &= srt[:, 1:] != srt[:, :-1]
+    keep &= srt != -1
+    srt = torch.where(srt == -2, own, srt)
+    return torch.where(keep, srt, own), keep
+
+
 def propagate(adj: Tensor, h: Tensor) -> Tensor:
     """``adj @ h`` for a sparse or dense adjacency (message passing)."""
     return torch.sparse.mm(adj, h) if adj.is_sparse else adj @ h
@@ -68,12 +87,16 @@ class GraphTransformer(nn.Module):
     dropout (masking) -> linear -> adjacency propagation -> self-attention
     block -> LayerNorm -> feed-forward -> residual -> activation -> linear.
     The self-attention runs over each spot's graph neighbourhood
-    (:class:`NeighbourhoodSelfAttention`), so the branch is linear in spots;
-    R_i depends on the inputs within two hops of spot i.
+    (:class:`NeighbourhoodSelfAttention`; ``attention_hops=2``: the two-hop
+    neighbourhood), so the branch is linear in spots; R_i depends on the
+    inputs within ``1 + attention_hops`` hops of spot i.
     """
 
-    def __init__(self, n_genes: int, hidden: int, embed: int, n_heads: int = 1, dropout: float = 0.2):
+    def __init__(
+        self, n_genes: int, hidden: int, embed: int, n_heads: int = 1, dropout: float = 0.2, attention_hops: int = 1
+    ):
         super().__init__()
+        self.attention_hops = attention_hops
         self.mask = nn.Dropout(dropout)
         self.lin = nn.Linear(n_genes, hidden)
         self.attn = NeighbourhoodSelfAttention(hidden, n_heads)
@@ -85,6 +108,8 @@ class GraphTransformer(nn.Module):
         # x: (n, G), adj: (n, n) normalised adjacency (sparse or dense), index/mask: (n, m)
         h = self.lin(self.mask(x))  # (n, Hd)
         h = propagate(adj, h)  # (n, Hd) message passing
+        if self.attention_hops == 2:
+            index, mask = wider(index, mask)  # (n, m*m)
         a = self.attn(h, index, mask)  # (n, Hd) attention over the neighbourhood
         z = self.ff(self.norm(a))  # (n, Hd)
         z = F.gelu(h + z)  # residual around the block, then activation

@@ -50,7 +50,7 @@ class SencaModel(nn.Module):
         super().__init__()
         e = cfg.embed_dim
         self.cfg = cfg
-        self.rna = GraphTransformer(n_genes, cfg.hidden_dim, e, cfg.n_heads, cfg.dropout)
+        self.rna = GraphTransformer(n_genes, cfg.hidden_dim, e, cfg.n_heads, cfg.dropout, cfg.attention_hops)
         self.image = ImageHead(n_image_features, e) if n_image_features else None
         use_x = self.image is not None and cfg.cross_attention
         self.xattn = NeighbourhoodCrossAttention(e) if use_x else None
@@ -79,7 +79,7 @@ class SencaModel(nn.Module):
     @property
     def receptive_hops(self) -> int:
         """Graph hops that one spot's output depends on: propagation + attention (+ cross-attention)."""
-        return 2 + (self.xattn is not None)
+        return 1 + self.rna.attention_hops + (self.xattn is not None)
 
     def forward(
         self,
