@@ -162,3 +162,18 @@ def test_ward_refuses_huge_sections_before_training() -> None:
     with pytest.raises(ConfigError, match="distance matrix"):
         cluster_embedding(np.zeros((WARD_MAX_SPOTS + 1, 2)), 3, "agglomerative")
     check_run_settings(SencaConfig(cluster_method="kmeans"), 10 * WARD_MAX_SPOTS, 7)
+
+
+def test_full_attention_is_global_and_refused_on_large_sections() -> None:
+    torch.manual_seed(0)
+    side = 12
+    adj, idx, mask = _graph_tensors(_grid(side), _cfg(), torch.device("cpu"))
+    m = GraphTransformer(6, 32, 16, full=True).eval()
+    x = torch.randn(side * side, 6)
+    y = x.clone()
+    y[-1] += 5.0
+    with torch.no_grad():
+        assert not torch.equal(m(x, adj, idx, mask)[0], m(y, adj, idx, mask)[0])  # all pairs: spot 0 sees it
+    with pytest.raises(ConfigError, match="attention='local'"):
+        check_run_settings(SencaConfig(attention="full", batch_spots=100), 101, 3)
+    check_run_settings(SencaConfig(attention="full", batch_spots=100), 100, 3)

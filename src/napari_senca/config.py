@@ -77,6 +77,11 @@ class SencaConfig:
         Dimension of the shared embedding S that is clustered.
     n_heads
         Attention heads in the graph transformer's self-attention block.
+    attention
+        ``"local"``: the graph transformer's self-attention runs over graph
+        neighbourhoods (linear in spots). ``"full"``: over all pairs of spots
+        (the earlier design, O(n^2) time and memory), only for sections of at
+        most ``batch_spots`` spots (docs/method.md, "Linear in spots").
     attention_hops
         The graph transformer's self-attention runs over each spot's
         neighbourhood of this many graph hops (1 or 2); linear in spots either
@@ -186,6 +191,7 @@ class SencaConfig:
     hidden_dim: int = 256
     shared_dim: int = 10
     n_heads: int = 1
+    attention: str = "local"
     attention_hops: int = 1
     dropout: float = 0.2
     fusion: str = "sum"
@@ -254,6 +260,7 @@ class SencaConfig:
         need(self.backbone_lr_scale >= 0, "backbone_lr_scale must be >= 0")
         need(self.steps_per_epoch >= 1, "steps_per_epoch must be >= 1")
         need(self.batch_spots == 0 or self.batch_spots >= 16, f"batch_spots must be 0 or >= 16, got {self.batch_spots}")
+        need(self.attention in ("local", "full"), f"attention must be 'local' or 'full', got {self.attention!r}")
         need(self.attention_hops in (1, 2), f"attention_hops must be 1 or 2, got {self.attention_hops}")
         need(self.max_windows >= 2, f"max_windows must be >= 2, got {self.max_windows}")
         need(self.hidden_dim % self.n_heads == 0, "hidden_dim must be divisible by n_heads")

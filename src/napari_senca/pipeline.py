@@ -208,6 +208,11 @@ def check_run_settings(config: SencaConfig, n_spots: int, n_clusters: int) -> No
         )
     check_n_clusters(n_clusters, n_spots)
     check_method_size(config.cluster_method, n_spots)
+    if config.attention == "full" and uses_minibatches(config, n_spots):
+        raise ConfigError(
+            f"attention='full' is all pairs of spots: at most batch_spots={config.batch_spots:,} spots, "
+            f"the section has {n_spots:,}; use attention='local'"
+        )
 
 
 def _seed_everything(seed: int) -> None:

@@ -93,13 +93,15 @@ class GraphTransformer(nn.Module):
     """
 
     def __init__(
-        self, n_genes: int, hidden: int, embed: int, n_heads: int = 1, dropout: float = 0.2, attention_hops: int = 1
+        self, n_genes: int, hidden: int, embed: int, n_heads: int = 1, dropout: float = 0.2,
+        attention_hops: int = 1, full: bool = False,
     ):
         super().__init__()
         self.attention_hops = attention_hops
         self.mask = nn.Dropout(dropout)
         self.lin = nn.Linear(n_genes, hidden)
-        self.attn = NeighbourhoodSelfAttention(hidden, n_heads)
+        # full=True: the earlier all-pairs attention, O(n^2), kept for comparison on small sections
+        self.attn = nn.MultiheadAttention(hidden, n_heads, batch_first=True) if full else NeighbourhoodSelfAttention(hidden, n_heads)
         self.norm = nn.LayerNorm(hidden)
         self.ff = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, hidden))
         self.out = nn.Linear(hidden, embed)
@@ -108,9 +110,12 @@ class GraphTransformer(nn.Module):
         # x: (n, G), adj: (n, n) normalised adjacency (sparse or dense), index/mask: (n, m)
         h = self.lin(self.mask(x))  # (n, Hd)
         h = propagate(adj, h)  # (n, Hd) message passing
-        if self.attention_hops == 2:
-            index, mask = wider(index, mask)  # (n, m*m)
-        a = self.attn(h, index, mask)  # (n, Hd) attention over the neighbourhood
+        if isinstance(self.attn, nn.MultiheadAttention):
+            a = self.attn(h[None], h[None], h[None], need_weights=False)[0][0]  # (n, Hd) all pairs
+        else:
+            if self.attention_hops == 2:
+                index, mask = wider(index, mask)  # (n, m*m)
+            a = self.attn(h, index, mask)  # (n, Hd) attention over the neighbourhood
         z = self.ff(self.norm(a))  # (n, Hd)
         z = F.gelu(h + z)  # residual around the block, then activation
         return self.out(z)  # (n, E)

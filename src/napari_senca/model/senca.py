@@ -50,7 +50,9 @@ class SencaModel(nn.Module):
         super().__init__()
         e = cfg.embed_dim
         self.cfg = cfg
-        self.rna = GraphTransformer(n_genes, cfg.hidden_dim, e, cfg.n_heads, cfg.dropout, cfg.attention_hops)
+        self.rna = GraphTransformer(
+            n_genes, cfg.hidden_dim, e, cfg.n_heads, cfg.dropout, cfg.attention_hops, full=cfg.attention == "full"
+        )
         self.image = ImageHead(n_image_features, e) if n_image_features else None
         use_x = self.image is not None and cfg.cross_attention
         self.xattn = NeighbourhoodCrossAttention(e) if use_x else None
