@@ -7,7 +7,8 @@ image. Prints one Markdown row per run: seconds per stage (preprocess =
 filter/normalise/HVG/scale/input PCs; graph = kNN graph, neighbourhoods,
 targets; patches = image features; train; embed = S of every spot, tiled
 above ``batch_spots``; cluster = smoothing, skip PCs, k-means), the total
-(the whole ``run_senca`` call), peak MB, the ARI against the planted regions,
+(the whole ``run_senca`` call) and its CPU seconds (user + system, which
+other jobs on the machine do not inflate), peak MB, the ARI against the planted regions,
 and then the growth exponent of the total between two sizes
 (log(t2/t1) / log(n2/n1)). Default settings (``SencaConfig()``; random image
 weights since nothing can be downloaded here).
@@ -30,6 +31,12 @@ import time
 from pathlib import Path
 
 
+def _cpu() -> float:
+    """CPU seconds of this process so far (user + system): robust to other jobs on the machine."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def _child(task: dict, queue: mp.Queue) -> None:
     """Build one section, run the pipeline, put a result dict on ``queue``."""
     import torch
@@ -47,10 +54,12 @@ def _child(task: dict, queue: mp.Queue) -> None:
         adata = visium_hd_section(task["bins"], task["genes"], task["regions"], with_image=task["image"], seed=0)
         out["generate_s"] = time.perf_counter() - t0
         out["section_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-        cfg = SencaConfig(n_clusters=task["regions"], device=task["device"], image_weights=task["image_weights"])
-        t0 = time.perf_counter()
+        cfg = SencaConfig(n_clusters=task["regions"], device=task["device"], image_weights=task["image_weights"],
+                          **task.get("settings", {}))
+        t0, c0 = time.perf_counter(), _cpu()
         res = run_senca(adata, cfg)
         out["total_s"] = time.perf_counter() - t0
+        out["cpu_s"] = _cpu() - c0
         out["timings"] = res.timings
         out["ari"] = float(adjusted_rand_score(adata.obs["label"].astype(str), res.labels))
         out["device"] = res.device
@@ -84,9 +93,10 @@ def row(r: dict) -> str:
     t, task = r.get("timings", {}), r["task"]
     mode = "H&E" if task["image"] else "RNA"
     if "error" in r:
-        return f"| {task['bins']:,} | {mode} | " + " | ".join(["–"] * (len(STAGES) + 3)) + f" | {r['error']} |"
+        return f"| {task['bins']:,} | {mode} | " + " | ".join(["–"] * (len(STAGES) + 4)) + f" | {r['error']} |"
     cells = [f"{t[s]:.1f}" if s in t else "–" for s in STAGES]
-    return (f"| {r['n']:,} | {mode} | " + " | ".join(cells) + f" | {r['total_s']:.1f} | {r['peak_mb']:,.0f} | "
+    return (f"| {r['n']:,} | {mode} | " + " | ".join(cells) + f" | {r['total_s']:.1f} | {r['cpu_s']:.1f} | "
+            f"{r['peak_mb']:,.0f} | "
             f"{r['ari']:.3f} | {r['device']} |")
 
 
@@ -96,7 +106,9 @@ def exponent(results: list[dict], n1: int, n2: int, image: bool) -> str:
     if n1 not in ok or n2 not in ok:
         return "–"
     a, b = ok[n1], ok[n2]
-    return f"{math.log(b['total_s'] / a['total_s']) / math.log(b['n'] / a['n']):.2f}"
+    wall = math.log(b["total_s"] / a["total_s"]) / math.log(b["n"] / a["n"])
+    cpu = math.log(b["cpu_s"] / a["cpu_s"]) / math.log(b["n"] / a["n"])
+    return f"{wall:.2f} wall, {cpu:.2f} CPU"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,19 +122,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds per run")
     ap.add_argument("--json", type=Path, help="also write every raw result here")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a SencaConfig setting for every run (repeatable), e.g. steps_per_epoch=2")
     args = ap.parse_args(argv)
+    settings = {k: json.loads(v) for k, v in (a.split("=", 1) for a in args.set)}
 
     def sizes(s: str) -> list[int]:
         return [int(v) for v in s.split(",") if v.strip()]
 
     tasks = [(n, False) for n in sizes(args.sizes)] + [(n, True) for n in sizes(args.image_sizes)]
-    print("| bins | mode | preprocess s | graph s | patches s | train s | embed s | cluster s | total s | "
+    print("| bins | mode | preprocess s | graph s | patches s | train s | embed s | cluster s | total s | CPU s | "
           "peak MB | ARI | device |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
     results = []
     for n, image in tasks:
         task = dict(bins=n, image=image, genes=args.genes, regions=args.regions, device=args.device,
-                    image_weights=args.image_weights, threads=args.threads, timeout=args.timeout)
+                    image_weights=args.image_weights, threads=args.threads, timeout=args.timeout,
+                    settings=settings)
         r = run_task(task)
         results.append(r)
         print(row(r), flush=True)
