@@ -195,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--finetune-batch", type=int, default=8, help="patches re-encoded per step when fine-tuning")
     ap.add_argument("--methods", help="only these methods (comma-separated names as in the table)")
     ap.add_argument("--json", type=Path, help="also write every raw result here")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a SencaConfig setting for every senca row (repeatable), e.g. attention_hops=2")
     args = ap.parse_args(argv)
     seeds = [0] if args.quick else list(range(args.seeds))
     root = shared_data()
@@ -203,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dlpfc:
         datasets["DLPFC"] = str(root / "dlpfc_151510")
         image_sections.add("DLPFC")
-    base = {"image_weights": args.image_weights}
+    base = {"image_weights": args.image_weights, **{k: json.loads(v) for k, v in (a.split("=", 1) for a in args.set)}}
     methods: dict[str, dict | None] = {
         "pca_kmeans": None,
         "pca_nbr_kmeans": None,

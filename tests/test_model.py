@@ -57,29 +57,29 @@ def _cfg(**kw: object) -> SencaConfig:
 
 @pytest.mark.parametrize("n_heads", [1, 2])
 def test_graph_transformer_shape(n_heads: int) -> None:
-    adj, _, _ = _graph_inputs()
+    adj, idx, mask = _graph_inputs()
     m = GraphTransformer(G, HD, E, n_heads=n_heads, dropout=0.2)
-    out = m(torch.randn(N, G), adj)
+    out = m(torch.randn(N, G), adj, idx, mask)
     assert out.shape == (N, E)
     assert out.dtype == torch.float32
     assert torch.isfinite(out).all()
 
 
 def test_graph_transformer_sparse_and_dense_adjacency_agree() -> None:
-    adj, _, _ = _graph_inputs()
+    adj, idx, mask = _graph_inputs()
     m = GraphTransformer(G, HD, E).eval()
     x = torch.randn(N, G)
-    torch.testing.assert_close(m(x, adj), m(x, adj.to_dense()), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(m(x, adj, idx, mask), m(x, adj.to_dense(), idx, mask), rtol=1e-5, atol=1e-5)
 
 
 def test_graph_transformer_dropout_only_in_training() -> None:
-    adj, _, _ = _graph_inputs()
+    adj, idx, mask = _graph_inputs()
     m = GraphTransformer(G, HD, E, dropout=0.5)
     x = torch.randn(N, G)
     m.eval()
-    torch.testing.assert_close(m(x, adj), m(x, adj))
+    torch.testing.assert_close(m(x, adj, idx, mask), m(x, adj, idx, mask))
     m.train()
-    assert not torch.allclose(m(x, adj), m(x, adj))
+    assert not torch.allclose(m(x, adj, idx, mask), m(x, adj, idx, mask))
 
 
 # --------------------------------------------------------------------------- ImageHead

@@ -95,6 +95,15 @@ class SencaConfig:
         Dimension of the shared embedding S that is clustered.
     n_heads
         Attention heads in the graph transformer's self-attention block.
+    attention
+        ``"local"``: the graph transformer's self-attention runs over graph
+        neighbourhoods (linear in spots). ``"full"``: over all pairs of spots
+        (the earlier design, O(n^2) time and memory), only for sections of at
+        most ``batch_spots`` spots (docs/method.md, "Linear in spots").
+    attention_hops
+        The graph transformer's self-attention runs over each spot's
+        neighbourhood of this many graph hops (1 or 2); linear in spots either
+        way (docs/method.md, "Linear in spots").
     dropout
         Input-masking dropout of the graph transformer (paper: 0.2).
     fusion
@@ -139,7 +148,18 @@ class SencaConfig:
         Adam weight decay.
     steps_per_epoch
         Optimiser steps per epoch (the whole section is one graph, so one
-        epoch is a fixed number of full-graph steps).
+        epoch is a fixed number of full-graph steps; with mini-batches, a
+        fixed number of tile steps).
+    batch_spots
+        Sections with more spots than this train and embed in mini-batches:
+        square spatial tiles of about this many spots, each with the halo of
+        graph neighbours the model's receptive field needs, so every core
+        spot's output is exact (docs/method.md, "Linear in spots"). Memory is
+        then bounded by the tile, and training time does not grow with the
+        section. 0: always the whole section in one step.
+    max_windows
+        At most this many windows (sampled at random per step and scale) enter
+        each NT-Xent term, which is quadratic in windows.
     n_clusters
         Number of regions. ``None`` means "set later" (e.g. from the labels).
     smooth_hops
@@ -191,6 +211,8 @@ class SencaConfig:
     hidden_dim: int = 256
     shared_dim: int = 10
     n_heads: int = 1
+    attention: str = "local"
+    attention_hops: int = 1
     dropout: float = 0.2
     fusion: str = "sum"
     cross_attention: bool = True
@@ -209,6 +231,8 @@ class SencaConfig:
     lr: float = 5e-4
     weight_decay: float = 0.0
     steps_per_epoch: int = 20
+    batch_spots: int = 10000
+    max_windows: int = 2048
     # clustering (section 3.5)
     n_clusters: int | None = None
     smooth_hops: int = 1
@@ -262,6 +286,11 @@ class SencaConfig:
         need(self.finetune_batch >= 1, "finetune_batch must be >= 1")
         need(self.backbone_lr_scale >= 0, "backbone_lr_scale must be >= 0")
         need(self.steps_per_epoch >= 1, "steps_per_epoch must be >= 1")
+        need(self.batch_spots == 0 or self.batch_spots >= 16, f"batch_spots must be 0 or >= 16, got {self.batch_spots}")
+        need(self.attention in ("local", "full"), f"attention must be 'local' or 'full', got {self.attention!r}")
+        need(self.attention_hops in (1, 2), f"attention_hops must be 1 or 2, got {self.attention_hops}")
+        need(self.max_windows >= 2, f"max_windows must be >= 2, got {self.max_windows}")
+        need(self.hidden_dim % self.n_heads == 0, "hidden_dim must be divisible by n_heads")
         need(self.input_pcs >= 0, f"input_pcs must be >= 0 (0: the genes themselves), got {self.input_pcs}")
         need(self.recon_weight >= 0, f"recon_weight must be >= 0, got {self.recon_weight}")
         for hops in ("recon_smooth_hops", "smooth_hops"):

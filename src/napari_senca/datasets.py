@@ -16,7 +16,7 @@ from anndata import AnnData
 
 from .section import make_section
 
-__all__ = ["synthetic_section", "crossmodal_section", "sample_data_dir", "her2st_a1"]
+__all__ = ["synthetic_section", "crossmodal_section", "visium_hd_section", "sample_data_dir", "her2st_a1"]
 
 
 def synthetic_section(
@@ -234,6 +234,102 @@ def _paint_he(rng: np.random.Generator, tex: np.ndarray, n_textures: int, spacin
     img += rng.normal(0, 10, size=img.shape)
     img = ndimage.gaussian_filter(img, sigma=(0.8, 0.8, 0))
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def visium_hd_section(
+    n_bins: int = 10_000,
+    n_genes: int = 2000,
+    n_regions: int = 6,
+    *,
+    with_image: bool = False,
+    counts_per_bin: float = 60.0,
+    fold: float = 4.0,
+    bin_px: float = 8.0,
+    seed: int = 0,
+) -> AnnData:
+    """A Visium-HD-like section: square bins, sparse counts, optional H&E-like image.
+
+    Built in memory proportional to the counts (never a dense bins x genes
+    matrix), so 500,000 bins fit in a few GB. Regions are Voronoi cells around
+    random centres; region ``r`` raises its own 10 marker genes ``fold`` times
+    and, with an image, has its own nucleus density, size and stain
+    (the painter of :func:`crossmodal_section`).
+
+    Parameters
+    ----------
+    n_bins
+        Approximate number of bins (the nearest square grid).
+    n_genes
+        Genes; most are sparse background (gamma-distributed means).
+    n_regions
+        Spatial regions, also ``obs["label"]``.
+    with_image
+        Paint an H&E-like image at ``bin_px`` pixels per bin (scale 1).
+    counts_per_bin
+        Mean UMIs per bin (16 um Visium HD bins have tens to hundreds).
+    fold
+        Marker fold change.
+    bin_px
+        Bin pitch in full-resolution pixels.
+    seed
+        Random seed.
+    """
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    side = max(2, int(round(np.sqrt(n_bins))))
+    gy, gx = np.mgrid[0:side, 0:side]
+    row, col = gy.ravel().astype(float), gx.ravel().astype(float)
+    n = row.size
+    centres = rng.uniform(0.05, 0.95, size=(n_regions, 2)) * (side - 1)
+    region = np.empty(n, dtype=np.int64)
+    for i in range(0, n, 200_000):  # chunks keep the (n, regions) distances small
+        p = np.stack([col[i : i + 200_000], row[i : i + 200_000]], 1)
+        region[i : i + 200_000] = ((p[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
+    base = rng.gamma(0.4, 1.0, size=n_genes) + 0.01
+    prog = np.tile(base, (n_regions, 1))
+    n_markers = min(10, max(1, n_genes // (2 * n_regions)))
+    for r in range(n_regions):
+        prog[r, (np.arange(r * n_markers, (r + 1) * n_markers)) % n_genes] *= fold
+    prog /= prog.sum(1, keepdims=True)
+    cdf = np.cumsum(prog, 1)
+    depth = rng.poisson(counts_per_bin * rng.lognormal(0.0, 0.3, size=n)).astype(np.int64) + 1
+    blocks = []
+    for i in range(0, n, 50_000):  # multinomial sampling in chunks: memory ~ the chunk's counts
+        d = depth[i : i + 50_000]
+        b = np.repeat(np.arange(d.size), d)
+        u = rng.random(b.size)
+        g = np.empty(b.size, dtype=np.int64)
+        reg = region[i : i + 50_000][b]
+        for r in range(n_regions):
+            w = reg == r
+            g[w] = np.minimum(np.searchsorted(cdf[r], u[w]), n_genes - 1)
+        blocks.append(sp.csr_matrix((np.ones(b.size, np.float32), (b, g)), shape=(d.size, n_genes)))
+    counts = sp.vstack(blocks).tocsr()
+    counts.sum_duplicates()
+    genes = [f"GENE{i:05d}" for i in range(n_genes)]
+    for r in range(n_regions):
+        genes[r * n_markers % n_genes] = f"MARKER{r}"
+    margin = 4.0 * bin_px
+    xy = margin + np.stack([col, row], 1) * bin_px
+    image = None
+    if with_image:
+        from scipy import ndimage
+
+        w = h = int(2 * margin + (side - 1) * bin_px) + 1
+        yy, xx = np.mgrid[0:h, 0:w]
+        pc = np.clip(np.round((xx - margin) / bin_px), 0, side - 1).astype(np.int64)
+        pr = np.clip(np.round((yy - margin) / bin_px), 0, side - 1).astype(np.int64)
+        tex = region[pr * side + pc]
+        del yy, xx, pc, pr
+        image = _paint_he(rng, tex, n_regions, 4.0 * bin_px, ndimage)
+    labels = np.array([f"region {r}" for r in region], dtype=object)
+    ids = [f"s_016um_{int(r_):05d}_{int(c):05d}-1" for r_, c in zip(row, col, strict=True)]
+    return make_section(
+        counts, ids, genes, xy, array_row=row, array_col=col, image=image, image_scalef=1.0,
+        spot_diameter_fullres=bin_px, labels=labels, library_id="visium_hd_synthetic",
+        source=None, source_format="synthetic",
+    )
 
 
 def sample_data_dir() -> Path:

@@ -65,13 +65,10 @@ def build_graph(xy: np.ndarray, n_neighbors: int = 4) -> SpatialGraph:
         raise ConfigError(f"n_neighbors ({n_neighbors}) must be smaller than the number of spots ({n})")
     tree = BallTree(xy)
     dist, idx = tree.query(xy, k=n_neighbors + 1)
-    # drop each spot itself; with duplicated positions it may not come first
-    knn = np.empty((n, n_neighbors), dtype=np.int64)
-    kd = np.empty((n, n_neighbors), dtype=np.float64)
-    for i in range(n):
-        others = idx[i] != i
-        knn[i] = idx[i][others][:n_neighbors]
-        kd[i] = dist[i][others][:n_neighbors]
+    # drop each spot itself; with duplicated positions it may not come first (or not at all)
+    order = np.argsort(idx == np.arange(n)[:, None], axis=1, kind="stable")[:, :n_neighbors]  # others first
+    knn = np.take_along_axis(idx, order, 1).astype(np.int64)
+    kd = np.take_along_axis(dist, order, 1)
     rows = np.repeat(np.arange(n), n_neighbors)
     a = sp.csr_matrix((np.ones(rows.size, np.float32), (rows, knn.ravel())), shape=(n, n))
     a = ((a + a.T) > 0).astype(np.float32).tocsr()
@@ -107,8 +104,8 @@ def neighbour_index(graph: SpatialGraph) -> tuple[np.ndarray, np.ndarray]:
     index = np.repeat(np.arange(n)[:, None], m, axis=1)
     mask = np.zeros((n, m), dtype=bool)
     mask[:, 0] = True
-    for i in range(n):
-        nb = a.indices[a.indptr[i] : a.indptr[i + 1]]
-        index[i, 1 : 1 + nb.size] = nb
-        mask[i, 1 : 1 + nb.size] = True
+    rows = np.repeat(np.arange(n), deg)  # (nnz,) the row of every stored neighbour
+    slot = 1 + np.arange(rows.size) - a.indptr[rows]  # its column in the padded list
+    index[rows, slot] = a.indices
+    mask[rows, slot] = True
     return index, mask

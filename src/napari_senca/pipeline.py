@@ -20,11 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from anndata import AnnData
 
 from ._version import __version__
-from .cluster import as_categorical, check_n_clusters, cluster_embedding
+from .batches import HaloSampler, sparse_tensor
+from .cluster import as_categorical, check_method_size, check_n_clusters, cluster_embedding
 from .confidence import record_model_call
 from .config import SencaConfig
 from .embedding import clustered_embedding, pcs, smooth
@@ -33,7 +35,7 @@ from .features import encode_iter, image_block, standardise, weights_are_random
 from .graph import build_graph, neighbour_index, normalized_adjacency
 from .preprocess import preprocess_expression
 from .section import CLUSTER_KEY, EMBED_KEY, LABEL_KEY, UNS_KEY, get_image, spot_spacing
-from .train import TrainData, shared_embedding, train_iter
+from .train import TrainData, embed_iter, train_iter
 
 __all__ = [
     "Progress",
@@ -46,6 +48,7 @@ __all__ = [
     "resolve_device",
     "default_n_clusters",
     "check_run_settings",
+    "uses_minibatches",
 ]
 
 
@@ -204,21 +207,34 @@ def check_run_settings(config: SencaConfig, n_spots: int, n_clusters: int) -> No
             f"(2 regions, and more spots than n_neighbors={config.n_neighbors})"
         )
     check_n_clusters(n_clusters, n_spots)
+    check_method_size(config.cluster_method, n_spots)
+    if config.attention == "full" and uses_minibatches(config, n_spots):
+        raise ConfigError(
+            f"attention='full' is all pairs of spots: at most batch_spots={config.batch_spots:,} spots, "
+            f"the section has {n_spots:,}; use attention='local'"
+        )
 
 
 def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _graph_arrays(xy: np.ndarray, cfg: SencaConfig) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+    """Normalised adjacency (n, n) CSR, neighbourhood index and mask (n, m) of the spot graph."""
+    graph = build_graph(xy, cfg.n_neighbors)
+    idx_np, mask_np = neighbour_index(graph)
+    return normalized_adjacency(graph), idx_np, mask_np
+
+
 def _graph_tensors(xy: np.ndarray, cfg: SencaConfig, device: torch.device) -> tuple[torch.Tensor, ...]:
     """Sparse normalised adjacency (n, n), neighbourhood index and mask (n, m) of the spot graph."""
-    graph = build_graph(xy, cfg.n_neighbors)
-    adj_sp = normalized_adjacency(graph).tocoo()
-    adj = torch.sparse_coo_tensor(
-        np.vstack([adj_sp.row, adj_sp.col]), adj_sp.data, adj_sp.shape, dtype=torch.float32, check_invariants=True
-    ).coalesce().to(device)
-    idx_np, mask_np = neighbour_index(graph)
-    return adj, torch.from_numpy(idx_np).to(device), torch.from_numpy(mask_np).to(device)
+    adj_sp, idx_np, mask_np = _graph_arrays(xy, cfg)
+    return sparse_tensor(adj_sp, device), torch.from_numpy(idx_np).to(device), torch.from_numpy(mask_np).to(device)
+
+
+def uses_minibatches(cfg: SencaConfig, n_spots: int) -> bool:
+    """True when a section of ``n_spots`` trains on tiles (more than ``batch_spots`` spots)."""
+    return bool(cfg.batch_spots) and n_spots > cfg.batch_spots
 
 
 @_with_overall
@@ -263,15 +279,23 @@ def run_senca_iter(
     yield Progress("preprocess", 0, 1, "normalising counts and selecting genes")
     expr = preprocess_expression(adata, cfg)
     xy = np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2]
-    adj, index, mask = _graph_tensors(xy, cfg, device)
     x_np = pcs(expr.X, cfg.input_pcs, cfg.seed) if cfg.input_pcs else expr.X  # (n, input_pcs) or (n, G)
-    x = torch.from_numpy(x_np).to(device)
+    timings["preprocess"] = time.perf_counter() - t0
+    tg = time.perf_counter()
+    # mini-batches: the section stays on the CPU and each tile goes to the device
+    minibatch = uses_minibatches(cfg, n)
+    store = torch.device("cpu") if minibatch else device
+    adj_sp, idx_np, mask_np = _graph_arrays(xy, cfg)
+    adj = sparse_tensor(adj_sp, store)
+    index, mask = torch.from_numpy(idx_np).to(store), torch.from_numpy(mask_np).to(store)
+    x = torch.from_numpy(x_np).to(store)
     x_target = x
     for _ in range(cfg.recon_smooth_hops):
         x_target = torch.sparse.mm(adj, x_target)  # denoising target: neighbourhood mean
+    spacing = max(spot_spacing(adata), 1e-9)
     data = TrainData(x=x, x_target=x_target, adj=adj, index=index, mask=mask, xy=xy,
-                     side=cfg.window_spacings * max(spot_spacing(adata), 1e-9))
-    timings["preprocess"] = time.perf_counter() - t0
+                     side=cfg.window_spacings * spacing)
+    timings["graph"] = time.perf_counter() - tg
     yield Progress("preprocess", 1, 1, f"{n} spots, {len(expr.genes)} genes, graph k={cfg.n_neighbors}")
 
     # image branch: frozen backbone features, computed once (and cached, see features.py)
@@ -291,12 +315,12 @@ def run_senca_iter(
         weights_used = img.weights_used
         image_std = standardise(img.feats)
         mean_square = float((x_np.astype(np.float64) ** 2).mean())
-        block = torch.from_numpy(image_block(img.feats, cfg.image_pcs, mean_square, cfg.seed)).to(device)
+        block = torch.from_numpy(image_block(img.feats, cfg.image_pcs, mean_square, cfg.seed)).to(store)
         data.f_target = block
         if img.backbone is not None:  # fine-tuning: the head reads raw, changing features
-            data.feats, data.backbone, data.patches = torch.from_numpy(img.feats).to(device), img.backbone, img.patches
+            data.feats, data.backbone, data.patches = torch.from_numpy(img.feats).to(store), img.backbone, img.patches
         else:
-            data.feats = block if cfg.image_pcs else torch.from_numpy(img.feats).to(device)
+            data.feats = block if cfg.image_pcs else torch.from_numpy(img.feats).to(store)
         timings["patches"] = time.perf_counter() - t1
 
     t2 = time.perf_counter()
@@ -304,6 +328,9 @@ def run_senca_iter(
     n_feats = None if data.feats is None else data.feats.shape[1]
     n_targets = None if data.f_target is None else data.f_target.shape[1]
     model = SencaModel(x.shape[1], n_feats, cfg, n_targets).to(device)
+    if minibatch:
+        data.halo = HaloSampler(adj_sp, idx_np, mask_np, model.receptive_hops)
+        data.batch_side = spacing * float(np.sqrt(cfg.batch_spots))
     groups: list[dict[str, Any]] = [{"params": model.parameters(), "lr": cfg.lr}]
     if data.backbone is not None:
         groups.append({"params": data.backbone.parameters(), "lr": cfg.lr * cfg.backbone_lr_scale})
@@ -315,11 +342,22 @@ def run_senca_iter(
     timings["train"] = time.perf_counter() - t2
 
     t3 = time.perf_counter()
-    s = smooth(shared_embedding(model, data), adj, cfg.smooth_hops)  # (n, S)
+    emb = embed_iter(model, data)
+    while True:
+        try:
+            i, n_tiles = next(emb)
+        except StopIteration as stop:
+            s_raw = stop.value
+            break
+        if n_tiles > 1:
+            yield Progress("cluster", 0, 1, f"embedding spots: tile {i}/{n_tiles}")
+    s = smooth(s_raw, adj, cfg.smooth_hops)  # (n, S)
+    timings["embed"] = time.perf_counter() - t3
+    t4 = time.perf_counter()
     z = clustered_embedding(s, expr.X, image_std, adj, cfg)  # (n, S [+ skip blocks])
     yield Progress("cluster", 0, 1, f"clustering into {k} regions ({cfg.cluster_method})")
     labels, tree = cluster_embedding(z, k, cfg.cluster_method, cfg.seed)
-    timings["cluster"] = time.perf_counter() - t3
+    timings["cluster"] = time.perf_counter() - t4
     timings["total"] = time.perf_counter() - t0
     yield Progress("cluster", 1, 1, f"{k} regions")
     return SencaResult(

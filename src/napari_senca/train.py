@@ -20,18 +20,26 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .batches import HaloSampler, tile_cores
 from .config import SencaConfig
 from .model.modules import nt_xent, window_pool
 from .model.senca import SencaModel
 
-__all__ = ["TrainData", "tiles", "train_iter", "shared_embedding", "LOSS_KEYS"]
+__all__ = ["TrainData", "Batch", "tiles", "windows", "train_iter", "embed_iter", "shared_embedding", "LOSS_KEYS"]
 
 LOSS_KEYS = ("total", "mse", "nt_window", "nt_pool", "image_recon")
 
 
 @dataclass
 class TrainData:
-    """Everything one section contributes to training (n spots, on one device)."""
+    """Everything one section contributes to training (n spots).
+
+    Without ``halo`` every step is one pass over the whole section (all tensors
+    on the model's device). With ``halo`` (sections above ``batch_spots``)
+    each step is one spatial tile of about ``batch_spots`` core spots plus
+    its graph halo (:mod:`napari_senca.batches`); the section's tensors may
+    then stay on the CPU and each batch is moved to the model's device.
+    """
 
     x: Tensor  # (n, P) RNA input
     x_target: Tensor  # (n, P) RNA decoder target
@@ -44,6 +52,24 @@ class TrainData:
     f_target: Tensor | None = None  # (n, Fi) image decoder target
     backbone: torch.nn.Module | None = None  # when fine-tuning
     patches: Tensor | None = None  # (n, s, s, 3) uint8 on CPU, when fine-tuning
+    halo: HaloSampler | None = None  # mini-batches of tiles (None: whole-section steps)
+    batch_side: float = 0.0  # side of a mini-batch tile, in the units of xy
+
+
+@dataclass
+class Batch:
+    """One step's inputs: ``n_core`` core rows first (all rows for a whole-section step)."""
+
+    x: Tensor  # (b, P)
+    adj: Tensor  # (b, b)
+    index: Tensor  # (b, m)
+    mask: Tensor  # (b, m)
+    feats: Tensor | None  # (b, F)
+    x_target: Tensor  # (c, P) core rows
+    f_target: Tensor | None  # (c, Fi) core rows
+    xy: np.ndarray  # (c, 2) core rows
+    nodes: np.ndarray | None  # (b,) section rows; None: the whole section in order
+    n_core: int
 
 
 def tiles(xy: np.ndarray, side: float, rng: np.random.Generator) -> tuple[Tensor, int]:
@@ -55,16 +81,104 @@ def tiles(xy: np.ndarray, side: float, rng: np.random.Generator) -> tuple[Tensor
     return torch.from_numpy(ids), int(ids.max()) + 1
 
 
-def _contrastive(model: SencaModel, out, data: TrainData, cfg: SencaConfig, rng) -> tuple[Tensor, Tensor]:
-    """Windowed and pooled NT-Xent between the RNA and image window means."""
-    dev = out.r.device
+def windows(
+    xy: np.ndarray, side: float, rng: np.random.Generator, max_windows: int
+) -> tuple[Tensor | None, Tensor, int]:
+    """Windows of :func:`tiles`, at most ``max_windows`` of them sampled at random.
+
+    Returns ``(rows, window id of each row, windows)``; ``rows`` is None when
+    every spot is kept (no more than ``max_windows`` windows). Bounding the
+    windows bounds NT-Xent's (2W, 2W) similarity matrix.
+    """
+    wid, nw = tiles(xy, side, rng)
+    if nw <= max_windows:
+        return None, wid, nw
+    keep = rng.choice(nw, size=max_windows, replace=False)
+    remap = np.full(nw, -1, dtype=np.int64)
+    remap[keep] = np.arange(max_windows)
+    w = remap[wid.numpy()]
+    rows = np.flatnonzero(w >= 0)
+    return torch.from_numpy(rows), torch.from_numpy(w[rows]), max_windows
+
+
+def _contrastive(model: SencaModel, r: Tensor, h: Tensor, xy: np.ndarray, side: float, cfg: SencaConfig, rng) -> tuple[Tensor, Tensor]:
+    """Windowed and pooled NT-Xent between the RNA and image window means (core rows)."""
+    dev = r.device
     terms = []
-    for side in (data.side, data.side * cfg.pool_factor):
-        wid, nw = tiles(data.xy, side, rng)
+    for s in (side, side * cfg.pool_factor):
+        rows, wid, nw = windows(xy, s, rng, cfg.max_windows)
+        rr, hh = (r, h) if rows is None else (r[rows.to(dev)], h[rows.to(dev)])
         wid = wid.to(dev)
-        a, b = model.project(window_pool(out.r, wid, nw), window_pool(out.h, wid, nw))
+        a, b = model.project(window_pool(rr, wid, nw), window_pool(hh, wid, nw))
         terms.append(nt_xent(a, b, cfg.temperature))
     return terms[0], terms[1]
+
+
+def _device(model: SencaModel) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _batch(data: TrainData, core: np.ndarray | None, dev: torch.device) -> Batch:
+    """The whole section (``core=None``) or one core tile with its halo, on ``dev``."""
+    if core is None or data.halo is None:
+        return Batch(x=data.x, adj=data.adj, index=data.index, mask=data.mask, feats=data.feats,
+                     x_target=data.x_target, f_target=data.f_target, xy=data.xy, nodes=None, n_core=data.x.shape[0])
+    sg = data.halo.subgraph(core, dev)
+    nodes, c = torch.from_numpy(sg.nodes), torch.from_numpy(np.asarray(core, dtype=np.int64))
+
+    def rows(t: Tensor | None, i: Tensor) -> Tensor | None:
+        return None if t is None else t[i.to(t.device)].to(dev)
+
+    return Batch(x=rows(data.x, nodes), adj=sg.adj, index=sg.index, mask=sg.mask, feats=rows(data.feats, nodes),
+                 x_target=rows(data.x_target, c), f_target=rows(data.f_target, c), xy=data.xy[core],
+                 nodes=sg.nodes, n_core=sg.n_core)
+
+
+def _epoch_cores(data: TrainData, cfg: SencaConfig, rng: np.random.Generator) -> list[np.ndarray | None]:
+    """One epoch's steps: whole-section steps, or random tiles (new offset every epoch)."""
+    if data.halo is None:
+        return [None] * cfg.steps_per_epoch
+    cores = tile_cores(data.xy, data.batch_side, rng, min_spots=max(2, cfg.batch_spots // 10))
+    if not cores:
+        cores = tile_cores(data.xy, data.batch_side, rng)
+    order = rng.permutation(len(cores))
+    return [cores[order[i % len(cores)]] for i in range(cfg.steps_per_epoch)]
+
+
+def _step(model: SencaModel, data: TrainData, cfg: SencaConfig, opt: torch.optim.Optimizer,
+          rng: np.random.Generator, core: np.ndarray | None) -> tuple[Tensor, ...]:
+    """One optimiser step on a batch; returns the loss terms (LOSS_KEYS order)."""
+    dev = _device(model)
+    bt = _batch(data, core, dev)
+    c = bt.n_core
+    f_step, sel, f_sel = bt.feats, None, None
+    if data.backbone is not None and data.patches is not None and bt.feats is not None:
+        nb = bt.x.shape[0]
+        sel = torch.from_numpy(rng.choice(nb, size=min(nb, cfg.finetune_batch), replace=False))
+        src = sel if bt.nodes is None else torch.from_numpy(bt.nodes[sel.numpy()])
+        f_sel = data.backbone(data.patches[src].to(dev)).float()
+        f_step = bt.feats.clone()
+        f_step[sel.to(dev)] = f_sel
+    out = model(bt.x, bt.adj, bt.index, bt.mask, f_step)
+    mse = F.mse_loss(out.d[:c], out.e[:c].detach())
+    if cfg.recon_weight:
+        mse = mse + cfg.recon_weight * F.mse_loss(out.x_hat[:c], bt.x_target)
+    img = torch.zeros((), device=dev)
+    if out.f_hat is not None and bt.f_target is not None:
+        img = F.mse_loss(out.f_hat[:c], bt.f_target)
+        mse = mse + cfg.image_recon_weight * img
+    loss = cfg.lambda_mse * mse
+    ntw = ntp = torch.zeros((), device=dev)
+    if cfg.hierarchical and not model.rna_only:
+        ntw, ntp = _contrastive(model, out.r[:c], out.h[:c], bt.xy, data.side, cfg, rng)
+        loss = loss + ntw + ntp
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    if sel is not None and data.feats is not None and f_sel is not None:
+        src = sel if bt.nodes is None else torch.from_numpy(bt.nodes[sel.numpy()])
+        data.feats[src.to(data.feats.device)] = f_sel.detach().to(data.feats.device)
+    return loss, mse, ntw, ntp, img
 
 
 def train_iter(
@@ -72,48 +186,56 @@ def train_iter(
 ) -> Generator[dict[str, float], None, None]:
     """Train for ``cfg.epochs``; yields the mean losses of each epoch."""
     rng = np.random.default_rng(cfg.seed)
-    n = data.x.shape[0]
-    feats = data.feats
     for _ in range(cfg.epochs):
         model.train()
         sums = dict.fromkeys(LOSS_KEYS, 0.0)
-        for _ in range(cfg.steps_per_epoch):
-            f_step, sel, f_sel = feats, None, None
-            if data.backbone is not None and data.patches is not None and feats is not None:
-                sel = torch.from_numpy(rng.choice(n, size=min(n, cfg.finetune_batch), replace=False))
-                f_sel = data.backbone(data.patches[sel].to(feats.device)).float()
-                f_step = feats.clone()
-                f_step[sel.to(feats.device)] = f_sel
-            out = model(data.x, data.adj, data.index, data.mask, f_step)
-            mse = F.mse_loss(out.d, out.e.detach())
-            if cfg.recon_weight:
-                mse = mse + cfg.recon_weight * F.mse_loss(out.x_hat, data.x_target)
-            img = torch.zeros((), device=data.x.device)
-            if out.f_hat is not None and data.f_target is not None:
-                img = F.mse_loss(out.f_hat, data.f_target)
-                mse = mse + cfg.image_recon_weight * img
-            loss = cfg.lambda_mse * mse
-            ntw = ntp = torch.zeros((), device=data.x.device)
-            if cfg.hierarchical and not model.rna_only:
-                ntw, ntp = _contrastive(model, out, data, cfg, rng)
-                loss = loss + ntw + ntp
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if sel is not None and feats is not None and f_sel is not None:
-                feats[sel.to(feats.device)] = f_sel.detach()
-            for key, v in zip(LOSS_KEYS, (loss, mse, ntw, ntp, img), strict=True):
+        cores = _epoch_cores(data, cfg, rng)
+        for core in cores:
+            terms = _step(model, data, cfg, opt, rng, core)
+            for key, v in zip(LOSS_KEYS, terms, strict=True):
                 sums[key] += float(v.detach())
-        yield {key: v / cfg.steps_per_epoch for key, v in sums.items()}
+        yield {key: v / len(cores) for key, v in sums.items()}
+
+
+def _all_features(data: TrainData, dev: torch.device) -> Tensor | None:
+    """The image head's input for every spot (re-encoded by a fine-tuned backbone)."""
+    if data.backbone is None or data.patches is None:
+        return data.feats
+    data.backbone.eval()
+    out = [data.backbone(data.patches[i : i + 64].to(dev)).float().to(data.feats.device if data.feats is not None else dev)
+           for i in range(0, len(data.patches), 64)]
+    return torch.cat(out)
+
+
+def embed_iter(model: SencaModel, data: TrainData) -> Generator[tuple[int, int], None, np.ndarray]:
+    """S (n, shared_dim) of the trained model in eval mode, tile by tile for large sections.
+
+    Yields ``(tiles done, tiles)`` after each tile; returns S.
+    """
+    model.eval()
+    dev = _device(model)
+    with torch.no_grad():
+        feats = _all_features(data, dev)
+        full = TrainData(**{**data.__dict__, "feats": feats})
+        if data.halo is None:
+            s = model(full.x, full.adj, full.index, full.mask, feats).s.float().cpu().numpy()
+            yield (1, 1)
+            return s
+        cores = tile_cores(data.xy, data.batch_side)
+        s = np.empty((data.x.shape[0], model.cfg.shared_dim), dtype=np.float32)
+        for i, core in enumerate(cores, 1):
+            bt = _batch(full, core, dev)
+            out = model(bt.x, bt.adj, bt.index, bt.mask, bt.feats)
+            s[core] = out.s[: bt.n_core].float().cpu().numpy()
+            yield (i, len(cores))
+        return s
 
 
 def shared_embedding(model: SencaModel, data: TrainData) -> np.ndarray:
-    """S (n, shared_dim) of the trained model, in eval mode."""
-    model.eval()
-    feats = data.feats
-    with torch.no_grad():
-        if data.backbone is not None and data.patches is not None:
-            data.backbone.eval()
-            dev = data.x.device
-            feats = torch.cat([data.backbone(data.patches[i : i + 64].to(dev)).float() for i in range(0, len(data.patches), 64)])
-        return model(data.x, data.adj, data.index, data.mask, feats).s.float().cpu().numpy()
+    """S (n, shared_dim) of the trained model, in eval mode (:func:`embed_iter` to the end)."""
+    gen = embed_iter(model, data)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value

@@ -17,11 +17,68 @@ __all__ = [
     "GraphTransformer",
     "ImageHead",
     "NeighbourhoodCrossAttention",
+    "NeighbourhoodSelfAttention",
     "ProjectionHead",
     "SharedAutoencoder",
     "nt_xent",
+    "propagate",
     "window_pool",
 ]
+
+
+class NeighbourhoodSelfAttention(nn.Module):
+    """Multi-head self-attention of every spot over its graph neighbourhood.
+
+    Spot i attends over the rows ``index[i]`` (the spot itself first, then its
+    graph neighbours, padded; ``mask[i]`` marks the real ones), so time and
+    memory are O(n * m * Hd) instead of O(n^2 * Hd) for all pairs.
+    """
+
+    def __init__(self, hidden: int, n_heads: int = 1):
+        super().__init__()
+        if hidden % n_heads:
+            raise ValueError(f"hidden ({hidden}) must be divisible by n_heads ({n_heads})")
+        self.n_heads = n_heads
+        self.qkv = nn.Linear(hidden, 3 * hidden)
+        self.proj = nn.Linear(hidden, hidden)
+
+    def forward(self, h: Tensor, index: Tensor, mask: Tensor) -> Tensor:
+        # h: (n, Hd), index/mask: (n, m) neighbourhood with the spot first
+        n, d = h.shape
+        m, nh = index.shape[1], self.n_heads
+        q, k, v = self.qkv(h).split(d, dim=1)  # (n, Hd) each
+        q = q.view(n, nh, d // nh)  # (n, nh, hd)
+        k = k[index].view(n, m, nh, d // nh)  # (n, m, nh, hd) keys of the neighbourhood
+        v = v[index].view(n, m, nh, d // nh)  # (n, m, nh, hd)
+        logits = torch.einsum("nhd,nmhd->nhm", q, k) / math.sqrt(d // nh)  # (n, nh, m)
+        logits = logits.masked_fill(~mask[:, None, :], float("-inf"))
+        w = torch.softmax(logits, dim=-1)  # (n, nh, m)
+        a = torch.einsum("nhm,nmhd->nhd", w, v).reshape(n, d)  # (n, Hd)
+        return self.proj(a)  # (n, Hd)
+
+
+def wider(index: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Two-hop neighbourhoods from one-hop ones, each spot once, the spot first.
+
+    index/mask: (n, m) -> (n, m * m); duplicates and entries outside the batch are masked.
+    """
+    n, m = index.shape
+    idx2 = index[index].reshape(n, m * m)  # (n, m*m) neighbours of neighbours
+    msk2 = (mask[:, :, None] & mask[index]).reshape(n, m * m)
+    idx2 = torch.where(msk2, idx2, -1)
+    own = torch.arange(n, device=index.device)[:, None]
+    idx2 = torch.where(idx2 == own, -2, idx2)  # the spot itself sorts first
+    srt, _ = idx2.sort(dim=1)  # (n, m*m)
+    keep = srt >= -2
+    keep[:, 1:] &= srt[:, 1:] != srt[:, :-1]
+    keep &= srt != -1
+    srt = torch.where(srt == -2, own, srt)
+    return torch.where(keep, srt, own), keep
+
+
+def propagate(adj: Tensor, h: Tensor) -> Tensor:
+    """``adj @ h`` for a sparse or dense adjacency (message passing)."""
+    return torch.sparse.mm(adj, h) if adj.is_sparse else adj @ h
 
 
 class GraphTransformer(nn.Module):
@@ -29,23 +86,37 @@ class GraphTransformer(nn.Module):
 
     dropout (masking) -> linear -> adjacency propagation -> self-attention
     block -> LayerNorm -> feed-forward -> residual -> activation -> linear.
+    The self-attention runs over each spot's graph neighbourhood
+    (:class:`NeighbourhoodSelfAttention`; ``attention_hops=2``: the two-hop
+    neighbourhood), so the branch is linear in spots; R_i depends on the
+    inputs within ``1 + attention_hops`` hops of spot i.
     """
 
-    def __init__(self, n_genes: int, hidden: int, embed: int, n_heads: int = 1, dropout: float = 0.2):
+    def __init__(
+        self, n_genes: int, hidden: int, embed: int, n_heads: int = 1, dropout: float = 0.2,
+        attention_hops: int = 1, full: bool = False,
+    ):
         super().__init__()
+        self.attention_hops = attention_hops
         self.mask = nn.Dropout(dropout)
         self.lin = nn.Linear(n_genes, hidden)
-        self.attn = nn.MultiheadAttention(hidden, n_heads, batch_first=True)
+        # full=True: the earlier all-pairs attention, O(n^2), kept for comparison on small sections
+        self.attn = nn.MultiheadAttention(hidden, n_heads, batch_first=True) if full else NeighbourhoodSelfAttention(hidden, n_heads)
         self.norm = nn.LayerNorm(hidden)
         self.ff = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, hidden))
         self.out = nn.Linear(hidden, embed)
 
-    def forward(self, x: Tensor, adj: Tensor) -> Tensor:
-        # x: (n, G), adj: (n, n) normalised adjacency (sparse or dense)
+    def forward(self, x: Tensor, adj: Tensor, index: Tensor, mask: Tensor) -> Tensor:
+        # x: (n, G), adj: (n, n) normalised adjacency (sparse or dense), index/mask: (n, m)
         h = self.lin(self.mask(x))  # (n, Hd)
-        h = torch.sparse.mm(adj, h) if adj.is_sparse else adj @ h  # (n, Hd) message passing
-        a, _ = self.attn(h[None], h[None], h[None], need_weights=False)  # (1, n, Hd)
-        z = self.ff(self.norm(a[0]))  # (n, Hd)
+        h = propagate(adj, h)  # (n, Hd) message passing
+        if isinstance(self.attn, nn.MultiheadAttention):
+            a = self.attn(h[None], h[None], h[None], need_weights=False)[0][0]  # (n, Hd) all pairs
+        else:
+            if self.attention_hops == 2:
+                index, mask = wider(index, mask)  # (n, m*m)
+            a = self.attn(h, index, mask)  # (n, Hd) attention over the neighbourhood
+        z = self.ff(self.norm(a))  # (n, Hd)
         z = F.gelu(h + z)  # residual around the block, then activation
         return self.out(z)  # (n, E)
 

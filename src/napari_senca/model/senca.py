@@ -50,7 +50,9 @@ class SencaModel(nn.Module):
         super().__init__()
         e = cfg.embed_dim
         self.cfg = cfg
-        self.rna = GraphTransformer(n_genes, cfg.hidden_dim, e, cfg.n_heads, cfg.dropout)
+        self.rna = GraphTransformer(
+            n_genes, cfg.hidden_dim, e, cfg.n_heads, cfg.dropout, cfg.attention_hops, full=cfg.attention == "full"
+        )
         self.image = ImageHead(n_image_features, e) if n_image_features else None
         use_x = self.image is not None and cfg.cross_attention
         self.xattn = NeighbourhoodCrossAttention(e) if use_x else None
@@ -76,6 +78,11 @@ class SencaModel(nn.Module):
     def rna_only(self) -> bool:
         return self.image is None
 
+    @property
+    def receptive_hops(self) -> int:
+        """Graph hops that one spot's output depends on: propagation + attention (+ cross-attention)."""
+        return 1 + self.rna.attention_hops + (self.xattn is not None)
+
     def forward(
         self,
         x: Tensor,
@@ -85,7 +92,7 @@ class SencaModel(nn.Module):
         feats: Tensor | None = None,
     ) -> SencaOutput:
         # x: (n, G) expression, adj: (n, n), index/mask: (n, m), feats: (n, F) or None
-        r = self.rna(x, adj)  # (n, E)
+        r = self.rna(x, adj, index, mask)  # (n, E)
         if self.image is None:
             h = r  # (n, E) no second modality
             e = F.layer_norm(r, r.shape[-1:])  # (n, E)
