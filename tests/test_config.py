@@ -196,3 +196,12 @@ def test_every_field_is_in_to_dict() -> None:
     cfg = SencaConfig(n_clusters=3, target_sum=100.0)
     names = {f.name for f in dataclasses.fields(SencaConfig)}
     assert set(cfg.to_dict()) == names
+
+
+def test_auto_attention_is_full_on_small_sections_and_local_on_large() -> None:
+    cfg = SencaConfig()
+    assert cfg.attention == "auto"
+    assert cfg.resolved_attention(700) == "full"  # HER2ST-sized: the paper's all-pairs attention
+    assert cfg.resolved_attention(cfg.full_attention_max_spots + 1) == "local"  # linear in spots
+    assert cfg.replace(batch_spots=100, full_attention_max_spots=1000).resolved_attention(500) == "local"
+    assert cfg.replace(attention="local").resolved_attention(10) == "local"

@@ -96,10 +96,16 @@ class SencaConfig:
     n_heads
         Attention heads in the graph transformer's self-attention block.
     attention
-        ``"local"``: the graph transformer's self-attention runs over graph
-        neighbourhoods (linear in spots). ``"full"``: over all pairs of spots
-        (the earlier design, O(n^2) time and memory), only for sections of at
-        most ``batch_spots`` spots (docs/method.md, "Linear in spots").
+        ``"auto"`` (default): ``"full"`` on sections of at most
+        ``full_attention_max_spots`` spots, ``"local"`` above, so that the
+        paper's global attention is kept where it is cheap and measured
+        better (HER2ST) and large sections stay linear. ``"local"``: the graph
+        transformer's self-attention runs over graph neighbourhoods (linear in
+        spots). ``"full"``: over all pairs of spots (the paper's design, O(n^2)
+        time and memory), only for sections of at most ``batch_spots`` spots
+        (docs/method.md, "Linear in spots").
+    full_attention_max_spots
+        Largest section on which ``attention="auto"`` uses all-pairs attention.
     attention_hops
         The graph transformer's self-attention runs over each spot's
         neighbourhood of this many graph hops (1 or 2); linear in spots either
@@ -211,7 +217,8 @@ class SencaConfig:
     hidden_dim: int = 256
     shared_dim: int = 10
     n_heads: int = 1
-    attention: str = "local"
+    attention: str = "auto"
+    full_attention_max_spots: int = 3000
     attention_hops: int = 1
     dropout: float = 0.2
     fusion: str = "sum"
@@ -287,7 +294,11 @@ class SencaConfig:
         need(self.backbone_lr_scale >= 0, "backbone_lr_scale must be >= 0")
         need(self.steps_per_epoch >= 1, "steps_per_epoch must be >= 1")
         need(self.batch_spots == 0 or self.batch_spots >= 16, f"batch_spots must be 0 or >= 16, got {self.batch_spots}")
-        need(self.attention in ("local", "full"), f"attention must be 'local' or 'full', got {self.attention!r}")
+        need(
+            self.attention in ("auto", "local", "full"),
+            f"attention must be 'auto', 'local' or 'full', got {self.attention!r}",
+        )
+        need(self.full_attention_max_spots >= 0, "full_attention_max_spots must be >= 0")
         need(self.attention_hops in (1, 2), f"attention_hops must be 1 or 2, got {self.attention_hops}")
         need(self.max_windows >= 2, f"max_windows must be >= 2, got {self.max_windows}")
         need(self.hidden_dim % self.n_heads == 0, "hidden_dim must be divisible by n_heads")
@@ -309,6 +320,13 @@ class SencaConfig:
             f"cluster_method must be 'agglomerative' or 'kmeans', got {self.cluster_method!r}",
         )
         return self
+
+    def resolved_attention(self, n_spots: int) -> str:
+        """``"full"`` or ``"local"``: what ``attention`` means on a section of ``n_spots``."""
+        if self.attention != "auto":
+            return self.attention
+        small = n_spots <= self.full_attention_max_spots and not (self.batch_spots and n_spots > self.batch_spots)
+        return "full" if small else "local"
 
     def replace(self, **changes: Any) -> SencaConfig:
         """A validated copy with ``changes`` applied."""

@@ -327,7 +327,8 @@ def run_senca_iter(
     _seed_everything(cfg.seed)
     n_feats = None if data.feats is None else data.feats.shape[1]
     n_targets = None if data.f_target is None else data.f_target.shape[1]
-    model = SencaModel(x.shape[1], n_feats, cfg, n_targets).to(device)
+    model_cfg = cfg.replace(attention=cfg.resolved_attention(n))  # 'auto' -> 'full' or 'local' for this section
+    model = SencaModel(x.shape[1], n_feats, model_cfg, n_targets).to(device)
     if minibatch:
         data.halo = HaloSampler(adj_sp, idx_np, mask_np, model.receptive_hops)
         data.batch_side = spacing * float(np.sqrt(cfg.batch_spots))
