@@ -1,11 +1,13 @@
 """The training loop of SENCA-st (paper eq. 1 and section 3.5), as a generator.
 
 Loss = lambda * [MSE(D, E) + recon_weight * MSE(x_hat, RNA target)
-                 + image_recon_weight * MSE(f_hat, image target)]
+                 + image_recon_weight * gate * MSE(f_hat, image target)]
        + NT-Xent(pooled windows) + NT-Xent(windows)
 
 The image target has the RNA input's scale (``features.image_block``), so the
-two reconstruction terms weigh the modalities equally at weight 1. The NT-Xent
+two reconstruction terms weigh the modalities equally at weight 1; the
+image gate (``embedding.image_gate``, 0..1) lowers the image's share where
+the image does not agree with the expression anywhere. The NT-Xent
 terms compare window means of R and H, through the projection heads when
 ``projection_heads`` is on.
 """
@@ -44,6 +46,7 @@ class TrainData:
     f_target: Tensor | None = None  # (n, Fi) image decoder target
     backbone: torch.nn.Module | None = None  # when fine-tuning
     patches: Tensor | None = None  # (n, s, s, 3) uint8 on CPU, when fine-tuning
+    image_gate: float = 1.0  # how much the image counts (scales the image decoder's loss)
 
 
 def tiles(xy: np.ndarray, side: float, rng: np.random.Generator) -> tuple[Tensor, int]:
@@ -91,7 +94,7 @@ def train_iter(
             img = torch.zeros((), device=data.x.device)
             if out.f_hat is not None and data.f_target is not None:
                 img = F.mse_loss(out.f_hat, data.f_target)
-                mse = mse + cfg.image_recon_weight * img
+                mse = mse + cfg.image_recon_weight * data.image_gate * img
             loss = cfg.lambda_mse * mse
             ntw = ntp = torch.zeros((), device=data.x.device)
             if cfg.hierarchical and not model.rna_only:
