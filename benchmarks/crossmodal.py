@@ -31,7 +31,7 @@ import numpy as np
 
 # fusion v2 (docs/method.md, "Fusion"): image decoder, projection heads, symmetric skip, image always counted fully
 V2 = {"image_pcs": 30, "image_recon_weight": 1.0, "projection_heads": True, "skip_mode": "both", "image_gate": 1.0}
-V1 = {"image_pcs": 0, "image_recon_weight": 0.0, "projection_heads": False, "skip_mode": "rna"}
+V1 = {"image_pcs": 0, "image_recon_weight": 0.0, "projection_heads": False, "skip_mode": "rna", "image_gate": 1.0}
 NEW: dict = {}  # the default: v2 with the measured image gate
 
 METHODS: dict[str, dict | str] = {

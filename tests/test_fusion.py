@@ -5,11 +5,12 @@
   differs in both. RNA alone cannot split 0 from 1, so the default (fused) run
   must beat the RNA-only run by a clear margin. If the image branch stops
   reaching the clustered embedding (the failure of issue 9), this fails.
-* A section whose H&E is spatially structured but unrelated to the regions (the
-  image of another section: the failure mode of HER2ST A1 with random image
-  weights, docs/benchmarks.md): the measured image gate must be low and the
-  default run must not be worse than the RNA-only run by more than a small
-  margin.
+* A section whose H&E is pure noise (one texture everywhere: random nuclei on
+  the same stain), so that image features carry nothing about the regions (the
+  failure mode of HER2ST A1 with random image weights, docs/benchmarks.md): the
+  measured image gate must be low, the default run must not be worse than the
+  RNA-only run by more than a small margin, and must beat fusion v2 (image
+  always counted fully), which imports the noise.
 """
 
 from __future__ import annotations
@@ -41,10 +42,10 @@ FAST = dict(
 # before the gate, which the default equals where the gate is 1); the old fusion v1 (image_pcs=0, no
 # image decoder, no projection heads, RNA skip) gave -0.08, -0.02, -0.01, -0.02, so this test fails on it
 MARGIN = 0.12
-# unrelated image: default - RNA-only must be >= -NOISE_MARGIN and the gate <= MAX_GATE
+# noise image: default - RNA-only must be >= -NOISE_MARGIN and the gate <= MAX_GATE
 NOISE_MARGIN = 0.05
 MAX_GATE = 0.2
-V1 = dict(image_pcs=0, image_recon_weight=0.0, projection_heads=False, skip_mode="rna")
+V1 = dict(image_pcs=0, image_recon_weight=0.0, projection_heads=False, skip_mode="rna", image_gate=1.0)
 
 
 def _ari(ad: AnnData, labels: np.ndarray) -> float:
@@ -66,12 +67,9 @@ def test_fused_run_beats_rna_only_when_only_texture_separates(seed: int) -> None
 
 
 @pytest.mark.parametrize("seed", [0])
-def test_unrelated_image_gets_a_low_gate_and_costs_little(seed: int) -> None:
+def test_noise_image_gets_a_low_gate_and_costs_little(seed: int) -> None:
     ad = crossmodal_section(150, "square", n_genes=80, fold=4.0, expression_of=(0, 1, 2), texture_of=(0, 0, 0),
                             seed=seed)
-    other = crossmodal_section(150, "square", n_genes=80, expression_of=(0, 0, 0), texture_of=(0, 1, 2),
-                               seed=seed + 100)  # same grid, other region layout
-    ad.uns["spatial"] = other.uns["spatial"]  # textured, spatially coherent, unrelated to the regions
     fused = run_senca(ad, SencaConfig(seed=seed, **FAST))
     rna = run_senca(ad, SencaConfig(seed=seed, use_image=False, **FAST)).labels
     assert fused.image_gate is not None and fused.image_gate <= MAX_GATE, f"image gate {fused.image_gate}"

@@ -312,6 +312,7 @@ def run_senca_iter(
     n_feats = None if data.feats is None else data.feats.shape[1]
     n_targets = None if data.f_target is None else data.f_target.shape[1]
     model = SencaModel(x.shape[1], n_feats, cfg, n_targets).to(device)
+    model.image_gate = data.image_gate
     groups: list[dict[str, Any]] = [{"params": model.parameters(), "lr": cfg.lr}]
     if data.backbone is not None:
         groups.append({"params": data.backbone.parameters(), "lr": cfg.lr * cfg.backbone_lr_scale})

@@ -2,12 +2,14 @@
 
 Loss = lambda * [MSE(D, E) + recon_weight * MSE(x_hat, RNA target)
                  + image_recon_weight * gate * MSE(f_hat, image target)]
-       + NT-Xent(pooled windows) + NT-Xent(windows)
+       + gate * [NT-Xent(pooled windows) + NT-Xent(windows)]
 
 The image target has the RNA input's scale (``features.image_block``), so the
 two reconstruction terms weigh the modalities equally at weight 1; the
 image gate (``embedding.image_gate``, 0..1) lowers the image's share where
-the image does not agree with the expression anywhere. The NT-Xent
+the image does not agree with the expression anywhere: it scales the image
+decoder's loss and the contrastive terms here, and the image's share of E in
+the model (``SencaModel.image_gate``); at 1 this is fusion v2. The NT-Xent
 terms compare window means of R and H, through the projection heads when
 ``projection_heads`` is on.
 """
@@ -99,7 +101,7 @@ def train_iter(
             ntw = ntp = torch.zeros((), device=data.x.device)
             if cfg.hierarchical and not model.rna_only:
                 ntw, ntp = _contrastive(model, out, data, cfg, rng)
-                loss = loss + ntw + ntp
+                loss = loss + data.image_gate * (ntw + ntp)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
