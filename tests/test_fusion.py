@@ -106,3 +106,14 @@ def test_rna_only_runs_ignore_every_fusion_setting() -> None:
     assert np.array_equal(new.embedding, old.embedding)
     assert np.array_equal(new.labels, old.labels)
     assert new.image_gate is None
+
+
+def test_gate_zero_is_exactly_the_rna_only_run() -> None:
+    """An image that counts for nothing changes nothing: same embedding and labels as ``use_image=False``."""
+    ad = crossmodal_section(100, "square", n_genes=60, seed=4)
+    small = dict(FAST, epochs=2, steps_per_epoch=5)
+    gated = run_senca(ad, SencaConfig(seed=2, image_gate=0.0, **small))
+    rna = run_senca(ad, SencaConfig(seed=2, use_image=False, **small))
+    assert gated.image_gate == 0.0 and not gated.rna_only
+    assert np.array_equal(gated.embedding, rna.embedding)
+    assert np.array_equal(gated.labels, rna.labels)

@@ -305,6 +305,9 @@ def run_senca_iter(
             data.image_gate = image_gate(agreement)
         else:
             data.image_gate = float(cfg.image_gate)
+        if data.image_gate == 0.0:  # the image counts for nothing: exactly the RNA-only model
+            data.feats = data.f_target = data.backbone = data.patches = None
+            image_std = None
         timings["patches"] = time.perf_counter() - t1
 
     t2 = time.perf_counter()
