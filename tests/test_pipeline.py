@@ -91,7 +91,9 @@ def _collapse(stages: list[str]) -> list[str]:
 def _check_result(result: SencaResult, cfg: SencaConfig, n: int = N_SPOTS) -> None:
     assert isinstance(result, SencaResult)
     skip = min(cfg.skip_pcs, n, len(result.genes)) if cfg.skip_pcs else 0
-    assert result.embedding.shape == (n, cfg.shared_dim + skip)  # [skip block, S]
+    both = cfg.skip_pcs and cfg.skip_mode == "both" and result.image_gate  # image skip block (fusion)
+    img = min(cfg.skip_pcs, n) if both else 0
+    assert result.embedding.shape == (n, cfg.shared_dim + skip + img)  # [skip block(s), S]
     assert np.isfinite(result.embedding).all()
     assert result.labels.shape == (n,)
     assert np.issubdtype(result.labels.dtype, np.integer)
