@@ -426,7 +426,7 @@ def test_skip_connection_off_clusters_s_alone(section: AnnData) -> None:
 
 
 def test_skip_block_and_s_are_unit_scaled(section: AnnData) -> None:
-    cfg = small_config(skip_pcs=4, skip_weight=0.5, epochs=1)
+    cfg = small_config(skip_pcs=4, skip_weight=0.5, epochs=1, skip_mode="rna")  # the RNA skip block alone
     z = drive(section, cfg).result.embedding.astype(np.float64)
     skip, s = z[:, :4], z[:, 4:]
     assert np.sqrt((skip**2).sum(1).mean()) == pytest.approx(1.0, rel=1e-4)
