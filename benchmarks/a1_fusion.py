@@ -1,11 +1,12 @@
-"""HER2ST A1: fusion v1 / v2 / RNA-only per seed, one JSON line per run as it goes.
+"""HER2ST A1 (or DLPFC): the default / fusion v1 / v2 / RNA-only per seed, one JSON line per run.
 
 A lighter companion of ``her2st.py --fusion`` for a contended CPU: one process,
 results printed as soon as each run ends.
 
 Usage::
 
-    python benchmarks/a1_fusion.py v2,v1,rna,v2-rna-skip 0,1,2 [path/to/her2st/A1]
+    python benchmarks/a1_fusion.py default,v1,rna,v2 0,1,2 [path/to/her2st/A1]
+    python benchmarks/a1_fusion.py default,rna 0 path/to/dlpfc_151510
     python benchmarks/a1_fusion.py image,rna-baseline,concat,concat_half 0,1,2   # baselines
 """
 
@@ -46,12 +47,13 @@ def main(argv: list[str]) -> int:
                 ari = adjusted_rand_score(truth, labels[lab])
                 print(json.dumps({"method": name, "seed": seed, "ari": ari, "s": time.perf_counter() - t}), flush=True)
                 continue
-            extra = {"v2": FUSION_V2, "v1": FUSION_V1, "rna": {"use_image": False},
+            extra = {"default": {}, "v2": FUSION_V2, "v1": FUSION_V1, "rna": {"use_image": False},
                      "v2-rna-skip": dict(FUSION_V2, skip_mode="rna")}[name]
             t = time.perf_counter()
             r = run_senca(ad, SencaConfig(n_clusters=k, seed=seed, image_weights="none", **extra))
             out = {"method": name, "seed": seed, "ari": adjusted_rand_score(truth, r.labels[lab]),
-                   "s": time.perf_counter() - t, "weights": r.image_weights_used}
+                   "s": time.perf_counter() - t, "weights": r.image_weights_used, "gate": r.image_gate,
+                   "agreement": r.modality_agreement}
             print(json.dumps(out), flush=True)
     return 0
 

@@ -29,8 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-# the new fusion design (docs/method.md, "Fusion"): image decoder, projection heads, symmetric skip
-NEW = {"image_pcs": 30, "image_recon_weight": 1.0, "projection_heads": True, "skip_mode": "both"}
+# fusion v2 (docs/method.md, "Fusion"): image decoder, projection heads, symmetric skip, image always counted fully
+V2 = {"image_pcs": 30, "image_recon_weight": 1.0, "projection_heads": True, "skip_mode": "both", "image_gate": 1.0}
+V1 = {"image_pcs": 0, "image_recon_weight": 0.0, "projection_heads": False, "skip_mode": "rna", "image_gate": 1.0}
+NEW: dict = {}  # the default: v2 with the measured image gate
 
 METHODS: dict[str, dict | str] = {
     "image-only (image PCs nbr-averaged + k-means)": "image",
@@ -38,9 +40,9 @@ METHODS: dict[str, dict | str] = {
     "naive concat (nbr-averaged RNA PCs + image PCs)": "concat",
     "naive concat with image x0.5": "concat_half",
     "senca RNA-only (use_image=False)": {"use_image": False},
-    "senca fused v1 (old default)": {"image_pcs": 0, "image_recon_weight": 0.0, "projection_heads": False,
-                                  "skip_mode": "rna"},
-    "senca fused v2 (new design)": dict(NEW),
+    "senca fused v1 (RNA-dominated)": dict(V1),
+    "senca fused v2 (balanced, gate 1)": dict(V2),
+    "senca default (v2 + measured image gate)": dict(NEW),
     "new: no cross-attention": dict(NEW, cross_attention=False),
     "new: no hierarchical": dict(NEW, hierarchical=False),
     "new: fusion=concat": dict(NEW, fusion="concat"),
@@ -49,8 +51,7 @@ METHODS: dict[str, dict | str] = {
     "new: no projection heads": dict(NEW, projection_heads=False),
     "new: RNA-only skip (skip_mode=rna)": dict(NEW, skip_mode="rna"),
     "new: no skip (S alone)": dict(NEW, skip_pcs=0),
-    "old: S alone (skip_pcs=0)": {"image_pcs": 0, "image_recon_weight": 0.0, "projection_heads": False,
-                                  "skip_pcs": 0},
+    "old: S alone (skip_pcs=0)": dict(V1, skip_pcs=0),
 }
 
 
@@ -108,12 +109,15 @@ def _child(task: dict, queue: mp.Queue) -> None:
                 res = run_senca(adata, cfg)
                 labels = res.labels
                 out["weights"] = res.image_weights_used
+                out["gate"] = res.image_gate
+                out["agreement"] = res.modality_agreement
                 out["timings"] = res.timings
             out["ari"] = float(adjusted_rand_score(truth, labels))
             out["seconds"] = time.perf_counter() - t0
         except Exception as exc:  # reported, never hidden
             out["error"] = f"{type(exc).__name__}: {exc}"
-        what = f"{out['ari']:.3f} in {out['seconds']:.1f}s {out.get('timings', '')}" if "ari" in out else out["error"]
+        what = (f"{out['ari']:.3f} in {out['seconds']:.1f}s gate {out.get('gate')} agreement {out.get('agreement')}"
+                if "ari" in out else out["error"])
         print(f"  {task['grid']} seed {seed} {name}: {what}", file=sys.stderr, flush=True)
         outs.append(out)
     queue.put(outs)
@@ -160,7 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", help="semicolon-separated subset of the row names")
     ap.add_argument("--ablation-seeds", type=int, help="run the ablation rows (names with ':') on the first N seeds only")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--tables", nargs="+", type=Path, help="print the table of earlier --json files and exit")
     args = ap.parse_args(argv)
+    if args.tables:
+        done = [r for f in args.tables for r in json.loads(f.read_text())]
+        names = [m for m in METHODS if any(r["method"] == m for r in done)]
+        print(table(done, names, sorted({r["grid"] for r in done}, reverse=True)))
+        return 0
     methods = [m.strip() for m in args.methods.split(";")] if args.methods else list(METHODS)
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:

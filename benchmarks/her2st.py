@@ -35,8 +35,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 SECTIONS = ["A1", "B1", "C1", "D1", "E1", "F1", "G2", "H1"]
 # the two fusion designs, spelled out so the rows mean the same whatever the default is
-FUSION_V1 = {"image_pcs": 0, "image_recon_weight": 0.0, "projection_heads": False, "skip_mode": "rna"}
-FUSION_V2 = {"image_pcs": 30, "image_recon_weight": 1.0, "projection_heads": True, "skip_mode": "both"}
+FUSION_V1 = {"image_pcs": 0, "image_recon_weight": 0.0, "projection_heads": False, "skip_mode": "rna", "image_gate": 1.0}
+FUSION_V2 = {"image_pcs": 30, "image_recon_weight": 1.0, "projection_heads": True, "skip_mode": "both", "image_gate": 1.0}
 IMAGE_ONLY = {
     "senca fusion v1 (paper, RNA skip)",
     "senca fusion v2 (image decoder + proj. heads + symmetric skip)",

@@ -248,6 +248,7 @@ def test_run_on_space_ranger_and_h5ad(kind, visium_folder, tmp_path, capsys, mon
     out = tmp_path / "res"
     rc = main(["run", str(src), "--out", str(out), "--epochs", "1", "--n-clusters", "2", "--image-weights", "none"])
     assert rc == 0, capsys.readouterr().err
+    assert "; image counted " in capsys.readouterr().out  # how much the H&E counted (docs/method.md, "Fusion")
     assert sorted(p.name for p in out.iterdir()) == sorted([*cli.OUTPUT_FILES, MARKER])
     from napari_senca.io import read_h5ad
 

@@ -400,7 +400,10 @@ def test_gradients_reach_every_parameter(kind: str) -> None:
     x = torch.randn(N, G)
     feats = None if n_feat is None else torch.randn(N, FEAT)
     out = model(x, adj, index, mask, feats)
-    loss = sum((t**2).mean() for t in (out.r, out.h, out.e, out.s, out.d, out.x_hat))
+    terms = [out.r, out.h, out.e, out.s, out.d, out.x_hat]
+    terms += [] if out.f_hat is None else [out.f_hat]  # image decoder (default fusion)
+    terms += [] if model.proj_r is None else list(model.project(out.r, out.h))  # projection heads
+    loss = sum((t**2).mean() for t in terms)
     loss.backward()
     names = [n for n, p in model.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
     assert names == []
@@ -438,7 +441,7 @@ def test_auto_weights_offline_say_so_plainly(monkeypatch: pytest.MonkeyPatch) ->
 def test_image_decoder_and_projection_heads_only_when_asked() -> None:
     adj, index, mask = _graph_inputs()
     x, f = torch.randn(N, G), torch.randn(N, FEAT)
-    plain = SencaModel(G, FEAT, _cfg())
+    plain = SencaModel(G, FEAT, _cfg(image_recon_weight=0.0, projection_heads=False))
     assert plain.image_decoder is None and plain.proj_r is None
     out = plain(x, adj, index, mask, f)
     assert out.f_hat is None

@@ -91,7 +91,9 @@ def _collapse(stages: list[str]) -> list[str]:
 def _check_result(result: SencaResult, cfg: SencaConfig, n: int = N_SPOTS) -> None:
     assert isinstance(result, SencaResult)
     skip = min(cfg.skip_pcs, n, len(result.genes)) if cfg.skip_pcs else 0
-    assert result.embedding.shape == (n, cfg.shared_dim + skip)  # [skip block, S]
+    both = cfg.skip_pcs and cfg.skip_mode == "both" and result.image_gate  # image skip block (fusion)
+    img = min(cfg.skip_pcs, n) if both else 0
+    assert result.embedding.shape == (n, cfg.shared_dim + skip + img)  # [skip block(s), S]
     assert np.isfinite(result.embedding).all()
     assert result.labels.shape == (n,)
     assert np.issubdtype(result.labels.dtype, np.integer)
@@ -424,7 +426,7 @@ def test_skip_connection_off_clusters_s_alone(section: AnnData) -> None:
 
 
 def test_skip_block_and_s_are_unit_scaled(section: AnnData) -> None:
-    cfg = small_config(skip_pcs=4, skip_weight=0.5, epochs=1)
+    cfg = small_config(skip_pcs=4, skip_weight=0.5, epochs=1, skip_mode="rna")  # the RNA skip block alone
     z = drive(section, cfg).result.embedding.astype(np.float64)
     skip, s = z[:, :4], z[:, 4:]
     assert np.sqrt((skip**2).sum(1).mean()) == pytest.approx(1.0, rel=1e-4)

@@ -533,7 +533,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if rep.ari is not None:
         print(f"ARI: {rep.ari:.4f} (against the labels, {rep.n_labelled} labelled spots)")
     total = time.perf_counter() - t0 - t_read
-    print(f"device: {rep.device}; image weights: {rep.image_weights}; {total:.1f} s")
+    gate = adata.uns.get("senca", {}).get("image_gate")  # how much the image counted (docs/method.md, "Fusion")
+    counted = "" if gate is None else f"; image counted {gate:.2f} (0-1)"
+    print(f"device: {rep.device}; image weights: {rep.image_weights}{counted}; {total:.1f} s")
     from .features import WEAK_FEATURES_NOTE, weights_are_random
 
     if rep.image and weights_are_random(rep.image_weights):

@@ -179,6 +179,13 @@ class SencaConfig:
         only) or ``"both"`` (the same number of neighbour-averaged image-feature
         PCs beside them, each block scaled to half the skip's mean square so
         neither modality dominates; RNA-only runs fall back to ``"rna"``).
+    image_gate
+        How much the image counts, 0..1: it scales the image decoder's loss
+        (``image_recon_weight``) and the image block of the ``"both"`` skip.
+        ``None`` (default) measures it per section without labels, from the
+        agreement between the two modalities' spatial partitions
+        (``embedding.image_gate``; docs/method.md, "Fusion"); the value used
+        is recorded in ``uns["senca"]["image_gate"]``.
     skip_weight
         Weight of S against the skip block (each block is first scaled to a
         unit mean squared norm).
@@ -208,7 +215,7 @@ class SencaConfig:
     image_weights: str = "auto"
     image_encoding: str = "auto"
     cache_features: bool = True
-    image_pcs: int = 0
+    image_pcs: int = 30
     freeze_backbone: bool = True
     finetune_batch: int = 32
     backbone_lr_scale: float = 0.1
@@ -231,8 +238,8 @@ class SencaConfig:
     lambda_mse: float = 40.0
     recon_weight: float = 1.0
     recon_smooth_hops: int = 2
-    image_recon_weight: float = 0.0
-    projection_heads: bool = False
+    image_recon_weight: float = 1.0
+    projection_heads: bool = True
     # training (section 4.1.1)
     epochs: int = 10
     lr: float = 5e-4
@@ -244,8 +251,9 @@ class SencaConfig:
     n_clusters: int | None = None
     smooth_hops: int = 1
     skip_pcs: int = 20
-    skip_mode: str = "rna"
+    skip_mode: str = "both"
     skip_weight: float = 0.7
+    image_gate: float | None = None
     cluster_method: str = "kmeans"
     seed: int = 0
     device: Device = "auto"
@@ -311,6 +319,10 @@ class SencaConfig:
         need(self.skip_mode in ("rna", "both"), f"skip_mode must be 'rna' or 'both', got {self.skip_mode!r}")
         need(self.skip_pcs >= 0, f"skip_pcs must be >= 0, got {self.skip_pcs}")
         need(self.skip_weight > 0, f"skip_weight must be > 0, got {self.skip_weight}")
+        need(
+            self.image_gate is None or 0.0 <= self.image_gate <= 1.0,
+            f"image_gate must be None (measured) or in [0, 1], got {self.image_gate}",
+        )
         need(
             self.n_clusters is None or self.n_clusters >= 2,
             f"n_clusters must be >= 2, got {self.n_clusters}",

@@ -29,7 +29,7 @@ from .batches import HaloSampler, sparse_tensor
 from .cluster import as_categorical, check_method_size, check_n_clusters, cluster_embedding
 from .confidence import record_model_call
 from .config import SencaConfig
-from .embedding import clustered_embedding, pcs, smooth
+from .embedding import clustered_embedding, image_gate, modality_agreement, pcs, smooth
 from .errors import ConfigError
 from .features import encode_iter, image_block, standardise, weights_are_random
 from .graph import build_graph, neighbour_index, normalized_adjacency
@@ -157,6 +157,8 @@ class SencaResult:
     rna_only: bool
     image_weights_used: str
     timings: dict[str, float]
+    image_gate: float | None = None  # how much the image counted (None: RNA-only)
+    modality_agreement: float | None = None  # the label-free measure the gate came from
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -302,6 +304,7 @@ def run_senca_iter(
     use_image = bool(cfg.use_image) and get_image(adata) is not None
     weights_used = "none (RNA-only)"
     image_std: np.ndarray | None = None
+    agreement: float | None = None
     if use_image:
         t1 = time.perf_counter()
         enc = encode_iter(adata, cfg, device)
@@ -321,6 +324,14 @@ def run_senca_iter(
             data.feats, data.backbone, data.patches = torch.from_numpy(img.feats).to(store), img.backbone, img.patches
         else:
             data.feats = block if cfg.image_pcs else torch.from_numpy(img.feats).to(store)
+        if cfg.image_gate is None:
+            agreement = modality_agreement(expr.X, image_std, adj, cfg.seed)
+            data.image_gate = image_gate(agreement)
+        else:
+            data.image_gate = float(cfg.image_gate)
+        if data.image_gate == 0.0:  # the image counts for nothing: exactly the RNA-only model
+            data.feats = data.f_target = data.backbone = data.patches = None
+            image_std = None
         timings["patches"] = time.perf_counter() - t1
 
     t2 = time.perf_counter()
@@ -332,6 +343,7 @@ def run_senca_iter(
     if minibatch:
         data.halo = HaloSampler(adj_sp, idx_np, mask_np, model.receptive_hops)
         data.batch_side = spacing * float(np.sqrt(cfg.batch_spots))
+    model.image_gate = data.image_gate
     groups: list[dict[str, Any]] = [{"params": model.parameters(), "lr": cfg.lr}]
     if data.backbone is not None:
         groups.append({"params": data.backbone.parameters(), "lr": cfg.lr * cfg.backbone_lr_scale})
@@ -355,7 +367,7 @@ def run_senca_iter(
     s = smooth(s_raw, adj, cfg.smooth_hops)  # (n, S)
     timings["embed"] = time.perf_counter() - t3
     t4 = time.perf_counter()
-    z = clustered_embedding(s, expr.X, image_std, adj, cfg)  # (n, S [+ skip blocks])
+    z = clustered_embedding(s, expr.X, image_std, adj, cfg, data.image_gate)  # (n, S [+ skip blocks])
     yield Progress("cluster", 0, 1, f"clustering into {k} regions ({cfg.cluster_method})")
     labels, tree = cluster_embedding(z, k, cfg.cluster_method, cfg.seed)
     timings["cluster"] = time.perf_counter() - t4
@@ -373,6 +385,8 @@ def run_senca_iter(
         rna_only=not use_image,
         image_weights_used=weights_used,
         timings=timings,
+        image_gate=data.image_gate if use_image else None,
+        modality_agreement=agreement,
     )
 
 
@@ -417,5 +431,9 @@ def annotate(adata: AnnData, result: SencaResult, key: str = CLUSTER_KEY) -> Ann
         "image_features_informative": bool(not result.rna_only and not weights_are_random(result.image_weights_used)),
         "timings": {k: float(v) for k, v in result.timings.items()},
     }
+    if result.image_gate is not None:  # how much the image counted (docs/method.md, "Fusion")
+        adata.uns[UNS_KEY]["image_gate"] = float(result.image_gate)
+    if result.modality_agreement is not None:
+        adata.uns[UNS_KEY]["modality_agreement"] = float(result.modality_agreement)
     record_model_call(adata, key)  # obs["senca_confidence"] (napari_senca.confidence)
     return adata

@@ -1,11 +1,15 @@
 """The training loop of SENCA-st (paper eq. 1 and section 3.5), as a generator.
 
 Loss = lambda * [MSE(D, E) + recon_weight * MSE(x_hat, RNA target)
-                 + image_recon_weight * MSE(f_hat, image target)]
-       + NT-Xent(pooled windows) + NT-Xent(windows)
+                 + image_recon_weight * gate * MSE(f_hat, image target)]
+       + gate * [NT-Xent(pooled windows) + NT-Xent(windows)]
 
 The image target has the RNA input's scale (``features.image_block``), so the
-two reconstruction terms weigh the modalities equally at weight 1. The NT-Xent
+two reconstruction terms weigh the modalities equally at weight 1; the
+image gate (``embedding.image_gate``, 0..1) lowers the image's share where
+the image does not agree with the expression anywhere: it scales the image
+decoder's loss and the contrastive terms here, and the image's share of E in
+the model (``SencaModel.image_gate``); at 1 this is fusion v2. The NT-Xent
 terms compare window means of R and H, through the projection heads when
 ``projection_heads`` is on.
 """
@@ -52,6 +56,7 @@ class TrainData:
     f_target: Tensor | None = None  # (n, Fi) image decoder target
     backbone: torch.nn.Module | None = None  # when fine-tuning
     patches: Tensor | None = None  # (n, s, s, 3) uint8 on CPU, when fine-tuning
+    image_gate: float = 1.0  # how much the image counts (scales the image decoder's loss and the contrastive terms)
     halo: HaloSampler | None = None  # mini-batches of tiles (None: whole-section steps)
     batch_side: float = 0.0  # side of a mini-batch tile, in the units of xy
 
@@ -166,12 +171,12 @@ def _step(model: SencaModel, data: TrainData, cfg: SencaConfig, opt: torch.optim
     img = torch.zeros((), device=dev)
     if out.f_hat is not None and bt.f_target is not None:
         img = F.mse_loss(out.f_hat[:c], bt.f_target)
-        mse = mse + cfg.image_recon_weight * img
+        mse = mse + cfg.image_recon_weight * data.image_gate * img
     loss = cfg.lambda_mse * mse
     ntw = ntp = torch.zeros((), device=dev)
     if cfg.hierarchical and not model.rna_only:
         ntw, ntp = _contrastive(model, out.r[:c], out.h[:c], bt.xy, data.side, cfg, rng)
-        loss = loss + ntw + ntp
+        loss = loss + data.image_gate * (ntw + ntp)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()

@@ -42,6 +42,8 @@ class SencaModel(nn.Module):
     ``image_decoder`` (when ``image_recon_weight > 0``) rebuilds the image
     target of ``n_image_targets`` features; ``proj_r``/``proj_h`` are the
     SimCLR projection heads of the contrastive terms (``projection_heads``).
+    ``image_gate`` (0..1, set per section by the pipeline) scales the image's
+    share of the shared encoder's input E (1: the paper's fusion).
     """
 
     def __init__(
@@ -73,6 +75,7 @@ class SencaModel(nn.Module):
         heads = self.image is not None and cfg.projection_heads
         self.proj_r = ProjectionHead(e) if heads else None
         self.proj_h = ProjectionHead(e) if heads else None
+        self.image_gate = 1.0  # how much the image counts (embedding.image_gate)
 
     @property
     def rna_only(self) -> bool:
@@ -103,6 +106,8 @@ class SencaModel(nn.Module):
             ra, ha = (r, h) if self.xattn is None else self.xattn(r, h, index, mask)  # (n, E) each
             ra = F.layer_norm(ra, ra.shape[-1:])
             ha = F.layer_norm(ha, ha.shape[-1:])
+            if self.image_gate != 1.0:
+                ha = self.image_gate * ha
             e = torch.cat([ra, ha], 1) if self.cfg.fusion == "concat" else ra + ha  # (n, D)
         s, d = self.shared(e)  # (n, S), (n, D)
         f_hat = None if self.image_decoder is None else self.image_decoder(s)  # (n, Fi)
