@@ -247,8 +247,9 @@ def test_run_on_space_ranger_and_h5ad(kind, visium_folder, tmp_path, capsys, mon
         src = write_h5ad(read_section(src), tmp_path / "section.h5ad")
     out = tmp_path / "res"
     rc = main(["run", str(src), "--out", str(out), "--epochs", "1", "--n-clusters", "2", "--image-weights", "none"])
-    assert rc == 0, capsys.readouterr().err
-    assert "; image counted " in capsys.readouterr().out  # how much the H&E counted (docs/method.md, "Fusion")
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "; image counted " in captured.out  # how much the H&E counted (docs/method.md, "Fusion")
     assert sorted(p.name for p in out.iterdir()) == sorted([*cli.OUTPUT_FILES, MARKER])
     from napari_senca.io import read_h5ad
 
@@ -256,7 +257,7 @@ def test_run_on_space_ranger_and_h5ad(kind, visium_folder, tmp_path, capsys, mon
     assert a.obs["senca_cluster"].nunique() == 2
     assert not a.uns["senca"]["rna_only"]  # the image branch ran
     # random image weights are said plainly, on one line, and recorded
-    err = capsys.readouterr().err
+    err = captured.err
     assert "napari-senca: warning: image features come from random weights" in err
     assert not a.uns["senca"]["image_features_informative"]
 

@@ -193,7 +193,7 @@ def test_from_dict_validates_values() -> None:
 
 
 def test_every_field_is_in_to_dict() -> None:
-    cfg = SencaConfig(n_clusters=3, target_sum=100.0)
+    cfg = SencaConfig(n_clusters=3, target_sum=100.0, image_gate=0.5)  # every optional field set
     names = {f.name for f in dataclasses.fields(SencaConfig)}
     assert set(cfg.to_dict()) == names
 

@@ -65,11 +65,13 @@ class SencaConfig:
         offline and not cached), ``"none"`` (random initialisation) or a local
         checkpoint file (a state dict for the ``backbone`` architecture).
     image_encoding
-        ``"auto"``/``"fcn"``: CNN encoders run once, fully convolutionally,
-        over the image and each spot's window is pooled from the feature map
-        (much faster: patches of neighbouring spots overlap about 36-fold;
+        ``"fcn"``: CNN encoders run once, fully convolutionally, over the
+        image and each spot's window is pooled from the feature map (5-11x
+        faster: patches of neighbouring spots overlap about 36-fold;
         docs/benchmarks.md); ``"patches"``: every patch is encoded on its
-        own. ViTs and fine-tuning always use patches.
+        own; ``"auto"``: ``"fcn"`` above 20,000 spots, ``"patches"`` below
+        (the fusion gate misreads the pooled features' smooth spatial field
+        as agreement, docs/method.md). ViTs and fine-tuning always use patches.
     cache_features
         Keep the frozen encoder's features on disk (user cache folder, or
         ``NAPARI_SENCA_CACHE``; ``off`` there disables it too), so that a new
