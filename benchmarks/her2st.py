@@ -186,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ablations", action="store_true", help="paper ablations and k = 4/8/16")
     ap.add_argument("--finetune", action="store_true", help="frozen vs fine-tuned backbone on A1")
     ap.add_argument("--dlpfc", action="store_true", help="add the DLPFC 151510 Visium section")
+    ap.add_argument("--attention", action="store_true",
+                    help="add the neighbourhood (linear) attention row beside the default (auto: all pairs up to 3,000 spots)")
     ap.add_argument("--fusion", action="store_true",
                     help="on image sections: fusion v1 and v2, image off, RNA+image PCs concatenated")
     ap.add_argument("--dlpfc-seeds", type=int, help="seeds on DLPFC (default: --seeds)")
@@ -211,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         "pca_nbr_kmeans": None,
         "senca": dict(base),
     }
+    if args.attention:
+        methods["senca attention=local (linear)"] = dict(base, attention="local")
     if args.fusion:
         methods.update({
             "senca fusion v1 (paper, RNA skip)": dict(base, **FUSION_V1),

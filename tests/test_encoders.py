@@ -151,8 +151,12 @@ def test_fcn_pools_the_same_window_as_the_patch(section, tile_px) -> None:
     assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.99
 
 
-def test_fcn_is_used_for_cnns_and_patches_on_request(section) -> None:
+def test_auto_encoding_is_per_patch_on_standard_sections_fcn_on_large(section, monkeypatch) -> None:
     cfg = SencaConfig(image_weights="none", patch_size=32, cache_features=False)
+    assert _encode(section, cfg).method == "patches"  # auto, a standard section
+    assert _encode(section, cfg.replace(image_encoding="fcn")).method == "fcn"
+    monkeypatch.setattr(features_mod, "FCN_AUTO_MIN_SPOTS", section.n_obs - 1)  # auto, a 'large' section
+    clear_cache()  # the fcn features above would be reused (same key): encode again to see the method
     assert _encode(section, cfg).method == "fcn"
     assert _encode(section, cfg.replace(image_encoding="patches")).method == "patches"
 
@@ -232,7 +236,7 @@ def test_cache_key_follows_encoder_weights_file_and_method(section, tmp_path) ->
     cfg = SencaConfig(image_weights="none", patch_size=32)
     key = feature_key(section, cfg)
     assert feature_key(section, cfg.replace(backbone="resnet10t")) != key
-    assert feature_key(section, cfg.replace(image_encoding="patches")) != key
+    assert feature_key(section, cfg.replace(image_encoding="fcn")) != key  # auto is per patch here
     w = tmp_path / "w.pth"
     w.write_bytes(b"1")
     k1 = feature_key(section, cfg.replace(image_weights=str(w)))

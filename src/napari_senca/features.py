@@ -110,14 +110,18 @@ def feature_key(adata: AnnData, cfg: SencaConfig) -> str:
     h.update(
         repr(
             (cfg.backbone, _weights_id(w), cfg.patch_radius_spacings, cfg.patch_size,
-             _method(cfg), cfg.seed if seeded else None)
+             _method(cfg, adata.n_obs), cfg.seed if seeded else None)
         ).encode()
     )  # fmt: skip
     return h.hexdigest()
 
 
-def _method(cfg: SencaConfig) -> str:
-    return str(getattr(cfg, "image_encoding", "patches"))
+def _method(cfg: SencaConfig, n_spots: int) -> str:
+    """``image_encoding`` with ``"auto"`` resolved for a section of ``n_spots``."""
+    method = str(getattr(cfg, "image_encoding", "patches"))
+    if method == "auto":  # per patch on standard sections (the fusion gate is calibrated on it), fcn on large ones
+        method = "fcn" if n_spots > FCN_AUTO_MIN_SPOTS else "patches"
+    return method
 
 
 def clear_cache() -> None:
@@ -174,9 +178,7 @@ def encode_iter(
     size = int(cfg.patch_size) or int(backbone.input_size)
     if backbone.stride is None:
         size = int(backbone.input_size)  # ViTs read their own input size
-    method = _method(cfg)
-    if method == "auto":  # per patch on standard sections (the fusion gate is calibrated on it), fcn on large ones
-        method = "fcn" if adata.n_obs > FCN_AUTO_MIN_SPOTS else "patches"
+    method = _method(cfg, adata.n_obs)
     use_fcn = cfg.freeze_backbone and backbone.stride is not None and method == "fcn"
     if use_fcn:
         from .fcn import encode_fcn
