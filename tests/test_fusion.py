@@ -20,14 +20,14 @@ import pytest
 from anndata import AnnData
 from sklearn.metrics import adjusted_rand_score
 
-from napari_senca.config import SencaConfig
+from napari_senca.config import GATED_FUSION, SencaConfig
 from napari_senca.datasets import crossmodal_section
 from napari_senca.embedding import clustered_embedding, image_gate
 from napari_senca.pipeline import annotate, run_senca
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")  # small models: one thread is faster
 
-# the default fusion (no fusion settings here), made small and fast
+# small and fast settings; the fusion tests add GATED (the gated fusion) or V1 (the default)
 FAST = dict(
     image_weights="none",
     patch_size=32,
@@ -46,6 +46,7 @@ MARGIN = 0.12
 NOISE_MARGIN = 0.05
 MAX_GATE = 0.2
 V1 = dict(image_pcs=0, image_recon_weight=0.0, projection_heads=False, skip_mode="rna", image_gate=1.0)
+GATED = dict(GATED_FUSION)  # the gated fusion (not the default: docs/method.md, "Fusion")
 
 
 def _ari(ad: AnnData, labels: np.ndarray) -> float:
@@ -56,7 +57,7 @@ def _ari(ad: AnnData, labels: np.ndarray) -> float:
 def test_fused_run_beats_rna_only_when_only_texture_separates(seed: int) -> None:
     ad = crossmodal_section(150, "square", n_genes=80, fold=4.0, expression_of=(0, 0, 1), texture_of=(0, 1, 2),
                             seed=seed)
-    fused = run_senca(ad, SencaConfig(seed=seed, **FAST))
+    fused = run_senca(ad, SencaConfig(seed=seed, **FAST, **GATED))
     rna = run_senca(ad, SencaConfig(seed=seed, use_image=False, **FAST)).labels
     assert fused.image_gate is not None and fused.image_gate > 0.5, f"image gate {fused.image_gate}"
     assert _ari(ad, fused.labels) >= _ari(ad, rna) + MARGIN, f"fused {_ari(ad, fused.labels):.3f} vs RNA {_ari(ad, rna):.3f}"
@@ -70,14 +71,14 @@ def test_fused_run_beats_rna_only_when_only_texture_separates(seed: int) -> None
 def test_noise_image_gets_a_low_gate_and_costs_little(seed: int) -> None:
     ad = crossmodal_section(150, "square", n_genes=80, fold=4.0, expression_of=(0, 1, 2), texture_of=(0, 0, 0),
                             seed=seed)
-    fused = run_senca(ad, SencaConfig(seed=seed, **FAST))
+    fused = run_senca(ad, SencaConfig(seed=seed, **FAST, **GATED))
     rna = run_senca(ad, SencaConfig(seed=seed, use_image=False, **FAST)).labels
     assert fused.image_gate is not None and fused.image_gate <= MAX_GATE, f"image gate {fused.image_gate}"
     assert _ari(ad, fused.labels) >= _ari(ad, rna) - NOISE_MARGIN, (
         f"fused {_ari(ad, fused.labels):.3f} vs RNA {_ari(ad, rna):.3f} (gate {fused.image_gate})"
     )
     # the balanced fusion without the gate (v2) is what this guards against
-    v2 = run_senca(ad, SencaConfig(seed=seed, image_gate=1.0, **FAST)).labels
+    v2 = run_senca(ad, SencaConfig(seed=seed, **FAST, **dict(GATED, image_gate=1.0))).labels
     assert _ari(ad, v2) < _ari(ad, fused.labels), f"v2 {_ari(ad, v2):.3f} not below the gated default"
 
 
@@ -89,7 +90,7 @@ def test_gate_maps_agreement_and_scales_the_image_skip_block() -> None:
 
     adj = torch.eye(40).to_sparse()
     s, expr, img = rng.normal(size=(40, 5)), rng.normal(size=(40, 30)), rng.normal(size=(40, 50))
-    cfg = SencaConfig(skip_pcs=4, image_weights="none")
+    cfg = SencaConfig(skip_pcs=4, image_weights="none", skip_mode="both")  # the gated fusion's skip
     z0 = clustered_embedding(s, expr, img, adj, cfg, gate=0.0)
     assert np.array_equal(z0, clustered_embedding(s, expr, None, adj, cfg))  # gate 0: the RNA skip alone
     z1 = clustered_embedding(s, expr, img, adj, cfg, gate=1.0)
@@ -101,11 +102,11 @@ def test_rna_only_runs_ignore_every_fusion_setting() -> None:
     """RNA-only sections give bit-identical results under the default and the old fusion v1 settings."""
     ad = crossmodal_section(120, "square", n_genes=60, seed=3)
     small = dict(FAST, use_image=False)
-    new = run_senca(ad, SencaConfig(seed=1, **small))
+    new = run_senca(ad, SencaConfig(seed=1, **small, **GATED))
     old = run_senca(ad, SencaConfig(seed=1, **small, **V1))
     assert np.array_equal(new.embedding, old.embedding)
     assert np.array_equal(new.labels, old.labels)
-    assert new.image_gate is None
+    assert new.image_gate is None and old.image_gate is None  # RNA-only: no gate
 
 
 def test_gate_zero_is_exactly_the_rna_only_run() -> None:

@@ -15,7 +15,15 @@ from typing import Any, Literal
 
 from .errors import ConfigError
 
-__all__ = ["SencaConfig"]
+__all__ = ["SencaConfig", "GATED_FUSION"]
+
+#: The gated, balanced fusion (docs/method.md, "Fusion"): image PCs on the RNA scale, an image
+#: decoder, SimCLR projection heads, a skip of both modalities, all scaled by the measured image
+#: gate. Not the default: on DLPFC with random image weights the gate opened and ARI fell from
+#: 0.49 (RNA-led default) to 0.32 (docs/benchmarks.md, "Latest run"). Use it with informative
+#: (pretrained / pathology) image weights: ``SencaConfig(**GATED_FUSION)``.
+GATED_FUSION = {"image_pcs": 30, "image_recon_weight": 1.0, "projection_heads": True, "skip_mode": "both",
+                "image_gate": None}
 
 Device = Literal["auto", "cpu", "cuda", "mps"] | str
 
@@ -217,7 +225,7 @@ class SencaConfig:
     image_weights: str = "auto"
     image_encoding: str = "auto"
     cache_features: bool = True
-    image_pcs: int = 30
+    image_pcs: int = 0
     freeze_backbone: bool = True
     finetune_batch: int = 32
     backbone_lr_scale: float = 0.1
@@ -240,8 +248,8 @@ class SencaConfig:
     lambda_mse: float = 40.0
     recon_weight: float = 1.0
     recon_smooth_hops: int = 2
-    image_recon_weight: float = 1.0
-    projection_heads: bool = True
+    image_recon_weight: float = 0.0
+    projection_heads: bool = False
     # training (section 4.1.1)
     epochs: int = 10
     lr: float = 5e-4
@@ -253,9 +261,9 @@ class SencaConfig:
     n_clusters: int | None = None
     smooth_hops: int = 1
     skip_pcs: int = 20
-    skip_mode: str = "both"
+    skip_mode: str = "rna"
     skip_weight: float = 0.7
-    image_gate: float | None = None
+    image_gate: float | None = 1.0
     cluster_method: str = "kmeans"
     seed: int = 0
     device: Device = "auto"
