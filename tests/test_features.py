@@ -10,17 +10,13 @@ from napari_senca import SencaConfig
 from napari_senca.datasets import crossmodal_section
 from napari_senca.embedding import clustered_embedding
 from napari_senca.features import clear_cache, encode_iter, feature_key, image_block
+from napari_senca.generators import drain
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _encode(ad, cfg):
-    gen = encode_iter(ad, cfg, torch.device("cpu"))
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
+    return drain(encode_iter(ad, cfg, torch.device("cpu")))
 
 
 @pytest.fixture(scope="module")

@@ -550,6 +550,7 @@ def run_joint_batch(
         Per-section settings in a manifest (one model has one config), fewer
         than two readable sections, or an unknown ``batch``.
     """
+    from .generators import drain
     from .joint import BATCH_MODES, run_joint_iter, split
     from .runner import finish_section, read_input, request_of, section_inputs
     from .vocabulary import COHORT_KEY
@@ -591,16 +592,7 @@ def run_joint_batch(
                           + (f" ({next(iter(rows.values()))['error']})" if rows else ""))  # fmt: skip
     pairs = [(j.name, a) for j, a, _ in read]
     t0 = time.perf_counter()
-    gen = run_joint_iter(pairs, cfg, batch)
-    try:
-        while True:
-            p = next(gen)
-            if progress is not None:
-                progress(p)
-    except StopIteration as stop:
-        joint = stop.value
-    finally:
-        gen.close()
+    joint = drain(run_joint_iter(pairs, cfg, batch), progress)
     t_train = time.perf_counter() - t0
     res = joint.result
     cfg_k = res.config.replace(n_clusters=int(res.n_clusters))

@@ -47,6 +47,7 @@ from anndata import AnnData
 
 from .config import SencaConfig
 from .errors import ConfigError, DataError
+from .generators import drain
 from .section import LABEL_KEY, spot_spacing
 
 __all__ = [
@@ -238,14 +239,7 @@ def run_joint(
     sections: Sequence[tuple[str, AnnData]], config: SencaConfig | None = None, batch: str = "scale"
 ) -> JointResult:
     """:func:`run_joint_iter` to the end."""
-    gen = run_joint_iter(sections, config, batch)
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        return stop.value
-    finally:
-        gen.close()
+    return drain(run_joint_iter(sections, config, batch))
 
 
 def split(joint: JointResult, sections: Sequence[tuple[str, AnnData]]) -> list[tuple[str, AnnData]]:

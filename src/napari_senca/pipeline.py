@@ -32,6 +32,7 @@ from .config import SencaConfig
 from .embedding import clustered_embedding, image_gate, modality_agreement, pcs, smooth
 from .errors import ConfigError
 from .features import encode_iter, image_block, standardise, weights_are_random
+from .generators import drain, relay
 from .graph import build_graph, neighbour_index, normalized_adjacency
 from .preprocess import preprocess_expression
 from .section import CLUSTER_KEY, EMBED_KEY, LABEL_KEY, UNS_KEY, get_image, spot_spacing
@@ -128,16 +129,7 @@ def _with_overall(fn: Callable[..., Generator[Progress, None, SencaResult]]) -> 
     ) -> Generator[Progress, None, SencaResult]:
         cfg = config or SencaConfig()
         tracker = OverallProgress(bool(cfg.use_image) and get_image(adata) is not None)
-        gen = fn(adata, config, **kwargs)
-        try:
-            while True:
-                try:
-                    p = next(gen)
-                except StopIteration as stop:
-                    return stop.value
-                yield tracker.update(p)
-        finally:
-            gen.close()
+        return (yield from relay(fn(adata, config, **kwargs), tracker.update))
 
     return wrapper
 
@@ -307,14 +299,10 @@ def run_senca_iter(
     agreement: float | None = None
     if use_image:
         t1 = time.perf_counter()
-        enc = encode_iter(adata, cfg, device)
-        while True:
-            try:
-                i, nb = next(enc)
-            except StopIteration as stop:
-                img = stop.value
-                break
-            yield Progress("patches", i, nb, f"encoding H&E ({n} spots) {i}/{nb}")
+        img = yield from relay(
+            encode_iter(adata, cfg, device),
+            lambda b: Progress("patches", b[0], b[1], f"encoding H&E ({n} spots) {b[0]}/{b[1]}"),
+        )
         weights_used = img.weights_used
         image_std = standardise(img.feats)
         mean_square = float((x_np.astype(np.float64) ** 2).mean())
@@ -355,15 +343,10 @@ def run_senca_iter(
     timings["train"] = time.perf_counter() - t2
 
     t3 = time.perf_counter()
-    emb = embed_iter(model, data)
-    while True:
-        try:
-            i, n_tiles = next(emb)
-        except StopIteration as stop:
-            s_raw = stop.value
-            break
-        if n_tiles > 1:
-            yield Progress("cluster", 0, 1, f"embedding spots: tile {i}/{n_tiles}")
+    s_raw = yield from relay(  # a tile report only when the section is embedded in tiles
+        embed_iter(model, data),
+        lambda t: Progress("cluster", 0, 1, f"embedding spots: tile {t[0]}/{t[1]}") if t[1] > 1 else None,
+    )
     s = smooth(s_raw, adj, cfg.smooth_hops)  # (n, S)
     timings["embed"] = time.perf_counter() - t3
     t4 = time.perf_counter()
@@ -400,17 +383,7 @@ def run_senca(
     The generator is closed however the loop ends (an exception in ``progress``,
     Ctrl-C), so its clean-up runs at once.
     """
-    gen = run_senca_iter(adata, config)
-    try:
-        while True:
-            try:
-                p = next(gen)
-            except StopIteration as stop:
-                return stop.value
-            if progress is not None:
-                progress(p)
-    finally:
-        gen.close()
+    return drain(run_senca_iter(adata, config), progress)
 
 
 def annotate(adata: AnnData, result: SencaResult, key: str = CLUSTER_KEY) -> AnnData:

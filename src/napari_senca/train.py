@@ -26,6 +26,7 @@ from torch import Tensor
 
 from .batches import HaloSampler, tile_cores
 from .config import SencaConfig
+from .generators import drain
 from .model.modules import nt_xent, window_pool
 from .model.senca import SencaModel
 
@@ -238,9 +239,4 @@ def embed_iter(model: SencaModel, data: TrainData) -> Generator[tuple[int, int],
 
 def shared_embedding(model: SencaModel, data: TrainData) -> np.ndarray:
     """S (n, shared_dim) of the trained model, in eval mode (:func:`embed_iter` to the end)."""
-    gen = embed_iter(model, data)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
+    return drain(embed_iter(model, data))
