@@ -231,11 +231,7 @@ class EditsMixin:
         """
         if not self.history.undo:
             raise ConfigError("nothing to undo")
-        edit = self.history.undo.pop()
-        self.history.redo.append(self._capture(edit.description, edit.idx))
-        self._restore(edit)
-        self._changed(f"undo: {edit.description}", labels=True, logged=False, spots=edit.idx)
-        return edit.description
+        return self._step(self.history.undo, self.history.redo, "undo")
 
     def redo(self) -> str:
         """Redo the last undone edit; returns its description.
@@ -247,10 +243,14 @@ class EditsMixin:
         """
         if not self.history.redo:
             raise ConfigError("nothing to redo")
-        edit = self.history.redo.pop()
-        self.history.undo.append(self._capture(edit.description, edit.idx))
+        return self._step(self.history.redo, self.history.undo, "redo")
+
+    def _step(self, source: list, target: list, verb: str) -> str:
+        """Restore the last edit of ``source``, keeping what it replaces on ``target``."""
+        edit = source.pop()
+        target.append(self._capture(edit.description, edit.idx))
         self._restore(edit)
-        self._changed(f"redo: {edit.description}", labels=True, logged=False, spots=edit.idx)
+        self._changed(f"{verb}: {edit.description}", labels=True, logged=False, spots=edit.idx)
         return edit.description
 
 
