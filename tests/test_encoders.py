@@ -12,6 +12,7 @@ from napari_senca import ConfigError, SencaConfig, SencaError
 from napari_senca import features as features_mod
 from napari_senca.datasets import crossmodal_section
 from napari_senca.features import clear_cache, encode_iter
+from napari_senca.generators import drain
 from napari_senca.model.backbone import RANDOM_OFFLINE, build_backbone
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -20,12 +21,7 @@ timm = pytest.importorskip("timm")
 
 def _encode(ad, cfg):
     torch.manual_seed(cfg.seed)
-    gen = encode_iter(ad, cfg, torch.device("cpu"))
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
+    return drain(encode_iter(ad, cfg, torch.device("cpu")))
 
 
 @pytest.fixture(scope="module")
@@ -153,6 +149,7 @@ def test_fcn_pools_the_same_window_as_the_patch(section, tile_px) -> None:
 
 def test_auto_encoding_is_per_patch_on_standard_sections_fcn_on_large(section, monkeypatch) -> None:
     cfg = SencaConfig(image_weights="none", patch_size=32, cache_features=False)
+    clear_cache()  # features of this section from another test would be reused and report no method
     assert _encode(section, cfg).method == "patches"  # auto, a standard section
     assert _encode(section, cfg.replace(image_encoding="fcn")).method == "fcn"
     monkeypatch.setattr(features_mod, "FCN_AUTO_MIN_SPOTS", section.n_obs - 1)  # auto, a 'large' section
