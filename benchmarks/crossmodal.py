@@ -67,7 +67,8 @@ def _baseline(adata, kind: str, k: int, seed: int, image_weights: str) -> np.nda
     from napari_senca.pipeline import _graph_tensors
     from napari_senca.preprocess import preprocess_expression
 
-    cfg = SencaConfig(seed=seed, image_weights=image_weights)
+    # per-patch features, as the gated fusion reads them (and as every earlier table of this benchmark)
+    cfg = SencaConfig(seed=seed, image_weights=image_weights, image_encoding="patches")
     adj, _, _ = _graph_tensors(np.asarray(adata.obsm["spatial"])[:, :2], cfg, torch.device("cpu"))
     rna = unit(smooth(pcs(preprocess_expression(adata, cfg).X, 20, seed), adj, 1))
     torch.manual_seed(seed)

@@ -37,8 +37,10 @@ SECTIONS = ["A1", "B1", "C1", "D1", "E1", "F1", "G2", "H1"]
 # the two fusion designs, spelled out so the rows mean the same whatever the default is
 FUSION_V1 = {"image_pcs": 0, "image_recon_weight": 0.0, "projection_heads": False, "skip_mode": "rna", "image_gate": 1.0}
 FUSION_V2 = {"image_pcs": 30, "image_recon_weight": 1.0, "projection_heads": True, "skip_mode": "both", "image_gate": 1.0}
+GATED = {**FUSION_V2, "image_gate": None}  # config.GATED_FUSION: v2 with the measured image gate
 IMAGE_ONLY = {
     "senca fusion v1 (paper, RNA skip)",
+    "senca gated fusion (GATED_FUSION)",
     "senca fusion v2 (image decoder + proj. heads + symmetric skip)",
     "pca_nbr + image PCs concat",
     "senca RNA-only (image off)",
@@ -218,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.fusion:
         methods.update({
             "senca fusion v1 (paper, RNA skip)": dict(base, **FUSION_V1),
+            "senca gated fusion (GATED_FUSION)": dict(base, **GATED),
             "senca fusion v2 (image decoder + proj. heads + symmetric skip)": dict(base, **FUSION_V2),
             "senca RNA-only (image off)": dict(base, use_image=False),
             "pca_nbr + image PCs concat": dict(base),

@@ -147,14 +147,15 @@ def test_fcn_pools_the_same_window_as_the_patch(section, tile_px) -> None:
     assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.99
 
 
-def test_auto_encoding_is_per_patch_on_standard_sections_fcn_on_large(section, monkeypatch) -> None:
+def test_auto_encoding_is_fcn_except_per_patch_for_a_measured_gate_on_standard_sections(section, monkeypatch) -> None:
     cfg = SencaConfig(image_weights="none", patch_size=32, cache_features=False)
+    gated = cfg.replace(image_gate=None)  # the measured gate is calibrated on per-patch features
     clear_cache()  # features of this section from another test would be reused and report no method
-    assert _encode(section, cfg).method == "patches"  # auto, a standard section
-    assert _encode(section, cfg.replace(image_encoding="fcn")).method == "fcn"
+    assert _encode(section, cfg).method == "fcn"  # auto with the default fixed gate
+    assert _encode(section, gated).method == "patches"  # auto, measured gate, a standard section
     monkeypatch.setattr(features_mod, "FCN_AUTO_MIN_SPOTS", section.n_obs - 1)  # auto, a 'large' section
     clear_cache()  # the fcn features above would be reused (same key): encode again to see the method
-    assert _encode(section, cfg).method == "fcn"
+    assert _encode(section, gated).method == "fcn"
     assert _encode(section, cfg.replace(image_encoding="patches")).method == "patches"
 
 
@@ -233,7 +234,7 @@ def test_cache_key_follows_encoder_weights_file_and_method(section, tmp_path) ->
     cfg = SencaConfig(image_weights="none", patch_size=32)
     key = feature_key(section, cfg)
     assert feature_key(section, cfg.replace(backbone="resnet10t")) != key
-    assert feature_key(section, cfg.replace(image_encoding="fcn")) != key  # auto is per patch here
+    assert feature_key(section, cfg.replace(image_encoding="patches")) != key  # auto is fcn here
     w = tmp_path / "w.pth"
     w.write_bytes(b"1")
     k1 = feature_key(section, cfg.replace(image_weights=str(w)))

@@ -127,7 +127,7 @@ def encode_fcn(
         tile = read_scaled(image, y0, x0, h, w, scale, fill)
         sy, sx = tile.shape[0] / h, tile.shape[1] / w  # exact scale after rounding
         with torch.no_grad():
-            x = encoder.normalise(torch.from_numpy(np.ascontiguousarray(tile)).unsqueeze(0).to(device))
+            x = encoder.normalise(torch.from_numpy(np.require(tile, requirements=["C", "W"])).unsqueeze(0).to(device))
             fmap = encoder.feature_map(x)  # (1, F, h', w')
             boxes = np.stack(
                 [

@@ -22,6 +22,7 @@ mean square, so that neither modality dominates a loss or a distance by scale.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import OrderedDict
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -93,11 +94,20 @@ def _weights_id(weights: str) -> str:
     return weights
 
 
-#: ``image_encoding="auto"`` pools a fully convolutional pass above this many spots, encodes each patch below.
-#: The pooled features carry a smooth spatial field that the fusion gate reads as agreement with the
-#: expression (noise image: agreement 0.33 pooled vs 0.07-0.10 per patch, docs/method.md), so standard
-#: sections keep the per-patch encoding; Visium HD sections need the 5-11x faster pass.
+#: With a *measured* image gate (``image_gate=None``, the gated fusion), ``image_encoding="auto"`` pools a
+#: fully convolutional pass above this many spots and encodes each patch below: the pooled features carry a
+#: smooth spatial field that the gate reads as agreement with the expression (noise image: agreement 0.33
+#: pooled vs 0.07-0.10 per patch, docs/method.md). With a fixed gate (the default) nothing reads that
+#: agreement, and ``"auto"`` is always the 5-11x faster pass (same A1 accuracy, docs/benchmarks.md).
 FCN_AUTO_MIN_SPOTS = 20_000
+
+
+#: A CNN's patch is resampled to at most this many times its side on the image's finest level
+#: (:func:`encoder_size`). DLPFC 151510 (lowres image only): 112 px instead of 224, encoding 8.7 -> 3 s
+#: (whole command), ARI 0.493 / 0.498 (seeds 0-1) against 0.451-0.507 at 224 (docs/benchmarks.md).
+MAX_UPSAMPLE = 3.0
+#: Bumped when the features of the same settings change (old disk-cache entries are then not reused).
+FEATURE_VERSION = 2
 
 
 def feature_key(adata: AnnData, cfg: SencaConfig) -> str:
@@ -110,7 +120,7 @@ def feature_key(adata: AnnData, cfg: SencaConfig) -> str:
     h.update(
         repr(
             (cfg.backbone, _weights_id(w), cfg.patch_radius_spacings, cfg.patch_size,
-             _method(cfg, adata.n_obs), cfg.seed if seeded else None)
+             _method(cfg, adata.n_obs), cfg.seed if seeded else None, FEATURE_VERSION)
         ).encode()
     )  # fmt: skip
     return h.hexdigest()
@@ -119,8 +129,9 @@ def feature_key(adata: AnnData, cfg: SencaConfig) -> str:
 def _method(cfg: SencaConfig, n_spots: int) -> str:
     """``image_encoding`` with ``"auto"`` resolved for a section of ``n_spots``."""
     method = str(getattr(cfg, "image_encoding", "patches"))
-    if method == "auto":  # per patch on standard sections (the fusion gate is calibrated on it), fcn on large ones
-        method = "fcn" if n_spots > FCN_AUTO_MIN_SPOTS else "patches"
+    if method == "auto":  # per patch only where the measured gate (calibrated on it) reads the features
+        measured_gate = getattr(cfg, "image_gate", 1.0) is None
+        method = "patches" if measured_gate and n_spots <= FCN_AUTO_MIN_SPOTS else "fcn"
     return method
 
 
@@ -175,9 +186,7 @@ def encode_iter(
         yield (1, 1)
         return ImageFeatures(feats=hit[0], weights_used=hit[1], cached=True)
     backbone = build_backbone(cfg.backbone, cfg.image_weights).to(device).eval()
-    size = int(cfg.patch_size) or int(backbone.input_size)
-    if backbone.stride is None:
-        size = int(backbone.input_size)  # ViTs read their own input size
+    size = encoder_size(adata, cfg, backbone)
     method = _method(cfg, adata.n_obs)
     use_fcn = cfg.freeze_backbone and backbone.stride is not None and method == "fcn"
     if use_fcn:
@@ -200,6 +209,24 @@ def encode_iter(
     if getattr(cfg, "cache_features", True):
         feature_cache.save(key, feats, backbone.weights_used)
     return ImageFeatures(feats=feats, weights_used=backbone.weights_used, cached=False, method=method)
+
+
+def encoder_size(adata: AnnData, cfg: SencaConfig, backbone: torch.nn.Module) -> int:
+    """Side in pixels a patch is resampled to before the encoder.
+
+    ViTs read their own input size; ``patch_size`` when set; else the CNN's
+    input size, but never more than :data:`MAX_UPSAMPLE` times the patch's
+    side on the image's finest level (rounded up to 16 px, at least 32): a
+    low-resolution image (DLPFC's 600 px ``tissue_lowres_image``, 37 px
+    patches) is not blown up 6x into pixels it does not have.
+    """
+    if backbone.stride is None:
+        return int(backbone.input_size)  # ViTs read their own input size
+    if cfg.patch_size:
+        return int(cfg.patch_size)
+    finest = max(f for _, f in image_levels(adata))  # full-res px -> finest level px
+    native = 2.0 * cfg.patch_radius_spacings * spot_spacing(adata) * finest
+    return int(min(int(backbone.input_size), max(32, 16 * math.ceil(MAX_UPSAMPLE * native / 16))))
 
 
 def _encode_patches(

@@ -36,7 +36,7 @@ from .generators import drain, relay
 from .graph import build_graph, neighbour_index, normalized_adjacency
 from .preprocess import preprocess_expression
 from .section import CLUSTER_KEY, EMBED_KEY, LABEL_KEY, UNS_KEY, get_image, spot_spacing
-from .train import TrainData, embed_iter, train_iter
+from .train import TrainData, embed_iter, make_optimizer, train_iter
 
 __all__ = [
     "Progress",
@@ -335,7 +335,7 @@ def run_senca_iter(
     groups: list[dict[str, Any]] = [{"params": model.parameters(), "lr": cfg.lr}]
     if data.backbone is not None:
         groups.append({"params": data.backbone.parameters(), "lr": cfg.lr * cfg.backbone_lr_scale})
-    opt = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = make_optimizer(groups, cfg, device)
     history: list[dict[str, float]] = []
     for epoch, losses in enumerate(train_iter(model, data, cfg, opt), 1):
         history.append(losses)

@@ -25,6 +25,7 @@ Joins
 
 from __future__ import annotations
 
+import gzip
 import re
 import zlib
 from os import PathLike
@@ -244,8 +245,9 @@ def _header_names(path: Path, counts: pd.DataFrame) -> list[str]:
     names = [str(g) for g in counts.columns]
     if len(set(names)) == len(names) and not any(re.search(r"\.\d+$", g) for g in names):
         return names
-    head = pd.read_csv(path, sep="\t", header=None, nrows=1, dtype=str, keep_default_na=False)
-    raw = [str(g) for g in head.iloc[0].tolist()[1:]]
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8", errors="replace") as fh:  # one line: read_csv makes a Series per column
+        raw = [g.strip().strip('"') for g in fh.readline().rstrip("\r\n").split("\t")[1:]]
     return raw if len(raw) == len(names) else names
 
 

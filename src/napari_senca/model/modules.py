@@ -19,6 +19,7 @@ __all__ = [
     "NeighbourhoodCrossAttention",
     "NeighbourhoodSelfAttention",
     "ProjectionHead",
+    "gather",
     "SharedAutoencoder",
     "nt_xent",
     "propagate",
@@ -48,13 +49,22 @@ class NeighbourhoodSelfAttention(nn.Module):
         m, nh = index.shape[1], self.n_heads
         q, k, v = self.qkv(h).split(d, dim=1)  # (n, Hd) each
         q = q.view(n, nh, d // nh)  # (n, nh, hd)
-        k = k[index].view(n, m, nh, d // nh)  # (n, m, nh, hd) keys of the neighbourhood
-        v = v[index].view(n, m, nh, d // nh)  # (n, m, nh, hd)
+        k = gather(k, index).view(n, m, nh, d // nh)  # (n, m, nh, hd) keys of the neighbourhood
+        v = gather(v, index).view(n, m, nh, d // nh)  # (n, m, nh, hd)
         logits = torch.einsum("nhd,nmhd->nhm", q, k) / math.sqrt(d // nh)  # (n, nh, m)
         logits = logits.masked_fill(~mask[:, None, :], float("-inf"))
         w = torch.softmax(logits, dim=-1)  # (n, nh, m)
         a = torch.einsum("nhm,nmhd->nhd", w, v).reshape(n, d)  # (n, Hd)
         return self.proj(a)  # (n, Hd)
+
+
+def gather(x: Tensor, index: Tensor) -> Tensor:
+    """``x[index]`` for x (n, D) and index (n, m) -> (n, m, D), via ``index_select``.
+
+    Same values as advanced indexing; its backward is an ``index_add_`` instead
+    of an accumulating ``index_put_``, about 4x faster on the CPU.
+    """
+    return x.index_select(0, index.reshape(-1)).view(*index.shape, x.shape[-1])
 
 
 def wider(index: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
@@ -161,8 +171,8 @@ class NeighbourhoodCrossAttention(nn.Module):
     def forward(self, r: Tensor, h: Tensor, index: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         # r, h: (n, E); index, mask: (n, m) neighbourhood with the spot first
         rp, hp = self.proj_r(r), self.proj_h(h)  # (n, E) each
-        a1 = self._attend(self.q1(hp), self.k1(rp)[index], self.v1(r)[index], mask)  # (n, E)
-        a2 = self._attend(self.q2(rp), self.k2(hp)[index], self.v2(h)[index], mask)  # (n, E)
+        a1 = self._attend(self.q1(hp), gather(self.k1(rp), index), gather(self.v1(r), index), mask)  # (n, E)
+        a2 = self._attend(self.q2(rp), gather(self.k2(hp), index), gather(self.v2(h), index), mask)  # (n, E)
         return r + a1, h + a2
 
 
