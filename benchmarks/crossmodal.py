@@ -41,7 +41,7 @@ METHODS: dict[str, dict | str] = {
     "naive concat (nbr-averaged RNA PCs + image PCs)": "concat",
     "naive concat with image x0.5": "concat_half",
     "senca RNA-only (use_image=False)": {"use_image": False},
-    "senca fused v1 (RNA-led; the default)": dict(V1),
+    "senca fused v1 (RNA-led, the default)": dict(V1),
     "senca fused v2 (balanced, gate 1)": dict(V2),
     "senca gated fusion (v2 + measured image gate)": dict(NEW),
     "new: no cross-attention": dict(NEW, cross_attention=False),
