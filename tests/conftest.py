@@ -285,6 +285,14 @@ def png_writer() -> Callable[..., Path]:
 
 
 @pytest.fixture(scope="module")
+def section():
+    """A 36-spot hexagonal section with an H&E-like image (image-feature tests; one per module)."""
+    from napari_senca.datasets import crossmodal_section
+
+    return crossmodal_section(36, "hex", n_genes=40, seed=0)
+
+
+@pytest.fixture(scope="module")
 def torch_one_thread() -> Iterator[None]:
     """Tiny models train faster on one thread (and CI machines are shared)."""
     torch = pytest.importorskip("torch")

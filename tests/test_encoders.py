@@ -10,7 +10,6 @@ import torch
 
 from napari_senca import ConfigError, SencaConfig, SencaError
 from napari_senca import features as features_mod
-from napari_senca.datasets import crossmodal_section
 from napari_senca.features import clear_cache, encode_iter
 from napari_senca.generators import drain
 from napari_senca.model.backbone import RANDOM_OFFLINE, build_backbone
@@ -22,11 +21,6 @@ timm = pytest.importorskip("timm")
 def _encode(ad, cfg):
     torch.manual_seed(cfg.seed)
     return drain(encode_iter(ad, cfg, torch.device("cpu")))
-
-
-@pytest.fixture(scope="module")
-def section():
-    return crossmodal_section(36, "hex", n_genes=40, seed=0)
 
 
 # --------------------------------------------------------------------------- timm encoders

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from napari_senca import SencaConfig
-from napari_senca.datasets import crossmodal_section
 from napari_senca.embedding import clustered_embedding
 from napari_senca.features import clear_cache, encode_iter, feature_key, image_block
 from napari_senca.generators import drain
@@ -17,11 +16,6 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 def _encode(ad, cfg):
     return drain(encode_iter(ad, cfg, torch.device("cpu")))
-
-
-@pytest.fixture(scope="module")
-def section():
-    return crossmodal_section(36, "hex", n_genes=40, seed=0)
 
 
 def test_second_encoding_comes_from_the_cache(section) -> None:
