@@ -37,6 +37,23 @@ def test_timm_cnn_takes_its_own_input_size_and_normalisation() -> None:
     assert fmap.shape == (2, enc.n_features, 2, 2)
 
 
+def test_low_resolution_patches_are_not_blown_up_past_three_times(section) -> None:
+    from napari_senca.features import MAX_UPSAMPLE, encoder_size
+    from napari_senca.patches import image_levels
+    from napari_senca.section import spot_spacing
+
+    cnn, vit = build_backbone("resnet18", "none"), build_backbone("vit_tiny_patch16_224", "none")
+    cfg = SencaConfig(image_weights="none")
+    native = 2 * cfg.patch_radius_spacings * spot_spacing(section) * max(f for _, f in image_levels(section))
+    small = cfg.replace(patch_radius_spacings=cfg.patch_radius_spacings * 0.1)  # a 10x coarser image, in effect
+    assert native > 224  # this section's image has the pixels: the encoder's own size
+    assert encoder_size(section, cfg, cnn) == 224
+    got = encoder_size(section, small, cnn)  # ~0.1 * native px per patch: at most 3x that, on a 16 px step
+    assert 32 <= got < 224 and got <= MAX_UPSAMPLE * 0.1 * native + 16 and got % 16 == 0
+    assert encoder_size(section, small.replace(patch_size=96), cnn) == 96  # an explicit size is kept
+    assert encoder_size(section, small, vit) == 224  # ViTs read their own input size
+
+
 def test_timm_vit_reads_patches_of_its_own_size(section) -> None:
     enc = build_backbone("vit_tiny_patch16_224", "none")
     assert enc.stride is None and enc.input_size == 224
