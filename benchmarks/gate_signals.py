@@ -1,0 +1,91 @@
+"""Label-free signals for the image gate, against the ARI they should predict (issue 9).
+
+For each section: the cross-modal agreement (ARI between k-means partitions of the
+neighbour-averaged expression PCs and image PCs) for k = 2..10, and, with the labels,
+the ARI of a naive concatenation [RNA block, w * image block] for several image weights w,
+the image-only ARI and each partition's edge homophily (share of graph edges inside one
+cluster). Random image weights (nothing can be downloaded here). One JSON line per
+(section, encoding); ``--table`` prints the summary in docs/benchmarks.md ("Gate signals").
+
+    PYTHONPATH=src python benchmarks/gate_signals.py DLPFC patches >> gate.jsonl
+    PYTHONPATH=src python benchmarks/gate_signals.py cm_square_0 fcn >> gate.jsonl
+    python benchmarks/gate_signals.py --table gate.jsonl
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+DATA = {"A1": "/work/shared/data/her2st/A1", "DLPFC": "/work/shared/data/dlpfc_151510"}
+WEIGHTS = (0, 0.2, 0.3, 0.5, 0.7, 1.0)
+
+
+def _section(name: str):
+    from napari_senca.datasets import crossmodal_section
+    from napari_senca.io import read_section
+
+    if name.startswith("cm_"):  # cm_<grid>_<seed>: the cross-modal benchmark's 600-spot section
+        _, grid, seed = name.split("_")
+        return crossmodal_section(600, grid, seed=int(seed))
+    return read_section(DATA[name])
+
+
+def measure(name: str, encoding: str) -> dict:
+    import numpy as np
+    import torch
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score as ari
+
+    from napari_senca.config import SencaConfig
+    from napari_senca.embedding import pcs, smooth, unit
+    from napari_senca.features import encode_iter, standardise
+    from napari_senca.generators import drain
+    from napari_senca.pipeline import _graph_tensors, default_n_clusters
+    from napari_senca.preprocess import preprocess_expression
+
+    torch.set_num_threads(1)
+    ad = _section(name)
+    cfg = SencaConfig(image_weights="none", image_encoding=encoding)
+    torch.manual_seed(0)
+    t = time.time()
+    img = drain(encode_iter(ad, cfg, torch.device("cpu")))
+    out: dict = {"section": name, "enc": encoding, "encode_s": time.time() - t, "K": default_n_clusters(ad)}
+    expr = preprocess_expression(ad, cfg).X
+    adj, _, _ = _graph_tensors(np.asarray(ad.obsm["spatial"], float)[:, :2], cfg, torch.device("cpu"))
+    rna = unit(smooth(pcs(expr, 20, 0), adj, 1))
+    im = unit(smooth(pcs(standardise(img.feats), 20, 0), adj, 1))
+    src, dst = adj.coalesce().indices().numpy()
+    lab = ad.obs["label"]
+    keep = np.asarray(lab.notna())
+
+    def km(z, k):
+        return KMeans(k, n_init=10, random_state=0).fit_predict(z)
+
+    out["agree"] = {k: ari(km(rna, k), km(im, k)) for k in range(2, 11)}
+    for w in WEIGHTS:
+        lw = km(np.hstack([rna, w * im]), out["K"])
+        out[f"w{w}"] = {"ari": ari(lab[keep], lw[keep]), "homophily": float((lw[src] == lw[dst]).mean())}
+    li = km(im, out["K"])
+    out["image_only"] = {"ari": ari(lab[keep], li[keep]), "homophily": float((li[src] == li[dst]).mean())}
+    return out
+
+
+def table(path: str) -> str:
+    rows = ["| section | encoding | agreement mean k=2-8 | max | concat ARI / homophily at w = "
+            + " / ".join(map(str, WEIGHTS)) + " | image-only ARI |", "|---|---|---|---|---|---|"]
+    for line in open(path):
+        d = json.loads(line)
+        ag = [d["agree"][str(k)] for k in range(2, 9)]
+        ws = " ".join(f"{d[f'w{w}']['ari']:.2f}/{d[f'w{w}']['homophily']:.2f}" for w in WEIGHTS)
+        rows.append(f"| {d['section']} | {d['enc']} | {sum(ag) / 7:.3f} | {max(ag):.3f} | {ws} "
+                    f"| {d['image_only']['ari']:.2f} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--table":
+        print(table(sys.argv[2]))
+    else:
+        print(json.dumps(measure(sys.argv[1], sys.argv[2])))
