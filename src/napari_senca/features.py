@@ -103,8 +103,8 @@ FCN_AUTO_MIN_SPOTS = 20_000
 
 
 #: A CNN's patch is resampled to at most this many times its side on the image's finest level
-#: (:func:`encoder_size`). DLPFC 151510 (lowres image only): 112 px instead of 224, encoding 8.7 -> 3 s
-#: (whole command), ARI 0.493 / 0.498 (seeds 0-1) against 0.451-0.507 at 224 (docs/benchmarks.md).
+#: (:func:`encoder_size`). DLPFC 151510 (lowres image only): 112 px instead of 224, encoding 8.7 -> 3-4.6 s
+#: (whole command), ARI 0.493 / 0.498 / 0.503 (seeds 0-2) against 0.496 / 0.495 / 0.458 at 224 px.
 MAX_UPSAMPLE = 3.0
 #: Bumped when the features of the same settings change (old disk-cache entries are then not reused).
 FEATURE_VERSION = 2
