@@ -201,3 +201,33 @@ def test_ctrl_c_says_the_cohort_resumes(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(batch, "run_batch", interrupted)
     assert main(["batch", str(tmp_path), "--out", str(tmp_path / "out")]) == 130
     assert capsys.readouterr().err.strip().endswith("run the same command to resume")
+
+
+def test_batch_reads_visium_hd_at_the_asked_bin_size(tmp_path, cluster, visium_hd_folder):
+    hd = [visium_hd_folder(f"HD{i}", slide=False, seed=i) for i in range(2)]
+    man = tmp_path / "cohort.csv"
+    pd.DataFrame({"path": [str(hd[0]), str(hd[1])], "name": ["coarse", "fine"], "bin_size": [16, ""]}).to_csv(
+        man, index=False
+    )
+    assert [j.bin_size for j in read_manifest(man)] == [16, None]
+    cfg = SencaConfig(epochs=1, use_image=False, n_clusters=2)
+    res = run_batch([str(man)], tmp_path / "out", cfg, scheduler=cluster.scheduler_address, bin_size=8,
+                    match_regions=False)  # fmt: skip
+    assert res.n_failed == 0, res.table["error"].tolist()
+    spots = dict(zip(res.table["section"], res.table["spots"], strict=True))
+    assert spots == {"coarse": 12 * 10 - 1, "fine": 24 * 20 - 1}  # the row's 16 um; --bin-size 8 for the other
+    assert _marker(tmp_path / "out" / "fine")["request"]["bin_size"] == 8
+    man.write_text(f"path,bin_size\n{hd[0]},sixteen\n")
+    with pytest.raises(DataError, match="row 2: bin_size must be a number"):
+        read_manifest(man)
+
+
+def test_batch_cli_bin_size_reaches_joint_training(tmp_path, visium_hd_folder, capsys):
+    hd = [str(visium_hd_folder(f"HD{i}", slide=False, seed=i)) for i in range(2)]
+    names = ["HD0", "HD1"]
+    man = tmp_path / "m.csv"
+    pd.DataFrame({"path": hd, "name": names}).to_csv(man, index=False)
+    rc = main(["batch", str(man), "--out", str(tmp_path / "out"), "--joint", "--bin-size", "8", *FAST])
+    assert rc == 0, capsys.readouterr().err
+    t = pd.read_csv(tmp_path / "out" / "cohort.csv")
+    assert list(t["spots"]) == [24 * 20 - 1] * 2  # 8 um bins, not the default 16 um

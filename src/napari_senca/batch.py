@@ -52,7 +52,7 @@ __all__ = [
 COHORT_FILES = ("cohort.csv", "region_vocabulary.csv", "cohort.png")
 
 #: Manifest columns that are not settings.
-MANIFEST_COLUMNS = ("path", "name", "section", "image", "label_column")
+MANIFEST_COLUMNS = ("path", "name", "section", "image", "label_column", "bin_size")
 
 STAGES = ("read", "preprocess", "patches", "train", "cluster", "markers", "write", "total")
 
@@ -75,6 +75,7 @@ class SectionJob:
     image: str | None = None
     label_column: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
+    bin_size: int | None = None  # Visium HD: the bins to read (um); None: the reader's default (16)
 
 
 @dataclass
@@ -135,6 +136,18 @@ def collect_sections(items: Sequence[str | PathLike], section: str | None = None
     return jobs
 
 
+def _jobs(sections: Sequence[str | PathLike | SectionJob], section: str | None, bin_size: int | None) -> list[SectionJob]:
+    """The jobs of ``sections``; ``bin_size`` for every job whose manifest row does not set one."""
+    jobs = [s for s in sections if isinstance(s, SectionJob)]
+    plain = [s for s in sections if not isinstance(s, SectionJob)]
+    if plain or not jobs:
+        jobs += collect_sections(plain, section)
+    _check_names(jobs)
+    if bin_size is not None:
+        jobs = [j if j.bin_size is not None else dataclasses.replace(j, bin_size=int(bin_size)) for j in jobs]
+    return jobs
+
+
 def _check_names(jobs: list[SectionJob]) -> None:
     seen: dict[str, int] = {}
     for j in jobs:
@@ -177,8 +190,9 @@ def _convert(name: str, value: str, default: Any) -> Any:
 
 def read_manifest(path: str | PathLike) -> list[SectionJob]:
     """Sections of a CSV manifest: ``path`` (required), ``name``, ``section``, ``image``,
-    ``label_column`` and any :class:`~napari_senca.config.SencaConfig` setting as a
-    per-row override (empty cells: no override). Relative paths are relative to the manifest.
+    ``label_column``, ``bin_size`` (Visium HD bins in um) and any
+    :class:`~napari_senca.config.SencaConfig` setting as a per-row override (empty
+    cells: no override). Relative paths are relative to the manifest.
 
     Raises
     ------
@@ -219,6 +233,12 @@ def read_manifest(path: str | PathLike) -> list[SectionJob]:
                 except ConfigError as exc:
                     raise DataError(p, f"row {i}: {exc}") from None
         section = row.get("section") or None
+        bin_size = None
+        if row.get("bin_size"):
+            try:
+                bin_size = int(float(row["bin_size"]))
+            except ValueError:
+                raise DataError(p, f"row {i}: bin_size must be a number of um (2, 8 or 16), got {row['bin_size']!r}") from None
         jobs.append(
             SectionJob(
                 row.get("name") or _name_for(row["path"], section),
@@ -227,6 +247,7 @@ def read_manifest(path: str | PathLike) -> list[SectionJob]:
                 image,
                 row.get("label_column") or None,
                 overrides,
+                bin_size,
             )
         )
     return jobs
@@ -264,6 +285,7 @@ def _run_job(job: SectionJob, config: SencaConfig, out: str, threads: int) -> di
             section=job.section,
             image=job.image,
             label_column=job.label_column,
+            bin_size=job.bin_size,
             overwrite=True,  # replaces only a previous napari-senca output (checked)
         )
         row.update(_report_fields(dataclasses.asdict(rep)))
@@ -384,6 +406,7 @@ def run_batch(
     reference: str | PathLike | None = None,
     min_corr: float = 0.1,
     on_update: Callable[[dict[str, Any], int, int], None] | None = None,
+    bin_size: int | None = None,
 ) -> BatchResult:
     """Run SENCA-st on every section of a cohort on Dask.
 
@@ -409,6 +432,9 @@ def run_batch(
         Lowest centroid correlation for a region to join a vocabulary entry (else it opens a new one).
     on_update
         Called with each finished row, the number finished and the total.
+    bin_size
+        Visium HD sections: the bins to read (2, 8 or 16 um; a manifest's
+        ``bin_size`` column overrides it per section). None: 16 um.
 
     Returns
     -------
@@ -418,11 +444,7 @@ def run_batch(
     from .runner import is_current, request_of, section_inputs
 
     base = config or SencaConfig()
-    jobs = [s for s in sections if isinstance(s, SectionJob)]
-    plain = [s for s in sections if not isinstance(s, SectionJob)]
-    if plain or not jobs:
-        jobs += collect_sections(plain, section)
-    _check_names(jobs)
+    jobs = _jobs(sections, section, bin_size)
     all_inputs: list[Path] = []
     plans: list[tuple[SectionJob, SencaConfig, list[Path]]] = []
     rows: dict[str, dict[str, Any]] = {}
@@ -447,7 +469,7 @@ def run_batch(
         sec_out = root / j.name
         if j.name in rows:
             rows[j.name]["out"] = str(sec_out)
-        elif is_current(sec_out, inputs, request_of(cfg, j.section, j.image, j.label_column)):
+        elif is_current(sec_out, inputs, request_of(cfg, j.section, j.image, j.label_column, j.bin_size)):
             rows[j.name] = _skipped_row(j, sec_out)
         else:
             try:
@@ -533,6 +555,7 @@ def run_joint_batch(
     batch: str = "scale",
     progress: Callable[[Any], None] | None = None,
     on_update: Callable[[dict[str, Any], int, int], None] | None = None,
+    bin_size: int | None = None,
 ) -> BatchResult:
     """One model over all sections (:mod:`napari_senca.joint`), in this process.
 
@@ -543,6 +566,7 @@ def run_joint_batch(
     ``cohort.png``. A section that cannot be read is recorded as failed and the
     others train together (at least two are needed). Joint runs always retrain
     (no resume: the model depends on every section). Training is RNA-only.
+    ``bin_size`` is as in :func:`run_batch`.
 
     Raises
     ------
@@ -558,11 +582,7 @@ def run_joint_batch(
     if batch not in BATCH_MODES:
         raise ConfigError(f"unknown batch handling {batch!r}; use one of {', '.join(BATCH_MODES)}")
     cfg = (config or SencaConfig()).replace(use_image=False)
-    jobs = [s for s in sections if isinstance(s, SectionJob)]
-    plain = [s for s in sections if not isinstance(s, SectionJob)]
-    if plain or not jobs:
-        jobs += collect_sections(plain, section)
-    _check_names(jobs)
+    jobs = _jobs(sections, section, bin_size)
     with_settings = [j.name for j in jobs if j.overrides]
     if with_settings:
         raise ConfigError(f"--joint trains one model with one config; {len(with_settings)} manifest row(s) set their "
@@ -584,7 +604,7 @@ def run_joint_batch(
         t0 = time.perf_counter()
         try:
             check_output_folder(root / j.name, inputs[j.name], overwrite=True)
-            read.append((j, read_input(j.path, j.section, j.image, j.label_column), time.perf_counter() - t0))
+            read.append((j, read_input(j.path, j.section, j.image, j.label_column, bin_size=j.bin_size), time.perf_counter() - t0))
         except SencaError as exc:
             rows[j.name] = {**_row(j, str(root / j.name)), "status": "failed", "error": str(exc)}
     if len(read) < 2:
@@ -602,7 +622,7 @@ def run_joint_batch(
             [f"Region {c}" for c in a.obs["senca_cluster"].astype(str)],
             categories=[f"Region {i}" for i in range(int(res.n_clusters))],
         )
-        request = {**request_of(cfg, j.section, j.image, j.label_column), "joint": joint.names, "batch": batch}
+        request = {**request_of(cfg, j.section, j.image, j.label_column, j.bin_size), "joint": joint.names, "batch": batch}
         row = _row(j, str(root / name))
         try:
             rep = finish_section(a, res, cfg_k, root / name, inputs[name], overwrite=True, request=request,

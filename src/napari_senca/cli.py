@@ -159,6 +159,13 @@ def _add_batch(sub: Any) -> None:
     b.add_argument("sections", nargs="+", metavar="SECTION", help="section paths, glob patterns or manifest .csv files")
     b.add_argument("--out", required=True, metavar="DIR", help="cohort folder (new, empty, or a previous cohort output)")
     b.add_argument("--section", metavar="S[,S...]", help="section(s) of a her2st repository, e.g. A1,B1,C1")
+    b.add_argument(
+        "--bin-size",
+        type=int,
+        metavar="UM",
+        help="Visium HD sections: the bins to read, 2, 8 or 16 um (default 16; a manifest's bin_size column "
+        "overrides it per section)",
+    )
     _add_settings(b)
     b.add_argument(
         "--scheduler",
@@ -456,7 +463,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
 
             res = run_joint_batch(
                 args.sections, args.out, cfg, section=args.section, batch=args.batch_correction,
-                progress=bar, on_update=update,
+                progress=bar, on_update=update, bin_size=args.bin_size,
             )  # fmt: skip
         else:
             res = run_batch(
@@ -470,6 +477,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
                 reference=args.reference,
                 min_corr=args.min_corr,
                 on_update=update,
+                bin_size=args.bin_size,
             )
     except (KeyboardInterrupt, Terminated) as exc:
         bar.close()
