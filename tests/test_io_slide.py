@@ -226,3 +226,24 @@ def test_write_pyramid_streams_a_tiff(tmp_path):
     assert np.array_equal(np.asarray(levels[0]), arr)
     expect = arr[:2, :2].astype(np.float32).mean(axis=(0, 1)).astype(np.uint8)
     assert np.array_equal(np.asarray(levels[1][0, 0]), expect)
+
+
+def test_legacy_st_folder_reads_a_large_tiff_lazily(tmp_path, monkeypatch):
+    from conftest import build_st_folder, he_like
+    from napari_senca.io import legacy_st
+    from napari_senca.io.slide import write_pyramid
+
+    folder = build_st_folder(tmp_path / "ST", image=False, scale=None)
+    full = he_like(400, 700, split=350, seed=0)  # spots at 60..560 px (x), 60..260 px (y), scale 1
+    write_pyramid(full, folder / "he.tif", tile=128, min_side=64)
+    small = read_section(folder)  # under the threshold: decoded whole, as before
+    assert fullres_reference(small) is None and get_image(small)[0].shape == (400, 700, 3)
+    monkeypatch.setattr(legacy_st, "LAZY_TIFF_MIN_PIXELS", 1000)  # make this TIFF 'large'
+    a = read_section(folder)
+    ref = fullres_reference(a)
+    assert ref is not None and ref["path"] == str((folder / "he.tif").absolute()) and ref["scalef"] == 1.0
+    (lv, f), *_ = get_image_levels(a)
+    assert lv.shape == (400, 700, 3) and f == 1.0 and not isinstance(lv, np.ndarray)  # read lazily
+    img, sf = get_image(a)  # the in-memory overview: 700 px fit under 2,000, so at full size here
+    assert img.shape == (400, 700, 3) and sf == pytest.approx(1.0)
+    np.testing.assert_array_equal(np.asarray(lv[100:110, 200:210]), full[100:110, 200:210])

@@ -40,6 +40,7 @@ from ..notes import add_excluded, add_warning, examples, set_labels
 from ..section import make_section
 from .image import check_inside, find_images, load_image, read_scale_sidecar, record_source_image
 from .labels import check_match, labels_by_id
+from .slide import REFERENCE_KEY
 
 __all__ = ["read_st_folder", "read_her2st_repo", "find_st_counts", "her2st_repo_sections"]
 
@@ -271,6 +272,29 @@ def _counts_matrix(counts: pd.DataFrame, path: Path) -> np.ndarray:
     return counts.to_numpy(dtype=np.float64)
 
 
+#: A TIFF-family H&E with more pixels than this is read lazily (:mod:`napari_senca.io.slide`): the
+#: section holds a ~2,000 px overview and a reference to the file, patches come from its levels.
+LAZY_TIFF_MIN_PIXELS = 50_000_000
+
+
+def _section_image(
+    path: Path, scale: float, spatial: np.ndarray, ids: list[str], sidecar: Path | None
+) -> tuple[np.ndarray, float, dict | None]:
+    """``(in-memory image, its pixels per spatial unit, slide reference or None)``; spots checked inside."""
+    from .image import image_size
+    from .slide import image_reference, is_slide, open_levels, read_overview
+
+    w, h = image_size(path)
+    if is_slide(path) and w * h > LAZY_TIFF_MIN_PIXELS:
+        ref = image_reference(path, scalef=scale)
+        check_inside(spatial * scale, (ref["height"], ref["width"]), ids, path, sidecar)
+        overview, factor = read_overview(open_levels(ref["path"]))
+        return overview, scale * factor, ref
+    img = load_image(path)
+    check_inside(spatial * scale, img.shape, ids, path, sidecar)
+    return img, scale, None
+
+
 def _read_st(
     counts_path: Path,
     spots_path: Path,
@@ -347,15 +371,12 @@ def _read_st(
         labels, n_label_rows, label_unmatched = _read_labels(labels_path, ids, sx[idx], sy[idx])
         label_warning = check_match(labels_path, n_label_rows, label_unmatched, ids)
 
-    img = None
+    img, ref = None, None
     scale = 1.0
     if image_path is not None:
-        img = load_image(image_path)
         if sidecar is not None:
             scale = read_scale_sidecar(sidecar)
-
-    if img is not None and image_path is not None:
-        check_inside(spatial * scale, img.shape, ids, image_path, sidecar)
+        img, scale, ref = _section_image(image_path, scale, spatial, ids, sidecar)
 
     adata = make_section(
         X,
@@ -373,7 +394,10 @@ def _read_st(
         source_format=source_format,
         counts_path=counts_path,
     )
-    if image_path is not None:
+    if ref is not None:  # a large TIFF: the section keeps a reference and an overview, not the pixels
+        adata.uns["spatial"][library_id].setdefault("metadata", {})[REFERENCE_KEY] = ref
+        record_source_image(adata, ref["path"])
+    elif image_path is not None:
         record_source_image(adata, image_path)
     add_excluded(adata, "selected = 0", not_selected)
     add_excluded(adata, f"in {spots_path.name} without counts", no_counts)
