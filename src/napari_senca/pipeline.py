@@ -259,8 +259,6 @@ def run_senca_iter(
     DataError, ConfigError
         Bad input or settings that cannot work with this section.
     """
-    from .model.senca import SencaModel
-
     cfg = (config or SencaConfig()).validate()
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -272,85 +270,33 @@ def run_senca_iter(
 
     yield Progress("preprocess", 0, 1, "normalising counts and selecting genes")
     expr = preprocess_expression(adata, cfg)
-    xy = np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2]
     x_np = pcs(expr.X, cfg.input_pcs, cfg.seed) if cfg.input_pcs else expr.X  # (n, input_pcs) or (n, G)
     timings["preprocess"] = time.perf_counter() - t0
     tg = time.perf_counter()
-    # mini-batches: the section stays on the CPU and each tile goes to the device
-    minibatch = uses_minibatches(cfg, n)
-    store = torch.device("cpu") if minibatch else device
-    adj_sp, idx_np, mask_np = _graph_arrays(xy, cfg)
-    adj = sparse_tensor(adj_sp, store)
-    index, mask = torch.from_numpy(idx_np).to(store), torch.from_numpy(mask_np).to(store)
-    x = torch.from_numpy(x_np).to(store)
-    x_target = x
-    for _ in range(cfg.recon_smooth_hops):
-        x_target = torch.sparse.mm(adj, x_target)  # denoising target: neighbourhood mean
-    spacing = max(spot_spacing(adata), 1e-9)
-    data = TrainData(x=x, x_target=x_target, adj=adj, index=index, mask=mask, xy=xy,
-                     side=cfg.window_spacings * spacing)
+    sec = _section_data(adata, x_np, cfg, device)
     timings["graph"] = time.perf_counter() - tg
     yield Progress("preprocess", 1, 1, f"{n} spots, {len(expr.genes)} genes, graph k={cfg.n_neighbors}")
 
-    # image branch: frozen backbone features, computed once (and cached, see features.py)
     use_image = bool(cfg.use_image) and get_image(adata) is not None
-    weights_used = "none (RNA-only)"
-    image_std: np.ndarray | None = None
-    agreement: float | None = None
+    img = _ImageUse()
     if use_image:
         t1 = time.perf_counter()
-        img = yield from relay(
-            encode_iter(adata, cfg, device),
-            lambda b: Progress("patches", b[0], b[1], f"encoding H&E ({n} spots) {b[0]}/{b[1]}"),
-        )
-        weights_used = img.weights_used
-        image_std = standardise(img.feats)
-        mean_square = float((x_np.astype(np.float64) ** 2).mean())
-        block = torch.from_numpy(image_block(img.feats, cfg.image_pcs, mean_square, cfg.seed)).to(store)
-        data.f_target = block
-        if img.backbone is not None:  # fine-tuning: the head reads raw, changing features
-            data.feats, data.backbone, data.patches = torch.from_numpy(img.feats).to(store), img.backbone, img.patches
-        else:
-            data.feats = block if cfg.image_pcs else torch.from_numpy(img.feats).to(store)
-        if cfg.image_gate is None:
-            agreement = modality_agreement(expr.X, image_std, adj, cfg.seed)
-            data.image_gate = image_gate(agreement)
-        else:
-            data.image_gate = float(cfg.image_gate)
-        if data.image_gate == 0.0:  # the image counts for nothing: exactly the RNA-only model
-            data.feats = data.f_target = data.backbone = data.patches = None
-            image_std = None
+        img = yield from _image_stage(adata, cfg, device, expr.X, x_np, sec)
         timings["patches"] = time.perf_counter() - t1
 
     t2 = time.perf_counter()
-    _seed_everything(cfg.seed)
-    n_feats = None if data.feats is None else data.feats.shape[1]
-    n_targets = None if data.f_target is None else data.f_target.shape[1]
-    model_cfg = cfg.replace(attention=cfg.resolved_attention(n))  # 'auto' -> 'full' or 'local' for this section
-    model = SencaModel(x.shape[1], n_feats, model_cfg, n_targets).to(device)
-    if minibatch:
-        data.halo = HaloSampler(adj_sp, idx_np, mask_np, model.receptive_hops)
-        data.batch_side = spacing * float(np.sqrt(cfg.batch_spots))
-    model.image_gate = data.image_gate
-    groups: list[dict[str, Any]] = [{"params": model.parameters(), "lr": cfg.lr}]
-    if data.backbone is not None:
-        groups.append({"params": data.backbone.parameters(), "lr": cfg.lr * cfg.backbone_lr_scale})
-    opt = make_optimizer(groups, cfg, device)
-    history: list[dict[str, float]] = []
-    for epoch, losses in enumerate(train_iter(model, data, cfg, opt), 1):
-        history.append(losses)
-        yield Progress("train", epoch, cfg.epochs, f"epoch {epoch}/{cfg.epochs} loss {losses['total']:.4f}", losses)
+    model, history = yield from _train_stage(cfg, device, sec)
     timings["train"] = time.perf_counter() - t2
 
     t3 = time.perf_counter()
     s_raw = yield from relay(  # a tile report only when the section is embedded in tiles
-        embed_iter(model, data),
+        embed_iter(model, sec.data),
         lambda t: Progress("cluster", 0, 1, f"embedding spots: tile {t[0]}/{t[1]}") if t[1] > 1 else None,
     )
-    s = smooth(s_raw, adj, cfg.smooth_hops)  # (n, S)
+    s = smooth(s_raw, sec.data.adj, cfg.smooth_hops)  # (n, S)
     timings["embed"] = time.perf_counter() - t3
     t4 = time.perf_counter()
-    z = clustered_embedding(s, expr.X, image_std, adj, cfg, data.image_gate)  # (n, S [+ skip blocks])
+    z = clustered_embedding(s, expr.X, img.std, sec.data.adj, cfg, sec.data.image_gate)  # (n, S [+ skip blocks])
     yield Progress("cluster", 0, 1, f"clustering into {k} regions ({cfg.cluster_method})")
     labels, tree = cluster_embedding(z, k, cfg.cluster_method, cfg.seed)
     timings["cluster"] = time.perf_counter() - t4
@@ -366,11 +312,106 @@ def run_senca_iter(
         config=cfg,
         device=str(device),
         rna_only=not use_image,
-        image_weights_used=weights_used,
+        image_weights_used=img.weights_used,
         timings=timings,
-        image_gate=data.image_gate if use_image else None,
-        modality_agreement=agreement,
+        image_gate=sec.data.image_gate if use_image else None,
+        modality_agreement=img.agreement,
     )
+
+
+@dataclass
+class _SectionData:
+    """The section as the model trains on it (built once per run)."""
+
+    data: TrainData
+    graph: tuple[sp.csr_matrix, np.ndarray, np.ndarray]  # normalised adjacency, neighbourhood index, mask
+    spacing: float  # median spot spacing, in the units of obsm["spatial"]
+    store: torch.device  # where the section's tensors live (the CPU when training in mini-batches)
+    minibatch: bool
+
+
+@dataclass
+class _ImageUse:
+    """What the image stage decided (defaults: the image is not used)."""
+
+    weights_used: str = "none (RNA-only)"
+    std: np.ndarray | None = None  # (n, F) standardised features for the skip block (None: not counted)
+    agreement: float | None = None  # the measured cross-modal agreement (None: gate fixed or no image)
+
+
+def _section_data(adata: AnnData, x_np: np.ndarray, cfg: SencaConfig, device: torch.device) -> _SectionData:
+    """Spot graph, RNA input and its smoothed decoder target, on the device (or the CPU for mini-batches)."""
+    n = adata.n_obs
+    xy = np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2]
+    minibatch = uses_minibatches(cfg, n)
+    store = torch.device("cpu") if minibatch else device  # mini-batches: each tile goes to the device
+    adj_sp, idx_np, mask_np = _graph_arrays(xy, cfg)
+    adj = sparse_tensor(adj_sp, store)
+    index, mask = torch.from_numpy(idx_np).to(store), torch.from_numpy(mask_np).to(store)
+    x = torch.from_numpy(x_np).to(store)
+    x_target = x
+    for _ in range(cfg.recon_smooth_hops):
+        x_target = torch.sparse.mm(adj, x_target)  # denoising target: neighbourhood mean
+    spacing = max(spot_spacing(adata), 1e-9)
+    data = TrainData(x=x, x_target=x_target, adj=adj, index=index, mask=mask, xy=xy,
+                     side=cfg.window_spacings * spacing)  # fmt: skip
+    return _SectionData(data=data, graph=(adj_sp, idx_np, mask_np), spacing=spacing, store=store, minibatch=minibatch)
+
+
+def _image_stage(
+    adata: AnnData, cfg: SencaConfig, device: torch.device, expr_x: np.ndarray, x_np: np.ndarray, sec: _SectionData
+) -> Generator[Progress, None, _ImageUse]:
+    """Frozen backbone features (computed once, cached: features.py) into ``sec.data``; the image gate."""
+    data, n = sec.data, adata.n_obs
+    img = yield from relay(
+        encode_iter(adata, cfg, device),
+        lambda b: Progress("patches", b[0], b[1], f"encoding H&E ({n} spots) {b[0]}/{b[1]}"),
+    )
+    use = _ImageUse(weights_used=img.weights_used, std=standardise(img.feats))
+    mean_square = float((x_np.astype(np.float64) ** 2).mean())
+    block = torch.from_numpy(image_block(img.feats, cfg.image_pcs, mean_square, cfg.seed)).to(sec.store)
+    data.f_target = block
+    if img.backbone is not None:  # fine-tuning: the head reads raw, changing features
+        data.feats, data.backbone, data.patches = torch.from_numpy(img.feats).to(sec.store), img.backbone, img.patches
+    else:
+        data.feats = block if cfg.image_pcs else torch.from_numpy(img.feats).to(sec.store)
+    if cfg.image_gate is None:
+        use.agreement = modality_agreement(expr_x, use.std, data.adj, cfg.seed)
+        data.image_gate = image_gate(use.agreement)
+    else:
+        data.image_gate = float(cfg.image_gate)
+    if data.image_gate == 0.0:  # the image counts for nothing: exactly the RNA-only model
+        data.feats = data.f_target = data.backbone = data.patches = None
+        use.std = None
+    return use
+
+
+def _train_stage(
+    cfg: SencaConfig, device: torch.device, sec: _SectionData
+) -> Generator[Progress, None, tuple[Any, list[dict[str, float]]]]:
+    """Build the model for this section and train it; yields one report per epoch, returns (model, history)."""
+    from .model.senca import SencaModel
+
+    data = sec.data
+    n = data.x.shape[0]
+    _seed_everything(cfg.seed)
+    n_feats = None if data.feats is None else data.feats.shape[1]
+    n_targets = None if data.f_target is None else data.f_target.shape[1]
+    model_cfg = cfg.replace(attention=cfg.resolved_attention(n))  # 'auto' -> 'full' or 'local' for this section
+    model = SencaModel(data.x.shape[1], n_feats, model_cfg, n_targets).to(device)
+    if sec.minibatch:
+        data.halo = HaloSampler(*sec.graph, model.receptive_hops)
+        data.batch_side = sec.spacing * float(np.sqrt(cfg.batch_spots))
+    model.image_gate = data.image_gate
+    groups: list[dict[str, Any]] = [{"params": model.parameters(), "lr": cfg.lr}]
+    if data.backbone is not None:
+        groups.append({"params": data.backbone.parameters(), "lr": cfg.lr * cfg.backbone_lr_scale})
+    opt = make_optimizer(groups, cfg, device)
+    history: list[dict[str, float]] = []
+    for epoch, losses in enumerate(train_iter(model, data, cfg, opt), 1):
+        history.append(losses)
+        yield Progress("train", epoch, cfg.epochs, f"epoch {epoch}/{cfg.epochs} loss {losses['total']:.4f}", losses)
+    return model, history
 
 
 def run_senca(
