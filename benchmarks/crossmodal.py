@@ -64,6 +64,7 @@ def _baseline(adata, kind: str, k: int, seed: int, image_weights: str) -> np.nda
     from napari_senca.config import SencaConfig
     from napari_senca.embedding import pcs, smooth, unit
     from napari_senca.features import encode_iter, standardise
+    from napari_senca.generators import drain
     from napari_senca.pipeline import _graph_tensors
     from napari_senca.preprocess import preprocess_expression
 
@@ -72,13 +73,7 @@ def _baseline(adata, kind: str, k: int, seed: int, image_weights: str) -> np.nda
     adj, _, _ = _graph_tensors(np.asarray(adata.obsm["spatial"])[:, :2], cfg, torch.device("cpu"))
     rna = unit(smooth(pcs(preprocess_expression(adata, cfg).X, 20, seed), adj, 1))
     torch.manual_seed(seed)
-    gen = encode_iter(adata, cfg, torch.device("cpu"))
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            feats = stop.value.feats
-            break
+    feats = drain(encode_iter(adata, cfg, torch.device("cpu"))).feats
     img = unit(smooth(pcs(standardise(feats), 20, seed), adj, 1))
     z = {"rna": rna, "image": img, "concat": np.hstack([rna, img]), "concat_half": np.hstack([rna, 0.5 * img])}[kind]
     return KMeans(k, n_init=10, random_state=seed).fit_predict(z)

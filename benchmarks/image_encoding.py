@@ -29,13 +29,11 @@ def encode(adata, cfg):
     from napari_senca.features import encode_iter
 
     torch.manual_seed(cfg.seed)
-    gen = encode_iter(adata, cfg, torch.device("cpu"))
+    from napari_senca.generators import drain
+
     t0 = time.perf_counter()
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value, time.perf_counter() - t0
+    feats = drain(encode_iter(adata, cfg, torch.device("cpu")))
+    return feats, time.perf_counter() - t0
 
 
 def agreement(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:

@@ -146,13 +146,7 @@ def test_fcn_pools_the_same_window_as_the_patch(section, tile_px) -> None:
     enc = MeanColour()
     want = np.concatenate([enc(torch.from_numpy(b)).numpy() for b in iter_patches(section, 1.0, 64)])
     xy = np.asarray(section.obsm["spatial"])[:, :2]
-    gen = encode_fcn(image_levels(section), xy, spot_spacing(section), enc, 64, torch.device("cpu"), tile_px)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            got = stop.value
-            break
+    got = drain(encode_fcn(image_levels(section), xy, spot_spacing(section), enc, 64, torch.device("cpu"), tile_px))
     assert got.shape == want.shape
     assert np.abs(got - want).max() < 6.0  # grey levels: resampling differences only
     assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.99

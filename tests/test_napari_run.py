@@ -16,16 +16,13 @@ from napari_senca import image_weights
 from napari_senca._qt import RunWidget, _common, _run
 from napari_senca.config import SencaConfig
 from napari_senca.datasets import synthetic_section
+from napari_senca.generators import drain
 from napari_senca.pipeline import STAGE_WEIGHTS, OverallProgress, Progress, run_senca_iter
 
 
 def _drive(gen):
     reports = []
-    while True:
-        try:
-            reports.append(next(gen))
-        except StopIteration as stop:
-            return reports, stop.value
+    return reports, drain(gen, reports.append)
 
 
 # --------------------------------------------------------------------------- core

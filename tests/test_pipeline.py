@@ -12,6 +12,7 @@ from anndata import AnnData
 
 from napari_senca import ConfigError, SencaConfig
 from napari_senca.datasets import synthetic_section
+from napari_senca.generators import drain
 from napari_senca.pipeline import (
     Progress,
     SencaResult,
@@ -56,13 +57,8 @@ class Run:
 
 def drive(adata: AnnData, cfg: SencaConfig) -> Run:
     """Run the generator by hand, collecting its reports and its return value."""
-    gen = run_senca_iter(adata, cfg)
     seen: list[Progress] = []
-    while True:
-        try:
-            seen.append(next(gen))
-        except StopIteration as stop:
-            return Run(seen, stop.value)
+    return Run(seen, drain(run_senca_iter(adata, cfg), seen.append))
 
 
 @pytest.fixture(scope="module")

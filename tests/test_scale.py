@@ -9,6 +9,7 @@ import torch
 from napari_senca import ConfigError, SencaConfig
 from napari_senca.batches import HaloSampler, tile_cores
 from napari_senca.cluster import WARD_MAX_SPOTS, cluster_embedding
+from napari_senca.generators import drain
 from napari_senca.model.modules import GraphTransformer
 from napari_senca.model.senca import SencaModel
 from napari_senca.pipeline import _graph_arrays, _graph_tensors, check_run_settings, run_senca_iter
@@ -97,13 +98,7 @@ def test_a_halo_one_hop_too_shallow_is_not_exact() -> None:
 
 
 def _run(gen, seen: list | None = None):
-    while True:
-        try:
-            v = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if seen is not None:
-            seen.append(v)
+    return drain(gen, None if seen is None else seen.append)
 
 
 def test_a_20k_spot_section_embeds_in_bounded_batches() -> None:
