@@ -38,9 +38,16 @@ from anndata import AnnData
 from ..errors import ConfigError, DataError
 from ..notes import add_excluded, add_warning, examples, set_labels
 from ..section import make_section
-from .image import check_inside, find_images, load_image, read_scale_sidecar, record_source_image
+from .image import (
+    check_inside,
+    find_images,
+    image_size,
+    load_image,
+    read_scale_sidecar,
+    record_source_image,
+)
 from .labels import check_match, labels_by_id
-from .slide import REFERENCE_KEY
+from .slide import REFERENCE_KEY, image_reference, is_slide, open_levels, read_overview
 
 __all__ = ["read_st_folder", "read_her2st_repo", "find_st_counts", "her2st_repo_sections"]
 
@@ -281,9 +288,6 @@ def _section_image(
     path: Path, scale: float, spatial: np.ndarray, ids: list[str], sidecar: Path | None
 ) -> tuple[np.ndarray, float, dict | None]:
     """``(in-memory image, its pixels per spatial unit, slide reference or None)``; spots checked inside."""
-    from .image import image_size
-    from .slide import image_reference, is_slide, open_levels, read_overview
-
     w, h = image_size(path)
     if is_slide(path) and w * h > LAZY_TIFF_MIN_PIXELS:
         ref = image_reference(path, scalef=scale)
