@@ -136,7 +136,7 @@ def test_batch_refuses_a_foreign_folder(tmp_path, capsys):
 def test_local_cluster_is_sized_to_the_machine(monkeypatch):
     import distributed
 
-    from napari_senca import batch
+    from napari_senca.batch import scheduler
 
     made = {}
 
@@ -150,17 +150,17 @@ def test_local_cluster_is_sized_to_the_machine(monkeypatch):
             self.c = c
 
     monkeypatch.setattr(distributed, "Client", FakeClient)
-    monkeypatch.setattr(batch.os, "cpu_count", lambda: 4)
-    batch._client("local", 9, None)
+    monkeypatch.setattr(scheduler.os, "cpu_count", lambda: 4)
+    scheduler._client("local", 9, None)
     assert made["n_workers"] == 4 and made["threads_per_worker"] == 1 and made["processes"] is True
-    batch._client("local", 3, None)
+    scheduler._client("local", 3, None)
     assert made["n_workers"] == 3
-    batch._client("local", 9, 2)
+    scheduler._client("local", 9, 2)
     assert made["n_workers"] == 2
 
 
 def test_gpu_resources_requested_only_when_workers_have_them():
-    from napari_senca import batch
+    from napari_senca.batch import scheduler
 
     class C:
         def __init__(self, res):
@@ -171,13 +171,13 @@ def test_gpu_resources_requested_only_when_workers_have_them():
             return {"workers": {"tcp://h1:1": {**w, "host": "h1"}, "tcp://h1:2": {**w, "host": "h1"},
                                 "tcp://h2:1": {**w, "host": "h2"}}}
 
-    assert batch._workers_have_gpu(C({"GPU": 1}))
-    assert not batch._workers_have_gpu(C({}))
-    assert batch._threads_per_task(C({})) == 2  # two single-threaded workers share h1's 4 cores
+    assert scheduler._workers_have_gpu(C({"GPU": 1}))
+    assert not scheduler._workers_have_gpu(C({}))
+    assert scheduler._threads_per_task(C({})) == 2  # two single-threaded workers share h1's 4 cores
 
 
 def test_cohort_folder_keeps_sections_of_earlier_runs(tmp_path):
-    from napari_senca.batch import _check_root
+    from napari_senca.batch.folder import _check_root
     from napari_senca.errors import OutputError
     from napari_senca.outputs import write_marker
 

@@ -108,7 +108,7 @@ def test_bad_settings_are_one_line(tmp_path, capsys):
 @pytest.fixture
 def fast_layout(monkeypatch):
     """PCA instead of UMAP in the overview (UMAP's JIT costs seconds)."""
-    monkeypatch.setattr(export, "embedding_2d", lambda e, seed=0: (np.asarray(e, float)[:, :2], "PCA"))
+    monkeypatch.setattr(export.layout, "embedding_2d", lambda e, seed=0: (np.asarray(e, float)[:, :2], "PCA"))
 
 
 @pytest.fixture

@@ -123,7 +123,7 @@ def test_overview_png_small_uses_pca(tmp_path):
 def test_overview_png_without_image_or_embedding(tmp_path, monkeypatch):
     a = _clustered(n_side=5, with_image=False)
     calls = []
-    monkeypatch.setattr(export, "embedding_2d", lambda e, seed=0: (calls.append(1), (np.asarray(e)[:, :2], "UMAP"))[1])
+    monkeypatch.setattr(export.layout, "embedding_2d", lambda e, seed=0: (calls.append(1), (np.asarray(e)[:, :2], "UMAP"))[1])
     write_overview_png(a, tmp_path / "o.png", layout="umap")
     assert calls == [1]
     del a.obsm["X_senca"]
@@ -137,7 +137,7 @@ def test_overview_is_pca_by_default_and_umap_reuses_a_stored_layout(tmp_path, mo
     def no_umap(*a, **kw):
         raise AssertionError("UMAP computed")
 
-    monkeypatch.setattr(export, "embedding_2d", no_umap)
+    monkeypatch.setattr(export.layout, "embedding_2d", no_umap)
     a = _clustered(n_side=5)
     lay, method = export.overview_layout(a, "X_senca")
     assert method == "PCA" and lay.shape == (a.n_obs, 2)
@@ -171,4 +171,4 @@ def test_fallback_colours_are_the_review_palette():
     a = AnnData(X=np.zeros((4, 1), dtype=np.float32))
     a.obs["senca_cluster"] = pd.Categorical(["0", "1", "2", "3"])
     rgb = export.cluster_colors(a, "senca_cluster")
-    assert [rgb[c] for c in "0123"] == [export._hex_to_rgb(h) for h in PALETTE[:4]]
+    assert [rgb[c] for c in "0123"] == [export.clusters._hex_to_rgb(h) for h in PALETTE[:4]]

@@ -392,7 +392,7 @@ def test_run_normalized_says_excluded_and_warnings(st_folder, tmp_path, capsys, 
 
     monkeypatch.setattr(pipeline, "run_senca_iter", run_iter)
     monkeypatch.setattr(pipeline, "annotate", annotate)
-    monkeypatch.setattr(export, "embedding_2d", lambda e, seed=0: (np.asarray(e, float)[:, :2], "PCA"))
+    monkeypatch.setattr(export.layout, "embedding_2d", lambda e, seed=0: (np.asarray(e, float)[:, :2], "PCA"))
     folder = st_folder(nx=6, ny=5, n_genes=30, image=False)
     counts = pd.read_csv(folder / "counts.tsv.gz", sep="\t", index_col=0)
     with gzip.open(folder / "counts.tsv.gz", "wt") as fh:

@@ -28,7 +28,7 @@ def small_cli(monkeypatch):
 
     config = cli._config
     monkeypatch.setattr(cli, "_config", lambda args: config(args).replace(**SMALL))
-    monkeypatch.setattr(export, "embedding_2d", lambda e, seed=0: (np.asarray(e, float)[:, :2], "PCA"))
+    monkeypatch.setattr(export.layout, "embedding_2d", lambda e, seed=0: (np.asarray(e, float)[:, :2], "PCA"))
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

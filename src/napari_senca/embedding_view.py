@@ -102,7 +102,7 @@ def compute_layout(embedding: np.ndarray, method: str = "pca", seed: int = 0) ->
             import umap  # noqa: F401
         except ImportError:
             raise ConfigError("UMAP needs the umap-learn package (pip install umap-learn): use PCA") from None
-        from .export import embedding_2d
+        from .export.layout import embedding_2d
 
         return embedding_2d(z, seed=seed)[0]
     zc = z - z.mean(0)

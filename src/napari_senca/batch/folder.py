@@ -1,0 +1,45 @@
+"""The cohort folder: new, empty, or a previous cohort output that may be written again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..outputs import MARKER, read_marker
+
+__all__ = ["COHORT_FILES"]
+
+#: Files ``batch`` writes into the cohort folder besides one folder per section.
+COHORT_FILES = ("cohort.csv", "region_vocabulary.csv", "cohort.png")
+
+
+def _check_root(out: Path, inputs: list[Path], names: list[str]) -> Path:
+    """The cohort folder: new, empty, or a previous cohort output (its marker lists what it holds)."""
+    from ..errors import OutputError
+    from ..outputs import check_not_input, check_writable
+
+    o = out.expanduser().absolute()
+    check_not_input(o, inputs)
+    if o.exists() and not o.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder; choose a new folder")
+    if o.is_dir() and any(o.iterdir()):
+        _check_previous_cohort(o, names)
+    check_writable(o)
+    o.mkdir(parents=True, exist_ok=True)
+    return o
+
+
+def _check_previous_cohort(o: Path, names: list[str]) -> None:
+    """A non-empty folder must be a cohort output holding only what napari-senca wrote there."""
+    from ..errors import OutputError
+
+    marker = read_marker(o)
+    if marker is None or not marker.get("cohort"):
+        raise OutputError(
+            f"{o}: the folder is not empty and is not a napari-senca cohort output (no {MARKER}); "
+            "choose a new or empty folder"
+        )
+    ours = {MARKER, *map(str, marker.get("files", []) or []), *map(str, marker.get("sections", []) or []), *names}
+    extra = sorted(e.name for e in o.iterdir() if e.name not in ours and not e.name.startswith("."))
+    if extra:
+        shown = ", ".join(extra[:3]) + (f" and {len(extra) - 3} more" if len(extra) > 3 else "")
+        raise OutputError(f"{o}: holds {len(extra)} file(s) napari-senca did not write ({shown}); move them away")

@@ -1,0 +1,69 @@
+"""Which sections of a cohort run: settings and inputs per section, and resuming (skip what is current)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..config import SencaConfig
+from ..errors import SencaError
+from ..outputs import check_output_folder
+from .jobs import SectionJob
+from .manifest import apply_overrides
+from .table import _row, _skipped_row
+
+Plan = tuple[SectionJob, SencaConfig, list[Path]]
+
+
+def _plan(
+    jobs: list[SectionJob], base: SencaConfig, rows: dict[str, dict[str, Any]]
+) -> tuple[list[Plan], list[Path]]:
+    """Every job's settings and input files, and all inputs; a bad row is recorded failed in ``rows``."""
+    from ..runner import section_inputs
+
+    all_inputs: list[Path] = []
+    plans: list[Plan] = []
+    for j in jobs:
+        cfg, inputs = base, []
+        try:
+            cfg = apply_overrides(base, j.overrides)
+            inputs = section_inputs(j.path, j.image, cfg.image_weights)
+        except SencaError as exc:  # a bad row: recorded, the others run
+            rows[j.name] = {**_row(j, ""), "status": "failed", "error": str(exc)}
+        all_inputs += inputs
+        plans.append((j, cfg, inputs))
+    return plans, all_inputs
+
+
+def _triage(
+    plans: list[Plan],
+    root: Path,
+    rows: dict[str, dict[str, Any]],
+    on_update: Callable[[dict[str, Any], int, int], None] | None,
+) -> tuple[list[tuple[SectionJob, SencaConfig, Path]], int]:
+    """The sections to run; the others (failed plans, current outputs, bad folders) are finished rows.
+
+    Returns the sections to run and the number finished (each reported to ``on_update``).
+    """
+    from ..runner import is_current, request_of
+
+    todo: list[tuple[SectionJob, SencaConfig, Path]] = []
+    total, done = len(plans), 0
+    for j, cfg, inputs in plans:
+        sec_out = root / j.name
+        if j.name in rows:
+            rows[j.name]["out"] = str(sec_out)
+        elif is_current(sec_out, inputs, request_of(cfg, j.section, j.image, j.label_column, j.bin_size)):
+            rows[j.name] = _skipped_row(j, sec_out)
+        else:
+            try:
+                check_output_folder(sec_out, inputs, overwrite=True)
+                todo.append((j, cfg, sec_out))
+                continue
+            except SencaError as exc:
+                rows[j.name] = {**_row(j, str(sec_out)), "status": "failed", "error": str(exc)}
+        done += 1
+        if on_update is not None:
+            on_update(rows[j.name], done, total)
+    return todo, done

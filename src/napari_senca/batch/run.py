@@ -1,0 +1,100 @@
+"""``napari-senca batch``: every section of a cohort as one Dask task (:func:`run_batch`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..config import SencaConfig
+from ..outputs import read_marker, write_marker
+from .folder import COHORT_FILES, _check_root
+from .jobs import SectionJob
+from .plan import _plan, _triage
+from .scheduler import _run_on_dask
+from .sections import _jobs
+from .table import BatchResult, _write_cohort_files, cohort_table_columns
+
+__all__ = ["run_batch"]
+
+
+def _mark_cohort(root: Path, config: SencaConfig, names: list[str]) -> None:
+    """Mark ``root`` a cohort output holding its earlier sections and these."""
+    before = (read_marker(root) or {}).get("sections", []) or []
+    sections_here = [*map(str, before), *[n for n in names if n not in before]]
+    write_marker(root, COHORT_FILES, config=config.to_dict(), extra={"cohort": True, "sections": sections_here})
+
+
+def run_batch(
+    sections: Sequence[str | PathLike | SectionJob],
+    out: str | PathLike,
+    config: SencaConfig | None = None,
+    *,
+    scheduler: Any = "local",
+    n_workers: int | None = None,
+    section: str | None = None,
+    match_regions: bool = True,
+    reference: str | PathLike | None = None,
+    min_corr: float = 0.1,
+    on_update: Callable[[dict[str, Any], int, int], None] | None = None,
+    bin_size: int | None = None,
+) -> BatchResult:
+    """Run SENCA-st on every section of a cohort on Dask.
+
+    Parameters
+    ----------
+    sections
+        Paths, glob patterns, CSV manifests (see :func:`~napari_senca.batch.read_manifest`)
+        or :class:`~napari_senca.batch.SectionJob`.
+    out
+        Cohort folder: one folder per section plus ``cohort.csv``,
+        ``region_vocabulary.csv`` and ``cohort.png``.
+    config
+        Settings for every section (a manifest row overrides them for its section).
+    scheduler
+        ``"local"`` (default), a scheduler address, a ``distributed.Client`` or a cluster object.
+    n_workers
+        Worker processes of the local cluster (default: min(sections, cores)).
+    section
+        Section of a her2st repository, for paths without a manifest.
+    match_regions, reference
+        Match every section's regions to one vocabulary (reference: a previous
+        ``annotated.h5ad``, default the first section that ran).
+    min_corr
+        Lowest centroid correlation for a region to join a vocabulary entry (else it opens a new one).
+    on_update
+        Called with each finished row, the number finished and the total.
+    bin_size
+        Visium HD sections: the bins to read (2, 8 or 16 um; a manifest's
+        ``bin_size`` column overrides it per section). None: 16 um.
+
+    Returns
+    -------
+    BatchResult
+        The cohort table (``status`` done / skipped / failed) and the vocabulary.
+    """
+    base = config or SencaConfig()
+    jobs = _jobs(sections, section, bin_size)
+    rows: dict[str, dict[str, Any]] = {}
+    plans, all_inputs = _plan(jobs, base, rows)
+    names = [j.name for j in jobs]
+    root = _check_root(Path(out), all_inputs, names)
+    _mark_cohort(root, base, names)
+
+    todo, done = _triage(plans, root, rows, on_update)
+    if todo:
+        _run_on_dask(todo, root, rows, scheduler=scheduler, n_workers=n_workers, on_update=on_update,
+                     done=done, total=len(plans))  # fmt: skip
+
+    table = pd.DataFrame([rows[j.name] for j in jobs], columns=cohort_table_columns())
+    vocab = None
+    if match_regions:
+        from ..vocabulary import match_cohort_outputs
+
+        ok = [(r["section"], Path(r["out"])) for r in table.to_dict("records") if r["status"] in ("done", "skipped")]
+        vocab = match_cohort_outputs(ok, reference=reference, min_corr=min_corr)
+    _write_cohort_files(root, table, vocab)
+    return BatchResult(table=table, out=root, vocabulary=vocab)
