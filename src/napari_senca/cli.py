@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from ._version import __version__
 from .errors import SencaError, shorten
 from .outputs import MARKER, check_output_folder
+from .threads import prefer_passive_waiting
 
 if TYPE_CHECKING:  # anndata, pandas, torch... are imported by the commands, not by --help
     from anndata import AnnData
@@ -212,6 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     int
         0 on success, 2 for bad data / settings / usage, 130 on Ctrl-C, 143 on SIGTERM.
     """
+    prefer_passive_waiting()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -8,11 +8,15 @@ widget is thin: a control calls one function or method of the Qt-free core
 
 from __future__ import annotations
 
-from ._cohort import CohortWidget
-from ._embedding import EmbeddingWidget
-from ._export import ExportWidget
-from ._load import LoadWidget
-from ._review import ReviewWidget
-from ._run import RunWidget
+from ..threads import prefer_passive_waiting
+
+prefer_passive_waiting()  # before torch loads (napari_senca.threads)
+
+from ._cohort import CohortWidget  # noqa: E402 (after the thread policy)
+from ._embedding import EmbeddingWidget  # noqa: E402 (after the thread policy)
+from ._export import ExportWidget  # noqa: E402 (after the thread policy)
+from ._load import LoadWidget  # noqa: E402 (after the thread policy)
+from ._review import ReviewWidget  # noqa: E402 (after the thread policy)
+from ._run import RunWidget  # noqa: E402 (after the thread policy)
 
 __all__ = ["LoadWidget", "RunWidget", "ReviewWidget", "ExportWidget", "EmbeddingWidget", "CohortWidget"]
