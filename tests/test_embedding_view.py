@@ -77,7 +77,8 @@ def test_core_modules_need_no_qt():
     import sys
 
     code = (
-        "import sys; import napari_senca.confidence, napari_senca.embedding_view, napari_senca.pipeline; "
+        "import sys; import napari_senca.confidence, napari_senca.embedding_view, napari_senca.pipeline, "
+        "napari_senca.review.link; "
         "bad = [k for k in sys.modules if k.split('.')[0] in ('qtpy', 'PyQt5', 'PyQt6', 'PySide2', 'PySide6', 'napari')]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
