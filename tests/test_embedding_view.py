@@ -118,7 +118,8 @@ def test_plot_points_draw_a_subsample_but_select_and_highlight_all():
     col = pp.colours(rgba, sel)
     on = np.isin(pp.drawn, sel)
     assert col.shape == (800, 4) and np.all(col[on, 3] == 1.0) and np.all(col[~on, 3] == 0.3)
-    np.testing.assert_allclose(pp.ring(sel), xy[pp.drawn[on]])
+    np.testing.assert_allclose(pp.ring(sel, max_rings=800), xy[pp.drawn[on]])
+    assert len(pp.ring(sel, max_rings=10)) == 0  # a large selection shows by opacity, not rings
     assert np.all(pp.colours(rgba, [])[:, 3] == 1.0) and len(pp.ring([])) == 0
     undrawn = np.setdiff1d(np.arange(5_000), pp.drawn)[:1]  # selected but not drawn: the rest still fades
     assert np.all(pp.colours(rgba, undrawn)[:, 3] == 0.3)

@@ -47,6 +47,7 @@ __all__ = [
     "confidence_colours",
     "MAX_DRAWN",
     "FADED_ALPHA",
+    "MAX_RINGS",
     "plot_sample",
     "selection_mask",
     "PlotPoints",
@@ -64,6 +65,8 @@ NAN_COLOUR = (0.6, 0.6, 0.6, 1.0)
 MAX_DRAWN = 50_000
 #: Opacity of the points outside the selection while there is one.
 FADED_ALPHA = 0.3
+#: Most selected points ringed in the plot; a larger selection shows by opacity alone.
+MAX_RINGS = 2_000
 
 
 def layout_key(method: str) -> str:
@@ -288,9 +291,15 @@ class PlotPoints:
             out[:, 3] = np.where(mask[self.drawn], 1.0, faded)
         return out
 
-    def ring(self, selected: Any) -> np.ndarray:
-        """``(k, 2)`` positions of the drawn points that are selected (ringed in the plot)."""
-        return self.xy[self.drawn[selection_mask(self.n, selected)[self.drawn]]]
+    def ring(self, selected: Any, max_rings: int | None = None) -> np.ndarray:
+        """``(k, 2)`` positions of the drawn points that are selected (ringed in the plot).
+
+        Empty when more than ``max_rings`` (default :data:`MAX_RINGS`) would be
+        ringed: rings would cover the colours, the opacity shows the selection.
+        """
+        ringed = self.drawn[selection_mask(self.n, selected)[self.drawn]]
+        limit = MAX_RINGS if max_rings is None else max_rings
+        return self.xy[ringed] if len(ringed) <= limit else np.zeros((0, 2))
 
 
 def region_colours(state: Any) -> np.ndarray:
