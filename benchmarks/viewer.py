@@ -137,13 +137,14 @@ def _timed(viewer: Any, fn: Callable[[], Any]) -> str:
 
 
 def _timed_plot(viewer: Any, widget: Any, fn: Callable[[], Any]) -> str:
-    """As :func:`_timed`, and the Embedding view's plot is rendered too (``canvas.draw``)."""
+    """As :func:`_timed`, and the Embedding view's plot is rendered too (its ``draw_idle`` or ``draw``)."""
     from qtpy.QtWidgets import QApplication
 
     t0, c0 = time.perf_counter(), time.process_time()
     fn()
-    QApplication.processEvents()  # the view's sync after a review edit runs here
-    widget.canvas.draw()
+    QApplication.processEvents()  # the view's sync after a review edit and its pending draw_idle run here
+    if getattr(widget.canvas, "_draw_pending", False):
+        widget.canvas.draw()
     viewer.screenshot(canvas_only=True)
     return f"{time.perf_counter() - t0:.2f} / {time.process_time() - c0:.2f}"
 
@@ -207,6 +208,8 @@ def _hd_viewer(adata: Any, name: str) -> tuple[Any, Any, Any, Any]:
 
 def run_embedding(n_bins: int) -> dict[str, float | int | str]:
     """Time the Embedding view linked to a raster section of ``n_bins`` bins (a fresh viewer)."""
+    from qtpy.QtWidgets import QApplication
+
     from napari_senca import embedding_view as emb
     from napari_senca._qt._review import NEW_REGION
     from napari_senca.review import raster as _raster
@@ -216,6 +219,7 @@ def run_embedding(n_bins: int) -> dict[str, float | int | str]:
     out: dict[str, float | int | str] = {"bins": adata.n_obs, "build section ": f"{time.perf_counter() - t0:.1f}"}
     t0, c0 = time.perf_counter(), time.process_time()
     viewer, review, view, layer = _hd_viewer(adata, "HD")
+    QApplication.processEvents()
     view.canvas.draw()
     viewer.screenshot(canvas_only=True)
     out["open: raster + Review + Embedding view (PCA, first plot) "] = (

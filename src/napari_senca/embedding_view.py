@@ -62,7 +62,7 @@ CONFIDENCE_CMAP = "RdYlBu"
 #: Colour of spots without a confidence (assigned by hand).
 NAN_COLOUR = (0.6, 0.6, 0.6, 1.0)
 #: Most points drawn in the scatter (a random subsample above it; selections use every point).
-MAX_DRAWN = 50_000
+MAX_DRAWN = 30_000
 #: Opacity of the points outside the selection while there is one.
 FADED_ALPHA = 0.3
 #: Most selected points ringed in the plot; a larger selection shows by opacity alone.

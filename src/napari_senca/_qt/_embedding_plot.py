@@ -20,6 +20,8 @@ from .. import embedding_view as emb
 __all__ = ["PlotMixin", "theme_colours"]
 
 SELECTOR_COLOUR = "#ffff00"
+#: Above this many drawn points they are drawn as squares (a third faster in Agg than circles).
+DENSE_POINTS = 10_000
 
 
 def theme_colours(viewer: Any) -> tuple[str, str]:
@@ -102,7 +104,8 @@ class PlotMixin:
         m = len(points.drawn)
         size = float(min(10.0, max(0.5, 8000.0 / max(m, 1))) * 2)
         xy = points.xy[points.drawn]
-        self._scatter = self.ax.scatter(xy[:, 0], xy[:, 1], s=size, linewidths=0)
+        marker = "s" if m > DENSE_POINTS else "o"  # squares draw faster; at 1 pt nobody sees the corners
+        self._scatter = self.ax.scatter(xy[:, 0], xy[:, 1], s=size, linewidths=0, marker=marker)
         self._ring = self.ax.scatter([], [], s=size * 2.2, facecolors="none", edgecolors="#ffffff", linewidths=0.8)
         self.ax.set_xlabel(f"{name} 1", fontsize=8)
         self.ax.set_ylabel(f"{name} 2", fontsize=8)
