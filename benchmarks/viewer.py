@@ -8,6 +8,8 @@ canvas has been redrawn (``viewer.screenshot`` renders it). Run under Xvfb::
     xvfb-run -a -s "-screen 0 1600x1000x24" env QT_API=pyqt6 PYTHONPATH=src \\
         python benchmarks/viewer.py --bins 100000 500000
     ... python benchmarks/viewer.py --shot docs/images/viewer_raster.png
+    ... python benchmarks/viewer.py --embedding --bins 500000      # the Embedding view on the raster
+    ... python benchmarks/viewer.py --embedding --shot docs/images/viewer_embedding_raster.png
 
 Prints a Markdown table (one column per size; each size in a fresh process).
 """
@@ -85,6 +87,29 @@ def hd_section(n_bins: int, n_genes: int = 100, n_regions: int = 6, bin_px: floa
     return adata
 
 
+def with_embedding(adata: Any, dim: int = 16, seed: int = 0) -> Any:
+    """Give a section from :func:`hd_section` a SENCA-like ``X_senca`` (regions as noisy clusters) and confidence."""
+    from napari_senca.confidence import record_model_call
+    from napari_senca.section import CLUSTER_KEY, EMBED_KEY
+
+    rng = np.random.default_rng(seed)
+    codes = adata.obs[CLUSTER_KEY].cat.codes.to_numpy()
+    centres = rng.normal(0, 1.0, size=(codes.max() + 1, dim)).astype(np.float32)
+    adata.obsm[EMBED_KEY] = centres[codes] + rng.normal(0, 0.45, size=(adata.n_obs, dim)).astype(np.float32)
+    record_model_call(adata)
+    return adata
+
+
+def plot_lasso(xy: np.ndarray, frac: float = 0.3, n_vertices: int = 400) -> np.ndarray:
+    """A wobbly closed lasso (``n_vertices``, plot x/y) around about ``frac`` of the points of a 2-D layout."""
+    centre = np.median(xy, axis=0)
+    d = np.linalg.norm((xy - centre) / xy.std(0), axis=1)
+    r = float(np.quantile(d, frac)) * xy.std(0)
+    t = np.linspace(0, 2 * np.pi, n_vertices, endpoint=False)
+    wobble = 1 + 0.08 * np.sin(7 * t)
+    return centre + np.stack([np.cos(t), np.sin(t)], 1) * r * wobble[:, None]
+
+
 def lasso(adata: Any, frac: float = 0.3, n_vertices: int = 400) -> np.ndarray:
     """A wobbly closed lasso (``n_vertices``, napari row/col) around about ``frac`` of the section."""
     yx = np.asarray(adata.obsm["spatial"])[:, ::-1]
@@ -105,8 +130,23 @@ def _timed(viewer: Any, fn: Callable[[], Any]) -> str:
     from qtpy.QtWidgets import QApplication
 
     t0, c0 = time.perf_counter(), time.process_time()
-    fn()
+    res = fn()
+    viewer = res[0] if viewer is None else viewer  # no viewer yet: fn makes it and returns it first
     QApplication.processEvents()
+    viewer.screenshot(canvas_only=True)
+    return f"{time.perf_counter() - t0:.2f} / {time.process_time() - c0:.2f}"
+
+
+def _timed_plot(viewer: Any, widget: Any, fn: Callable[[], Any]) -> str:
+    """As :func:`_timed`, and the Embedding view's plot is rendered too (its ``draw_idle`` or ``draw``)."""
+    from qtpy.QtWidgets import QApplication
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    res = fn()
+    widget = res if widget is None else widget  # no widget yet: fn makes it and returns it
+    QApplication.processEvents()  # the view's sync after a review edit and its pending draw_idle run here
+    if getattr(widget.canvas, "_draw_pending", False):
+        widget.canvas.draw()
     viewer.screenshot(canvas_only=True)
     return f"{time.perf_counter() - t0:.2f} / {time.process_time() - c0:.2f}"
 
@@ -152,6 +192,104 @@ def run(n_bins: int) -> dict[str, float | int | str]:
     return out
 
 
+def _hd_viewer(adata: Any, name: str) -> tuple[Any, Any, Any]:
+    """A viewer with the Review widget docked and ``adata`` added: (viewer, review, layer)."""
+    import napari
+
+    from napari_senca._qt import ReviewWidget, _common
+
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1500, 950)
+    review = ReviewWidget(viewer)
+    viewer.window.add_dock_widget(review, name="Review regions", area="right")
+    return viewer, review, _common.add_section(viewer, adata, name)
+
+
+def _keep(store: list[Any], items: Any) -> Any:
+    """Append ``items`` to ``store`` and return them (to keep what a timed lambda made)."""
+    store.extend(items)
+    return items
+
+
+def _dock_view(viewer: Any) -> Any:
+    """Dock the Embedding view (tabbed with the Review widget); it plots the section at once."""
+    from napari_senca._qt import EmbeddingWidget
+
+    view = EmbeddingWidget(viewer)
+    viewer.window.add_dock_widget(view, name="Embedding view", area="right", tabify=True)
+    return view
+
+
+def run_embedding(n_bins: int) -> dict[str, float | int | str]:
+    """Time the Embedding view linked to a raster section of ``n_bins`` bins (a fresh viewer)."""
+    from qtpy.QtWidgets import QApplication
+
+    from napari_senca import embedding_view as emb
+    from napari_senca._qt._review import NEW_REGION
+    from napari_senca.review import raster as _raster
+
+    t0 = time.perf_counter()
+    adata = with_embedding(hd_section(n_bins))
+    out: dict[str, float | int | str] = {"bins": adata.n_obs, "build section ": f"{time.perf_counter() - t0:.1f}"}
+    got: list[Any] = []
+    out["open the section: raster + Review widget "] = _timed(None, lambda: _keep(got, _hd_viewer(adata, "HD")))
+    viewer, review, layer = got
+    QApplication.processEvents()
+    out["open the Embedding view: PCA (16 dims) + first plot "] = _timed_plot(
+        viewer, None, lambda: _keep(got, [_dock_view(viewer)])[0])  # fmt: skip
+    view = got[-1]
+    out["points drawn in the plot"] = len(view.points.drawn)
+    out["redraw plot + canvas, no change "] = _timed_plot(viewer, view, lambda: None)
+    verts = plot_lasso(view.xy)
+    t0 = time.perf_counter()
+    inside = emb.points_in_lasso(view.xy, verts)
+    out["of which: bins inside a 400-vertex plot lasso (numpy) "] = f"{time.perf_counter() - t0:.2f}"
+    out["plot lasso: select bins, outline on the raster, highlight in the plot "] = _timed_plot(
+        viewer, view, lambda: view._on_lasso(verts))  # fmt: skip
+    out["bins selected in the plot"] = int(_raster.selected_bins(layer).size)
+    assert np.array_equal(_raster.selected_bins(layer), inside)
+    shapes = viewer.add_shapes([lasso(adata, 0.1)], shape_type="polygon", name="lasso", face_color="transparent",
+                               edge_color="cyan", edge_width=max(2.0, 0.002 * adata.obsm["spatial"].max()))  # fmt: skip
+    out["shape on the H&E: select bins, highlight in the plot "] = _timed_plot(
+        viewer, view, lambda: review.select_in_shapes(shapes))  # fmt: skip
+    out["colour by confidence (raster + plot) "] = _timed_plot(viewer, view, lambda: view.colour_by_confidence(True))
+    out["select uncertain bins (< 0.25) "] = _timed_plot(viewer, view, lambda: view.select_uncertain(0.25))
+    out["uncertain bins"] = int(_raster.selected_bins(layer).size)
+    view._on_lasso(verts)
+    out["assign the plot selection to a new region (+ plot, confidence) "] = _timed_plot(
+        viewer, view, lambda: review.assign_selected(NEW_REGION, "lasso"))  # fmt: skip
+    out["undo (+ plot, confidence) "] = _timed_plot(viewer, view, lambda: review.undo())
+    out["colour by region again "] = _timed_plot(viewer, view, lambda: view.colour_by_confidence(False))
+    viewer.close()
+    return out
+
+
+def screenshot_embedding(path: str, n_bins: int = 20_000) -> None:
+    """Save a picture of the Embedding view linked to a raster: a plot lasso and the bins it selects."""
+    from qtpy.QtWidgets import QApplication
+
+    from napari_senca.review import raster as _raster
+
+    _raster.RASTER_MIN_SPOTS = 0  # a small section, drawn as a raster for the picture
+    viewer, review, layer = _hd_viewer(with_embedding(hd_section(n_bins)), "HD synthetic")
+    view = _dock_view(viewer)
+    review.rename("0", "invasive cancer")
+    review.rename("1", "stroma")
+    st = review.state()
+    own = view.xy[st.spots_of("1")]
+    t = np.linspace(0, 2 * np.pi, 60, endpoint=False)
+    wobble = (1 + 0.08 * np.sin(5 * t))[:, None]  # around the stroma's cluster
+    verts = np.median(own, axis=0) + np.stack([np.cos(t), np.sin(t)], 1) * 2.6 * own.std(0) * wobble
+    view._on_lasso(verts)
+    view.ax.plot(*np.vstack([verts, verts[:1]]).T, color="#ffff00", linewidth=1.2)  # the lasso, as drawn
+    viewer.reset_view()
+    for _ in range(5):
+        QApplication.processEvents()
+        time.sleep(0.2)
+    viewer.screenshot(path, canvas_only=False)
+    viewer.close()
+
+
 def screenshot(path: str, n_bins: int = 20_000, gene: str | None = None) -> None:
     """Save a picture of the raster review: regions on the H&E, a lasso and its selection outline."""
     import napari
@@ -188,16 +326,19 @@ def main() -> None:
     ap.add_argument("--one", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--shot", default=None, help="only save a screenshot of a 20,000-bin raster (PNG)")
     ap.add_argument("--gene", default=None, help="colour the screenshot by this gene")
+    ap.add_argument("--embedding", action="store_true", help="time (or picture) the Embedding view on the raster")
     args = ap.parse_args()
     if args.shot:
-        screenshot(args.shot, gene=args.gene)
+        screenshot_embedding(args.shot) if args.embedding else screenshot(args.shot, gene=args.gene)
         return
     if args.one:
-        print("RESULT " + json.dumps(run(args.one)))
+        print("RESULT " + json.dumps(run_embedding(args.one) if args.embedding else run(args.one)))
         return
     rows = []
+    extra = ["--embedding"] if args.embedding else []
     for n in args.bins:  # a fresh process per size: first-use costs (numba, shaders) count every time
-        res = subprocess.run([sys.executable, __file__, "--one", str(n)], capture_output=True, text=True)
+        cmd = [sys.executable, __file__, "--one", str(n), *extra]
+        res = subprocess.run(cmd, capture_output=True, text=True)
         line = [x for x in res.stdout.splitlines() if x.startswith("RESULT ")]
         if not line:
             raise SystemExit(f"{n} bins failed:\n{res.stderr[-3000:]}")

