@@ -16,10 +16,10 @@ from napari_senca.section import get_image, spot_diameter
 
 if sys.version_info < (3, 11):  # spatialdata >= 0.7 needs Python 3.11; the testing extra installs it there
     pytest.skip("spatialdata needs Python 3.11", allow_module_level=True)
-import anndata as ad  # noqa: E402
-import spatialdata as sd  # noqa: E402  (a failed install must fail here, not skip)
-from spatialdata.models import Image2DModel, Labels2DModel, ShapesModel, TableModel  # noqa: E402
-from spatialdata.transformations import Identity, Scale, Sequence, Translation  # noqa: E402
+import anndata as ad
+import spatialdata as sd  # a failed install fails here, it does not skip
+from spatialdata.models import Image2DModel, Labels2DModel, ShapesModel, TableModel
+from spatialdata.transformations import Identity, Scale, Sequence, Translation
 
 
 def _annotated(section):
@@ -145,6 +145,25 @@ def test_translated_image_puts_spots_in_its_pixels(tmp_path):
     _assert_on_marks(a)
 
 
+def test_squares_and_points(tmp_path):
+    import geopandas as gpd
+    from shapely.geometry import box
+    from spatialdata.models import PointsModel
+
+    rng = np.random.default_rng(3)
+    squares = gpd.GeoDataFrame(geometry=[box(10 * i, 0, 10 * i + 8, 8) for i in range(4)], index=np.arange(4) + 100)
+    shapes = ShapesModel.parse(squares, transformations={"global": Identity()})
+    sd.SpatialData(shapes={"bins": shapes}, tables={"table": _table(4, "bins", rng)}).write(tmp_path / "sq.zarr")
+    a = read_section(tmp_path / "sq.zarr")
+    np.testing.assert_allclose(a.obsm["spatial"], [[10 * i + 4, 4] for i in range(4)])  # centroids
+    assert spot_diameter(a) == pytest.approx(2 * np.sqrt(64 / np.pi))  # a circle of the same area
+    assert get_image(a) is None  # no image in the store: none in the section
+    pts = PointsModel.parse(pd.DataFrame({"x": [1.0, 5.0, 9.0, 13.0], "y": [2.0, 2.0, 6.0, 6.0]}, index=np.arange(4) + 100))
+    sd.SpatialData(points={"cells": pts}, tables={"table": _table(4, "cells", rng)}).write(tmp_path / "pt.zarr")
+    b = read_section(tmp_path / "pt.zarr")
+    np.testing.assert_allclose(b.obsm["spatial"], [[1, 2], [5, 2], [9, 6], [13, 6]])
+
+
 # --------------------------------------------------------------------------- errors
 
 
@@ -213,19 +232,40 @@ def test_npe2_reader(section, tmp_path, monkeypatch):
     assert get_reader(str(store)) is None  # another plugin (napari-spatialdata) may open it
 
 
+def _fake_training(monkeypatch):
+    """Training replaced by clustering on the grid column (the real pipeline is tested elsewhere)."""
+    from types import SimpleNamespace
+
+    from napari_senca import export, pipeline
+
+    def run_iter(adata, config):
+        yield pipeline.Progress("train", 1, 1, "fake epoch", {"total": 0.0})
+        labels = adata.obs["array_col"].to_numpy().astype(int) % config.n_clusters
+        emb = np.random.default_rng(0).normal(size=(adata.n_obs, 4)).astype(np.float32)
+        return SimpleNamespace(labels=labels, embedding=emb, n_clusters=config.n_clusters, device="cpu",
+                               image_weights_used="none")  # fmt: skip
+
+    def annotate(adata, result):
+        adata.obs["senca_cluster"] = pd.Categorical([str(v) for v in result.labels])
+        adata.obsm["X_senca"] = result.embedding
+        adata.uns["senca"] = {"n_clusters": result.n_clusters}
+        return adata
+
+    monkeypatch.setattr(pipeline, "run_senca_iter", run_iter)
+    monkeypatch.setattr(pipeline, "annotate", annotate)
+    monkeypatch.setattr(export, "embedding_2d", lambda e, seed=0: (np.asarray(e, float)[:, :2], "PCA"))
+
+
 def test_cli_run_writes_annotated_zarr(tmp_path, capsys, monkeypatch):
-    from napari_senca import cli, export
+    from napari_senca import cli
     from napari_senca.cli import main
     from napari_senca.datasets import synthetic_section
     from napari_senca.outputs import MARKER, read_marker
 
-    monkeypatch.setattr(export, "embedding_2d", lambda e, seed=0: (np.asarray(e, float)[:, :2], "PCA"))
-    small = {"steps_per_epoch": 2, "embed_dim": 16, "hidden_dim": 32, "shared_dim": 8}
-    config = cli._config
-    monkeypatch.setattr(cli, "_config", lambda args: config(args).replace(**small))
+    _fake_training(monkeypatch)
     store = sds.write_spatialdata(synthetic_section(n_side=6, n_genes=40, seed=2), tmp_path / "in.zarr")
     out = tmp_path / "res"
-    args = ["run", str(store), "--out", str(out), "--epochs", "1", "--no-image", "--spatialdata"]
+    args = ["run", str(store), "--out", str(out), "--spatialdata"]
     assert main(args) == 0
     assert "annotated.zarr" in capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir()) == sorted([*cli.OUTPUT_FILES, "annotated.zarr", MARKER])
@@ -233,7 +273,9 @@ def test_cli_run_writes_annotated_zarr(tmp_path, capsys, monkeypatch):
     b = read_section(out / "annotated.zarr")
     assert b.n_obs == 36 and b.obs["senca_cluster"].nunique() == 3
     assert get_image(b) is not None and "X_senca" in b.obsm
-    assert main([*args, "--overwrite"]) == 0  # the store is part of the output it may replace
+    # the store is part of the output it may replace; --section / --image name its table and image
+    assert main([*args, "--overwrite", "--section", "table", "--image", "synthetic_hires_image"]) == 0
+    assert "source_image_path" not in read_section(out / "annotated.zarr").uns["spatial"]["synthetic"]["metadata"]
     monkeypatch.setattr(sds, "spatialdata_available", lambda: False)
     assert main([*args[:3], str(tmp_path / "r2"), *args[4:]]) == 2
     assert 'pip install "napari-senca[spatialdata]"' in capsys.readouterr().err

@@ -120,6 +120,8 @@ def section_inputs(
                 paths += [outs, outs.parent / "labels.tsv"]
         elif fmt == "visium_hd":
             paths += _hd_inputs(p, image)
+        elif fmt == "spatialdata":
+            image = None  # the name of an image element in the store, not a file
     for f in (image, image_weights):
         if f and str(f) not in _WEIGHT_WORDS:
             paths.append(Path(f).expanduser())
@@ -157,7 +159,7 @@ def read_input(
     from .io import read_section
 
     adata = read_section(path, section=section, image=image, normalized=normalized, bin_size=bin_size)
-    if image:
+    if image and adata.uns.get("senca_input", {}).get("format") != "spatialdata":  # there: an element name
         from .io.image import record_source_image
 
         record_source_image(adata, image)
