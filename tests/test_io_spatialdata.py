@@ -145,6 +145,30 @@ def test_translated_image_puts_spots_in_its_pixels(tmp_path):
     _assert_on_marks(a)
 
 
+def test_coordinate_system_shared_with_the_image_and_non_rgb_images(tmp_path):
+    rng = np.random.default_rng(4)
+    xy = np.stack([rng.uniform(40, 200, 8), rng.uniform(40, 150, 8)], axis=1)
+    circles = ShapesModel.parse(xy, geometry=0, radius=np.full(8, 3.0), index=np.arange(8) + 100,
+                                transformations={"global": Identity(), "aligned": Scale([0.5, 0.5], axes=("x", "y"))})
+    he = Image2DModel.parse(_marked_image(xy * 0.5 * 4.0, 400, 600), dims=("c", "y", "x"),
+                            transformations={"aligned": Scale([0.25, 0.25], axes=("y", "x"))})
+    fluo = Image2DModel.parse(np.zeros((5, 900, 900), dtype=np.uint16), dims=("c", "y", "x"),
+                              transformations={"global": Identity()})  # fmt: skip
+    sdata = sd.SpatialData(images={"he": he, "if": fluo}, shapes={"cells": circles},
+                           tables={"table": _table(8, "cells", rng)})  # fmt: skip
+    sdata.write(tmp_path / "x.zarr")
+    a = read_section(tmp_path / "x.zarr")  # only the H&E shares a system ('aligned') with the spots
+    assert a.uns["senca_input"]["spatialdata"] == {"table": "table", "region": "cells", "image": "he",
+                                                   "coordinate_system": "aligned"}  # fmt: skip
+    np.testing.assert_allclose(a.obsm["spatial"], xy * 0.5)
+    _assert_on_marks(a)
+    with pytest.warns(UserWarning, match="image 'if' has 5 channels, not an RGB H&E"):
+        b = read_section(tmp_path / "x.zarr", image="if")
+    assert get_image(b) is None and b.uns["senca_input"]["spatialdata"]["coordinate_system"] == "global"
+    with pytest.raises(DataError, match=r"no image 'dapi' \(images: he, if\)"):
+        read_section(tmp_path / "x.zarr", image="dapi")
+
+
 def test_squares_and_points(tmp_path):
     import geopandas as gpd
     from shapely.geometry import box
@@ -254,6 +278,19 @@ def _fake_training(monkeypatch):
     monkeypatch.setattr(pipeline, "run_senca_iter", run_iter)
     monkeypatch.setattr(pipeline, "annotate", annotate)
     monkeypatch.setattr(export, "embedding_2d", lambda e, seed=0: (np.asarray(e, float)[:, :2], "PCA"))
+
+
+def test_manifest_reads_and_writes_zarr():
+    from pathlib import Path
+
+    from npe2 import PluginManifest
+
+    mf = PluginManifest.from_file(Path(__file__).resolve().parents[1] / "src" / "napari_senca" / "napari.yaml")
+    ids = [c.id for c in mf.contributions.commands]
+    assert len(ids) == len(set(ids))  # napari refuses a command registered twice
+    assert "*.zarr" in mf.contributions.readers[0].filename_patterns
+    (writer,) = [w for w in mf.contributions.writers if ".zarr" in w.filename_extensions]
+    assert writer.command == "napari-senca.write_section_spatialdata"
 
 
 def test_cli_run_writes_annotated_zarr(tmp_path, capsys, monkeypatch):

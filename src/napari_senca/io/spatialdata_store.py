@@ -215,12 +215,13 @@ def _coordinate_systems(element: Any) -> list[str]:
     return list(get_transformation(element, get_all=True))
 
 
-def _pick_cs(element: Any, where: Path, region: str) -> str:
-    """The coordinate system of the spots: ``global`` when they have one, else their first."""
-    systems = _coordinate_systems(element)
-    if not systems:
-        raise DataError(where, f"element {region!r} has no coordinate system (no transformation)")
+def _first_cs(systems: list[str]) -> str:
     return GLOBAL if GLOBAL in systems else systems[0]
+
+
+def _shared(element: Any, image: Any) -> list[str]:
+    theirs = set(_coordinate_systems(image))
+    return [cs for cs in _coordinate_systems(element) if cs in theirs]
 
 
 def _image_levels(image: Any) -> list[Any]:
@@ -238,22 +239,36 @@ def _side(level: Any) -> int:
     return int(max(level.sizes["y"], level.sizes["x"]))
 
 
-def _pick_image(sdata: Any, cs: str, image: str | bool | None, where: Path) -> str | None:
-    """The image element to read: ``image`` by name, else the largest one in ``cs`` (None: no image)."""
+def _pick_image(sdata: Any, element: Any, image: str | bool | None, where: Path) -> tuple[str | None, str, str]:
+    """The image element to read, the coordinate system of the spots and why no image was read.
+
+    ``image`` by name, else the largest RGB (or grey) image that shares a
+    coordinate system with the spots; ``global`` when they share it.
+    """
+    systems = _coordinate_systems(element)
+    if not systems:
+        raise DataError(where, "the spots have no coordinate system (no transformation)")
     if image is False:
-        return None
+        return None, _first_cs(systems), ""
     if isinstance(image, str):
         if image not in sdata.images:
             raise DataError(where, f"no image {image!r} (images: {', '.join(sdata.images.keys()) or 'none'})")
-        if cs not in _coordinate_systems(sdata.images[image]):
-            raise DataError(where, f"image {image!r} has no transformation to the spots' coordinate system {cs!r}")
-        return image
+        shared = _shared(element, sdata.images[image])
+        if not shared:
+            raise DataError(where, f"image {image!r} shares no coordinate system with the spots ({', '.join(systems)})")
+        level0 = _image_levels(sdata.images[image])[0]
+        if not _channels_ok(level0):
+            why = f"image {image!r} has {int(level0.sizes['c'])} channels, not an RGB H&E: read without an image"
+            return None, _first_cs(shared), why
+        return image, _first_cs(shared), ""
     if image is not None:
         raise ConfigError(f"{where}: image= names an image element of the store (or False for none)")
-    names = [n for n, im in sdata.images.items() if cs in _coordinate_systems(im)]
-    if not names:
-        return None
-    return max(names, key=lambda n: _side(_image_levels(sdata.images[n])[0]))
+    usable = [(n, _shared(element, im), _image_levels(im)[0]) for n, im in sdata.images.items()]
+    usable = [(n, shared, lv) for n, shared, lv in usable if shared and _channels_ok(lv)]
+    if not usable:
+        return None, _first_cs(systems), ""
+    name, shared, _ = max(usable, key=lambda u: _side(u[2]))
+    return name, _first_cs(shared), ""
 
 
 def _read_hires(levels: list[Any], where: Path, name: str) -> tuple[np.ndarray, float]:
@@ -361,19 +376,13 @@ def read_spatialdata(
     element, kind = _region_element(sdata, region, where)
     index, xy, diam = _element_geometry(element, kind)
     rows = _match_instances(index, tab.obs[ikey], where, region)
-    cs = _pick_cs(element, where, region)
-    img_name = _pick_image(sdata, cs, image, p)
+    img_name, cs, skipped = _pick_image(sdata, element, image, p)
     levels = _image_levels(sdata.images[img_name]) if img_name else []
-    if levels and not _channels_ok(levels[0]):
-        n_c = int(levels[0].sizes["c"])
-        levels, skipped = [], f"image {img_name!r} has {n_c} channels, not an RGB H&E: read without an image"
-    else:
-        skipped = ""
     img_to_cs = _affine(sdata.images[img_name], cs) if levels else None
     spatial, d, scale, in_image = _place(xy[rows], None if diam is None else diam[rows], _affine(element, cs), img_to_cs)
     hires, factor = _read_hires(levels, p / "images" / str(img_name), str(img_name)) if levels else (None, 1.0)
     adata = _build_section(tab, p, where, spatial, d, hires, scale * factor, region)
-    _note_source(adata, name, region, img_name if levels else None, cs, in_image, skipped)
+    _note_source(adata, name, region, img_name, cs, in_image, skipped)
     return adata
 
 
