@@ -32,6 +32,7 @@ __all__ = [
     "write_points_csv",
     "write_points_geojson",
     "write_section_h5ad",
+    "write_section_spatialdata",
     "sample_her2st_a1",
     "sample_synthetic",
     "adata_from_layer",
@@ -50,7 +51,10 @@ def get_reader(path: str | Sequence[str]) -> Callable[[Any], list[LayerData]] | 
     Accepts a legacy ST folder (or its ``counts.tsv[.gz]``/``spots.tsv``), a
     Space Ranger ``outs`` folder (or its ``filtered_feature_bc_matrix.h5``), a
     Visium HD ``outs`` folder (its 16 um bins; the layer names say so) or one
-    of its ``square_XXXum`` folders (those bins), and an ``.h5ad`` file. A
+    of its ``square_XXXum`` folders (those bins), an ``.h5ad`` file, and a
+    SpatialData ``.zarr`` store with one table (only when ``spatialdata`` is
+    installed: ``napari-senca[spatialdata]``; otherwise None, so that another
+    plugin such as napari-spatialdata can open it). A
     full-resolution TIFF H&E beside Visium HD data becomes a multiscale image
     layer read lazily. Recognition looks at file names only (see
     :func:`~napari_senca.io.detect_format`): it never raises and never reads
@@ -70,6 +74,11 @@ def get_reader(path: str | Sequence[str]) -> Callable[[Any], list[LayerData]] | 
         fmt = detect_format(str(p))
         if fmt is None or fmt in ("sample", "her2st_repo"):
             return None
+        if fmt == "spatialdata":
+            from .io.spatialdata_store import spatialdata_available
+
+            if not spatialdata_available():
+                return None
     return read_layers
 
 
@@ -221,6 +230,31 @@ def write_section_h5ad(path: str, layer_data: list[LayerData]) -> list[str]:
         if ltype == "points" and isinstance(md.get("adata"), AnnData):
             adata, _ = adata_from_layer(data, meta)
             write_h5ad(adata, path, overwrite=True)
+            return [str(path)]
+    raise DataError(path, "no section to save: select the spots layer made by napari-senca")
+
+
+def write_section_spatialdata(path: str, layer_data: list[LayerData]) -> list[str]:
+    """napari writer: the annotated section behind a points layer as a SpatialData ``.zarr`` store.
+
+    Table with the regions, circles of the true spot radius and the H&E (see
+    :func:`napari_senca.io.spatialdata_store.write_spatialdata`); an existing
+    store is replaced (napari's save dialog has asked), anything else never.
+
+    Raises
+    ------
+    DataError
+        When none of the layers holds a section.
+    ConfigError
+        ``spatialdata`` is not installed (the message names the extra).
+    """
+    from .io.spatialdata_store import write_spatialdata
+
+    for data, meta, ltype in layer_data:
+        md = meta.get("metadata") or {}
+        if ltype == "points" and isinstance(md.get("adata"), AnnData):
+            adata, _ = adata_from_layer(data, meta)
+            write_spatialdata(adata, path, overwrite=True)
             return [str(path)]
     raise DataError(path, "no section to save: select the spots layer made by napari-senca")
 

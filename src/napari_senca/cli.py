@@ -69,14 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
             "path",
             metavar="PATH",
             help="legacy ST folder, her2st repository (with --section), Space Ranger outs folder (Visium or "
-            "Visium HD), .h5ad file, or sample:her2st_A1 / sample:synthetic",
+            "Visium HD), .h5ad file, SpatialData .zarr store, or sample:her2st_A1 / sample:synthetic",
         )
-        p.add_argument("--section", metavar="S", help="section of a her2st repository, e.g. A1")
+        p.add_argument(
+            "--section", metavar="S", help="section of a her2st repository, e.g. A1; table of a SpatialData store"
+        )
         p.add_argument(
             "--image",
             metavar="FILE",
             help="H&E to use instead of the one found beside the data (Visium, Visium HD: full-resolution "
-            "image; TIFF / OME-TIFF / SVS are read lazily)",
+            "image; TIFF / OME-TIFF / SVS are read lazily; SpatialData: the name of an image element)",
         )
         p.add_argument(
             "--bin-size",
@@ -109,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
         "never the input or a folder around it",
     )
     _add_settings(run)
+    run.add_argument(
+        "--spatialdata",
+        action="store_true",
+        help="also write annotated.zarr, a SpatialData store (table, spot circles, H&E); "
+        'needs pip install "napari-senca[spatialdata]"',
+    )
     run.add_argument(
         "--overwrite",
         action="store_true",
@@ -505,6 +513,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from . import runner
 
     cfg = _config(args)
+    if args.spatialdata:
+        runner.check_spatialdata_output()
     inputs = _inputs(args)
     out = check_output_folder(args.out, inputs, overwrite=args.overwrite)  # before any work
     from .notes import describe_input
@@ -535,6 +545,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             request=request,
             progress=bar,
             warn=lambda msg: (bar.close(), _error_line(msg, prefix="warning: ")),
+            spatialdata=args.spatialdata,
         )
     finally:
         bar.close()
@@ -550,7 +561,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     if rep.image and weights_are_random(rep.image_weights):
         _error_line(WEAK_FEATURES_NOTE, prefix="warning: ")
-    print(f"wrote: {out} ({', '.join(runner.OUTPUT_FILES)})")
+    print(f"wrote: {out} ({', '.join(runner.output_files(args.spatialdata))})")
     return 0
 
 

@@ -42,10 +42,37 @@ __all__ = [
     "input_fingerprint",
     "request_of",
     "is_current",
+    "output_files",
+    "check_spatialdata_output",
+    "SPATIALDATA_OUTPUT",
 ]
 
 #: Files every section output holds (besides the marker).
 OUTPUT_FILES = ("annotated.h5ad", "clusters.csv", "markers.csv", "overview.png")
+
+#: The SpatialData store ``run --spatialdata`` adds.
+SPATIALDATA_OUTPUT = "annotated.zarr"
+
+
+def output_files(spatialdata: bool = False) -> tuple[str, ...]:
+    """The files a section output holds (besides the marker)."""
+    return (*OUTPUT_FILES, SPATIALDATA_OUTPUT) if spatialdata else OUTPUT_FILES
+
+
+def check_spatialdata_output() -> None:
+    """Before any work: the SpatialData output needs the optional extra.
+
+    Raises
+    ------
+    ConfigError
+        ``spatialdata`` is not installed (the message names the extra).
+    """
+    from .errors import ConfigError
+    from .io.spatialdata_store import INSTALL_HINT, spatialdata_available
+
+    if not spatialdata_available():
+        raise ConfigError(f"--spatialdata: {INSTALL_HINT}")
+
 
 #: Image-weights values that are not files.
 _WEIGHT_WORDS = ("auto", "imagenet", "none")
@@ -93,6 +120,8 @@ def section_inputs(
                 paths += [outs, outs.parent / "labels.tsv"]
         elif fmt == "visium_hd":
             paths += _hd_inputs(p, image)
+        elif fmt == "spatialdata":
+            image = None  # the name of an image element in the store, not a file
     for f in (image, image_weights):
         if f and str(f) not in _WEIGHT_WORDS:
             paths.append(Path(f).expanduser())
@@ -130,7 +159,7 @@ def read_input(
     from .io import read_section
 
     adata = read_section(path, section=section, image=image, normalized=normalized, bin_size=bin_size)
-    if image:
+    if image and adata.uns.get("senca_input", {}).get("format") != "spatialdata":  # there: an element name
         from .io.image import record_source_image
 
         record_source_image(adata, image)
@@ -237,12 +266,14 @@ def process_section(
     request: dict[str, Any] | None = None,
     progress: Callable[[Any], None] | None = None,
     warn: Callable[[str], None] | None = None,
+    spatialdata: bool = False,
 ) -> SectionReport:
     """Train on a read section (``cfg.n_clusters`` set) and write its output folder ``out``.
 
     ``out`` must have passed :func:`~napari_senca.outputs.check_output_folder`.
     ``progress`` receives every :class:`~napari_senca.pipeline.Progress`,
-    ``warn`` one-line warnings (e.g. no marker genes).
+    ``warn`` one-line warnings (e.g. no marker genes); ``spatialdata`` also
+    writes ``annotated.zarr`` (see :func:`write_section_output`).
     """
     from . import pipeline
 
@@ -251,7 +282,7 @@ def process_section(
     pipeline.annotate(adata, result)
     train_total = time.perf_counter() - t0
     return finish_section(adata, result, cfg, out, inputs, overwrite=overwrite, request=request, warn=warn,
-                          train_total=train_total)  # fmt: skip
+                          train_total=train_total, spatialdata=spatialdata)  # fmt: skip
 
 
 def finish_section(
@@ -265,6 +296,7 @@ def finish_section(
     request: dict[str, Any] | None = None,
     warn: Callable[[str], None] | None = None,
     train_total: float = 0.0,
+    spatialdata: bool = False,
 ) -> SectionReport:
     """Rank marker genes, score against the labels and write the output folder of an annotated section.
 
@@ -301,7 +333,7 @@ def finish_section(
         rep.n_labelled = int(adata.obs[LABEL_KEY].notna().sum())
     rep.device = str(result.device)
     rep.image_weights = str(result.image_weights_used)
-    write_section_output(adata, markers, out, inputs, cfg, overwrite, request, dataclasses.asdict(rep))
+    write_section_output(adata, markers, out, inputs, cfg, overwrite, request, dataclasses.asdict(rep), spatialdata)
     rep.timings["write"] = time.perf_counter() - t2
     return rep
 
@@ -318,6 +350,7 @@ def run_section(
     progress: Callable[[Any], None] | None = None,
     warn: Callable[[str], None] | None = None,
     bin_size: int | None = None,
+    spatialdata: bool = False,
 ) -> SectionReport:
     """Everything ``napari-senca run`` does for one section, returning its report.
 
@@ -337,6 +370,8 @@ def run_section(
         Callbacks for progress reports and one-line warnings.
     bin_size
         Visium HD: the bins to read (um; default 16).
+    spatialdata
+        Also write ``annotated.zarr``, a SpatialData store (needs ``napari-senca[spatialdata]``).
 
     Raises
     ------
@@ -345,6 +380,8 @@ def run_section(
     """
     cfg = config or SencaConfig()
     t0 = time.perf_counter()
+    if spatialdata:
+        check_spatialdata_output()
     inputs = section_inputs(path, image, cfg.image_weights)
     out_p = check_output_folder(out, inputs, overwrite=overwrite)  # before any work
     request = request_of(cfg, section, image, label_column, bin_size)
@@ -352,8 +389,9 @@ def run_section(
     t_read = time.perf_counter() - t0
     cfg, why = resolve_n_clusters(adata, cfg)
     rep = process_section(
-        adata, cfg, out_p, inputs, overwrite=overwrite, request=request, progress=progress, warn=warn
-    )
+        adata, cfg, out_p, inputs, overwrite=overwrite, request=request, progress=progress, warn=warn,
+        spatialdata=spatialdata,
+    )  # fmt: skip
     rep.why_regions = why
     rep.timings = {"read": t_read, **rep.timings, "total": time.perf_counter() - t0}
     return rep
@@ -368,10 +406,12 @@ def write_section_output(
     overwrite: bool,
     request: dict[str, Any] | None = None,
     report: dict[str, Any] | None = None,
+    spatialdata: bool = False,
 ) -> None:
     """Write every output into a hidden folder beside ``out``, then move it into place.
 
-    Any failure or interruption (Ctrl-C, SIGTERM) removes the hidden folder and
+    ``spatialdata`` adds :data:`SPATIALDATA_OUTPUT`, the annotated section as a
+    SpatialData store (:func:`napari_senca.io.spatialdata_store.write_spatialdata`). Any failure or interruption (Ctrl-C, SIGTERM) removes the hidden folder and
     any parent folders made for it; errors name ``out``, never the hidden folder.
     """
     from . import export
@@ -388,12 +428,17 @@ def write_section_output(
         export.write_clusters_csv(adata, tmp / "clusters.csv", CLUSTER_KEY, overwrite=True)
         export.write_markers_csv(markers, tmp / "markers.csv", overwrite=True)
         export.write_overview_png(adata, tmp / "overview.png", CLUSTER_KEY, overwrite=True)
+        files = output_files(spatialdata)
+        if spatialdata:
+            from .io.spatialdata_store import write_spatialdata
+
+            write_spatialdata(adata, tmp / SPATIALDATA_OUTPUT)
         extra: dict[str, Any] = {"inputs_fingerprint": input_fingerprint(inputs)}
         if request is not None:
             extra["request"] = request
         if report is not None:
             extra["report"] = report
-        write_marker(tmp, OUTPUT_FILES, inputs=inputs, config=cfg.to_dict(), extra=extra)
+        write_marker(tmp, files, inputs=inputs, config=cfg.to_dict(), extra=extra)
         check_output_folder(out, inputs, overwrite=overwrite)  # nothing changed while we worked
         os.chmod(tmp, default_mode(folder=True))  # mkdtemp makes 0700 folders
         replace_folder(tmp, out)

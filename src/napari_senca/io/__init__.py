@@ -21,6 +21,7 @@ from .detect import FORMATS, SAMPLE_PREFIX, SAMPLES, detect_format
 from .h5ad import read_h5ad, write_h5ad
 from .image import load_image
 from .legacy_st import read_her2st_repo, read_st_folder
+from .spatialdata_store import read_spatialdata, write_spatialdata
 from .visium import read_10x_h5, read_visium
 from .visium_hd import read_visium_hd
 
@@ -36,13 +37,16 @@ __all__ = [
     "read_10x_h5",
     "read_h5ad",
     "write_h5ad",
+    "read_spatialdata",
+    "write_spatialdata",
     "load_image",
     "relink_slide",
 ]
 
 EXPECTED = (
     "expected a legacy ST folder with counts.tsv[.gz] and spots.tsv, a her2st repository "
-    "checkout, a Space Ranger outs folder (Visium or Visium HD), an .h5ad file, or sample:her2st_A1 / "
+    "checkout, a Space Ranger outs folder (Visium or Visium HD), an .h5ad file, a SpatialData .zarr store, or "
+    "sample:her2st_A1 / "
     "sample:synthetic"
 )
 
@@ -64,14 +68,18 @@ def read_section(
         A legacy ST folder, a her2st repository checkout (with ``section``), a
         Space Ranger ``outs`` folder (Visium, or Visium HD with
         ``binned_outputs/``; or one ``square_XXXum`` folder), an ``.h5ad``
-        file, or a bundled sample named ``"sample:her2st_A1"`` / ``"sample:synthetic"``.
+        file, a SpatialData ``.zarr`` store (needs ``napari-senca[spatialdata]``,
+        see :func:`~napari_senca.io.spatialdata_store.read_spatialdata`), or a
+        bundled sample named ``"sample:her2st_A1"`` / ``"sample:synthetic"``.
     section
-        The section to read from a her2st repository (required there).
+        The section to read from a her2st repository (required there), or the
+        table to read from a SpatialData store (needed when it has several).
     image
         An H&E to use instead of the one found beside the data (for Visium and
         Visium HD: the full-resolution image; a TIFF / OME-TIFF / SVS file is
-        read lazily and referenced, see :func:`~napari_senca.section.get_image_levels`);
-        ``False`` reads no image (legacy ST only).
+        read lazily and referenced, see :func:`~napari_senca.section.get_image_levels`;
+        for a SpatialData store: the name of its image element);
+        ``False`` reads no image (legacy ST, SpatialData).
     normalized
         The values are already normalised and log-transformed: use them as
         they are (preprocessing skips normalisation and log1p). By default
@@ -107,6 +115,9 @@ def read_section(
         adata = drop_duplicate_genes(adata, path)
         where = str(path)
         normalized = normalized or bool(info.get("normalized", False))  # a file this plugin wrote
+    elif fmt == "spatialdata":
+        where = info.get("counts_path") or str(path)
+        normalized = normalized or bool(info.get("normalized", False))  # a store this plugin wrote
     else:
         where = info.get("counts_path") or str(path)
     return check_counts(adata, where, normalized)
@@ -120,8 +131,14 @@ def _read_any(fmt: str | None, path: str | PathLike, section: str | None, image:
         if not p.exists():
             raise DataError(p, "not found")
         raise DataError(p, f"not a recognised section ({EXPECTED})")
+    if fmt == "spatialdata":
+        if image is not None and image is not False and not isinstance(image, str):
+            raise ConfigError(f"{p}: for a SpatialData store, the image is the name of one of its image elements")
+        return read_spatialdata(p, table=section, image=image, **kw)
     if section is not None and fmt != "her2st_repo":
-        raise ConfigError(f"{p}: a section name only applies to a her2st repository (this is {fmt!r})")
+        raise ConfigError(
+            f"{p}: a section name only applies to a her2st repository or a SpatialData store's table (this is {fmt!r})"
+        )
     if fmt == "st":
         return read_st_folder(p if p.is_dir() else p.parent, image=image, **kw)
     if fmt == "her2st_repo":

@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from .legacy_st import find_st_counts
+from .spatialdata_store import looks_like_spatialdata
 from .visium import find_visium_outs
 from .visium_hd import find_hd_bins
 
 __all__ = ["detect_format", "FORMATS", "SAMPLE_PREFIX", "SAMPLES"]
 
-FORMATS = ("st", "her2st_repo", "visium", "visium_hd", "h5ad", "sample")
+FORMATS = ("st", "her2st_repo", "visium", "visium_hd", "h5ad", "spatialdata", "sample")
 SAMPLE_PREFIX = "sample:"
 SAMPLES = ("her2st_A1", "synthetic")
 _ST_FILES = ("counts.tsv", "counts.tsv.gz", "spots.tsv")
@@ -41,8 +42,10 @@ def detect_format(path: Any) -> str | None:
         section), ``"visium"`` (Space Ranger ``outs`` folder, its parent or its
         ``filtered_feature_bc_matrix.h5``), ``"visium_hd"`` (an ``outs`` folder
         or its parent with ``binned_outputs/square_XXXum/``, ``binned_outputs``,
-        one ``square_XXXum`` folder or its h5), ``"h5ad"`` or ``"sample"``. Never
-        raises: anything it cannot make sense of gives None.
+        one ``square_XXXum`` folder or its h5), ``"h5ad"``, ``"spatialdata"`` (a
+        zarr folder with SpatialData element groups: ``tables/``, ``shapes/``...;
+        recognised whether or not the ``spatialdata`` package is installed) or
+        ``"sample"``. Never raises: anything it cannot make sense of gives None.
     """
     try:
         if isinstance(path, str) and path.startswith(SAMPLE_PREFIX):
@@ -60,6 +63,8 @@ def detect_format(path: Any) -> str | None:
                 return "st"
             return None
         if p.is_dir():
+            if looks_like_spatialdata(p):
+                return "spatialdata"
             if (p / "data" / "ST-cnts").is_dir():
                 return "her2st_repo"
             if find_st_counts(p) is not None or (p / "spots.tsv").is_file():
