@@ -69,10 +69,27 @@ def test_write_refuses_to_overwrite(section, tmp_path):
     mine = tmp_path / "mine.zarr"
     mine.mkdir()
     (mine / "notes.txt").write_text("keep")
-    with pytest.raises(FileExistsError, match="not a SpatialData store"):
+    with pytest.raises(FileExistsError, match="not written by napari-senca"):
         sds.write_spatialdata(section, mine, overwrite=True)
     assert (mine / "notes.txt").read_text() == "keep"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.zarr", "s.zarr"]  # no temporary folder left
+
+
+def test_never_replaces_another_programs_store_or_the_input(section, tmp_path):
+    theirs = tmp_path / "theirs.zarr"  # e.g. spatialdata-io's store with several tables and images
+    rng = np.random.default_rng(0)
+    sd.SpatialData(tables={"a": _table(4, "cells", rng), "b": _table(4, "cells", rng)},
+                   shapes={"cells": _circles()}).write(theirs)  # fmt: skip
+    before = sorted(str(q.relative_to(theirs)) for q in theirs.rglob("*"))
+    with pytest.raises(FileExistsError, match="theirs.zarr exists and was not written by napari-senca"):
+        sds.write_spatialdata(section, theirs, overwrite=True)
+    assert sorted(str(q.relative_to(theirs)) for q in theirs.rglob("*")) == before
+    ours = sds.write_spatialdata(section, tmp_path / "ours.zarr")
+    back = read_section(ours)  # a section read from our own store: saving onto its input is refused
+    with pytest.raises(FileExistsError, match="the section's own input"):
+        sds.write_spatialdata(_annotated(back), ours, overwrite=True)
+    sds.write_spatialdata(_annotated(back), tmp_path / "copy.zarr")
+    assert "senca_cluster" in read_section(tmp_path / "copy.zarr").obs
 
 
 # --------------------------------------------------------------------------- stores made with the spatialdata API
@@ -199,7 +216,7 @@ def _circles(n: int = 4):
 def test_no_table(tmp_path):
     sd.SpatialData(shapes={"cells": _circles()}).write(tmp_path / "x.zarr")
     with pytest.raises(DataError, match=r"x\.zarr: the store has no table"):
-        read_section(tmp_path / "x.zarr")
+        sds.read_spatialdata(tmp_path / "x.zarr")
 
 
 def test_several_tables_need_a_choice(tmp_path):
@@ -248,6 +265,11 @@ def test_npe2_reader(section, tmp_path, monkeypatch):
     plain.create_array("a", shape=(4, 4), dtype="f4")
     assert detect_format(tmp_path / "plain.zarr") is None
     assert get_reader(str(tmp_path / "plain.zarr")) is None  # not a SpatialData store
+    ome = tmp_path / "image.ome.zarr"  # an OME-Zarr image with labels: napari-ome-zarr's, not ours
+    for sub in ("0", "labels"):
+        (ome / sub).mkdir(parents=True)
+    (ome / ".zgroup").write_text('{"zarr_format": 2}')
+    assert detect_format(ome) is None and get_reader(str(ome)) is None
     store = sds.write_spatialdata(_annotated(section), tmp_path / "s.zarr")
     assert get_reader(str(store)) is read_layers
     kinds = [layer_type for _, _, layer_type in read_layers(str(store))]
@@ -277,7 +299,7 @@ def _fake_training(monkeypatch):
 
     monkeypatch.setattr(pipeline, "run_senca_iter", run_iter)
     monkeypatch.setattr(pipeline, "annotate", annotate)
-    monkeypatch.setattr(export, "embedding_2d", lambda e, seed=0: (np.asarray(e, float)[:, :2], "PCA"))
+    monkeypatch.setattr(export.layout, "embedding_2d", lambda e, seed=0: (np.asarray(e, float)[:, :2], "PCA"))
 
 
 def test_manifest_reads_and_writes_zarr():
@@ -317,3 +339,17 @@ def test_cli_run_writes_annotated_zarr(tmp_path, capsys, monkeypatch):
     assert main([*args[:3], str(tmp_path / "r2"), *args[4:]]) == 2
     assert 'pip install "napari-senca[spatialdata]"' in capsys.readouterr().err
     assert not (tmp_path / "r2").exists()
+
+
+def test_manifest_image_of_a_store_is_an_element_name(section, tmp_path):
+    from napari_senca.batch import read_manifest
+    from napari_senca.config import SencaConfig
+    from napari_senca.runner import request_of
+
+    sds.write_spatialdata(section, tmp_path / "s.zarr")
+    (tmp_path / "he.png").write_bytes(b"")
+    (tmp_path / "m.csv").write_text("path,image\ns.zarr,synthetic_hires_image\n")
+    (job,) = read_manifest(tmp_path / "m.csv")
+    assert job.image == "synthetic_hires_image"  # not turned into a path beside the manifest
+    assert request_of(SencaConfig(), image=job.image)["image"] == "synthetic_hires_image"
+    assert request_of(SencaConfig(), image=tmp_path / "he.png")["image"] == str((tmp_path / "he.png").resolve())

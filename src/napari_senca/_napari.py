@@ -239,7 +239,8 @@ def write_section_spatialdata(path: str, layer_data: list[LayerData]) -> list[st
 
     Table with the regions, circles of the true spot radius and the H&E (see
     :func:`napari_senca.io.spatialdata_store.write_spatialdata`); an existing
-    store is replaced (napari's save dialog has asked), anything else never.
+    store is replaced only when napari-senca wrote it and it is not the
+    section's own input; anything else never.
 
     Raises
     ------

@@ -223,6 +223,14 @@ def input_fingerprint(inputs: Iterable[str | PathLike]) -> str:
     return h.hexdigest()
 
 
+def _image_ref(image: str | PathLike | None) -> str | None:
+    """An image file as its absolute path; anything else (a SpatialData element name) as given."""
+    if image is None:
+        return None
+    p = Path(image).expanduser()
+    return str(p.resolve()) if p.exists() else str(image)
+
+
 def request_of(
     cfg: SencaConfig,
     section: str | None = None,
@@ -234,7 +242,7 @@ def request_of(
     req = {
         "config": cfg.to_dict(),
         "section": section,
-        "image": None if image is None else str(Path(image).expanduser().resolve(strict=False)),
+        "image": _image_ref(image),
         "label_column": label_column,
     }
     if bin_size is not None:
@@ -411,8 +419,9 @@ def write_section_output(
     """Write every output into a hidden folder beside ``out``, then move it into place.
 
     ``spatialdata`` adds :data:`SPATIALDATA_OUTPUT`, the annotated section as a
-    SpatialData store (:func:`napari_senca.io.spatialdata_store.write_spatialdata`). Any failure or interruption (Ctrl-C, SIGTERM) removes the hidden folder and
-    any parent folders made for it; errors name ``out``, never the hidden folder.
+    SpatialData store (:func:`napari_senca.io.spatialdata_store.write_spatialdata`). Any failure or
+    interruption (Ctrl-C, SIGTERM) removes the hidden folder and any parent
+    folders made for it; errors name ``out``, never the hidden folder.
     """
     from . import export
     from .export import default_mode

@@ -42,7 +42,6 @@ __all__ = ["EmbeddingWidget"]
 LAYOUT_CHOICES = [("PCA (instant)", "pca"), ("UMAP (slower)", "umap")]
 #: Default threshold of "Select uncertain spots" (see docs/user_guide.md).
 DEFAULT_THRESHOLD = 0.25
-FADED_ALPHA = emb.FADED_ALPHA
 HINT = "drag: lasso · right-drag: rectangle · Shift: add to selection"
 
 

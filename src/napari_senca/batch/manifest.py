@@ -10,6 +10,7 @@ from typing import Any
 
 from ..config import SencaConfig
 from ..errors import ConfigError, DataError
+from ..io.detect import detect_format
 from .jobs import SectionJob, _name_for
 
 __all__ = ["read_manifest", "apply_overrides"]
@@ -70,7 +71,7 @@ def _row_job(p: Path, i: int, row: dict[str, str], cols: list[str], defaults: di
         raise DataError(p, f"row {i} has no path")
     sec_path = row["path"] if row["path"].startswith("sample:") else _relative_to(p, row["path"])
     image = row.get("image") or None
-    if image:
+    if image and detect_format(sec_path) != "spatialdata":  # a store's image is an element name, not a path
         image = _relative_to(p, image)
     overrides = {}
     for c in cols:

@@ -27,6 +27,7 @@ with ``overwrite=True``, and only when it is a SpatialData store.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import tempfile
@@ -52,7 +53,8 @@ __all__ = [
 ]
 
 #: What to run when ``spatialdata`` is missing.
-INSTALL_HINT = 'SpatialData stores need the optional extra: pip install "napari-senca[spatialdata]"'
+INSTALL_HINT = ('SpatialData stores need Python 3.11 or newer and the optional extra: '
+                'pip install "napari-senca[spatialdata]"')
 #: Longest side (px) of the image level read as ``hires``.
 HIRES_SIDE = 2000
 #: Coordinate system of written stores (full-resolution pixels of the section).
@@ -76,18 +78,21 @@ def spatialdata_available() -> bool:
 
 
 def looks_like_spatialdata(path: str | PathLike) -> bool:
-    """True when ``path`` is a zarr group folder holding SpatialData element groups (names only).
+    """True when ``path`` is a zarr group folder with a SpatialData ``tables`` group (names only).
 
-    A plain zarr array or an OME-Zarr image (no ``tables``/``shapes``/...
-    folders) is not a SpatialData store. Never raises.
+    Only a store with a table can be a section, so a plain zarr array, an
+    OME-Zarr image (its ``labels/`` folder included) or a SpatialData store
+    without a table is left to other readers (napari-ome-zarr,
+    napari-spatialdata). Never raises.
     """
+    return _is_store(path, ("tables",))
+
+
+def _is_store(path: str | PathLike, groups: tuple[str, ...] = _ELEMENT_GROUPS) -> bool:
+    """A zarr group folder holding one of the element ``groups`` (names only; never raises)."""
     try:
         p = Path(path)
-        return (
-            p.is_dir()
-            and any((p / m).is_file() for m in _ZARR_META)
-            and any((p / g).is_dir() for g in _ELEMENT_GROUPS)
-        )
+        return p.is_dir() and any((p / m).is_file() for m in _ZARR_META) and any((p / g).is_dir() for g in groups)
     except (OSError, TypeError, ValueError):
         return False
 
@@ -104,7 +109,7 @@ def _open_store(path: Path) -> Any:
     sd = _import_spatialdata(path)
     if not path.exists():
         raise DataError(path, "not found")
-    if not looks_like_spatialdata(path):
+    if not _is_store(path):
         raise DataError(path, "not a SpatialData store (expected a zarr folder with tables/, shapes/, images/...)")
     try:
         return sd.read_zarr(path)
@@ -590,8 +595,9 @@ def write_spatialdata(adata: AnnData, path: str | PathLike, *, overwrite: bool =
     path
         The store to write (by convention a ``.zarr`` folder).
     overwrite
-        Replace an existing store at ``path``. Anything there that is not a
-        SpatialData store (a file, another folder) is never replaced.
+        Replace an existing store at ``path`` that napari-senca wrote. Anything
+        else there (a file, a folder, another program's store, the section's
+        own input) is never replaced.
 
     Returns
     -------
@@ -601,23 +607,61 @@ def write_spatialdata(adata: AnnData, path: str | PathLike, *, overwrite: bool =
     Raises
     ------
     FileExistsError
-        ``path`` exists and ``overwrite`` is False, or it is not a SpatialData store.
+        ``path`` exists and ``overwrite`` is False; or it is not a store that
+        napari-senca wrote (another program's store may hold tables and
+        images that this one would lose); or it is the section's own input.
     ConfigError
         ``spatialdata`` is not installed.
     """
     from ..outputs import replace_folder
 
     p = Path(path)
-    if p.exists() and not overwrite:
-        raise FileExistsError(f"{p} already exists (use overwrite=True to replace it)")
-    if p.exists() and not looks_like_spatialdata(p):
-        raise FileExistsError(f"{p} exists and is not a SpatialData store: it is never replaced")
+    if p.exists():
+        _check_replaceable(adata, p, overwrite)
     sdata = section_to_spatialdata(adata)
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent))
     try:
         sdata.write(tmp / p.name)
+        _mark_ours(tmp / p.name)
         replace_folder(tmp / p.name, p)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return p
+
+
+#: Root attribute of the stores :func:`write_spatialdata` writes (only those are ever replaced).
+OWN_STORE_ATTR = "napari_senca"
+
+
+def _mark_ours(store: Path) -> None:
+    """Record in the store's root attributes that napari-senca wrote it."""
+    import zarr
+
+    from .._version import __version__
+
+    zarr.open_group(store, mode="r+").attrs[OWN_STORE_ATTR] = {"version": __version__}
+
+
+def _root_attributes(store: Path) -> dict[str, Any]:
+    """The root group's attributes (zarr v3 ``zarr.json`` or v2 ``.zattrs``), {} when unreadable."""
+    for name, key in (("zarr.json", "attributes"), (".zattrs", None)):
+        try:
+            meta = json.loads((store / name).read_text())
+        except (OSError, ValueError):
+            continue
+        attrs = meta.get(key, {}) if key else meta
+        return attrs if isinstance(attrs, dict) else {}
+    return {}
+
+
+def _check_replaceable(adata: AnnData, p: Path, overwrite: bool) -> None:
+    """Raise FileExistsError unless ``p`` may be replaced by this section's store."""
+    if not overwrite:
+        raise FileExistsError(f"{p} already exists (use overwrite=True to replace it)")
+    if not _is_store(p) or OWN_STORE_ATTR not in _root_attributes(p):
+        raise FileExistsError(f"{p} exists and was not written by napari-senca (it may hold other tables and "
+                              "images): it is never replaced; save to a new path")  # fmt: skip
+    source = ((adata.uns.get("senca_input") or {}).get("path")) or None
+    if source and Path(source).expanduser().resolve() == p.resolve():
+        raise FileExistsError(f"{p} is the section's own input: it is never replaced; save to a new path")
