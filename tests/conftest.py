@@ -442,3 +442,41 @@ def _feature_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         os.environ.pop("NAPARI_SENCA_CACHE", None)
     else:
         os.environ["NAPARI_SENCA_CACHE"] = before
+
+
+@pytest.fixture
+def fast_layout(monkeypatch):
+    """PCA instead of UMAP in the overview (UMAP's JIT costs seconds)."""
+    from napari_senca import export
+
+    monkeypatch.setattr(export.layout, "embedding_2d", lambda e, seed=0: (np.asarray(e, float)[:, :2], "PCA"))
+
+
+@pytest.fixture
+def fake_pipeline(monkeypatch, fast_layout):
+    """Replace training by a generator that 'clusters' spots by their grid column.
+
+    Returns the list of ``(adata, config)`` each run was given.
+    """
+    from types import SimpleNamespace
+
+    pipeline = pytest.importorskip("napari_senca.pipeline")
+    runs: list[tuple[Any, Any]] = []
+
+    def run_iter(adata, config):
+        runs.append((adata, config))
+        yield pipeline.Progress("train", 1, 1, "fake epoch", {"total": 0.0})
+        k = config.n_clusters
+        labels = adata.obs["array_col"].to_numpy().astype(int) % k
+        emb = np.random.default_rng(0).normal(size=(adata.n_obs, 4)).astype(np.float32)
+        return SimpleNamespace(labels=labels, embedding=emb, n_clusters=k, device="cpu", image_weights_used="none")
+
+    def annotate(adata, result):
+        adata.obs["senca_cluster"] = pd.Categorical([str(v) for v in result.labels])
+        adata.obsm["X_senca"] = result.embedding
+        adata.uns["senca"] = {"n_clusters": result.n_clusters}
+        return adata
+
+    monkeypatch.setattr(pipeline, "run_senca_iter", run_iter)
+    monkeypatch.setattr(pipeline, "annotate", annotate)
+    return runs

@@ -6,7 +6,6 @@ import importlib.util
 import json
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -103,34 +102,6 @@ def test_bad_settings_are_one_line(tmp_path, capsys):
     assert main(["run", "sample:synthetic", "--out", str(out), "--image-weights", str(tmp_path / "w.pth")]) == 2
     assert "--image-weights" in _one_line_error(capsys)
     assert not out.exists()
-
-
-@pytest.fixture
-def fast_layout(monkeypatch):
-    """PCA instead of UMAP in the overview (UMAP's JIT costs seconds)."""
-    monkeypatch.setattr(export.layout, "embedding_2d", lambda e, seed=0: (np.asarray(e, float)[:, :2], "PCA"))
-
-
-@pytest.fixture
-def fake_pipeline(monkeypatch, fast_layout):
-    """Replace training by a generator that 'clusters' spots by their grid column."""
-    pipeline = pytest.importorskip("napari_senca.pipeline")
-
-    def run_iter(adata, config):
-        yield pipeline.Progress("train", 1, 1, "fake epoch", {"total": 0.0})
-        k = config.n_clusters
-        labels = (adata.obs["array_col"].to_numpy().astype(int) % k)
-        emb = np.random.default_rng(0).normal(size=(adata.n_obs, 4)).astype(np.float32)
-        return SimpleNamespace(labels=labels, embedding=emb, n_clusters=k, device="cpu", image_weights_used="none")
-
-    def annotate(adata, result):
-        adata.obs["senca_cluster"] = pd.Categorical([str(v) for v in result.labels])
-        adata.obsm["X_senca"] = result.embedding
-        adata.uns["senca"] = {"n_clusters": result.n_clusters}
-        return adata
-
-    monkeypatch.setattr(pipeline, "run_senca_iter", run_iter)
-    monkeypatch.setattr(pipeline, "annotate", annotate)
 
 
 def _no_temp_left(parent: Path) -> None:

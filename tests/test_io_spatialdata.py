@@ -278,30 +278,6 @@ def test_npe2_reader(section, tmp_path, monkeypatch):
     assert get_reader(str(store)) is None  # another plugin (napari-spatialdata) may open it
 
 
-def _fake_training(monkeypatch):
-    """Training replaced by clustering on the grid column (the real pipeline is tested elsewhere)."""
-    from types import SimpleNamespace
-
-    from napari_senca import export, pipeline
-
-    def run_iter(adata, config):
-        yield pipeline.Progress("train", 1, 1, "fake epoch", {"total": 0.0})
-        labels = adata.obs["array_col"].to_numpy().astype(int) % config.n_clusters
-        emb = np.random.default_rng(0).normal(size=(adata.n_obs, 4)).astype(np.float32)
-        return SimpleNamespace(labels=labels, embedding=emb, n_clusters=config.n_clusters, device="cpu",
-                               image_weights_used="none")  # fmt: skip
-
-    def annotate(adata, result):
-        adata.obs["senca_cluster"] = pd.Categorical([str(v) for v in result.labels])
-        adata.obsm["X_senca"] = result.embedding
-        adata.uns["senca"] = {"n_clusters": result.n_clusters}
-        return adata
-
-    monkeypatch.setattr(pipeline, "run_senca_iter", run_iter)
-    monkeypatch.setattr(pipeline, "annotate", annotate)
-    monkeypatch.setattr(export.layout, "embedding_2d", lambda e, seed=0: (np.asarray(e, float)[:, :2], "PCA"))
-
-
 def test_manifest_reads_and_writes_zarr():
     from pathlib import Path
 
@@ -315,13 +291,12 @@ def test_manifest_reads_and_writes_zarr():
     assert writer.command == "napari-senca.write_section_spatialdata"
 
 
-def test_cli_run_writes_annotated_zarr(tmp_path, capsys, monkeypatch):
+def test_cli_run_writes_annotated_zarr(tmp_path, capsys, monkeypatch, fake_pipeline):
     from napari_senca import cli
     from napari_senca.cli import main
     from napari_senca.datasets import synthetic_section
     from napari_senca.outputs import MARKER, read_marker
 
-    _fake_training(monkeypatch)
     store = sds.write_spatialdata(synthetic_section(n_side=6, n_genes=40, seed=2), tmp_path / "in.zarr")
     out = tmp_path / "res"
     args = ["run", str(store), "--out", str(out), "--spatialdata"]

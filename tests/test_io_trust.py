@@ -367,32 +367,10 @@ def test_anndata_not_written_by_senca_still_reads(tmp_path):
 # --------------------------------------------------------------------------- the CLI run says it too
 
 
-def test_run_normalized_says_excluded_and_warnings(st_folder, tmp_path, capsys, monkeypatch):
-    from types import SimpleNamespace
-
-    pipeline = pytest.importorskip("napari_senca.pipeline")
-    from napari_senca import cli, export
+def test_run_normalized_says_excluded_and_warnings(st_folder, tmp_path, capsys, fake_pipeline):
+    from napari_senca import cli
     from napari_senca.preprocess import preprocess_expression
 
-    seen = {}
-
-    def run_iter(adata, config):  # training replaced: only preprocessing runs
-        expr = preprocess_expression(adata, config)
-        seen["max"] = float(expr.X.max())
-        yield pipeline.Progress("train", 1, 1, "fake epoch", {"total": 0.0})
-        labels = adata.obs["array_col"].to_numpy().astype(int) % config.n_clusters
-        emb = np.random.default_rng(0).normal(size=(adata.n_obs, 4)).astype(np.float32)
-        return SimpleNamespace(labels=labels, embedding=emb, n_clusters=config.n_clusters, device="cpu", image_weights_used="none")
-
-    def annotate(adata, result):
-        adata.obs["senca_cluster"] = pd.Categorical([str(v) for v in result.labels])
-        adata.obsm["X_senca"] = result.embedding
-        adata.uns["senca"] = {"n_clusters": result.n_clusters}
-        return adata
-
-    monkeypatch.setattr(pipeline, "run_senca_iter", run_iter)
-    monkeypatch.setattr(pipeline, "annotate", annotate)
-    monkeypatch.setattr(export.layout, "embedding_2d", lambda e, seed=0: (np.asarray(e, float)[:, :2], "PCA"))
     folder = st_folder(nx=6, ny=5, n_genes=30, image=False)
     counts = pd.read_csv(folder / "counts.tsv.gz", sep="\t", index_col=0)
     with gzip.open(folder / "counts.tsv.gz", "wt") as fh:
@@ -405,7 +383,7 @@ def test_run_normalized_says_excluded_and_warnings(st_folder, tmp_path, capsys, 
     assert "excluded: 1 spot: 1 in spots.tsv without counts" in err
     assert "label rows: 30 of 32 rows of labels.tsv match a spot" in err
     assert "normalized: yes" in err
-    assert "max" in seen
+    assert preprocess_expression(*fake_pipeline[-1]).X.max() > 0  # the run's input preprocesses as given
 
 
 def test_markers_use_normalized_values_as_given():

@@ -225,12 +225,16 @@ def write_section_h5ad(path: str, layer_data: list[LayerData]) -> list[str]:
     """
     from .io import write_h5ad
 
+    write_h5ad(_section_to_save(path, layer_data), path, overwrite=True)
+    return [str(path)]
+
+
+def _section_to_save(path: str, layer_data: list[LayerData]) -> AnnData:
+    """The annotated section of the first spots layer made by napari-senca among ``layer_data``."""
     for data, meta, ltype in layer_data:
         md = meta.get("metadata") or {}
         if ltype == "points" and isinstance(md.get("adata"), AnnData):
-            adata, _ = adata_from_layer(data, meta)
-            write_h5ad(adata, path, overwrite=True)
-            return [str(path)]
+            return adata_from_layer(data, meta)[0]
     raise DataError(path, "no section to save: select the spots layer made by napari-senca")
 
 
@@ -251,13 +255,8 @@ def write_section_spatialdata(path: str, layer_data: list[LayerData]) -> list[st
     """
     from .io.spatialdata_store import write_spatialdata
 
-    for data, meta, ltype in layer_data:
-        md = meta.get("metadata") or {}
-        if ltype == "points" and isinstance(md.get("adata"), AnnData):
-            adata, _ = adata_from_layer(data, meta)
-            write_spatialdata(adata, path, overwrite=True)
-            return [str(path)]
-    raise DataError(path, "no section to save: select the spots layer made by napari-senca")
+    write_spatialdata(_section_to_save(path, layer_data), path, overwrite=True)
+    return [str(path)]
 
 
 # --------------------------------------------------------------------------- sample data
