@@ -153,8 +153,11 @@ def test_link_selects_on_a_raster_and_tells_its_watchers():
 
     ad = grid_section()
     layer = Labels({_raster.GRID_KEY: square_grid(ad), "adata": ad})
-    calls = []
+    calls, other = [], []
     link.watch_selection(layer, lambda *a: calls.append(link.selected_spots(layer).tolist()))
+    stray = lambda *a: other.append(1)  # noqa: E731
+    link.watch_selection(layer, stray)
+    link.unwatch_selection(layer, stray)
     got = link.select_spots(layer, [7, 3, 3, 900])
     np.testing.assert_array_equal(got, [3, 7, 900])
     np.testing.assert_array_equal(_raster.selected_bins(layer), [3, 7, 900])  # what Assign reads
@@ -163,3 +166,4 @@ def test_link_selects_on_a_raster_and_tells_its_watchers():
     link.unwatch_selection(layer, link.unwatch_selection)  # not watching: no error
     link.select_spots(layer, [])
     assert calls[-1] == [] and len(calls) == 3
+    assert other == []  # an unwatched listener is no longer called

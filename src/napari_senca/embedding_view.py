@@ -307,9 +307,6 @@ def region_colours(state: Any) -> np.ndarray:
 
     ``state`` is a :class:`~napari_senca.review.ReviewState` with a result.
     """
-    from matplotlib.colors import to_rgba
+    from .review.layers import cluster_rgba
 
-    from .review.colours import PLAIN_COLOUR
-
-    lut = [to_rgba(h) for h in state.colour_cycle().values()] + [to_rgba(PLAIN_COLOUR)]
-    return np.asarray(lut, dtype=np.float64)[state.codes()]
+    return cluster_rgba(state)

@@ -185,6 +185,14 @@ def colour_cycle(state: ReviewState) -> dict[str, str]:
     return {c: state.colours.get(c, PALETTE[i % len(PALETTE)]) for i, c in enumerate(state.clusters)}
 
 
+def cluster_rgba(state: ReviewState) -> np.ndarray:
+    """``(n_spots, 4)`` RGBA of each spot's region (a look-up by cluster code; grey without a region)."""
+    from matplotlib.colors import to_rgba
+
+    lut = np.asarray([to_rgba(h) for h in colour_cycle(state).values()] + [to_rgba(PLAIN_COLOUR)], dtype=float)
+    return lut[state.codes()]
+
+
 def label_cycle(state: ReviewState) -> dict[str, str]:
     """Pathologist label -> colour (used before a run)."""
     cats = label_categories(state.adata)
@@ -201,8 +209,7 @@ def spot_colours(state: ReviewState) -> np.ndarray:
         lo, hi = state.gene_limits()
         return value_rgba((v - lo) / (hi - lo))
     if col == state.key:
-        lut = np.asarray([to_rgba(h) for h in colour_cycle(state).values()] + [to_rgba(PLAIN_COLOUR)], dtype=float)
-        return lut[state.codes()]
+        return cluster_rgba(state)
     if col == LABEL_KEY:
         cyc = label_cycle(state)
         return np.asarray([to_rgba(cyc[v]) for v in label_values(state.adata)], dtype=float)
