@@ -141,30 +141,26 @@ def _timed_plot(viewer: Any, widget: Any, fn: Callable[[], Any]) -> str:
     """As :func:`_timed`, and the Embedding view's plot is rendered too (its ``draw_idle`` or ``draw``)."""
     from qtpy.QtWidgets import QApplication
 
-    t0, c0 = time.perf_counter(), time.process_time()
-    res = fn()
-    widget = res if widget is None else widget  # no widget yet: fn makes it and returns it
-    QApplication.processEvents()  # the view's sync after a review edit and its pending draw_idle run here
-    if getattr(widget.canvas, "_draw_pending", False):
-        widget.canvas.draw()
-    viewer.screenshot(canvas_only=True)
-    return f"{time.perf_counter() - t0:.2f} / {time.process_time() - c0:.2f}"
+    def with_plot() -> Any:
+        res = fn()
+        view = res if widget is None else widget  # no widget yet: fn makes it and returns it
+        QApplication.processEvents()  # the view's sync after a review edit and its pending draw_idle run here
+        if getattr(view.canvas, "_draw_pending", False):
+            view.canvas.draw()
+        return res
+
+    return _timed(viewer, with_plot)
 
 
 def run(n_bins: int) -> dict[str, float | int | str]:
     """Open a synthetic section of ``n_bins`` bins and time the review interactions."""
-    import napari
-
-    from napari_senca._qt import ReviewWidget, _common
+    from napari_senca._qt import _common
     from napari_senca._qt._review import NEW_REGION
 
     t0 = time.perf_counter()
     adata = hd_section(n_bins)
     out: dict[str, float | int | str] = {"bins": adata.n_obs, "build section ": f"{time.perf_counter() - t0:.1f}"}
-    viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1500, 950)
-    review = ReviewWidget(viewer)
-    viewer.window.add_dock_widget(review, name="Review regions", area="right")
+    viewer, review = _review_viewer()
     layer: list[Any] = []
     out["open: add layers + first draw "] = _timed(viewer, lambda: layer.append(_common.add_section(viewer, adata, "HD")))
     spots = layer[0]
@@ -192,17 +188,37 @@ def run(n_bins: int) -> dict[str, float | int | str]:
     return out
 
 
-def _hd_viewer(adata: Any, name: str) -> tuple[Any, Any, Any]:
-    """A viewer with the Review widget docked and ``adata`` added: (viewer, review, layer)."""
+def _review_viewer() -> tuple[Any, Any]:
+    """A 1500 x 950 viewer with the Review widget docked: (viewer, review)."""
     import napari
 
-    from napari_senca._qt import ReviewWidget, _common
+    from napari_senca._qt import ReviewWidget
 
     viewer = napari.Viewer(show=True)
     viewer.window._qt_window.resize(1500, 950)
     review = ReviewWidget(viewer)
     viewer.window.add_dock_widget(review, name="Review regions", area="right")
+    return viewer, review
+
+
+def _hd_viewer(adata: Any, name: str) -> tuple[Any, Any, Any]:
+    """A viewer with the Review widget docked and ``adata`` added: (viewer, review, layer)."""
+    from napari_senca._qt import _common
+
+    viewer, review = _review_viewer()
     return viewer, review, _common.add_section(viewer, adata, name)
+
+
+def _save_shot(viewer: Any, path: str) -> None:
+    """Let the window settle (a second), save the whole window as ``path`` and close it."""
+    from qtpy.QtWidgets import QApplication
+
+    viewer.reset_view()
+    for _ in range(5):
+        QApplication.processEvents()
+        time.sleep(0.2)
+    viewer.screenshot(path, canvas_only=False)
+    viewer.close()
 
 
 def _keep(store: list[Any], items: Any) -> Any:
@@ -266,7 +282,6 @@ def run_embedding(n_bins: int) -> dict[str, float | int | str]:
 
 def screenshot_embedding(path: str, n_bins: int = 20_000) -> None:
     """Save a picture of the Embedding view linked to a raster: a plot lasso and the bins it selects."""
-    from qtpy.QtWidgets import QApplication
 
     from napari_senca.review import raster as _raster
 
@@ -282,29 +297,16 @@ def screenshot_embedding(path: str, n_bins: int = 20_000) -> None:
     verts = np.median(own, axis=0) + np.stack([np.cos(t), np.sin(t)], 1) * 2.6 * own.std(0) * wobble
     view._on_lasso(verts)
     view.ax.plot(*np.vstack([verts, verts[:1]]).T, color="#ffff00", linewidth=1.2)  # the lasso, as drawn
-    viewer.reset_view()
-    for _ in range(5):
-        QApplication.processEvents()
-        time.sleep(0.2)
-    viewer.screenshot(path, canvas_only=False)
-    viewer.close()
+    _save_shot(viewer, path)
 
 
 def screenshot(path: str, n_bins: int = 20_000, gene: str | None = None) -> None:
     """Save a picture of the raster review: regions on the H&E, a lasso and its selection outline."""
-    import napari
-    from qtpy.QtWidgets import QApplication
-
-    from napari_senca._qt import ReviewWidget, _common
     from napari_senca.review import raster as _raster
 
     _raster.RASTER_MIN_SPOTS = 0  # a small section, drawn as a raster for the picture
     adata = hd_section(n_bins)
-    viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1500, 950)
-    review = ReviewWidget(viewer)
-    viewer.window.add_dock_widget(review, name="Review regions", area="right")
-    _common.add_section(viewer, adata, "HD synthetic")
+    viewer, review, _ = _hd_viewer(adata, "HD synthetic")
     review.rename("0", "invasive cancer")
     review.rename("1", "stroma")
     shapes = viewer.add_shapes([lasso(adata, 0.12, 120)], shape_type="polygon", name="lasso",
@@ -312,12 +314,7 @@ def screenshot(path: str, n_bins: int = 20_000, gene: str | None = None) -> None
     review.select_in_shapes(shapes)
     if gene:
         review.colour_by_gene(gene)
-    viewer.reset_view()
-    for _ in range(5):
-        QApplication.processEvents()
-        time.sleep(0.2)
-    viewer.screenshot(path, canvas_only=False)
-    viewer.close()
+    _save_shot(viewer, path)
 
 
 def main() -> None:
