@@ -244,6 +244,7 @@ def run_embedding(n_bins: int) -> dict[str, float | int | str]:
     from napari_senca._qt._review import NEW_REGION
     from napari_senca.review import raster as _raster
 
+    _raster.RASTER_MIN_SPOTS = 0  # the raster at every size (below 50,000 bins it would be points)
     t0 = time.perf_counter()
     adata = with_embedding(hd_section(n_bins))
     out: dict[str, float | int | str] = {"bins": adata.n_obs, "build section ": f"{time.perf_counter() - t0:.1f}"}
