@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from napari_senca import ConfigError, SencaConfig
+from napari_senca import ConfigError, SencaConfig, image_weights
+from napari_senca.errors import SencaError
 from napari_senca.graph import build_graph, neighbour_index, normalized_adjacency
 from napari_senca.model.backbone import IMAGENET_MEAN, IMAGENET_STD, ResNetTrunk, build_backbone
 from napari_senca.model.modules import (
@@ -424,18 +425,33 @@ def test_gradients_reach_the_features() -> None:
 
 
 def test_auto_weights_offline_say_so_plainly(monkeypatch: pytest.MonkeyPatch) -> None:
-    import torchvision.models as tvm
+    from napari_senca.model import resnet
 
-    real = tvm.resnet18
+    def offline(name, progress=True):  # what torch.hub does without internet and without a cache
+        raise OSError("no network")
 
-    def offline(*, weights=None):  # what torchvision does without internet and without a cache
-        if weights is not None:
-            raise OSError("no network")
-        return real(weights=None)
+    monkeypatch.setattr(resnet, "imagenet_state_dict", offline)
+    image_weights.forget_failures()
+    try:
+        trunk = build_backbone("resnet18", "auto")
+        assert trunk.weights_used == "random (ImageNet weights unavailable offline)"
+        with pytest.raises(SencaError, match="could not load ImageNet weights"):
+            build_backbone("resnet18", "imagenet")
+    finally:
+        image_weights.forget_failures()
 
-    monkeypatch.setattr(tvm, "resnet18", offline)
-    trunk = build_backbone("resnet18", "auto")
-    assert trunk.weights_used == "random (ImageNet weights unavailable offline)"
+
+def test_imagenet_weights_load_into_the_trunk(monkeypatch: pytest.MonkeyPatch, resnet18_state: dict) -> None:
+    """'imagenet' loads torchvision's state dict strictly (fc included) and keeps the trunk."""
+    from napari_senca.model import resnet
+
+    monkeypatch.setattr(resnet, "imagenet_state_dict", lambda name, progress=True: dict(resnet18_state))
+    trunk = build_backbone("resnet18", "imagenet")
+    assert trunk.weights_used == "imagenet" and not trunk.random
+    got = trunk.net.state_dict()
+    for k, v in resnet18_state.items():
+        if not k.startswith("fc."):
+            assert torch.equal(got[k], v)
 
 
 def test_image_decoder_and_projection_heads_only_when_asked() -> None:

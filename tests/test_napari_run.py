@@ -58,20 +58,16 @@ def test_overall_progress_never_goes_back():
 
 def test_offline_fallback_remembered(monkeypatch):
     """'auto' without ImageNet weights tries the download once per session, not on every run."""
-    import torchvision.models as tvm
-
+    from napari_senca.model import resnet
     from napari_senca.model.backbone import RANDOM_OFFLINE, build_backbone
 
-    real = tvm.resnet18
     tries = []
 
-    def offline(*, weights=None, **kw):
-        if weights is not None:
-            tries.append(weights)
-            raise OSError("no network")
-        return real(weights=None, **kw)
+    def offline(name, progress=True):  # what torch.hub does without internet and without a cache
+        tries.append(name)
+        raise OSError("no network")
 
-    monkeypatch.setattr(tvm, "resnet18", offline)
+    monkeypatch.setattr(resnet, "imagenet_state_dict", offline)
     image_weights.forget_failures()
     try:
         assert build_backbone("resnet18", "auto").weights_used == RANDOM_OFFLINE

@@ -6,8 +6,9 @@ Here the CNN trunk runs once over the image, resampled so that one patch
 spans the encoder's input size, in tiles (with a margin of half a patch plus
 some context, so that every spot window lies inside its tile's feature map);
 each spot's feature is then the average of the feature map over its window
-(:func:`torchvision.ops.roi_align`, a k x k grid averaged, k = size / stride),
-which is what the CNN's global average pooling does on a single patch. Only
+(:func:`window_means`: ``torchvision.ops.roi_align`` with a k x k grid
+averaged, k = size / stride, without importing torchvision), which is what
+the CNN's global average pooling does on a single patch. Only
 windows of the chosen image level are read (lazy levels stay lazy); each
 window is reduced by an integer block mean in row strips and then resized
 (bilinear), so that memory is bounded by one tile.
@@ -29,7 +30,7 @@ from PIL import Image
 
 from .patches import border_colour, choose_level, read_window
 
-__all__ = ["encode_fcn", "read_scaled", "tile_plan"]
+__all__ = ["encode_fcn", "read_scaled", "tile_plan", "window_means"]
 
 #: level pixels read per strip before the block mean (bounds memory on whole-slide levels)
 _STRIP_PX = 8_000_000
@@ -59,6 +60,44 @@ def read_scaled(image: Any, y0: int, x0: int, h: int, w: int, scale: float, fill
     if src.shape[:2] == (oh, ow):
         return src
     return np.asarray(Image.fromarray(src).resize((ow, oh), Image.BILINEAR))
+
+
+def _axis_weights(lo: np.ndarray, hi: np.ndarray, k: int, size: int) -> np.ndarray:
+    """``(n, size)``: each window's mean bilinear weights along one axis, over its 2k samples.
+
+    ``lo``/``hi`` are window edges in feature-map px (pixel i covers [i, i+1)).
+    As ``roi_align(aligned=True, sampling_ratio=2)``: samples at the centres of
+    2k equal steps, clamped to the edge pixels within one pixel of the map,
+    weightless beyond.
+    """
+    n, s = len(lo), 2 * k
+    pos = (lo - 0.5)[:, None] + (np.arange(s) + 0.5)[None, :] * ((hi - lo) / s)[:, None]  # (n, 2k) pixel-centre coordinates
+    valid = (pos >= -1.0) & (pos <= size)
+    p = np.clip(pos, 0.0, size - 1.0)
+    low = np.minimum(np.floor(p).astype(np.int64), size - 1)
+    frac = np.where(low >= size - 1, 0.0, p - low)
+    high = np.minimum(low + 1, size - 1)
+    w = np.zeros((n, size))
+    rows = np.repeat(np.arange(n), s)
+    np.add.at(w, (rows, low.ravel()), ((1.0 - frac) * valid).ravel() / s)
+    np.add.at(w, (rows, high.ravel()), (frac * valid).ravel() / s)
+    return w
+
+
+def window_means(fmap: torch.Tensor, boxes: np.ndarray, k: int, chunk: int = 256) -> torch.Tensor:
+    """Mean of ``fmap`` (C, H, W) over each box, sampled bilinearly on a 2k x 2k grid -> (n, C).
+
+    ``boxes``: ``(n, 4)`` ``x1, y1, x2, y2`` in feature-map px. The same values
+    as ``torchvision.ops.roi_align(..., (k, k), sampling_ratio=2, aligned=True)``
+    averaged over its k x k bins (tested against it): the samples form a grid,
+    so their mean is separable into one weight vector per axis.
+    """
+    _, h, w = fmap.shape
+    wy = torch.as_tensor(_axis_weights(boxes[:, 1], boxes[:, 3], k, h), dtype=fmap.dtype, device=fmap.device)  # (n, H)
+    wx = torch.as_tensor(_axis_weights(boxes[:, 0], boxes[:, 2], k, w), dtype=fmap.dtype, device=fmap.device)  # (n, W)
+    out = [torch.einsum("chw,nw->nch", fmap, wx[i : i + chunk]).mul_(wy[i : i + chunk, None, :]).sum(-1)
+           for i in range(0, len(boxes), chunk)]  # (chunk, C) each
+    return torch.cat(out) if out else fmap.new_zeros((0, fmap.shape[0]))
 
 
 def tile_plan(centres: np.ndarray, half: float, tile: float) -> list[tuple[float, float, np.ndarray]]:
@@ -107,8 +146,6 @@ def encode_fcn(
     numpy.ndarray
         ``(n, F)`` float32 features, in spot order.
     """
-    from torchvision.ops import roi_align
-
     image, f = choose_level(levels, radius_full, size)
     fill = border_colour(image)
     r_lvl = radius_full * f  # patch radius in level px
@@ -139,9 +176,7 @@ def encode_fcn(
                 ],
                 1,
             )
-            b = torch.as_tensor(boxes, dtype=fmap.dtype, device=fmap.device)
-            pooled = roi_align(fmap, b, (k, k), spatial_scale=1.0 / stride, sampling_ratio=2, aligned=True)
-            out = pooled.mean((2, 3)).float().cpu().numpy()
+            out = window_means(fmap[0], boxes[:, 1:] / stride, k).float().cpu().numpy()
         if feats is None:
             feats = np.zeros((len(centres), out.shape[1]), dtype=np.float32)
         feats[idx] = out

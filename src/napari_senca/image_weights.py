@@ -1,7 +1,8 @@
 """Where the image branch's ImageNet weights stand, without downloading anything.
 
 :func:`imagenet_cached` looks for torchvision's weights file in the torch cache
-(``TORCH_HOME``, as :func:`torch.hub.load_state_dict_from_url` stores it), so
+(``TORCH_HOME``, as :func:`torch.hub.load_state_dict_from_url` stores it;
+:mod:`napari_senca.model.resnet`), so
 the Run widget can say *before* a run that ``auto`` will fall back to random
 weights. When a download fails, :func:`remember_failure` keeps that for the rest
 of the session: :func:`napari_senca.model.backbone.build_backbone` then goes
@@ -12,7 +13,6 @@ again on every run.
 from __future__ import annotations
 
 import os
-from urllib.parse import urlparse
 
 __all__ = [
     "imagenet_cached",
@@ -58,17 +58,13 @@ def imagenet_cached(backbone: str = "resnet18") -> bool | None:
     """True when the ImageNet weights of ``backbone`` are in the torch cache.
 
     None when ``backbone`` has no torchvision ImageNet weights (nothing to check).
-    Imports torchvision: call it off the main thread or once it is imported.
+    Imports torch (not torchvision): call it off the main thread or once torch is imported.
     """
-    import torch
-    import torchvision.models as tvm
+    from .model.resnet import IMAGENET_URLS, imagenet_file
 
-    try:
-        url = tvm.get_model_weights(backbone).DEFAULT.url
-    except Exception:
+    if backbone not in IMAGENET_URLS:
         return None
-    name = os.path.basename(urlparse(url).path)
-    return os.path.isfile(os.path.join(torch.hub.get_dir(), "checkpoints", name))
+    return os.path.isfile(imagenet_file(backbone))
 
 
 def remember_failure(backbone: str) -> None:

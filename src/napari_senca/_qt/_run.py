@@ -317,11 +317,11 @@ class RunWidget(DockWidget):
         self.weights_note.tooltip = note
 
     def _on_encoder(self, *_: Any) -> None:
-        """A new encoder: look its ImageNet weights up again (only once torchvision is imported)."""
+        """A new encoder: look its ImageNet weights up again (only once torch is imported)."""
         if not is_alive(self):
             return
         self.imagenet_cached = None
-        if "torchvision.models" in sys.modules:
+        if "torch" in sys.modules:
             from ..image_weights import imagenet_cached
 
             self.imagenet_cached = imagenet_cached(self.encoder_name())
@@ -484,7 +484,7 @@ class RunWidget(DockWidget):
         self._timer.stop()
         self.run_btn.enabled = True
         self.stop_btn.enabled = False
-        if "torchvision.models" in sys.modules:  # a failed download is remembered: say so now
+        if "torch" in sys.modules:  # a failed download is remembered: say so now
             from ..image_weights import imagenet_cached
 
             self.imagenet_cached = imagenet_cached(self.encoder_name())

@@ -13,8 +13,9 @@ networks that end in global average pooling, ``stride`` and ``feature_map``
 
 ``weights`` is one of
 
-* ``"imagenet"``: torchvision's weights API (``ResNet18_Weights.DEFAULT`` ...),
-  downloaded once and cached by torch as usual (``TORCH_HOME``);
+* ``"imagenet"``: torchvision's ``ResNet18_Weights.DEFAULT`` ... files,
+  downloaded once and cached by torch as usual (``TORCH_HOME``); the ResNets
+  are torchvision's, built without importing it (:mod:`.resnet`);
 * ``"auto"``: ImageNet weights when they are cached or can be downloaded,
   random initialisation otherwise (the result records which);
 * ``"none"``: random initialisation (what the tests use);
@@ -122,24 +123,23 @@ def build_backbone(name: str = "resnet18", weights: str = "auto") -> ResNetTrunk
         from ..encoders import build_timm_encoder
 
         return build_timm_encoder(name, weights)  # type: ignore[return-value]
-    import torchvision.models as tvm
+    from .resnet import imagenet_state_dict, resnet
 
-    builder = getattr(tvm, name)
     w = str(weights)
     if w.lower() in ("none", "random", ""):
-        return ResNetTrunk(builder(weights=None), _FEATURES[name], RANDOM_REQUESTED)
+        return ResNetTrunk(resnet(name), _FEATURES[name], RANDOM_REQUESTED)
     if w.lower() in ("imagenet", "auto"):
         from ..image_weights import download_failed, remember_failure
 
         if w.lower() == "auto" and download_failed(name):  # failed before in this session: do not retry
-            return ResNetTrunk(builder(weights=None), _FEATURES[name], RANDOM_OFFLINE)
-        enum = tvm.get_model_weights(name).DEFAULT
+            return ResNetTrunk(resnet(name), _FEATURES[name], RANDOM_OFFLINE)
+        net = resnet(name)
         try:
-            net = builder(weights=enum)
+            net.load_state_dict(imagenet_state_dict(name))
         except Exception as exc:  # urllib/HTTP/SSL errors differ by platform
             remember_failure(name)
             if w.lower() == "auto":
-                return ResNetTrunk(builder(weights=None), _FEATURES[name], RANDOM_OFFLINE)
+                return ResNetTrunk(resnet(name), _FEATURES[name], RANDOM_OFFLINE)
             raise SencaError(
                 f"could not load ImageNet weights for {name} ({type(exc).__name__}: {exc}); "
                 "without internet, put the file in the torch cache, pass a local .pth file, "
@@ -159,7 +159,7 @@ def build_backbone(name: str = "resnet18", weights: str = "auto") -> ResNetTrunk
         raise ConfigError(f"{path}: expected a state dict, found {type(state).__name__}")
     state = {k.removeprefix("module.").removeprefix("net."): v for k, v in state.items()}
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    net = builder(weights=None)
+    net = resnet(name)
     try:
         missing, unexpected = net.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # tensor shapes that do not fit
