@@ -38,6 +38,7 @@ from anndata import AnnData
 from ..errors import ConfigError, DataError
 from ..notes import add_excluded, add_warning, examples, set_labels
 from ..section import make_section
+from .counts_table import read_integer_counts
 from .image import (
     check_inside,
     find_images,
@@ -310,10 +311,14 @@ def _read_st(
     source: Path,
     source_format: str,
 ) -> AnnData:
-    counts = _read_table(counts_path, "counts", index_col=0)
-    ids = [str(i).strip() for i in counts.index]
-    X = _counts_matrix(counts, counts_path)
-    genes = _header_names(counts_path, counts)
+    fast = read_integer_counts(counts_path)  # None: not plain integers, read (and checked) by pandas
+    if fast is not None:
+        ids, genes, X = fast
+    else:
+        counts = _read_table(counts_path, "counts", index_col=0)
+        ids = [str(i).strip() for i in counts.index]
+        X = _counts_matrix(counts, counts_path)
+        genes = _header_names(counts_path, counts)
 
     keys: list[tuple[float, float]] = []
     for sid in ids:
