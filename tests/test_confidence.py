@@ -128,3 +128,23 @@ def test_confidence_is_a_layer_feature_for_hover():
     df = ReviewState(adata).features()
     assert CONFIDENCE_KEY in df
     np.testing.assert_allclose(df[CONFIDENCE_KEY].to_numpy(), adata.obs[CONFIDENCE_KEY].to_numpy())
+
+
+def test_categorical_codes_read_as_the_strings_do():
+    """update_confidence works from the categorical's codes: unused categories, missing values, 10 vs 9 sort as text."""
+    import pandas as pd
+
+    from napari_senca.confidence import label_codes
+
+    z, labels, _ = two_blobs(n=60)
+    labels = np.where(np.arange(60) % 7 == 0, 10, labels)  # a third region '10' (sorts before '9' as text)
+    cat = pd.Series(pd.Categorical(labels, categories=[1, 0, 9, 10]))  # 9 unused
+    cat[3] = np.nan
+    names, codes = label_codes(cat)
+    ref_names, ref_codes = np.unique(cat.astype(str).to_numpy(), return_inverse=True)
+    used = np.unique(codes)
+    assert list(names[used]) == list(ref_names) and np.array_equal(names[codes], ref_names[ref_codes])
+    adata = annotated_section(k=3)
+    adata.obs[CLUSTER_KEY] = adata.obs[CLUSTER_KEY].cat.add_categories(["never used"])
+    np.testing.assert_allclose(update_confidence(adata), silhouette_confidence(
+        np.asarray(adata.obsm[EMBED_KEY]), adata.obs[CLUSTER_KEY].astype(str)))

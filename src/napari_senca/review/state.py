@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from ..confidence import region_means
 from ..errors import ConfigError, DataError
 from ..section import CLUSTER_KEY, LABEL_KEY, UNS_KEY
 from . import layers as _layers
@@ -301,10 +302,9 @@ class ReviewState(EditsMixin, MarkersMixin, ColourByMixin, LayerMixin):
         space = self.adata.obsm[EMBED_KEY] if EMBED_KEY in self.adata.obsm else self.adata.obsm["spatial"]
         x = np.asarray(space, dtype=np.float64)
         codes = self.codes()
-        ok = codes >= 0
-        n = np.bincount(codes[ok], minlength=self.n_clusters).astype(np.float64)
-        sums = np.stack([np.bincount(codes[ok], x[ok, j], minlength=self.n_clusters) for j in range(x.shape[1])], 1)
-        cen = {c: sums[i] / n[i] for i, c in enumerate(self.clusters) if n[i] > 0}
+        n = np.bincount(codes[codes >= 0], minlength=self.n_clusters)
+        means = region_means(x, codes, self.n_clusters)  # (k, dim)
+        cen = {c: means[i] for i, c in enumerate(self.clusters) if n[i] > 0}
         others = [c for c in self.clusters if c != small and c in cen]
         into = min(others, key=lambda c: float(np.linalg.norm(cen[c] - cen[small])))
         self._suggestion = ((self._version, tuple(self.clusters)), (small, into))
