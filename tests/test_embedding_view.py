@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_senca import embedding_view as emb
 from napari_senca.embedding_view import (
     NAN_COLOUR,
     cached_layout,
@@ -167,3 +168,28 @@ def test_link_selects_on_a_raster_and_tells_its_watchers():
     link.select_spots(layer, [])
     assert calls[-1] == [] and len(calls) == 3
     assert other == []  # an unwatched listener is no longer called
+
+
+def test_splat_puts_each_point_on_its_pixel_and_rings_the_selected():
+    xy = np.array([[0.0, 0.0], [10.0, 5.0], [5.0, 2.5], [10.0, 0.0]])
+    s = emb.Splat.of(xy, width=21, height=11, margin=0.0)
+    assert s.extent == (0.0, 10.0, 0.0, 5.0) and s.shape == (11, 21)
+    rows, cols = np.divmod(s.pix, 21)
+    np.testing.assert_array_equal(rows, [0, 10, 5, 0])  # row 0 at the bottom (imshow origin="lower")
+    np.testing.assert_array_equal(cols, [0, 20, 10, 20])
+    rgba = np.array([[1, 0, 0, 1], [0, 1, 0, 1], [0, 0, 1, 0.2], [0.5, 0.5, 0.5, 1]], dtype=float)
+    img = s.image(rgba)
+    np.testing.assert_array_equal(img[5, 10], rgba[2])
+    assert img[:, :, 3].sum() == rgba[:, 3].sum()  # nothing else painted
+    ringed = s.image(rgba, ring=xy[[2]])
+    assert np.all(ringed[4:7, 9:12][[0, 0, 0, 1, 1, 2, 2, 2], [0, 1, 2, 0, 2, 0, 1, 2]] == 1.0)  # white around it
+    np.testing.assert_array_equal(ringed[5, 10], rgba[2])  # the point itself stays on top
+    assert ringed[0, 0, 3] == 1.0 and ringed[0, 0, 0] == 1.0 and ringed[0, 0, 1] == 0.0
+
+
+def test_splat_of_a_single_point_or_a_line_has_a_finite_extent():
+    s = emb.Splat.of(np.array([[3.0, 3.0]]), width=10, height=10)
+    x0, x1, y0, y1 = s.extent
+    assert x0 < 3 < x1 and y0 < 3 < y1
+    s = emb.Splat.of(np.array([[0.0, 1.0], [4.0, 1.0]]), width=10, height=10)
+    assert s.extent[2] < 1 < s.extent[3]

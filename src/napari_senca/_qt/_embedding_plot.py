@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg, NavigationToolbar2QT
 from matplotlib.figure import Figure
+from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.widgets import LassoSelector, RectangleSelector
 
 from .. import embedding_view as emb
@@ -20,7 +21,8 @@ from .. import embedding_view as emb
 __all__ = ["PlotMixin", "theme_colours"]
 
 SELECTOR_COLOUR = "#ffff00"
-#: Above this many drawn points they are drawn as squares (a third faster in Agg than circles).
+#: Above this many drawn points the plot is an image, one pixel per point (:class:`~napari_senca.embedding_view.Splat`):
+#: a 30,000-point scatter takes Agg about 0.2 s a draw, the image about 0.05 s.
 DENSE_POINTS = 10_000
 
 
@@ -59,11 +61,24 @@ class PlotMixin:
         self.cbar_canvas.setVisible(False)
         self._scatter: Any = None
         self._ring: Any = None
+        self._image: Any = None  # dense plots: an AxesImage painted from self._splat
+        self._splat: emb.Splat | None = None
+        self.canvas.mpl_connect("draw_event", self._freeze_layout)
+        self.canvas.mpl_connect("resize_event", self._relayout)
         self.lasso = LassoSelector(self.ax, onselect=self._on_lasso, button=1,
                                    props={"color": SELECTOR_COLOUR, "linewidth": 1.5})  # fmt: skip
         self.rectangle = RectangleSelector(self.ax, self._on_rectangle, button=3, useblit=True, minspanx=3,
                                            minspany=3, spancoords="pixels", interactive=False,
                                            props={"edgecolor": SELECTOR_COLOUR, "fill": False})  # fmt: skip
+
+    def _relayout(self, *_: Any) -> None:
+        """Lay the axes out again at the next draw (new size, title or labels)."""
+        self.figure.set_layout_engine("constrained")
+
+    def _freeze_layout(self, *_: Any) -> None:
+        """Keep the layout of the last draw: recolouring redraws skip the constrained layout (half their time)."""
+        if isinstance(self.figure.get_layout_engine(), ConstrainedLayoutEngine):
+            self.figure.set_layout_engine("none")
 
     def _on_lasso(self, vertices: Any) -> None:  # pragma: no cover - provided by the widget
         raise NotImplementedError
@@ -88,7 +103,8 @@ class PlotMixin:
 
     def _draw_message(self, text: str) -> None:
         self.points = None
-        self._scatter = self._ring = None
+        self._scatter = self._ring = self._image = self._splat = None
+        self._relayout()
         self.ax.clear()
         self._style_axes()
         self.ax.set_xticks([])
@@ -99,14 +115,22 @@ class PlotMixin:
     def _draw_points(self, points: emb.PlotPoints, name: str) -> None:
         """A new scatter of the drawn points (uncoloured: :meth:`_paint` colours them)."""
         self.points = points
+        self._relayout()
         self.ax.clear()
         self._style_axes()
         m = len(points.drawn)
-        size = float(min(10.0, max(0.5, 8000.0 / max(m, 1))) * 2)
         xy = points.xy[points.drawn]
-        marker = "s" if m > DENSE_POINTS else "o"  # squares draw faster; at 1 pt nobody sees the corners
-        self._scatter = self.ax.scatter(xy[:, 0], xy[:, 1], s=size, linewidths=0, marker=marker)
-        self._ring = self.ax.scatter([], [], s=size * 2.2, facecolors="none", edgecolors="#ffffff", linewidths=0.8)
+        self._scatter = self._ring = self._image = self._splat = None
+        if m > DENSE_POINTS:
+            box = self.ax.get_window_extent()
+            w, h = (int(np.clip(v, 64, 1600)) for v in (box.width, box.height))
+            self._splat = emb.Splat.of(xy, w, h)
+            self._image = self.ax.imshow(np.zeros((h, w, 4)), extent=self._splat.extent, origin="lower",
+                                         interpolation="nearest", aspect="auto")  # fmt: skip
+        else:
+            size = float(min(10.0, max(0.5, 8000.0 / max(m, 1))) * 2)
+            self._scatter = self.ax.scatter(xy[:, 0], xy[:, 1], s=size, linewidths=0)
+            self._ring = self.ax.scatter([], [], s=size * 2.2, facecolors="none", edgecolors="#ffffff", linewidths=0.8)
         self.ax.set_xlabel(f"{name} 1", fontsize=8)
         self.ax.set_ylabel(f"{name} 2", fontsize=8)
         drawn = f", {m:,} drawn" if points.subsampled else ""
@@ -114,9 +138,17 @@ class PlotMixin:
 
     def _paint(self, rgba: np.ndarray, ring: np.ndarray) -> None:
         """Colour the drawn points and ring the selected ones (``rgba`` and ``ring`` from ``PlotPoints``)."""
-        self._scatter.set_facecolors(rgba)
-        self._ring.set_offsets(ring if len(ring) else np.zeros((0, 2)))
+        if self._image is not None and self._splat is not None:
+            self._image.set_data(self._splat.image(rgba, ring))
+        else:
+            self._scatter.set_facecolors(rgba)
+            self._ring.set_offsets(ring if len(ring) else np.zeros((0, 2)))
         self.canvas.draw_idle()
+
+    @property
+    def painted(self) -> bool:
+        """True when points are on the canvas (a scatter or, for dense plots, an image)."""
+        return self._scatter is not None or self._image is not None
 
     def _draw_colourbar(self, on: bool) -> None:
         self.cbar_canvas.setVisible(on)
