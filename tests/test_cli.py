@@ -13,6 +13,7 @@ import pytest
 
 from napari_senca import cli, export
 from napari_senca.cli import main
+from napari_senca.cli import run as cli_run
 from napari_senca.outputs import MARKER, write_marker
 
 HAS_PIPELINE = importlib.util.find_spec("napari_senca.pipeline") is not None
@@ -122,8 +123,8 @@ def one_thread():
 def test_run_real_pipeline(st_folder, tmp_path, capsys, monkeypatch, fast_layout, one_thread):
     # the real pipeline end to end, with a small model so the test stays fast
     small = {"steps_per_epoch": 3, "embed_dim": 16, "hidden_dim": 32, "shared_dim": 8}
-    config = cli._config
-    monkeypatch.setattr(cli, "_config", lambda args: config(args).replace(**small))
+    config = cli_run._config  # looked up by the run command in napari_senca.cli.run
+    monkeypatch.setattr(cli_run, "_config", lambda args: config(args).replace(**small))
     folder = st_folder(nx=6, ny=5, n_genes=30, image=False, extra_spots=0)
     out = tmp_path / "res"
     assert main(["run", str(folder), "--out", str(out), "--epochs", "1", "--no-image", "--seed", "1"]) == 0
@@ -209,8 +210,8 @@ def test_info_real_data(shared_data, capsys):
 def test_run_on_space_ranger_and_h5ad(kind, visium_folder, tmp_path, capsys, monkeypatch, fast_layout, one_thread):
     # `run` on the other two inputs: a Space Ranger folder (with its image) and an h5ad we wrote
     small = {"steps_per_epoch": 2, "embed_dim": 16, "hidden_dim": 32, "shared_dim": 8, "patch_size": 32}
-    config = cli._config
-    monkeypatch.setattr(cli, "_config", lambda args: config(args).replace(**small))
+    config = cli_run._config  # looked up by the run command in napari_senca.cli.run
+    monkeypatch.setattr(cli_run, "_config", lambda args: config(args).replace(**small))
     src = visium_folder()
     if kind == "h5ad":
         from napari_senca.io import read_section, write_h5ad

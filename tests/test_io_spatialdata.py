@@ -12,6 +12,7 @@ import scipy.sparse as sp
 from napari_senca.errors import ConfigError, DataError
 from napari_senca.io import detect_format, read_section
 from napari_senca.io import spatialdata_store as sds
+from napari_senca.io.spatialdata_store import image as sds_image
 from napari_senca.section import get_image, spot_diameter
 
 if sys.version_info < (3, 11):  # spatialdata >= 0.7 needs Python 3.11; the testing extra installs it there
@@ -138,7 +139,8 @@ def _assert_on_marks(a) -> None:
 
 
 def test_store_from_the_api_lands_on_the_image(tmp_path, monkeypatch):
-    monkeypatch.setattr(sds, "HIRES_SIDE", 500)  # levels of 2400, 1200, 600 px: 600 is the nearest
+    # patched in spatialdata_store.image, where the image reader looks it up
+    monkeypatch.setattr(sds_image, "HIRES_SIDE", 500)  # levels of 2400, 1200, 600 px: 600 is the nearest
     store, glob = _api_store(tmp_path, Scale([0.5, 0.5], axes=("y", "x")), px_per_unit=2.0)
     a = read_section(store)
     assert a.n_obs == 20 and a.n_vars == 6

@@ -13,6 +13,7 @@ import pytest
 import torch._dynamo  # noqa: F401
 
 from napari_senca import _napari, cli, export
+from napari_senca.cli import run as cli_run
 from napari_senca.io import read_h5ad
 from napari_senca.notes import InputWarning
 from napari_senca.review import ReviewState
@@ -26,8 +27,8 @@ def small_cli(monkeypatch):
     """A small model, one thread, PCA instead of UMAP in the overview (fast, as in test_cli)."""
     import torch
 
-    config = cli._config
-    monkeypatch.setattr(cli, "_config", lambda args: config(args).replace(**SMALL))
+    config = cli_run._config  # looked up by the run command in napari_senca.cli.run
+    monkeypatch.setattr(cli_run, "_config", lambda args: config(args).replace(**SMALL))
     monkeypatch.setattr(export.layout, "embedding_2d", lambda e, seed=0: (np.asarray(e, float)[:, :2], "PCA"))
     n = torch.get_num_threads()
     torch.set_num_threads(1)

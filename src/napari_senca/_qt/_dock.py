@@ -1,0 +1,43 @@
+"""The base of the dock widgets, and keeping long texts from widening the dock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qtpy.QtWidgets import QWidget
+
+from ._sections import place_on_insert
+from ._workers import WorkerBox
+
+__all__ = ["DockWidget", "fit_width"]
+
+
+class DockWidget(QWidget):
+    """Base of the four dock widgets: the viewer and a box of worker threads
+    that are asked to quit when the widget goes away."""
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self._box = WorkerBox()
+        place_on_insert(napari_viewer)
+        self.destroyed.connect(self._box.quit_all)
+
+
+def fit_width(*widgets: Any, min_chars: int = 16) -> None:
+    """Keep long texts from widening the dock: labels wrap, combo boxes elide.
+
+    A QLabel without word wrap and a QComboBox sized to its longest item ask for
+    their whole text's width; docks tabbed together take the widest minimum, so
+    one long status line would stretch every napari-senca dock.
+    """
+    from qtpy.QtWidgets import QComboBox, QLabel, QSizePolicy
+
+    for w in widgets:
+        native = getattr(w, "native", w)
+        if isinstance(native, QLabel):
+            native.setWordWrap(True)
+            native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        elif isinstance(native, QComboBox):
+            native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            native.setMinimumContentsLength(min_chars)

@@ -1,0 +1,199 @@
+"""The Review widget's actions (a mixin): each calls one method of the review state and writes it back.
+
+These are the widget's public methods (and what its buttons call): re-cluster,
+select a region, show or hide it, rename, recolour, assign the selected spots,
+select inside drawn shapes, merge, undo / redo, colour by a gene or by region.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..review import raster as _raster
+from ..review.layers import restore_layer
+from . import _common
+from ._common import guarded, notify_info
+from ._review_raster import _world
+
+__all__ = ["NEW_REGION", "ReviewActionsMixin"]
+
+NEW_REGION = "+ new region"
+
+
+class ReviewActionsMixin:
+    """Actions of :class:`~napari_senca._qt.ReviewWidget`.
+
+    Uses the widget's ``viewer``, ``layer`` (section picker), the edit and
+    colour-by controls, ``state``, ``_apply`` and (from
+    :class:`~napari_senca._qt._review_raster.RasterSelectionMixin`) ``select``
+    and ``selected``.
+    """
+
+    viewer: Any
+    layer: Any
+    target: Any
+    new_name: Any
+    merge_a: Any
+    merge_b: Any
+    gene: Any
+
+    @guarded
+    def set_n_clusters(self, k: int, keep_manual: bool = True) -> None:
+        """Re-cluster the stored embedding into ``k`` regions (names, colours, hand assignments kept)."""
+        st = self.state()
+        st.set_n_clusters(int(k), keep_manual=keep_manual)
+        self._apply(st)
+
+    @guarded
+    def select_region(self, cluster: Any) -> list[int] | None:
+        """Select the spots of a region (or, before a run, of a pathologist label) in the layer."""
+        layer = self.layer.require()
+        st = self.state()
+        idx = st.spots_of(cluster) if st.has_result else st.spots_with_label(str(cluster))
+        self.select(idx)
+        self.viewer.layers.selection.active = layer
+        return np.asarray(idx, dtype=np.int64).tolist()
+
+    @guarded
+    def set_visible(self, cluster: Any, visible: bool) -> None:
+        """Show or hide the spots of a region."""
+        st = self.state()
+        st.set_visible(cluster, bool(visible))
+        self._apply(st)
+
+    @guarded
+    def restore_spots(self) -> tuple[int, int] | None:
+        """Drop points added to the spots layer and put back deleted ones; returns (dropped, restored)."""
+        layer = self.layer.require()
+        dropped, restored = restore_layer(layer, layer.metadata["adata"])
+        self._apply(self.state())
+        notify_info(f"spots restored: {dropped} added point(s) dropped, {restored} spot(s) put back")
+        return dropped, restored
+
+    @guarded
+    def rename(self, cluster: Any, name: str) -> None:
+        """Rename a region."""
+        st = self.state()
+        try:
+            st.rename(cluster, name)
+        finally:
+            self._apply(st)
+
+    @guarded
+    def recolour(self, cluster: Any, colour: Any = None) -> None:
+        """Recolour a region (asks with a colour dialog when ``colour`` is None)."""
+        st = self.state()
+        cid = st.resolve(cluster)
+        if colour is None:
+            colour = _common.pick_colour(self, st.colour_of(cid))
+            if colour is None:
+                return
+        st.recolour(cid, colour)
+        self._apply(st)
+
+    @guarded
+    def assign_selected(self, target: Any = None, new_name: str | None = None) -> str | None:
+        """Assign the selected spots of the layer to ``target`` (default: the combo box).
+
+        Returns the id of the region the spots now belong to.
+        """
+        st = self.state()
+        st.require_result()
+        sel = self.selected()
+        if not sel.size:
+            raise ConfigError(
+                "no spots selected: choose the spots layer, press S (select) or the lasso tool, "
+                "and select spots first"
+            )
+        tgt = self.target.value if target is None else target
+        name = self.new_name.value if new_name is None else new_name
+        if tgt in (None, NEW_REGION):
+            cid = st.assign(sel, None, new_name=name or None)
+            self.new_name.value = ""
+        else:
+            cid = st.assign(sel, tgt)
+        self._apply(st)
+        notify_info(f"{len(sel)} spots assigned to {st.name_of(cid)!r}")
+        return cid
+
+    @guarded
+    def select_in_shapes(self, shapes_layer: Any = None) -> list[int] | None:
+        """Select the spots inside the shapes of a Shapes layer (lasso, polygon, ...).
+
+        ``shapes_layer`` defaults to the selected Shapes layer, else the
+        topmost one. Returns the selected spot indices.
+        """
+        from ..review import spots_in_shapes
+
+        layer = self.layer.require()
+        shp = shapes_layer
+        if shp is None:
+            active = self.viewer.layers.selection.active
+            cands = [ly for ly in self.viewer.layers if type(ly).__name__ == "Shapes"]
+            shp = active if type(active).__name__ == "Shapes" else (cands[-1] if cands else None)
+        if shp is None or len(shp.data) == 0:
+            raise ConfigError(
+                "draw around the spots first: add a Shapes layer and use its lasso or polygon tool"
+            )
+        polys = [_world(shp, verts) for verts in shp.data]
+        if _raster.is_raster_layer(layer):
+            idx = _raster.bins_in_shapes(layer, polys, list(shp.shape_type))
+        else:
+            idx = spots_in_shapes(_raster.layer_world_coords(layer), polys, list(shp.shape_type))
+        idx = idx[self.state().shown_mask()[idx]]  # spots of hidden regions are not edited by accident
+        self.select(idx)
+        self.viewer.layers.selection.active = layer
+        layer.mode = "pan_zoom" if _raster.is_raster_layer(layer) else "select"
+        notify_info(f"{len(idx)} spots selected inside {len(shp.data)} shape(s) of {shp.name!r}")
+        return np.asarray(idx, dtype=np.int64).tolist()
+
+    @guarded
+    def merge(self, keep: Any = None, other: Any = None) -> str | None:
+        """Merge region ``other`` into ``keep`` (default: the two combo boxes)."""
+        st = self.state()
+        a = self.merge_b.value if keep is None else keep
+        b = self.merge_a.value if other is None else other
+        if a is None or b is None:
+            raise ConfigError("choose two regions to merge")
+        cid = st.merge(a, b)
+        self._apply(st)
+        return cid
+
+    @guarded
+    def undo(self) -> str | None:
+        """Undo the last edit; returns its description."""
+        st = self.state()
+        what = st.undo()
+        self._apply(st)
+        notify_info(f"undone: {what}")
+        return what
+
+    @guarded
+    def redo(self) -> str | None:
+        """Redo the last undone edit; returns its description."""
+        st = self.state()
+        what = st.redo()
+        self._apply(st)
+        notify_info(f"redone: {what}")
+        return what
+
+    @guarded
+    def colour_by_gene(self, gene: str | None = None) -> None:
+        """Colour the spots by a gene's log-normalised expression or a numeric spot column."""
+        st = self.state()
+        g = (self.gene.value if gene is None else gene).strip()
+        if not g:
+            raise ConfigError("type a gene name or a numeric column (e.g. senca_confidence) first")
+        st.show_gene(g)
+        self.gene.value = st.colour_by or g
+        self._apply(st)
+
+    @guarded
+    def colour_by_clusters(self) -> None:
+        """Colour the spots by region again."""
+        st = self.state()
+        st.show_clusters()
+        self._apply(st)

@@ -1,0 +1,175 @@
+"""``napari-senca run`` and ``napari-senca batch``: the settings they share, training, and what they print.
+
+The output folder is checked before any work (see :mod:`napari_senca.outputs`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..outputs import check_output_folder
+from .common import PROG, CliError, Terminated, _error_line, _read
+from .progress import ProgressPrinter
+
+
+def _inputs(args: argparse.Namespace) -> list[Path]:
+    """Every path ``run`` reads: the output folder must be none of them and hold none of them."""
+    from ..runner import section_inputs
+
+    inputs = section_inputs(args.path, args.image, getattr(args, "image_weights", None))
+    enc = getattr(args, "encoder", None)
+    if enc and Path(enc).expanduser().is_file():  # a checkpoint given as the encoder is an input too
+        inputs.append(Path(enc).expanduser())
+    return inputs
+
+
+def _config(args: argparse.Namespace) -> Any:
+    """The settings given on the command line (checked before any data are read)."""
+    from ..config import SencaConfig
+
+    changes: dict[str, Any] = {}
+    for name in ("n_neighbors", "epochs", "seed", "device", "lr", "image_weights", "n_clusters"):
+        v = getattr(args, name, None)
+        if v is not None:
+            changes[name] = v
+    w = changes.get("image_weights")
+    if w is not None and w not in ("auto", "imagenet", "none") and not Path(w).is_file():
+        raise CliError(f"{w}: --image-weights must be auto, imagenet, none or an existing checkpoint file")
+    enc = getattr(args, "encoder", None)
+    if enc:
+        if Path(enc).expanduser().is_file():  # a checkpoint: the weights, and the architecture it names
+            from ..encoders import checkpoint_arch
+
+            changes["image_weights"] = str(Path(enc).expanduser())
+            changes["backbone"] = checkpoint_arch(Path(enc).expanduser()) or "resnet18"
+        elif any(c in enc for c in "/\\") and not enc.startswith(("hf-hub:", "timm:")):
+            raise CliError(f"{enc}: --encoder file not found (or give a timm name such as hf-hub:MahmoodLab/UNI)")
+        else:
+            changes["backbone"] = enc
+    if getattr(args, "no_feature_cache", False):
+        changes["cache_features"] = False
+    if getattr(args, "no_image", False):
+        changes["use_image"] = False
+    return SencaConfig(**changes)
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from ..batch import run_batch
+    from ..pipeline import Progress
+
+    cfg = _config(args)
+    bar = ProgressPrinter(sys.stderr)
+
+    def update(row: dict[str, Any], done: int, total: int) -> None:
+        bar.close()
+        status = row["status"]
+        if status == "failed":
+            what = f"failed: {row['error']}"
+        else:
+            ari = f", ARI {row['ari']:.3f}" if isinstance(row.get("ari"), float) and row["ari"] == row["ari"] else ""
+            secs = f", {row['time_total']:.1f} s" if isinstance(row.get("time_total"), float) else ""
+            what = f"{status}: {row['spots']} spots, {row['regions']} regions{ari}{secs}"
+            what += " (up to date)" if status == "skipped" else ""
+        print(f"[{done}/{total}] {row['section']}: {what}", file=sys.stderr)
+        bar(Progress("cohort", done, total, f"{done}/{total} sections"))
+
+    try:
+        if getattr(args, "joint", False):
+            from ..batch import run_joint_batch
+
+            res = run_joint_batch(
+                args.sections, args.out, cfg, section=args.section, batch=args.batch_correction,
+                progress=bar, on_update=update, bin_size=args.bin_size,
+            )  # fmt: skip
+        else:
+            res = run_batch(
+                args.sections,
+                args.out,
+                cfg,
+                scheduler=args.scheduler,
+                n_workers=args.workers,
+                section=args.section,
+                match_regions=not args.no_match,
+                reference=args.reference,
+                min_corr=args.min_corr,
+                on_update=update,
+                bin_size=args.bin_size,
+            )
+    except (KeyboardInterrupt, Terminated) as exc:
+        bar.close()
+        what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "terminated"
+        _error_line(f"{what}; finished sections are kept: run the same command to resume", prefix="")
+        return 130 if isinstance(exc, KeyboardInterrupt) else 143
+    finally:
+        bar.close()
+    t = res.table
+    n, failed = len(t), res.n_failed
+    skipped = int((t["status"] == "skipped").sum())
+    print(f"sections: {n - failed - skipped} done, {skipped} up to date, {failed} failed")
+    if res.vocabulary is not None and len(res.vocabulary):
+        print(f"region vocabulary: {res.vocabulary['cohort_region'].nunique()} cohort regions")
+    print(f"wrote: {res.out} (cohort.csv, region_vocabulary.csv, cohort.png, one folder per section)")
+    if failed:
+        _error_line(f"{failed} of {n} sections failed (see {res.out / 'cohort.csv'})", prefix="")
+        return 1
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .. import runner
+
+    cfg = _config(args)
+    if args.spatialdata:
+        runner.check_spatialdata_output()
+    inputs = _inputs(args)
+    out = check_output_folder(args.out, inputs, overwrite=args.overwrite)  # before any work
+    from ..notes import describe_input
+
+    request = runner.request_of(cfg, args.section, args.image, bin_size=getattr(args, "bin_size", None))
+    t0 = time.perf_counter()
+    adata = _read(args)
+    t_read = time.perf_counter() - t0
+    cfg, why = runner.resolve_n_clusters(adata, cfg)
+    from ..section import get_image
+
+    img = "yes" if (get_image(adata) is not None and cfg.use_image) else "no (RNA-only)"
+    print(
+        f"{PROG}: {adata.n_obs} spots, {adata.n_vars} genes, image {img}; {cfg.n_clusters} regions ({why})",
+        file=sys.stderr,
+    )
+    for field, value in describe_input(adata):  # excluded spots, label matching, warnings
+        print(f"{PROG}: {field}: {value}", file=sys.stderr)
+
+    bar = ProgressPrinter(sys.stderr)
+    try:
+        rep = runner.process_section(
+            adata,
+            cfg,
+            out,
+            inputs,
+            overwrite=args.overwrite,
+            request=request,
+            progress=bar,
+            warn=lambda msg: (bar.close(), _error_line(msg, prefix="warning: ")),
+            spatialdata=args.spatialdata,
+        )
+    finally:
+        bar.close()
+
+    print(f"regions: {', '.join(f'{c}: {n}' for c, n in rep.region_sizes.items())}")
+    if rep.ari is not None:
+        print(f"ARI: {rep.ari:.4f} (against the labels, {rep.n_labelled} labelled spots)")
+    total = time.perf_counter() - t0 - t_read
+    gate = adata.uns.get("senca", {}).get("image_gate")  # how much the image counted (docs/method.md, "Fusion")
+    counted = "" if gate is None else f"; image counted {gate:.2f} (0-1)"
+    print(f"device: {rep.device}; image weights: {rep.image_weights}{counted}; {total:.1f} s")
+    from ..features import WEAK_FEATURES_NOTE, weights_are_random
+
+    if rep.image and weights_are_random(rep.image_weights):
+        _error_line(WEAK_FEATURES_NOTE, prefix="warning: ")
+    print(f"wrote: {out} ({', '.join(runner.output_files(args.spatialdata))})")
+    return 0
