@@ -154,6 +154,38 @@ def test_store_from_the_api_lands_on_the_image(tmp_path, monkeypatch):
     _assert_on_marks(a)
 
 
+def test_the_finest_level_is_referenced_and_read_lazily(tmp_path, monkeypatch):
+    """A store finer than hires: patches come from its own pyramid, never copied into the section."""
+    from napari_senca.io.h5ad import read_h5ad, write_h5ad
+    from napari_senca.io.slide import reference_problem
+    from napari_senca.section import fullres_reference, get_image_levels
+
+    monkeypatch.setattr(sds_image, "HIRES_SIDE", 500)
+    store, glob = _api_store(tmp_path, Scale([0.5, 0.5], axes=("y", "x")), px_per_unit=2.0)
+    a = read_section(store)
+    ref = fullres_reference(a)
+    assert ref is not None and ref["kind"] == "spatialdata" and ref["element"] == "he"
+    assert (ref["width"], ref["height"], ref["scalef"]) == (2400, 1600, 2.0)
+    levels = get_image_levels(a)
+    assert hasattr(levels[0][0], "dask") and levels[0][0].shape == (1600, 2400, 3) and levels[0][1] == 2.0
+    px = np.round(np.asarray(a.obsm["spatial"]) * levels[0][1]).astype(int)  # spot centres at full resolution
+    assert (np.asarray(levels[0][0].vindex[px[:, 1], px[:, 0]]).min(axis=1) > 200).all()
+    write_h5ad(a, tmp_path / "s.h5ad")  # the .h5ad keeps the reference, not the pixels
+    b = read_h5ad(tmp_path / "s.h5ad")
+    assert fullres_reference(b) == ref and get_image_levels(b)[0][0].shape == (1600, 2400, 3)
+    store.rename(tmp_path / "moved.zarr")
+    assert "not there" in reference_problem(ref)
+    assert get_image_levels(b)[0][0].shape[:2] == (333, 500)  # moved: the stored hires image
+
+
+def test_no_reference_when_hires_is_the_finest_level(tmp_path):
+    from napari_senca.section import fullres_reference
+
+    store, _ = _api_store(tmp_path, Scale([0.5, 0.5], axes=("y", "x")), px_per_unit=2.0)
+    a = read_section(store)  # 2,400 px shown as 2,000 px hires: nothing finer worth a reference
+    assert fullres_reference(a) is None and get_image(a)[0].shape[:2] == (1333, 2000)
+
+
 def test_translated_image_puts_spots_in_its_pixels(tmp_path):
     to_global = Sequence([Scale([0.5, 0.5], axes=("y", "x")), Translation([40.0, 10.0], axes=("x", "y"))])
     store, glob = _api_store(tmp_path, to_global, px_per_unit=2.0, offset=(40.0, 10.0))

@@ -351,7 +351,7 @@ def get_image_levels(adata: AnnData) -> list[tuple[Any, float]]:
 
     Each entry is ``(array, factor)``: an ``(H, W, 3)`` uint8 array-like that
     supports slicing (a lazily read dask array for a referenced TIFF / OME-TIFF
-    / SVS file, else numpy), and the factor that maps ``obsm["spatial"]`` to
+    / SVS file or SpatialData image element, else numpy), and the factor that maps ``obsm["spatial"]`` to
     that level's pixels. Slice windows out of them; never materialise a whole
     large level.
 
@@ -364,11 +364,11 @@ def get_image_levels(adata: AnnData) -> list[tuple[Any, float]]:
     """
     ref = fullres_reference(adata)
     if ref is not None:
-        from .io.slide import open_levels, reference_problem
+        from .io.slide import open_reference, reference_problem
 
         if reference_problem(ref) is None:
             try:
-                levels = open_levels(ref["path"])
+                levels = open_reference(ref)
             except DataError:
                 levels = []
             if levels:

@@ -37,6 +37,7 @@ __all__ = [
     "image_reference",
     "reference_problem",
     "open_levels",
+    "open_reference",
     "read_overview",
     "write_pyramid",
 ]
@@ -106,6 +107,10 @@ def reference_problem(ref: Any) -> str | None:
     """
     if not isinstance(ref, dict) or not ref.get("path"):
         return "no full-resolution image is referenced"
+    if ref.get("kind") == "spatialdata":  # an image element of a SpatialData store
+        from .spatialdata_store.fullres import store_reference_problem
+
+        return store_reference_problem(ref)
     p = Path(str(ref["path"]))
     if not p.is_file():
         return f"the full-resolution image {p} is not there (moved or deleted)"
@@ -223,6 +228,19 @@ def open_levels(path: str | PathLike) -> list[Any]:
     except OSError:
         raise DataError(p, "image file not found") from None
     return list(_open_cached(str(p), int(st.st_size), int(st.st_mtime_ns)))
+
+
+def open_reference(ref: dict[str, Any]) -> list[Any]:
+    """The levels of a referenced image (a TIFF-family file or a SpatialData store's image element).
+
+    See :func:`open_levels`; references are made by :func:`image_reference`
+    and :func:`napari_senca.io.spatialdata_store.fullres.store_image_reference`.
+    """
+    if ref.get("kind") == "spatialdata":
+        from .spatialdata_store.fullres import open_store_levels
+
+        return open_store_levels(ref)
+    return open_levels(ref["path"])
 
 
 def read_overview(levels: list[Any], max_side: int = 2000) -> tuple[np.ndarray, float]:

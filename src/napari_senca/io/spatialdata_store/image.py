@@ -109,10 +109,10 @@ def _read_hires(levels: list[Any], where: Path, name: str) -> tuple[np.ndarray, 
     from ..h5ad import _downscale
 
     factor = float(level.sizes["x"]) / float(levels[0].sizes["x"]) / step  # per pixel of the finest level
-    if img.shape[-1] in (3, 4):
-        img, f = _downscale(img, HIRES_SIDE)
-        factor *= f
-    return img, factor
+    if img.shape[-1] == 1:  # grey: one plane (made RGB when it has to be downscaled)
+        img = img[..., 0]
+    img, f = _downscale(img, HIRES_SIDE)
+    return img, factor * f
 
 
 def _channels_ok(level: Any) -> bool:

@@ -85,5 +85,22 @@ def read_spatialdata(
     spatial, d, scale, in_image = _place(xy[rows], None if diam is None else diam[rows], _affine(element, cs), img_to_cs)
     hires, factor = _read_hires(levels, p / "images" / str(img_name), str(img_name)) if levels else (None, 1.0)
     adata = _build_section(tab, p, where, spatial, d, hires, scale * factor, region)
+    if levels and factor < FINER_FACTOR:  # the store has finer pixels than hires: read them lazily for patches
+        _reference_fullres(adata, p, str(img_name), levels[0], scale)
     _note_source(adata, name, region, img_name, cs, in_image, skipped)
     return adata
+
+
+#: ``hires`` px per finest-level px below which the finest level is referenced (read lazily for patches)
+FINER_FACTOR = 0.75
+
+
+def _reference_fullres(adata: AnnData, store: Path, element: str, finest: Any, scalef: float) -> None:
+    """Record the store's finest image level as the section's full-resolution image (never copied)."""
+    from ...section import library_id
+    from ..slide import REFERENCE_KEY
+    from .fullres import store_image_reference
+
+    lib = library_id(adata)
+    ref = store_image_reference(store, element, int(finest.sizes["x"]), int(finest.sizes["y"]), scalef)
+    adata.uns["spatial"][lib].setdefault("metadata", {})[REFERENCE_KEY] = ref
