@@ -193,3 +193,16 @@ def test_splat_of_a_single_point_or_a_line_has_a_finite_extent():
     assert x0 < 3 < x1 and y0 < 3 < y1
     s = emb.Splat.of(np.array([[0.0, 1.0], [4.0, 1.0]]), width=10, height=10)
     assert s.extent[2] < 1 < s.extent[3]
+
+
+@pytest.mark.parametrize("shape", [(400, 16), (3, 5), (50, 1)])
+def test_pca_layout_is_the_first_two_principal_component_scores(shape):
+    from sklearn.decomposition import PCA
+
+    z = np.random.default_rng(2).normal(size=shape) * np.arange(1, shape[1] + 1)
+    xy = compute_layout(z, "pca")
+    k = min(2, shape[1], shape[0] - 1)
+    ref = PCA(k).fit_transform(z)
+    for j in range(k):  # each axis up to its sign
+        assert min(np.abs(xy[:, j] - ref[:, j]).max(), np.abs(xy[:, j] + ref[:, j]).max()) < 1e-8
+    assert np.all(xy[:, k:] == 0)
