@@ -174,6 +174,7 @@ def test_splat_puts_each_point_on_its_pixel_and_rings_the_selected():
     xy = np.array([[0.0, 0.0], [10.0, 5.0], [5.0, 2.5], [10.0, 0.0]])
     s = emb.Splat.of(xy, width=21, height=11, margin=0.0)
     assert s.extent == (0.0, 10.0, 0.0, 5.0) and s.shape == (11, 21)
+    assert np.array_equal(s.inside, np.arange(4))
     rows, cols = np.divmod(s.pix, 21)
     np.testing.assert_array_equal(rows, [0, 10, 5, 0])  # row 0 at the bottom (imshow origin="lower")
     np.testing.assert_array_equal(cols, [0, 20, 10, 20])
@@ -206,3 +207,20 @@ def test_pca_layout_is_the_first_two_principal_component_scores(shape):
     for j in range(k):  # each axis up to its sign
         assert min(np.abs(xy[:, j] - ref[:, j]).max(), np.abs(xy[:, j] + ref[:, j]).max()) < 1e-8
     assert np.all(xy[:, k:] == 0)
+
+
+def test_splat_shows_the_most_opaque_point_of_a_shared_pixel():
+    """A selected (opaque) point under a later faded one stays visible, as the scatter's blending showed it."""
+    xy = np.array([[1.0, 1.0], [1.0, 1.0], [0.0, 0.0], [2.0, 2.0]])
+    s = emb.Splat.of(xy, width=3, height=3, margin=0.0)
+    rgba = np.array([[1, 0, 0, 1.0], [0, 0, 1, 0.3], [0, 1, 0, 0.3], [0, 1, 0, 0.3]])
+    np.testing.assert_array_equal(s.image(rgba)[1, 1], rgba[0])
+    np.testing.assert_array_equal(s.image(rgba[[1, 0, 2, 3]])[1, 1], rgba[0])
+
+
+def test_splat_of_a_zoomed_view_leaves_out_the_points_outside():
+    xy = np.array([[0.0, 0.0], [5.0, 5.0], [9.0, 9.0]])
+    s = emb.Splat.of(xy, width=10, height=10, extent=(4.0, 6.0, 4.0, 6.0))
+    np.testing.assert_array_equal(s.inside, [1])
+    img = s.image(np.ones((3, 4)))
+    assert img[:, :, 3].sum() == 1 and img[5, 5, 3] == 1

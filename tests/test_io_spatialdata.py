@@ -106,22 +106,23 @@ def _table(n: int, region: str, rng: np.random.Generator) -> ad.AnnData:
     return TableModel.parse(t, region=region, region_key="region", instance_key="cell_id")
 
 
-def _marked_image(centres_px: np.ndarray, h: int, w: int) -> np.ndarray:
-    """A dark (c, y, x) image with a white 32 x 32 px square on each centre (image pixels)."""
-    img = np.full((3, h, w), 20, dtype=np.uint8)
+def _marked_image(centres_px: np.ndarray, h: int, w: int, dtype=np.uint8) -> np.ndarray:
+    """A dark (c, y, x) image with a white 32 x 32 px square on each centre (image pixels; uint16: 12-bit)."""
+    top = 255 if dtype == np.uint8 else 4095
+    img = np.full((3, h, w), 20 * top // 255, dtype=dtype)
     for x, y in np.round(centres_px).astype(int):
-        img[:, y - 16 : y + 16, x - 16 : x + 16] = 255
+        img[:, y - 16 : y + 16, x - 16 : x + 16] = top
     return img
 
 
-def _api_store(tmp_path, image_to_global, px_per_unit, offset=(0.0, 0.0)):
+def _api_store(tmp_path, image_to_global, px_per_unit, offset=(0.0, 0.0), dtype=np.uint8):
     """Circles in 2-unit shapes coordinates, a 3-level image placed by ``image_to_global``."""
     rng = np.random.default_rng(1)
     xy = np.stack([rng.uniform(30, 250, 20), rng.uniform(30, 190, 20)], axis=1)  # shapes units
     glob = 2.0 * xy  # shapes -> global: Scale(2)
     centres_px = (glob - np.asarray(offset)) * px_per_unit  # global -> image pixels
     image = Image2DModel.parse(
-        _marked_image(centres_px, 1600, 2400), dims=("c", "y", "x"), scale_factors=[2, 2],
+        _marked_image(centres_px, 1600, 2400, dtype), dims=("c", "y", "x"), scale_factors=[2, 2],
         transformations={"global": image_to_global}, chunks=(3, 512, 512),
     )  # fmt: skip
     circles = ShapesModel.parse(xy, geometry=0, radius=np.full(20, 5.0), index=np.arange(20) + 100,
@@ -176,6 +177,17 @@ def test_the_finest_level_is_referenced_and_read_lazily(tmp_path, monkeypatch):
     store.rename(tmp_path / "moved.zarr")
     assert "not there" in reference_problem(ref)
     assert get_image_levels(b)[0][0].shape[:2] == (333, 500)  # moved: the stored hires image
+
+
+def test_images_other_than_uint8_are_not_referenced(tmp_path, monkeypatch):
+    """hires scales a uint16 image by its own range; a lazily read level would not: no reference, hires only."""
+    from napari_senca.section import fullres_reference, get_image_levels
+
+    monkeypatch.setattr(sds_image, "HIRES_SIDE", 500)
+    store, _ = _api_store(tmp_path, Scale([0.5, 0.5], axes=("y", "x")), px_per_unit=2.0, dtype=np.uint16)
+    a = read_section(store)
+    assert fullres_reference(a) is None and len(get_image_levels(a)) == 1
+    _assert_on_marks(a)
 
 
 def test_no_reference_when_hires_is_the_finest_level(tmp_path):

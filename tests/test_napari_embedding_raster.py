@@ -215,3 +215,22 @@ def test_recolouring_keeps_the_layout_a_new_plot_lays_out_again(hd, qtbot):
 
     ResizeEvent("resize_event", w.canvas)._process()  # what the Qt canvas sends when its widget is resized
     assert isinstance(w.figure.get_layout_engine(), ConstrainedLayoutEngine)
+
+
+def test_a_dense_plot_follows_a_zoom(hd, qtbot, monkeypatch):
+    """Zooming redraws the image for the new view (finer points), not an enlarged copy of the old one."""
+    from napari_senca._qt import _embedding_plot
+
+    review, w, layer = hd
+    monkeypatch.setattr(_embedding_plot, "DENSE_POINTS", 50)
+    w.replot()
+    (x0, x1), (y0, y1) = w.ax.get_xlim(), w.ax.get_ylim()
+    before = w._splat
+    w.ax.set_xlim(x0, (x0 + x1) / 2)
+    w.ax.set_ylim(y0, (y0 + y1) / 2)
+    qtbot.waitUntil(lambda: w._splat is not before, timeout=2000)
+    assert w._image.get_extent() == [x0, (x0 + x1) / 2, y0, (y0 + y1) / 2]
+    drawn = w.xy[w.points.drawn]
+    shown = (drawn[:, 0] <= (x0 + x1) / 2) & (drawn[:, 1] <= (y0 + y1) / 2)
+    np.testing.assert_array_equal(w._splat.inside, np.flatnonzero(shown))
+    assert np.asarray(w._image.get_array())[..., 3].sum() > 0

@@ -64,7 +64,8 @@ class PlotMixin:
         self._image: Any = None  # dense plots: an AxesImage painted from self._splat
         self._splat: emb.Splat | None = None
         self.canvas.mpl_connect("draw_event", self._freeze_layout)
-        self.canvas.mpl_connect("resize_event", self._relayout)
+        self.canvas.mpl_connect("resize_event", self._on_resize)
+        self._resplat_pending = False
         self.lasso = LassoSelector(self.ax, onselect=self._on_lasso, button=1,
                                    props={"color": SELECTOR_COLOUR, "linewidth": 1.5})  # fmt: skip
         self.rectangle = RectangleSelector(self.ax, self._on_rectangle, button=3, useblit=True, minspanx=3,
@@ -74,6 +75,33 @@ class PlotMixin:
     def _relayout(self, *_: Any) -> None:
         """Lay the axes out again at the next draw (new size, title or labels)."""
         self.figure.set_layout_engine("constrained")
+
+    def _on_resize(self, *_: Any) -> None:
+        self._relayout()
+        self._view_changed()
+
+    def _view_changed(self, *_: Any) -> None:
+        """A resize or a zoom: redo the dense plot's image at the new size and view (once per event burst)."""
+        if self._image is None or self._resplat_pending:
+            return
+        self._resplat_pending = True
+        from qtpy.QtCore import QTimer
+
+        QTimer.singleShot(0, self._resplat)
+
+    def _resplat(self) -> None:
+        self._resplat_pending = False
+        if self._image is None or self.points is None:
+            return
+        box = self.ax.get_window_extent()
+        w, h = (int(np.clip(v, 64, 1600)) for v in (box.width, box.height))
+        (x0, x1), (y0, y1) = self.ax.get_xlim(), self.ax.get_ylim()
+        self._splat = emb.Splat.of(self.points.xy[self.points.drawn], w, h, extent=(x0, x1, y0, y1))
+        self._image.set_extent(self._splat.extent)
+        self._recolour_plot()
+
+    def _recolour_plot(self) -> None:  # pragma: no cover - provided by the widget
+        raise NotImplementedError
 
     def _freeze_layout(self, *_: Any) -> None:
         """Keep the layout of the last draw: recolouring redraws skip the constrained layout (half their time)."""
@@ -127,6 +155,9 @@ class PlotMixin:
             self._splat = emb.Splat.of(xy, w, h)
             self._image = self.ax.imshow(np.zeros((h, w, 4)), extent=self._splat.extent, origin="lower",
                                          interpolation="nearest", aspect="auto")  # fmt: skip
+            self.ax.set_autoscale_on(False)  # the view is the user's (zoom, pan): the image follows it
+            for axis in ("xlim_changed", "ylim_changed"):  # axes.clear() drops these: connect for every plot
+                self.ax.callbacks.connect(axis, self._view_changed)
         else:
             size = float(min(10.0, max(0.5, 8000.0 / max(m, 1))) * 2)
             self._scatter = self.ax.scatter(xy[:, 0], xy[:, 1], s=size, linewidths=0)

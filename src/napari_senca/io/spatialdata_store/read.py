@@ -6,6 +6,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from anndata import AnnData
 
 from ...errors import DataError
@@ -85,13 +86,15 @@ def read_spatialdata(
     spatial, d, scale, in_image = _place(xy[rows], None if diam is None else diam[rows], _affine(element, cs), img_to_cs)
     hires, factor = _read_hires(levels, p / "images" / str(img_name), str(img_name)) if levels else (None, 1.0)
     adata = _build_section(tab, p, where, spatial, d, hires, scale * factor, region)
-    if levels and factor < FINER_FACTOR:  # the store has finer pixels than hires: read them lazily for patches
+    if levels and factor < FINER_FACTOR and levels[0].dtype == np.uint8:  # finer pixels than hires: read lazily
         _reference_fullres(adata, p, str(img_name), levels[0], scale)
     _note_source(adata, name, region, img_name, cs, in_image, skipped)
     return adata
 
 
-#: ``hires`` px per finest-level px below which the finest level is referenced (read lazily for patches)
+#: ``hires`` px per finest-level px below which the finest level is referenced (read lazily for patches).
+#: Only uint8 images: others are scaled by their own range for ``hires`` (``section.as_rgb_uint8``),
+#: which a lazily read level would not know.
 FINER_FACTOR = 0.75
 
 
