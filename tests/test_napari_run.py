@@ -242,3 +242,30 @@ def test_regions_default_waits_for_warm_up(qtbot, make_napari_viewer, monkeypatc
         w._on_warm(None)  # what the warm-up's "returned" signal does once the pipeline is in
     assert not run.regions_pending and run.n_clusters.value == 3 and run.config().n_clusters == 3
     assert user.n_clusters.value == 5 and user.config().n_clusters == 5
+
+
+def test_warm_up_imports_torchvision_only_for_timm_encoders(tmp_path):
+    """The built-in ResNets need neither torchvision nor torch._dynamo: the widget's warm-up skips them (2-3 s)."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    from napari_senca.model.backbone import TORCHVISION_NAMES
+
+    assert not any(_run.needs_torchvision(n) for n in TORCHVISION_NAMES)
+    assert _run.needs_torchvision("hf-hub:MahmoodLab/UNI") and _run.needs_torchvision("resnet10t")
+    code = textwrap.dedent(
+        """
+        import sys
+        from napari_senca._qt._run import warm_up
+        warm_up("resnet18")
+        print(sorted(m for m in ("torch._dynamo", "torchvision") if m in sys.modules) or "clean")
+        """
+    )
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": src})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "clean"

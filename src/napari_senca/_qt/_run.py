@@ -78,14 +78,19 @@ def pipeline_loaded() -> bool:
     return "napari_senca.pipeline" in sys.modules
 
 
+def needs_torchvision(backbone: str) -> bool:
+    """True for encoders that import torchvision (timm models); the built-in ResNets do not."""
+    return str(backbone) not in ("resnet18", "resnet34", "resnet50")  # model.backbone.TORCHVISION_NAMES
+
+
 def warm_up(backbone: str) -> bool | None:
-    """Worker: import torch, torchvision and the pipeline so that a click does not wait for them.
+    """Worker: import torch (torchvision for timm encoders) and the pipeline so that a click does not wait for them.
 
     Returns whether the ImageNet weights of ``backbone`` are in the torch cache
     (None: unknown), for the note shown before a run.
     """
     try:
-        import_torch()
+        import_torch(with_torchvision=needs_torchvision(backbone))
         preimport(*HEAVY_MODULES)
         from ..image_weights import imagenet_cached
 
@@ -113,7 +118,7 @@ def train(adata: Any, config: SencaConfig) -> Any:
     :func:`warm_up` has run).
     """
     try:
-        import_torch()
+        import_torch(with_torchvision=needs_torchvision(config.backbone))
         from ..pipeline import annotate, run_senca_iter
 
         t0 = time.perf_counter()

@@ -25,27 +25,32 @@ def preimport(*modules: str) -> None:
         importlib.import_module(m)
 
 
-def import_torch() -> None:
-    """Import torch, ``torch._dynamo`` and torchvision in the main thread, safely.
+def import_torch(with_torchvision: bool = True) -> None:
+    """Import torch and, with ``with_torchvision``, ``torch._dynamo`` and torchvision, safely in any thread.
 
-    ``torch._dynamo`` (imported by torchvision and by the first optimiser
-    step) probes for the optional ``triton`` package. Importing triton's
-    statically linked LLVM after an OpenGL context exists crashes the process
-    on Mesa drivers (llvmpipe under Xvfb, radeonsi, ...). The GUI never needs
-    triton (nothing is compiled), so the probe is answered "not installed"
-    when triton is not loaded yet.
+    ``torch._dynamo`` (imported by torchvision, which timm encoders use, and
+    by ``torch.optim``'s first step) probes for the optional ``triton``
+    package. Importing triton's statically linked LLVM after an OpenGL
+    context exists crashes the process on Mesa drivers (llvmpipe under Xvfb,
+    radeonsi, ...). The GUI never needs triton (nothing is compiled), so the
+    probe is answered "not installed" when triton is not loaded yet. The
+    built-in ResNets need neither (:mod:`napari_senca.model.resnet`): without
+    ``with_torchvision`` only torch is imported (2-3 s less on two cores).
     """
     import sys
 
-    if "torch._dynamo" in sys.modules and "torchvision.models" in sys.modules:
+    if "torch" in sys.modules and (not with_torchvision or (
+            "torch._dynamo" in sys.modules and "torchvision.models" in sys.modules)):  # fmt: skip
         return
     blocked = "triton" not in sys.modules
     if blocked:
         sys.modules["triton"] = None  # type: ignore[assignment]  # makes `import triton` raise ImportError
     try:
         import torch
-        import torch._dynamo  # noqa: F401
-        import torchvision.models  # noqa: F401
+
+        if with_torchvision:
+            import torch._dynamo  # noqa: F401
+            import torchvision.models  # noqa: F401
     finally:
         if blocked and sys.modules.get("triton", 0) is None:
             del sys.modules["triton"]
