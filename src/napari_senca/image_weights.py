@@ -23,16 +23,19 @@ __all__ = [
     "weights_are_random",
     "WEAK_FEATURES_NOTE",
     "KNOWN_ENCODERS",
+    "BUILTIN_RESNETS",
 ]
 
 _FAILED: set[str] = set()
 
+#: the torchvision ResNets built in (:mod:`napari_senca.model.resnet`, no torchvision import); every
+#: other encoder name is a timm model. Kept here, without torch, for the widget and the notices.
+BUILTIN_RESNETS = ("resnet18", "resnet34", "resnet50")
+
 #: names offered by the Run widget's editable encoder list (any timm model name can be typed);
 #: pathology foundation models published for timm on the Hugging Face hub (gated ones need HF_TOKEN)
 KNOWN_ENCODERS = (
-    "resnet18",
-    "resnet34",
-    "resnet50",
+    *BUILTIN_RESNETS,
     "hf-hub:MahmoodLab/UNI",
     "hf-hub:MahmoodLab/UNI2-h",
     "hf-hub:bioptimus/H-optimus-0",
@@ -97,7 +100,7 @@ def weights_notice(backbone: str, weights: str, cached: bool | None) -> str:
     w = str(weights).lower()
     if w == "none":
         return "random image weights: weak image features (colour and texture only)"
-    if backbone not in ("resnet18", "resnet34", "resnet50") and w in ("auto", "imagenet"):
+    if backbone not in BUILTIN_RESNETS and w in ("auto", "imagenet"):
         name = backbone.removeprefix("timm:")
         if download_failed(name):
             tail = "random image weights" if w == "auto" else "the run will fail offline"

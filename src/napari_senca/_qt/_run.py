@@ -23,7 +23,7 @@ from qtpy.QtWidgets import QVBoxLayout
 
 from ..config import SencaConfig
 from ..errors import ConfigError, SencaError
-from ..image_weights import KNOWN_ENCODERS, WEAK_FEATURES_NOTE, weights_are_random
+from ..image_weights import BUILTIN_RESNETS, KNOWN_ENCODERS, WEAK_FEATURES_NOTE, weights_are_random
 from ..review import ReviewState
 from ._common import (
     DockWidget,
@@ -80,7 +80,7 @@ def pipeline_loaded() -> bool:
 
 def needs_torchvision(backbone: str) -> bool:
     """True for encoders that import torchvision (timm models); the built-in ResNets do not."""
-    return str(backbone) not in ("resnet18", "resnet34", "resnet50")  # model.backbone.TORCHVISION_NAMES
+    return str(backbone) not in BUILTIN_RESNETS
 
 
 def warm_up(backbone: str) -> bool | None:

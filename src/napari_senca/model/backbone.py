@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError, SencaError
+from ..image_weights import BUILTIN_RESNETS
 
 __all__ = [
     "ResNetTrunk",
@@ -50,8 +51,8 @@ RANDOM_REQUESTED = "random (image weights 'none')"
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-_FEATURES = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}
-TORCHVISION_NAMES = tuple(_FEATURES)
+_FEATURES = dict(zip(BUILTIN_RESNETS, (512, 512, 2048), strict=True))
+TORCHVISION_NAMES = BUILTIN_RESNETS
 
 
 def is_torchvision(name: str) -> bool:
