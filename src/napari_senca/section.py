@@ -40,6 +40,7 @@ __all__ = [
     "get_image",
     "get_image_levels",
     "fullres_reference",
+    "set_fullres_reference",
     "spot_spacing",
     "spot_diameter",
     "has_labels",
@@ -344,6 +345,16 @@ def fullres_reference(adata: AnnData) -> dict[str, Any] | None:
         return None
     ref = (adata.uns["spatial"][lib].get("metadata") or {}).get("fullres_image")
     return dict(ref) if isinstance(ref, dict) and ref.get("path") else None
+
+
+def set_fullres_reference(adata: AnnData, ref: dict[str, Any]) -> None:
+    """Store ``ref`` as the section's full-resolution image reference (read back by :func:`fullres_reference`).
+
+    A section without a library (no ``uns["spatial"]`` entry) has no image to refer to: nothing is stored.
+    """
+    lib = library_id(adata)
+    if lib is not None:
+        adata.uns["spatial"][lib].setdefault("metadata", {})["fullres_image"] = ref
 
 
 def get_image_levels(adata: AnnData) -> list[tuple[Any, float]]:

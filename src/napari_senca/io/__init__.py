@@ -175,9 +175,9 @@ def relink_slide(adata: AnnData, image: str | PathLike) -> AnnData:
     import numpy as np
 
     from ..notes import input_info
-    from ..section import fullres_reference, library_id
+    from ..section import fullres_reference, library_id, set_fullres_reference
     from .image import check_inside, record_source_image
-    from .slide import REFERENCE_KEY, image_reference
+    from .slide import image_reference
 
     old = fullres_reference(adata) or {}
     ref = image_reference(image, scalef=float(old.get("scalef", 1.0)))
@@ -185,7 +185,7 @@ def relink_slide(adata: AnnData, image: str | PathLike) -> AnnData:
     check_inside(xy, (ref["height"], ref["width"]), list(adata.obs_names), image)
     lib = library_id(adata)
     if lib is not None:
-        adata.uns["spatial"][lib].setdefault("metadata", {})[REFERENCE_KEY] = ref
+        set_fullres_reference(adata, ref)
         record_source_image(adata, ref["path"])
         info = input_info(adata)
         info["warnings"] = [w for w in info.get("warnings", []) if "full-resolution image" not in str(w)]

@@ -37,7 +37,7 @@ from anndata import AnnData
 
 from ..errors import ConfigError, DataError
 from ..notes import add_excluded, add_warning, examples, set_labels
-from ..section import make_section
+from ..section import make_section, set_fullres_reference
 from .counts_table import read_integer_counts
 from .image import (
     check_inside,
@@ -48,7 +48,7 @@ from .image import (
     record_source_image,
 )
 from .labels import check_match, labels_by_id
-from .slide import REFERENCE_KEY, image_reference, is_slide, open_levels, read_overview
+from .slide import image_reference, is_slide, open_levels, read_overview
 
 __all__ = ["read_st_folder", "read_her2st_repo", "find_st_counts", "her2st_repo_sections"]
 
@@ -404,7 +404,7 @@ def _read_st(
         counts_path=counts_path,
     )
     if ref is not None:  # a large TIFF: the section keeps a reference and an overview, not the pixels
-        adata.uns["spatial"][library_id].setdefault("metadata", {})[REFERENCE_KEY] = ref
+        set_fullres_reference(adata, ref)
         record_source_image(adata, ref["path"])
     elif image_path is not None:
         record_source_image(adata, image_path)

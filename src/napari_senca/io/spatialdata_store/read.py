@@ -100,10 +100,8 @@ FINER_FACTOR = 0.75
 
 def _reference_fullres(adata: AnnData, store: Path, element: str, finest: Any, scalef: float) -> None:
     """Record the store's finest image level as the section's full-resolution image (never copied)."""
-    from ...section import library_id
-    from ..slide import REFERENCE_KEY
+    from ...section import set_fullres_reference
     from .fullres import store_image_reference
 
-    lib = library_id(adata)
     ref = store_image_reference(store, element, int(finest.sizes["x"]), int(finest.sizes["y"]), scalef)
-    adata.uns["spatial"][lib].setdefault("metadata", {})[REFERENCE_KEY] = ref
+    set_fullres_reference(adata, ref)
