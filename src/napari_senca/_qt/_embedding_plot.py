@@ -93,12 +93,16 @@ class PlotMixin:
         self._resplat_pending = False
         if self._image is None or self.points is None:
             return
-        box = self.ax.get_window_extent()
-        w, h = (int(np.clip(v, 64, 1600)) for v in (box.width, box.height))
         (x0, x1), (y0, y1) = self.ax.get_xlim(), self.ax.get_ylim()
-        self._splat = emb.Splat.of(self.points.xy[self.points.drawn], w, h, extent=(x0, x1, y0, y1))
+        self._splat = emb.Splat.of(self.points.xy[self.points.drawn], *self._raster_size(), extent=(x0, x1, y0, y1))
         self._image.set_extent(self._splat.extent)
         self._recolour_plot()
+
+    def _raster_size(self) -> tuple[int, int]:
+        """``(width, height)`` of a dense plot's image: the axes' size in pixels (64-1,600)."""
+        box = self.ax.get_window_extent()
+        w, h = (int(np.clip(v, 64, 1600)) for v in (box.width, box.height))
+        return w, h
 
     def _recolour_plot(self) -> None:  # pragma: no cover - provided by the widget
         raise NotImplementedError
@@ -150,10 +154,8 @@ class PlotMixin:
         xy = points.xy[points.drawn]
         self._scatter = self._ring = self._image = self._splat = None
         if m > DENSE_POINTS:
-            box = self.ax.get_window_extent()
-            w, h = (int(np.clip(v, 64, 1600)) for v in (box.width, box.height))
-            self._splat = emb.Splat.of(xy, w, h)
-            self._image = self.ax.imshow(np.zeros((h, w, 4)), extent=self._splat.extent, origin="lower",
+            self._splat = emb.Splat.of(xy, *self._raster_size())
+            self._image = self.ax.imshow(np.zeros((*self._splat.shape, 4)), extent=self._splat.extent, origin="lower",
                                          interpolation="nearest", aspect="auto")  # fmt: skip
             self.ax.set_autoscale_on(False)  # the view is the user's (zoom, pan): the image follows it
             for axis in ("xlim_changed", "ylim_changed"):  # axes.clear() drops these: connect for every plot
