@@ -1,28 +1,83 @@
 """How torch's CPU threads wait between operations.
 
 By default OpenMP threads spin while they wait for the next parallel region.
-When the cores are also busy with something else (another program, napari
-drawing, a second run), each of the model's many small operations then waits
-for a thread that the system has descheduled: on the 2-core machine a HER2ST
-section's training ran 3-6x slower under load than with one thread. Passive
-waiting (threads sleep until there is work) removes that stall; measured in
-docs/benchmarks.md ("Thread waiting policy").
+On free cores that is the fastest way to run the model's many small
+operations. When the cores are also busy with something else (another
+program, napari drawing, a second run), each operation instead waits for a
+thread that the system has descheduled: on the 2-core machine a HER2ST
+section's training ran 2-3x slower under load than with passive waiting
+(threads sleep until there is work). On idle cores passive waiting costs the
+other way round: 1.5-2.2x on the same machine. Measured in docs/benchmarks.md
+("Thread waiting policy").
 
 The policy is read once, when torch's OpenMP runtime starts, so it is set by
-the entry points (the command line and the napari widgets) before torch is
-imported, and never over a value the user set.
+the entry points before torch is imported, and never over a value the user
+set. The napari widgets always wait passively (the viewer shares the process
+and the cores); ``napari-senca run`` samples the cores for a tenth of a second
+and waits passively only when other programs are keeping a core busy. The
+waiting policy never changes a result (the thread count would, so it is left
+alone).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 
-__all__ = ["prefer_passive_waiting"]
+__all__ = ["BUSY_CORES", "busy_cores_elsewhere", "prefer_passive_waiting"]
+
+#: Other programs keeping at least this many of our cores busy -> passive waiting.
+BUSY_CORES = 0.5
 
 
-def prefer_passive_waiting() -> bool:
+def _cpu_times(cpus: set[int]) -> tuple[int, int] | None:
+    """(busy, total) jiffies summed over ``cpus`` from ``/proc/stat``; None where it cannot be read."""
+    try:
+        with open("/proc/stat", encoding="ascii") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    busy = total = 0
+    for line in lines:
+        name, _, rest = line.partition(" ")
+        if not name.startswith("cpu") or not name[3:].isdigit() or int(name[3:]) not in cpus:
+            continue
+        f = [int(v) for v in rest.split()[:8]]  # user nice system idle iowait irq softirq steal
+        total += sum(f)
+        busy += sum(f) - f[3] - f[4]
+    return (busy, total) if total else None
+
+
+def busy_cores_elsewhere(interval: float = 0.1) -> float | None:
+    """Cores of this process's CPU set kept busy by other programs, sampled over ``interval`` s.
+
+    Linux only (``/proc/stat``); None elsewhere or when it cannot be read.
+    This process sleeps while sampling, so what is measured is everyone else.
+    """
+    try:
+        cpus = set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+    first = _cpu_times(cpus)
+    if first is None:
+        return None
+    time.sleep(interval)
+    second = _cpu_times(cpus)
+    if second is None or second[1] <= first[1]:
+        return None
+    return len(cpus) * (second[0] - first[0]) / (second[1] - first[1])
+
+
+def prefer_passive_waiting(only_if_busy: bool = False) -> bool:
     """Set ``OMP_WAIT_POLICY=PASSIVE`` if the user has not set it and torch is not loaded yet.
+
+    Parameters
+    ----------
+    only_if_busy
+        Set it only when other programs keep at least :data:`BUSY_CORES`
+        cores busy (:func:`busy_cores_elsewhere`); where that cannot be
+        measured, set it.
 
     Returns
     -------
@@ -31,5 +86,9 @@ def prefer_passive_waiting() -> bool:
     """
     if "OMP_WAIT_POLICY" in os.environ or "torch" in sys.modules:
         return False
+    if only_if_busy:
+        busy = busy_cores_elsewhere()
+        if busy is not None and busy < BUSY_CORES:
+            return False
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     return True

@@ -62,12 +62,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     int
         0 on success, 2 for bad data / settings / usage, 130 on Ctrl-C, 143 on SIGTERM.
     """
-    prefer_passive_waiting()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version and usage errors
         return int(exc.code) if isinstance(exc.code, int) else 2
+    # before torch loads: `run` spins on free cores, waits passively beside other programs (napari_senca.threads)
+    prefer_passive_waiting(only_if_busy=args.command == "run")
     if getattr(args, "func", None) is None:
         parser.print_help(sys.stderr)
         return 2
