@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -79,3 +80,35 @@ def test_only_if_busy_measures_before_setting(monkeypatch):
     monkeypatch.setattr(threads, "busy_cores_elsewhere", lambda interval=0.1: threads.BUSY_CORES)
     assert threads.prefer_passive_waiting(only_if_busy=True)
     assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+
+
+def test_busy_cores_elsewhere_leaves_out_this_process():
+    if threads.busy_cores_elsewhere(0.05) is None:
+        pytest.skip("no /proc/stat here")
+    stop = threading.Event()
+
+    def spin():  # this process's own work (napari drawing, say) is not "elsewhere"
+        while not stop.is_set():
+            pass
+
+    t = threading.Thread(target=spin, daemon=True)
+    t.start()
+    try:
+        assert threads.busy_cores_elsewhere(0.3) < threads.BUSY_CORES
+    finally:
+        stop.set()
+        t.join()
+
+
+@pytest.mark.parametrize(("busy", "policy"), [(1.0, "PASSIVE"), (0.0, "None")])
+def test_the_widgets_sample_before_torch_loads(busy, policy):
+    code = (
+        "import os, sys\nimport napari_senca.threads as t\n"
+        f"t.busy_cores_elsewhere = lambda interval=0.1: {busy!r}\n"
+        "import napari_senca._qt\n"
+        "print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | {"PYTHONPATH": SRC}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == f"{policy} False"

@@ -12,11 +12,11 @@ other way round: 1.5-2.2x on the same machine. Measured in docs/benchmarks.md
 
 The policy is read once, when torch's OpenMP runtime starts, so it is set by
 the entry points before torch is imported, and never over a value the user
-set. The napari widgets always wait passively (the viewer shares the process
-and the cores); ``napari-senca run`` samples the cores for a tenth of a second
-and waits passively only when other programs are keeping a core busy. The
-waiting policy never changes a result (the thread count would, so it is left
-alone).
+set. ``napari-senca run`` and the napari widgets sample the cores for a tenth
+of a second and wait passively only when other programs are keeping a core
+busy (napari's own drawing costs spinning less than it gains: see the
+benchmark "Training in napari"). The waiting policy never changes a result
+(the thread count would, so it is left alone).
 """
 
 from __future__ import annotations
@@ -52,21 +52,25 @@ def _cpu_times(cpus: set[int]) -> tuple[int, int] | None:
 def busy_cores_elsewhere(interval: float = 0.1) -> float | None:
     """Cores of this process's CPU set kept busy by other programs, sampled over ``interval`` s.
 
-    Linux only (``/proc/stat``); None elsewhere or when it cannot be read.
-    This process sleeps while sampling, so what is measured is everyone else.
+    The CPU time of this process (all its threads: napari drawing, say) in
+    the interval is subtracted, so what is left is everyone else. Linux only
+    (``/proc/stat``); None elsewhere or when it cannot be read.
     """
     try:
         cpus = set(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
+        hz = float(os.sysconf("SC_CLK_TCK"))
+    except (AttributeError, OSError, ValueError):
         return None
-    first = _cpu_times(cpus)
+    first, own = _cpu_times(cpus), os.times()
     if first is None:
         return None
     time.sleep(interval)
-    second = _cpu_times(cpus)
+    second, own2 = _cpu_times(cpus), os.times()
     if second is None or second[1] <= first[1]:
         return None
-    return len(cpus) * (second[0] - first[0]) / (second[1] - first[1])
+    own_s = (own2.user - own.user) + (own2.system - own.system)
+    wall_s = (second[1] - first[1]) / hz / len(cpus)  # the interval as /proc/stat counted it
+    return max(0.0, ((second[0] - first[0]) / hz - own_s) / wall_s)
 
 
 def prefer_passive_waiting(only_if_busy: bool = False) -> bool:

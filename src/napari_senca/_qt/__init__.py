@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..threads import prefer_passive_waiting
 
-prefer_passive_waiting()  # before torch loads (napari_senca.threads)
+prefer_passive_waiting(only_if_busy=True)  # before torch loads (napari_senca.threads)
 
 from ._cohort import CohortWidget  # noqa: E402 (after the thread policy)
 from ._embedding import EmbeddingWidget  # noqa: E402 (after the thread policy)
