@@ -35,6 +35,7 @@ __all__ = [
     "EMBED_KEY",
     "LABEL_KEY",
     "UNS_KEY",
+    "REFERENCE_KEY",
     "make_section",
     "library_id",
     "get_image",
@@ -52,6 +53,8 @@ CLUSTER_KEY = "senca_cluster"
 EMBED_KEY = "X_senca"
 LABEL_KEY = "label"
 UNS_KEY = "senca"
+#: ``uns["spatial"][library]["metadata"]`` key of the full-resolution image reference.
+REFERENCE_KEY = "fullres_image"
 UNLABELLED = ("", "undetermined", "nan", "na", "none", "unlabelled", "unlabeled")
 
 
@@ -343,7 +346,7 @@ def fullres_reference(adata: AnnData) -> dict[str, Any] | None:
     lib = library_id(adata)
     if lib is None:
         return None
-    ref = (adata.uns["spatial"][lib].get("metadata") or {}).get("fullres_image")
+    ref = (adata.uns["spatial"][lib].get("metadata") or {}).get(REFERENCE_KEY)
     return dict(ref) if isinstance(ref, dict) and ref.get("path") else None
 
 
@@ -354,7 +357,7 @@ def set_fullres_reference(adata: AnnData, ref: dict[str, Any]) -> None:
     """
     lib = library_id(adata)
     if lib is not None:
-        adata.uns["spatial"][lib].setdefault("metadata", {})["fullres_image"] = ref
+        adata.uns["spatial"][lib].setdefault("metadata", {})[REFERENCE_KEY] = ref
 
 
 def get_image_levels(adata: AnnData) -> list[tuple[Any, float]]:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from ..section import REFERENCE_KEY
 
 __all__ = [
     "SLIDE_SUFFIXES",
@@ -46,8 +47,6 @@ __all__ = [
 SLIDE_SUFFIXES = (".tif", ".tiff", ".btf", ".svs")
 #: Bytes hashed to recognise the referenced file (its header and first IFD in practice).
 HEADER_BYTES = 1 << 16
-#: ``uns["spatial"][library]["metadata"]`` key of the full-resolution image reference.
-REFERENCE_KEY = "fullres_image"
 #: Coarser levels are added (2x mean pooling, lazily) until the longest side is at most this.
 _COARSEST_SIDE = 2048
 

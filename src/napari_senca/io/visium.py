@@ -19,10 +19,10 @@ from anndata import AnnData
 
 from ..errors import DataError
 from ..notes import add_excluded, add_warning, examples, set_labels
-from ..section import as_rgb_uint8, make_section
+from ..section import as_rgb_uint8, make_section, set_fullres_reference
 from .image import check_inside, load_image, positive_number, read_json, record_source_image
 from .labels import check_match, labels_by_id, match_ids
-from .slide import REFERENCE_KEY, image_reference, is_slide, open_levels, read_overview
+from .slide import image_reference, is_slide, open_levels, read_overview
 
 __all__ = ["read_visium", "read_spaceranger_folder", "read_10x_h5", "find_visium_outs"]
 
@@ -466,7 +466,7 @@ def read_spaceranger_folder(
         if key != primary:
             entry["images"][key] = as_rgb_uint8(img)
     if ref is not None:
-        entry["metadata"][REFERENCE_KEY] = ref
+        set_fullres_reference(adata, ref)
         record_source_image(adata, ref["path"])
     elif primary is not None:
         # the largest image read (full resolution when given) leads back to the slide
