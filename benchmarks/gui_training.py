@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -98,19 +97,12 @@ def one(interaction: str, policy: str) -> dict[str, float]:
 
 def _case(interaction: str, policy: str, busy: bool) -> dict | None:
     """One run in a fresh process, beside a process spinning on one core when ``busy``."""
-    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
-    try:
-        time.sleep(0.5 if busy else 0.0)
-        p = subprocess.run([sys.executable, __file__, "--one", f"{interaction}:{policy}"], capture_output=True, text=True)
-    finally:
-        if spinner is not None:
-            spinner.kill()
-            spinner.wait()
-    line = [s for s in p.stdout.splitlines() if s.startswith("RESULT ")]
-    if not line:
-        print(p.stderr[-2000:], file=sys.stderr)
-        return None
-    return json.loads(line[0][7:])
+    from wait_policy import child_result  # benchmarks/ is on sys.path when this runs as a script
+
+    r, err = child_result([__file__, "--one", f"{interaction}:{policy}"], busy=busy)
+    if r is None:
+        print(err, file=sys.stderr)
+    return r
 
 
 def main() -> int:

@@ -42,22 +42,32 @@ def one(path: str, threads: int) -> dict:
             "labels": hashlib.md5(r.labels.astype("int64").tobytes()).hexdigest()[:8]}
 
 
-def case(path: Path, policy: str, threads: int, busy: bool) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    if policy == "passive":
-        env["OMP_WAIT_POLICY"] = "PASSIVE"
+def child_result(argv: list[str], env: dict[str, str] | None = None, busy: bool = False) -> tuple[dict | None, str]:
+    """Run ``python *argv`` in a fresh process, beside a process spinning on one core when ``busy``.
+
+    Returns the child's ``RESULT {json}`` line parsed (None when it printed
+    none) and the tail of its stderr. Also used by ``gui_training.py``.
+    """
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
     try:
         time.sleep(0.5 if busy else 0.0)
-        p = subprocess.run([sys.executable, __file__, "--one", f"{path}:{threads}"], env=env, capture_output=True, text=True)
+        p = subprocess.run([sys.executable, *argv], env=env, capture_output=True, text=True)
     finally:
         if spinner is not None:
             spinner.kill()
             spinner.wait()
     line = [s for s in p.stdout.splitlines() if s.startswith("RESULT ")]
-    if not line:
-        raise RuntimeError(p.stderr[-2000:])
-    return json.loads(line[0][7:])
+    return (json.loads(line[0][7:]) if line else None), p.stderr[-2000:]
+
+
+def case(path: Path, policy: str, threads: int, busy: bool) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if policy == "passive":
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
+    r, err = child_result([__file__, "--one", f"{path}:{threads}"], env, busy)
+    if r is None:
+        raise RuntimeError(err)
+    return r
 
 
 def main() -> int:
