@@ -34,17 +34,21 @@ def test_too_late_once_torch_is_loaded(monkeypatch):
     assert "OMP_WAIT_POLICY" not in os.environ
 
 
-def _cli_policy(argv: list[str], busy: float | None) -> list[str]:
-    """OMP_WAIT_POLICY after ``main(argv)`` in a fresh process whose load sample reads ``busy``."""
+def _policy_after(statement: str, busy: float | None) -> list[str]:
+    """[OMP_WAIT_POLICY, torch loaded] after ``statement`` in a fresh process whose load sample reads ``busy``."""
     code = ("import os, sys\nimport napari_senca.threads as t\n"
             f"t.busy_cores_elsewhere = lambda interval=0.1: {busy!r}\n"
-            "from napari_senca.cli import main\n"
-            f"main({argv!r})\n"
+            f"{statement}\n"
             "print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)")
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | {"PYTHONPATH": SRC}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout.strip().splitlines()[-1].split()
+
+
+def _cli_policy(argv: list[str], busy: float | None) -> list[str]:
+    """:func:`_policy_after` the command line's ``main(argv)``."""
+    return _policy_after(f"from napari_senca.cli import main\nmain({argv!r})", busy)
 
 
 def test_run_waits_passively_only_beside_other_programs(tmp_path):
@@ -102,13 +106,4 @@ def test_busy_cores_elsewhere_leaves_out_this_process():
 
 @pytest.mark.parametrize(("busy", "policy"), [(1.0, "PASSIVE"), (0.0, "None")])
 def test_the_widgets_sample_before_torch_loads(busy, policy):
-    code = (
-        "import os, sys\nimport napari_senca.threads as t\n"
-        f"t.busy_cores_elsewhere = lambda interval=0.1: {busy!r}\n"
-        "import napari_senca._qt\n"
-        "print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | {"PYTHONPATH": SRC}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip().splitlines()[-1] == f"{policy} False"
+    assert _policy_after("import napari_senca._qt", busy) == [policy, "False"]
