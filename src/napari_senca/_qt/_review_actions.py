@@ -165,19 +165,19 @@ class ReviewActionsMixin:
     @guarded
     def undo(self) -> str | None:
         """Undo the last edit; returns its description."""
-        st = self.state()
-        what = st.undo()
-        self._apply(st)
-        notify_info(f"undone: {what}")
-        return what
+        return self._travel("undo", "undone")
 
     @guarded
     def redo(self) -> str | None:
         """Redo the last undone edit; returns its description."""
+        return self._travel("redo", "redone")
+
+    def _travel(self, step: str, done: str) -> str | None:
+        """``ReviewState.undo`` or ``.redo`` (``step``), shown on the layers and in a notification."""
         st = self.state()
-        what = st.redo()
+        what = getattr(st, step)()
         self._apply(st)
-        notify_info(f"redone: {what}")
+        notify_info(f"{done}: {what}")
         return what
 
     @guarded

@@ -295,14 +295,13 @@ class ReviewState(EditsMixin, MarkersMixin, ColourByMixin, LayerMixin):
             return None
         if self._suggestion is not None and self._suggestion[0] == (self._version, tuple(self.clusters)):
             return self._suggestion[1]
-        leg = self.legend()
-        small = str(leg.sort_values("n_spots", kind="stable").iloc[0]["cluster"])
         from ..section import EMBED_KEY
 
+        codes = self.codes()
+        n = np.bincount(codes[codes >= 0], minlength=self.n_clusters)  # spots per region, as the legend counts them
+        small = self.clusters[int(np.argmin(n))]  # the first of the smallest, in legend order
         space = self.adata.obsm[EMBED_KEY] if EMBED_KEY in self.adata.obsm else self.adata.obsm["spatial"]
         x = np.asarray(space, dtype=np.float64)
-        codes = self.codes()
-        n = np.bincount(codes[codes >= 0], minlength=self.n_clusters)
         means = region_means(x, codes, self.n_clusters)  # (k, dim)
         cen = {c: means[i] for i, c in enumerate(self.clusters) if n[i] > 0}
         others = [c for c in self.clusters if c != small and c in cen]
