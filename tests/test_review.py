@@ -577,3 +577,12 @@ def test_merge_suggestion_smallest_into_nearest(state, adata):
     lab = np.asarray(adata.obs[CLUSTER_KEY].astype(str))
     d = {c: np.linalg.norm(x[lab == c].mean(0) - x[lab == small].mean(0)) for c in state.clusters if c != small}
     assert b == min(d, key=d.get)
+
+
+def test_merge_suggestion_ties_go_to_the_first_region_in_legend_order(state):
+    first = state.assign([0], None, new_name="first")
+    second = state.assign([1], None, new_name="second")
+    sizes = dict(zip(state.legend()["cluster"], state.legend()["n_spots"], strict=True))
+    assert sizes[first] == sizes[second] == 1
+    expected = [c for c in state.clusters if c in (first, second)][0]
+    assert state.merge_suggestion()[0] == expected
