@@ -30,8 +30,11 @@ from pathlib import Path
 import numpy as np
 
 # fusion v2 (docs/method.md, "Fusion"): image decoder, projection heads, symmetric skip, image always counted fully
-V2 = {"image_pcs": 30, "image_recon_weight": 1.0, "projection_heads": True, "skip_mode": "both", "image_gate": 1.0}
-V1 = {"image_pcs": 0, "image_recon_weight": 0.0, "projection_heads": False, "skip_mode": "rna", "image_gate": 1.0}
+# (random_weights_gate=1: random image weights counted too; the default does not count them)
+V2 = {"image_pcs": 30, "image_recon_weight": 1.0, "projection_heads": True, "skip_mode": "both", "image_gate": 1.0,
+      "random_weights_gate": 1.0}
+V1 = {"image_pcs": 0, "image_recon_weight": 0.0, "projection_heads": False, "skip_mode": "rna", "image_gate": 1.0,
+      "random_weights_gate": 1.0}
 # v2 with the measured image gate (config.GATED_FUSION, spelled out so the benchmark imports nothing at module level)
 NEW: dict = {**V2, "image_gate": None}  # v2 with the measured image gate (not the default: docs/method.md, "Fusion")
 
@@ -41,7 +44,8 @@ METHODS: dict[str, dict | str] = {
     "naive concat (nbr-averaged RNA PCs + image PCs)": "concat",
     "naive concat with image x0.5": "concat_half",
     "senca RNA-only (use_image=False)": {"use_image": False},
-    "senca fused v1 (RNA-led, the default)": dict(V1),
+    "senca default (random weights not counted)": {},
+    "senca fused v1 (RNA-led, random weights counted)": dict(V1),
     "senca fused v2 (balanced, gate 1)": dict(V2),
     "senca gated fusion (v2 + measured image gate)": dict(NEW),
     "new: no cross-attention": dict(NEW, cross_attention=False),

@@ -35,8 +35,11 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 SECTIONS = ["A1", "B1", "C1", "D1", "E1", "F1", "G2", "H1"]
 # the two fusion designs, spelled out so the rows mean the same whatever the default is
-FUSION_V1 = {"image_pcs": 0, "image_recon_weight": 0.0, "projection_heads": False, "skip_mode": "rna", "image_gate": 1.0}
-FUSION_V2 = {"image_pcs": 30, "image_recon_weight": 1.0, "projection_heads": True, "skip_mode": "both", "image_gate": 1.0}
+# v1 and v2 count the image fully, random weights included (random_weights_gate=1; the default does not count random features)
+FUSION_V1 = {"image_pcs": 0, "image_recon_weight": 0.0, "projection_heads": False, "skip_mode": "rna", "image_gate": 1.0,
+             "random_weights_gate": 1.0}
+FUSION_V2 = {"image_pcs": 30, "image_recon_weight": 1.0, "projection_heads": True, "skip_mode": "both", "image_gate": 1.0,
+             "random_weights_gate": 1.0}
 GATED = {**FUSION_V2, "image_gate": None}  # config.GATED_FUSION: v2 with the measured image gate
 IMAGE_ONLY = {
     "senca fusion v1 (paper, RNA skip)",
@@ -230,9 +233,10 @@ def main(argv: list[str] | None = None) -> int:
         ablations = {
             "senca S only (no skip)": dict(base, skip_pcs=0),
             "senca RNA-only (image off)": dict(base, use_image=False),
-            "senca no cross-attention": dict(base, cross_attention=False),
-            "senca no hierarchical": dict(base, hierarchical=False),
-            "senca fusion=concat": dict(base, fusion="concat"),
+            # the paper's fusion ablations, on fusion v1 counting the (random) image features
+            "senca no cross-attention": dict(base, **FUSION_V1, cross_attention=False),
+            "senca no hierarchical": dict(base, **FUSION_V1, hierarchical=False),
+            "senca fusion=concat": dict(base, **FUSION_V1, fusion="concat"),
             "senca k=8": dict(base, n_neighbors=8),
             "senca k=16": dict(base, n_neighbors=16),
             "senca genes as input": dict(base, input_pcs=0),

@@ -45,7 +45,8 @@ MARGIN = 0.12
 # noise image: default - RNA-only must be >= -NOISE_MARGIN and the gate <= MAX_GATE
 NOISE_MARGIN = 0.05
 MAX_GATE = 0.2
-V1 = dict(image_pcs=0, image_recon_weight=0.0, projection_heads=False, skip_mode="rna", image_gate=1.0)
+V1 = dict(image_pcs=0, image_recon_weight=0.0, projection_heads=False, skip_mode="rna", image_gate=1.0,
+          random_weights_gate=1.0)  # fusion v1 counting random features (the default before the sixth session)
 GATED = dict(GATED_FUSION)  # the gated fusion (not the default: docs/method.md, "Fusion")
 
 
@@ -78,7 +79,7 @@ def test_noise_image_gets_a_low_gate_and_costs_little(seed: int) -> None:
         f"fused {_ari(ad, fused.labels):.3f} vs RNA {_ari(ad, rna):.3f} (gate {fused.image_gate})"
     )
     # the balanced fusion without the gate (v2) is what this guards against
-    v2 = run_senca(ad, SencaConfig(seed=seed, **FAST, **dict(GATED, image_gate=1.0))).labels
+    v2 = run_senca(ad, SencaConfig(seed=seed, **FAST, **dict(GATED, image_gate=1.0, random_weights_gate=1.0))).labels
     assert _ari(ad, v2) < _ari(ad, fused.labels), f"v2 {_ari(ad, v2):.3f} not below the gated default"
 
 
@@ -118,3 +119,21 @@ def test_gate_zero_is_exactly_the_rna_only_run() -> None:
     assert gated.image_gate == 0.0 and not gated.rna_only
     assert np.array_equal(gated.embedding, rna.embedding)
     assert np.array_equal(gated.labels, rna.labels)
+
+
+def test_random_weights_do_not_count_unless_asked() -> None:
+    """Default settings with random image weights: the RNA-only model, said in ``uns["senca"]``;
+    ``random_weights_gate=1`` counts them (fusion v1); a measured gate ignores the setting."""
+    ad = crossmodal_section(100, "square", n_genes=60, expression_of=(0, 0, 1), texture_of=(0, 1, 2), seed=4)
+    small = dict(FAST, epochs=2, steps_per_epoch=5)
+    default = run_senca(ad, SencaConfig(seed=2, **small))
+    rna = run_senca(ad, SencaConfig(seed=2, use_image=False, **small))
+    assert default.image_gate == 0.0 and not default.rna_only
+    assert default.image_weights_used.startswith("random")
+    assert np.array_equal(default.embedding, rna.embedding) and np.array_equal(default.labels, rna.labels)
+    annotate(ad, default)
+    assert ad.uns["senca"]["image_gate"] == 0.0
+    counted = run_senca(ad, SencaConfig(seed=2, random_weights_gate=1.0, **small))
+    assert counted.image_gate == 1.0 and not np.array_equal(counted.embedding, rna.embedding)
+    measured = run_senca(ad, SencaConfig(seed=2, **small, **GATED))
+    assert measured.image_gate is not None and measured.image_gate > 0.5  # texture agrees with the expression here

@@ -87,7 +87,8 @@ def test_only_if_busy_measures_before_setting(monkeypatch):
 
 
 def test_busy_cores_elsewhere_leaves_out_this_process():
-    if threads.busy_cores_elsewhere(0.05) is None:
+    before = threads.busy_cores_elsewhere(0.3)  # other programs' load, whatever it is on this machine
+    if before is None:
         pytest.skip("no /proc/stat here")
     stop = threading.Event()
 
@@ -98,7 +99,8 @@ def test_busy_cores_elsewhere_leaves_out_this_process():
     t = threading.Thread(target=spin, daemon=True)
     t.start()
     try:
-        assert threads.busy_cores_elsewhere(0.3) < threads.BUSY_CORES
+        # a core of our own spinning adds (almost) nothing to what is busy elsewhere
+        assert threads.busy_cores_elsewhere(0.3) < before + threads.BUSY_CORES
     finally:
         stop.set()
         t.join()

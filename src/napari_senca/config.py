@@ -196,12 +196,23 @@ class SencaConfig:
         PCs beside them, each block scaled to half the skip's mean square so
         neither modality dominates; RNA-only runs fall back to ``"rna"``).
     image_gate
-        How much the image counts, 0..1: it scales the image decoder's loss
-        (``image_recon_weight``) and the image block of the ``"both"`` skip.
-        ``None`` (default) measures it per section without labels, from the
+        How much the image counts, 0..1: it scales the image's share of the
+        shared encoder's input, the contrastive terms, the image decoder's
+        loss (``image_recon_weight``) and the image block of the ``"both"``
+        skip; 0 is exactly the RNA-only model. 1 (default) is the paper's
+        fusion. ``None`` measures it per section without labels, from the
         agreement between the two modalities' spatial partitions
-        (``embedding.image_gate``; docs/method.md, "Fusion"); the value used
-        is recorded in ``uns["senca"]["image_gate"]``.
+        (``embedding.image_gate``; ``GATED_FUSION``; docs/method.md,
+        "Fusion"). The value used is recorded in ``uns["senca"]["image_gate"]``.
+    random_weights_gate
+        The gate used instead of a fixed ``image_gate`` when the encoder's
+        weights are random (``image_weights="auto"`` without the ImageNet file
+        offline, or ``"none"``). 0 (default): random features do not vote,
+        the regions come from the expression and the H&E is still shown;
+        random weights lost up to 0.30 ARI on HER2ST A1 and gained nothing
+        beyond seed noise anywhere measured (docs/benchmarks.md, "Sixth
+        session"). 1: count them like pretrained ones (the earlier default).
+        A measured gate (``image_gate=None``) is used as measured.
     skip_weight
         Weight of S against the skip block (each block is first scaled to a
         unit mean squared norm).
@@ -270,6 +281,7 @@ class SencaConfig:
     skip_mode: str = "rna"
     skip_weight: float = 0.7
     image_gate: float | None = 1.0
+    random_weights_gate: float = 0.0
     cluster_method: str = "kmeans"
     seed: int = 0
     device: Device = "auto"
@@ -338,6 +350,10 @@ class SencaConfig:
         need(
             self.image_gate is None or 0.0 <= self.image_gate <= 1.0,
             f"image_gate must be None (measured) or in [0, 1], got {self.image_gate}",
+        )
+        need(
+            0.0 <= self.random_weights_gate <= 1.0,
+            f"random_weights_gate must be in [0, 1], got {self.random_weights_gate}",
         )
         need(
             self.n_clusters is None or self.n_clusters >= 2,

@@ -378,6 +378,8 @@ def _image_stage(
     if cfg.image_gate is None:
         use.agreement = modality_agreement(expr_x, use.std, data.adj, cfg.seed)
         data.image_gate = image_gate(use.agreement)
+    elif weights_are_random(img.weights_used):  # random features do not vote unless asked (config.random_weights_gate)
+        data.image_gate = float(cfg.random_weights_gate)
     else:
         data.image_gate = float(cfg.image_gate)
     if data.image_gate == 0.0:  # the image counts for nothing: exactly the RNA-only model
