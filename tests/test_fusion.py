@@ -137,3 +137,22 @@ def test_random_weights_do_not_count_unless_asked() -> None:
     assert counted.image_gate == 1.0 and not np.array_equal(counted.embedding, rna.embedding)
     measured = run_senca(ad, SencaConfig(seed=2, **small, **GATED))
     assert measured.image_gate is not None and measured.image_gate > 0.5  # texture agrees with the expression here
+
+
+def test_random_weights_that_do_not_count_are_not_encoded(monkeypatch) -> None:
+    """The default with random weights reads no patch; counting them encodes as before."""
+    import napari_senca.features as features
+
+    ad = crossmodal_section(90, "square", n_genes=60, seed=11)  # a section no other test caches
+    small = dict(FAST, epochs=1, steps_per_epoch=2, cache_features=False)
+
+    def no_encoding(*args, **kwargs):
+        raise AssertionError("patches were encoded for features that do not count")
+
+    with monkeypatch.context() as m:
+        m.setattr(features, "_encode_patches", no_encoding)
+        m.setattr("napari_senca.fcn.encode_fcn", no_encoding)
+        res = run_senca(ad, SencaConfig(seed=0, **small))
+    assert res.image_gate == 0.0 and not res.rna_only and res.image_weights_used.startswith("random")
+    counted = run_senca(ad, SencaConfig(seed=0, random_weights_gate=1.0, **small))
+    assert counted.image_gate == 1.0 and counted.timings["patches"] > 0

@@ -60,12 +60,12 @@ _HASH_PX_LAZY = 4_000_000
 class ImageFeatures:
     """Backbone features of every spot's patch."""
 
-    feats: np.ndarray  # (n, F) float32
+    feats: np.ndarray | None  # (n, F) float32; None: not encoded (random weights that would not count)
     weights_used: str
     cached: bool  # True when they came from the cache (memory or disk)
     backbone: torch.nn.Module | None = None  # kept only when fine-tuning
     patches: torch.Tensor | None = None  # (n, s, s, 3) uint8 on CPU, only when fine-tuning
-    method: str = ""  # "fcn" or "patches" ("" when cached)
+    method: str = ""  # "fcn", "patches" or "skipped" ("" when cached)
 
     @property
     def informative(self) -> bool:
@@ -171,12 +171,14 @@ def _remember(key: str, feats: np.ndarray, used: str) -> None:
 
 
 def encode_iter(
-    adata: AnnData, cfg: SencaConfig, device: torch.device, batch: int = 64
+    adata: AnnData, cfg: SencaConfig, device: torch.device, batch: int = 64, skip_random: bool = False
 ) -> Generator[tuple[int, int], None, ImageFeatures]:
     """Encode every spot's patch; yields ``(step done, steps)``, returns :class:`ImageFeatures`.
 
     The backbone's random initialisation (``image_weights`` 'none', or 'auto'
     offline) uses torch's global generator: seed it before calling.
+    ``skip_random``: when the encoder turns out to have random weights (and the
+    features are not cached), return without reading a patch (``feats`` None).
     """
     from .model.backbone import build_backbone
 
@@ -186,6 +188,9 @@ def encode_iter(
         yield (1, 1)
         return ImageFeatures(feats=hit[0], weights_used=hit[1], cached=True)
     backbone = build_backbone(cfg.backbone, cfg.image_weights).to(device).eval()
+    if skip_random and weights_are_random(backbone.weights_used):
+        yield (1, 1)
+        return ImageFeatures(feats=None, weights_used=backbone.weights_used, cached=False, method="skipped")
     size = encoder_size(adata, cfg, backbone)
     method = _method(cfg, adata.n_obs)
     use_fcn = cfg.freeze_backbone and backbone.stride is not None and method == "fcn"

@@ -361,13 +361,23 @@ def _section_data(adata: AnnData, x_np: np.ndarray, cfg: SencaConfig, device: to
 def _image_stage(
     adata: AnnData, cfg: SencaConfig, device: torch.device, expr_x: np.ndarray, x_np: np.ndarray, sec: _SectionData
 ) -> Generator[Progress, None, _ImageUse]:
-    """Frozen backbone features (computed once, cached: features.py) into ``sec.data``; the image gate."""
+    """Frozen backbone features (computed once, cached: features.py) into ``sec.data``; the image gate.
+
+    Nothing is encoded when random weights would count for nothing (a fixed
+    gate and ``random_weights_gate=0``, the default): the encoder is built, to
+    learn whether its weights are random, and the patches are not read.
+    """
     data, n = sec.data, adata.n_obs
     img = yield from relay(
-        encode_iter(adata, cfg, device),
+        encode_iter(adata, cfg, device, skip_random=_skip_random(cfg)),
         lambda b: Progress("patches", b[0], b[1], f"encoding H&E ({n} spots) {b[0]}/{b[1]}"),
     )
-    use = _ImageUse(weights_used=img.weights_used, std=standardise(img.feats))
+    use = _ImageUse(weights_used=img.weights_used)
+    data.image_gate = _fixed_gate(cfg, img.weights_used)
+    if img.feats is None or data.image_gate == 0.0:  # the image counts for nothing: exactly the RNA-only model
+        data.image_gate = 0.0
+        return use
+    use.std = standardise(img.feats)
     mean_square = float((x_np.astype(np.float64) ** 2).mean())
     block = torch.from_numpy(image_block(img.feats, cfg.image_pcs, mean_square, cfg.seed)).to(sec.store)
     data.f_target = block
@@ -378,14 +388,27 @@ def _image_stage(
     if cfg.image_gate is None:
         use.agreement = modality_agreement(expr_x, use.std, data.adj, cfg.seed)
         data.image_gate = image_gate(use.agreement)
-    elif weights_are_random(img.weights_used):  # random features do not vote unless asked (config.random_weights_gate)
-        data.image_gate = float(cfg.random_weights_gate)
-    else:
-        data.image_gate = float(cfg.image_gate)
-    if data.image_gate == 0.0:  # the image counts for nothing: exactly the RNA-only model
-        data.feats = data.f_target = data.backbone = data.patches = None
-        use.std = None
+        if data.image_gate == 0.0:
+            data.feats = data.f_target = data.backbone = data.patches = None
+            use.std = None
     return use
+
+
+def _fixed_gate(cfg: SencaConfig, weights_used: str) -> float | None:
+    """The image gate known before measuring: ``image_gate``, or ``random_weights_gate`` for random weights.
+
+    None for a measured gate (``image_gate=None``), whatever the weights.
+    """
+    if cfg.image_gate is None:
+        return None
+    if weights_are_random(weights_used):  # random features do not vote unless asked (config.random_weights_gate)
+        return float(cfg.random_weights_gate)
+    return float(cfg.image_gate)
+
+
+def _skip_random(cfg: SencaConfig) -> bool:
+    """True when features from random weights would count for nothing (so need not be encoded)."""
+    return cfg.image_gate is not None and (cfg.random_weights_gate == 0.0 or cfg.image_gate == 0.0)
 
 
 def _train_stage(

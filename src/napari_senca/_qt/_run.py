@@ -453,6 +453,8 @@ class RunWidget(DockWidget):
             state.apply_to_layer(layer)
             self.last_result = result
             mode = "RNA-only" if result.rna_only else f"H&E weights {result.image_weights_used}"
+            if not result.rna_only and result.image_gate == 0.0:
+                mode += ", image not counted"
             msg = f"SENCA-st: {result.n_clusters} regions in {seconds:.1f} s ({mode}, {result.device})"
             self._end_bar("done", BAR_MAX)
             weak = not result.rna_only and weights_are_random(result.image_weights_used)
