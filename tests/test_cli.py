@@ -251,6 +251,14 @@ def test_encoder_option(tmp_path):
         cfg("--encoder", str(tmp_path / "missing.pth"))
 
 
+def test_random_image_features_count_only_when_asked():
+    def cfg(*extra):
+        return cli._config(cli.build_parser().parse_args(["run", "sample:synthetic", "--out", "o", *extra]))
+
+    assert cfg().random_weights_gate == 0.0
+    assert cfg("--count-random-image").random_weights_gate == 1.0
+
+
 # --------------------------------------------------------------------------- issue 8: never lose the user's data
 
 

@@ -184,6 +184,11 @@ def test_weights_note_before_the_run(qtbot, make_napari_viewer, monkeypatch):
     run.encoder.native.setEditText("hf-hub:MahmoodLab/UNI")  # any timm name can be typed
     assert run.config().backbone == "hf-hub:MahmoodLab/UNI"
     assert "HF_TOKEN" in run.weights_note.value
+    assert run.config().random_weights_gate == 0.0  # random features do not count unless ticked
+    run.count_random.value = True
+    assert run.config().random_weights_gate == 1.0
+    run.use_image.value = False
+    assert not run.count_random.enabled
 
 
 @pytest.mark.qt

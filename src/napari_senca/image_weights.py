@@ -48,7 +48,8 @@ KNOWN_ENCODERS = (
 WEAK_FEATURES_NOTE = (
     "image features come from random weights: they see colour and texture, not learned histology "
     "(on HER2ST A1 random-ResNet image features alone reach ARI 0.05-0.2, the expression 0.73), so by default they "
-    "do not count (random_weights_gate = 0: the regions come from the expression); use pretrained or pathology "
+    "do not count (the regions come from the expression; --count-random-image or random_weights_gate=1 counts "
+    "them); use pretrained or pathology "
     "weights (--encoder / --image-weights) for an informative image branch"
 )
 

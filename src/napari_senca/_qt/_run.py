@@ -179,6 +179,9 @@ class RunWidget(DockWidget):
         self.weights_file = FileEdit(label="weights file", mode="r", filter="*.pth *.pt *.bin *.safetensors",
                                      visible=False)
         self.weights_note = Label(value="", visible=False)
+        self.count_random = CheckBox(text="count random image features", value=False,
+                                     tooltip="random weights (offline 'auto', or 'none') see colour and texture, not "
+                                             "histology; by default they do not count and are not encoded")
         self.patch_size = SpinBox(label="patch size", min=0, max=1024, value=d.patch_size,
                                   tooltip="side in pixels each H&E patch is resampled to (0: the encoder's own "
                                           "input size); the patch covers 3 spot spacings around the spot")
@@ -192,7 +195,7 @@ class RunWidget(DockWidget):
             widgets=[
                 self.layer, self.n_clusters, self.n_neighbors, self.epochs, self.lr, self.seed,
                 self.device, self.use_image, self.encoder, self.image_weights, self.weights_note, self.weights_file,
-                self.patch_size,
+                self.count_random, self.patch_size,
                 Container(widgets=[self.run_btn, self.stop_btn], layout="horizontal", labels=False),
                 self.progress, self.status,
             ]
@@ -262,6 +265,7 @@ class RunWidget(DockWidget):
             "image_weights": weights,
             "backbone": self.encoder_name(),
             "patch_size": int(self.patch_size.value),
+            "random_weights_gate": 1.0 if self.count_random.value else 0.0,
         }
         values.update(self.overrides)
         return SencaConfig(**values)
@@ -276,6 +280,7 @@ class RunWidget(DockWidget):
         self.image_weights.enabled = bool(self.use_image.value)
         self.encoder.enabled = bool(self.use_image.value)
         self.patch_size.enabled = bool(self.use_image.value)
+        self.count_random.enabled = bool(self.use_image.value)
         self.weights_file.visible = self.image_weights.value == "file" and bool(self.use_image.value)
 
     # ---------------------------------------------------------- warm-up

@@ -106,6 +106,12 @@ def _add_settings(p: argparse.ArgumentParser) -> None:
         "none (random) or a state dict file for --encoder's architecture",
     )
     p.add_argument(
+        "--count-random-image",
+        action="store_true",
+        help="let image features from random weights count (default: they do not, and are not encoded; "
+        "random weights are what 'auto' falls back to offline)",
+    )
+    p.add_argument(
         "--no-feature-cache",
         action="store_true",
         help="do not keep image features on disk (default: cached per image, spots, encoder and patch settings)",

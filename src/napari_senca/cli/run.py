@@ -54,6 +54,8 @@ def _config(args: argparse.Namespace) -> Any:
         changes["cache_features"] = False
     if getattr(args, "no_image", False):
         changes["use_image"] = False
+    if getattr(args, "count_random_image", False):
+        changes["random_weights_gate"] = 1.0
     return SencaConfig(**changes)
 
 
