@@ -445,3 +445,11 @@ def test_huge_image_is_one_line_everywhere(st_folder, tmp_path, capsys, no_train
     with pytest.raises(DataError) as e:
         reader(str(folder))
     assert "200,000 x 200,000 px" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_the_random_weights_warning_is_printed_whole():
+    from napari_senca.errors import shorten
+    from napari_senca.image_weights import WEAK_FEATURES_NOTE
+
+    assert shorten(WEAK_FEATURES_NOTE) == WEAK_FEATURES_NOTE  # the advice at its end is not cut off
+    assert "--count-random-image" in WEAK_FEATURES_NOTE

@@ -46,11 +46,10 @@ KNOWN_ENCODERS = (
 
 #: what the CLI, the widget and ``uns["senca"]`` say when the image features come from random weights
 WEAK_FEATURES_NOTE = (
-    "image features come from random weights: they see colour and texture, not learned histology "
-    "(on HER2ST A1 random-ResNet image features alone reach ARI 0.05-0.2, the expression 0.73), so by default they "
-    "do not count (the regions come from the expression; --count-random-image or random_weights_gate=1 counts "
-    "them); use pretrained or pathology "
-    "weights (--encoder / --image-weights) for an informative image branch"
+    "image features come from random weights: they see colour and texture, not learned histology (on HER2ST A1 "
+    "they alone reach ARI 0.05-0.2, the expression 0.73), so by default they do not count and the regions come from "
+    "the expression (--count-random-image counts them); use pretrained or pathology weights (--encoder / "
+    "--image-weights) for an informative image branch"
 )
 
 
