@@ -207,8 +207,9 @@ class SencaConfig:
     random_weights_gate
         The gate used instead of a fixed ``image_gate`` when the encoder's
         weights are random (``image_weights="auto"`` without the ImageNet file
-        offline, or ``"none"``). 0 (default): random features do not vote,
-        the regions come from the expression and the H&E is still shown;
+        offline, or ``"none"``). 0 (default): random features do not vote
+        (and are not encoded), the regions come from the expression and the
+        H&E is still shown;
         random weights lost up to 0.30 ARI on HER2ST A1 and gained nothing
         beyond seed noise anywhere measured (docs/benchmarks.md, "Sixth
         session"). 1: count them like pretrained ones (the earlier default).
