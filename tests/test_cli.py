@@ -447,9 +447,12 @@ def test_huge_image_is_one_line_everywhere(st_folder, tmp_path, capsys, no_train
     assert "200,000 x 200,000 px" in str(e.value) and "\n" not in str(e.value)
 
 
-def test_the_random_weights_warning_is_printed_whole():
+def test_the_random_weights_warning_is_printed_whole_and_says_what_happened():
     from napari_senca.errors import shorten
-    from napari_senca.image_weights import WEAK_FEATURES_NOTE
+    from napari_senca.image_weights import weak_features_note
 
-    assert shorten(WEAK_FEATURES_NOTE) == WEAK_FEATURES_NOTE  # the advice at its end is not cut off
-    assert "--count-random-image" in WEAK_FEATURES_NOTE
+    skipped, counted = weak_features_note(counted=False), weak_features_note(counted=True)
+    for note in (skipped, counted, weak_features_note(False, "'count random image features'")):
+        assert shorten(note) == note  # the advice at its end is not cut off
+    assert "did not count" in skipped and "--count-random-image" in skipped
+    assert "counted in this run" in counted and "did not count" not in counted

@@ -156,3 +156,19 @@ def test_random_weights_that_do_not_count_are_not_encoded(monkeypatch) -> None:
     assert res.image_gate == 0.0 and not res.rna_only and res.image_weights_used.startswith("random")
     counted = run_senca(ad, SencaConfig(seed=0, random_weights_gate=1.0, **small))
     assert counted.image_gate == 1.0 and counted.timings["patches"] > 0
+
+
+def test_the_random_weights_gate_scales_a_fixed_gate_and_spares_fine_tuning() -> None:
+    from napari_senca.pipeline import _fixed_gate, _skip_random
+
+    rnd, trained = "random (image weights 'none')", "imagenet"
+    cfg = SencaConfig()
+    assert _fixed_gate(cfg, rnd) == 0.0 and _fixed_gate(cfg, trained) == 1.0 and _skip_random(cfg)
+    counted = SencaConfig(image_gate=0.3, random_weights_gate=1.0)
+    assert _fixed_gate(counted, rnd) == pytest.approx(0.3) and not _skip_random(counted)  # never above trained
+    off = SencaConfig(image_gate=0.0, random_weights_gate=1.0)
+    assert _fixed_gate(off, rnd) == 0.0 and _skip_random(off)  # gate 0 stays 0, cached features or not
+    tuned = SencaConfig(freeze_backbone=False)  # the encoder learns: its weights do not stay random
+    assert _fixed_gate(tuned, rnd) == 1.0 and not _skip_random(tuned)
+    measured = SencaConfig(**GATED)
+    assert _fixed_gate(measured, rnd) is None and not _skip_random(measured)

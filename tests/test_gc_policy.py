@@ -43,6 +43,25 @@ def test_settings_come_back_when_the_command_fails(clean_gc):
     assert gc.get_freeze_count() > 0
 
 
+def test_garbage_cycles_are_finalised_before_the_freeze(clean_gc):
+    finalised = []
+
+    class Node:
+        def __del__(self):
+            finalised.append(True)
+
+    gc.disable()  # keep the cycle uncollected until the block ends
+    try:
+        with command_process():
+            a, b = Node(), Node()
+            a.other, b.other = b, a
+            del a, b
+            assert not finalised
+    finally:
+        gc.enable()
+    assert finalised == [True, True]
+
+
 def test_cycles_are_still_collected_inside(clean_gc):
     class Node:
         pass

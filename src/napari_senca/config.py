@@ -205,15 +205,16 @@ class SencaConfig:
         (``embedding.image_gate``; ``GATED_FUSION``; docs/method.md,
         "Fusion"). The value used is recorded in ``uns["senca"]["image_gate"]``.
     random_weights_gate
-        The gate used instead of a fixed ``image_gate`` when the encoder's
-        weights are random (``image_weights="auto"`` without the ImageNet file
+        What a fixed ``image_gate`` is multiplied by when the encoder's weights
+        are random (``image_weights="auto"`` without the ImageNet file
         offline, or ``"none"``). 0 (default): random features do not vote
         (and are not encoded), the regions come from the expression and the
-        H&E is still shown;
-        random weights lost up to 0.30 ARI on HER2ST A1 and gained nothing
-        beyond seed noise anywhere measured (docs/benchmarks.md, "Sixth
-        session"). 1: count them like pretrained ones (the earlier default).
-        A measured gate (``image_gate=None``) is used as measured.
+        H&E is still shown; random weights lost up to 0.30 ARI on HER2ST A1
+        and gained nothing beyond seed noise anywhere measured
+        (docs/benchmarks.md, "Sixth session"). 1: count them like pretrained
+        ones (the earlier default). Not applied to a measured gate
+        (``image_gate=None``) nor to an encoder that is fine-tuned
+        (``freeze_backbone=False``: its weights learn).
     skip_weight
         Weight of S against the skip block (each block is first scaled to a
         unit mean squared norm).

@@ -22,6 +22,7 @@ __all__ = [
     "weights_notice",
     "weights_are_random",
     "WEAK_FEATURES_NOTE",
+    "weak_features_note",
     "KNOWN_ENCODERS",
     "BUILTIN_RESNETS",
 ]
@@ -47,10 +48,20 @@ KNOWN_ENCODERS = (
 #: what the CLI, the widget and ``uns["senca"]`` say when the image features come from random weights
 WEAK_FEATURES_NOTE = (
     "image features come from random weights: they see colour and texture, not learned histology (on HER2ST A1 "
-    "they alone reach ARI 0.05-0.2, the expression 0.73), so by default they do not count and the regions come from "
-    "the expression (--count-random-image counts them); use pretrained or pathology weights (--encoder / "
+    "they alone reach ARI 0.05-0.2, the expression 0.73); use pretrained or pathology weights (--encoder / "
     "--image-weights) for an informative image branch"
 )
+
+
+def weak_features_note(counted: bool, count_how: str = "--count-random-image") -> str:
+    """:data:`WEAK_FEATURES_NOTE` with what happened to the features in this run.
+
+    ``counted``: the image gate was above 0; ``count_how``: how the user makes
+    random features count (the command-line flag, or the widget's checkbox).
+    """
+    if counted:
+        return WEAK_FEATURES_NOTE + "; they counted in this run: treat regions only the image separates as unconfirmed"
+    return WEAK_FEATURES_NOTE + f"; so they did not count: the regions come from the expression ({count_how} counts them)"
 
 
 def weights_are_random(weights_used: str) -> bool:

@@ -23,7 +23,7 @@ from qtpy.QtWidgets import QVBoxLayout
 
 from ..config import SencaConfig
 from ..errors import ConfigError, SencaError
-from ..image_weights import BUILTIN_RESNETS, KNOWN_ENCODERS, WEAK_FEATURES_NOTE, weights_are_random
+from ..image_weights import BUILTIN_RESNETS, KNOWN_ENCODERS, weak_features_note, weights_are_random
 from ..review import ReviewState
 from ._common import (
     DockWidget,
@@ -464,10 +464,11 @@ class RunWidget(DockWidget):
             self._end_bar("done", BAR_MAX)
             weak = not result.rna_only and weights_are_random(result.image_weights_used)
             self.status.value = msg + ("; weak image features (random weights)" if weak else "")
-            self.status.tooltip = WEAK_FEATURES_NOTE if weak else ""
+            note = weak_features_note(counted=bool(result.image_gate), count_how="'count random image features'")
+            self.status.tooltip = note if weak else ""
             notify_info(msg)
             if weak:
-                notify_warning(WEAK_FEATURES_NOTE)
+                notify_warning(note)
         except Exception as exc:
             self._end_bar("failed", 0)
             self.status.value = "failed: " + error_message(exc)[:120]

@@ -169,9 +169,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     gate = adata.uns.get("senca", {}).get("image_gate")  # how much the image counted (docs/method.md, "Fusion")
     counted = "" if gate is None else f"; image counted {gate:.2f} (0-1)"
     print(f"device: {rep.device}; image weights: {rep.image_weights}{counted}; {total:.1f} s")
-    from ..features import WEAK_FEATURES_NOTE, weights_are_random
+    from ..image_weights import weak_features_note, weights_are_random
 
     if rep.image and weights_are_random(rep.image_weights):
-        _error_line(WEAK_FEATURES_NOTE, prefix="warning: ")
+        _error_line(weak_features_note(counted=bool(gate)), prefix="warning: ")
     print(f"wrote: {out} ({', '.join(runner.output_files(args.spatialdata))})")
     return 0
