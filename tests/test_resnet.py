@@ -74,3 +74,64 @@ def test_a_run_with_the_default_image_encoder_does_not_import_dynamo(tmp_path: P
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "clean"
+
+
+def test_a_silent_network_gives_up_after_the_timeout(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A server that accepts and never answers (a proxy dropping the request) must not hang the run."""
+    import socket
+    import threading
+    import time
+
+    from napari_senca.model import backbone as bb
+    from napari_senca.model import resnet as rn
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept_and_stay_silent() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                pass
+
+    t = threading.Thread(target=accept_and_stay_silent, daemon=True)
+    t.start()
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/resnet18-f37072fd.pth"
+    monkeypatch.setitem(rn.IMAGENET_URLS, "resnet18", url)
+    monkeypatch.setattr(rn, "DOWNLOAD_TIMEOUT", 0.5)
+    before = socket.getdefaulttimeout()
+    try:
+        outcome: list[BaseException | None] = []
+
+        def download() -> None:
+            try:
+                rn.imagenet_state_dict("resnet18", progress=False)
+                outcome.append(None)
+            except BaseException as exc:  # reported below
+                outcome.append(exc)
+
+        worker = threading.Thread(target=download, daemon=True)  # a hang fails the test instead of stalling CI
+        worker.start()
+        worker.join(10)
+        assert not worker.is_alive(), "the download hung on a silent server"
+        assert isinstance(outcome[0], OSError), outcome  # socket.timeout / URLError, both OSError
+        assert socket.getdefaulttimeout() == before  # the process's default is restored
+        from napari_senca import image_weights
+
+        monkeypatch.setattr(image_weights, "_FAILED", set())
+        t0 = time.perf_counter()
+        trunk = bb.build_backbone("resnet18", "auto")  # falls back to random weights, quickly
+        assert trunk.weights_used.startswith("random") and time.perf_counter() - t0 < 10
+        assert socket.getdefaulttimeout() == before
+    finally:
+        stop.set()
+        t.join()
+        for c in held:
+            c.close()
+        server.close()

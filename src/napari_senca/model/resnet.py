@@ -24,13 +24,14 @@ convolution). Adapted from torchvision/models/resnet.py (BSD-3-Clause).
 from __future__ import annotations
 
 import os
+import socket
 from urllib.parse import urlparse
 
 import torch
 from torch import Tensor, nn
 
 __all__ = ["ResNet", "BasicBlock", "Bottleneck", "resnet", "imagenet_state_dict", "imagenet_file", "IMAGENET_URLS",
-           "ARCHITECTURES"]
+           "ARCHITECTURES", "DOWNLOAD_TIMEOUT"]
 
 #: torchvision's ``ResNet18/34/50_Weights.DEFAULT`` files (resnet50: IMAGENET1K_V2)
 IMAGENET_URLS = {
@@ -155,6 +156,27 @@ def imagenet_file(name: str) -> str:
     return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(IMAGENET_URLS[name]).path))
 
 
-def imagenet_state_dict(name: str, progress: bool = True) -> dict[str, Tensor]:
-    """torchvision's ImageNet weights of ``name``: from the torch cache, else downloaded (hash checked)."""
-    return torch.hub.load_state_dict_from_url(IMAGENET_URLS[name], progress=progress, check_hash=True)
+#: seconds a download of ImageNet weights may wait on the network (to connect, or for the next bytes)
+DOWNLOAD_TIMEOUT = 20.0
+
+
+def imagenet_state_dict(name: str, progress: bool = True, timeout: float | None = None) -> dict[str, Tensor]:
+    """torchvision's ImageNet weights of ``name``: from the torch cache, else downloaded (hash checked).
+
+    ``torch.hub`` downloads with no timeout: on a network that drops packets
+    instead of refusing them (a hospital proxy or firewall), a run would wait
+    minutes for the operating system to give up before falling back to random
+    weights. The download here gives up after ``timeout`` seconds without
+    progress (default :data:`DOWNLOAD_TIMEOUT`); a slow link that keeps sending
+    is not cut. The timeout is the process's socket default while the download
+    runs (restored after), which is how urllib, and so ``torch.hub``, reads it.
+    """
+    url = IMAGENET_URLS[name]
+    if os.path.isfile(imagenet_file(name)):  # cached: no network involved
+        return torch.hub.load_state_dict_from_url(url, progress=progress, check_hash=True)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT if timeout is None else timeout)
+    try:
+        return torch.hub.load_state_dict_from_url(url, progress=progress, check_hash=True)
+    finally:
+        socket.setdefaulttimeout(previous)
