@@ -395,22 +395,26 @@ def _image_stage(
 
 
 def _fixed_gate(cfg: SencaConfig, weights_used: str) -> float | None:
-    """The image gate known before measuring: ``image_gate``, scaled by ``random_weights_gate`` for random weights.
+    """The image gate known before measuring (None for a measured gate, ``image_gate=None``)."""
+    gate = _random_gate(cfg) if weights_are_random(weights_used) else cfg.image_gate
+    return None if gate is None else float(gate)
 
-    None for a measured gate (``image_gate=None``), whatever the weights. An
-    encoder that is fine-tuned (``freeze_backbone=False``) learns, so its
-    starting weights do not count as random.
+
+def _random_gate(cfg: SencaConfig) -> float | None:
+    """The fixed gate for random weights: ``image_gate`` scaled by ``random_weights_gate``.
+
+    None for a measured gate. An encoder that is fine-tuned
+    (``freeze_backbone=False``) learns, so its starting weights do not count
+    as random.
     """
-    if cfg.image_gate is None:
-        return None
-    if cfg.freeze_backbone and weights_are_random(weights_used):  # random features vote only if asked
-        return float(cfg.image_gate) * float(cfg.random_weights_gate)
-    return float(cfg.image_gate)
+    if cfg.image_gate is None or not cfg.freeze_backbone:
+        return cfg.image_gate
+    return float(cfg.image_gate) * float(cfg.random_weights_gate)  # random features vote only if asked
 
 
 def _skip_random(cfg: SencaConfig) -> bool:
     """True when features from random weights would count for nothing (so need not be encoded)."""
-    return cfg.image_gate is not None and cfg.freeze_backbone and cfg.image_gate * cfg.random_weights_gate == 0.0
+    return _random_gate(cfg) == 0.0
 
 
 def _train_stage(
