@@ -17,10 +17,8 @@ The H&E features come from the disk cache after the first run of a section
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -53,15 +51,14 @@ print("RESULT " + json.dumps({"code": code, "gc_s": spent[0], "collections": cou
 
 
 def run_case(mode: str, path: Path, out: Path, cache: Path) -> dict:
+    from wait_policy import child_result  # benchmarks/ is on sys.path when this runs as a script
+
     env = dict(os.environ, NAPARI_SENCA_CACHE=str(cache))
-    argv = [sys.executable, "-c", CHILD, mode, "run", str(path), "--out", str(out), "--overwrite"]
     start = time.time()
-    p = subprocess.run(argv, env=env, capture_output=True, text=True)
+    res, err = child_result(["-c", CHILD, mode, "run", str(path), "--out", str(out), "--overwrite"], env)
     finished = time.time()
-    line = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
-    if p.returncode != 0 or not line:
-        raise RuntimeError(p.stderr[-2000:])
-    res = json.loads(line[-1][7:])
+    if res is None or res["code"] != 0:
+        raise RuntimeError(err)
     res["wall_s"] = finished - start
     res["exit_s"] = finished - res.pop("end")
     return res
