@@ -7,6 +7,14 @@ the image-only ARI and each partition's edge homophily (share of graph edges ins
 cluster). Random image weights (nothing can be downloaded here). One JSON line per
 (section, encoding); ``--table`` prints the summary in docs/benchmarks.md ("Gate signals").
 
+Encodings: ``patches`` and ``fcn`` (the random-init ResNet-18 per patch, or pooled from one
+fully convolutional pass), and ``stain``: no network, 21 H&E colour-deconvolution statistics per
+patch (``skimage.color.rgb2hed``: mean, sd and 10/50/90th percentiles of the haematoxylin, eosin
+and residual densities; background share, grey mean and sd; haematoxylin edge strength and
+coarse texture; share of strongly haematoxylin- and eosin-stained pixels). The ``stain``
+features measure histology a pathologist names (nuclear density, stroma, fat), so they test
+whether the random weights are what keeps the image from counting on A1 and DLPFC.
+
     PYTHONPATH=src python benchmarks/gate_signals.py DLPFC patches >> gate.jsonl
     PYTHONPATH=src python benchmarks/gate_signals.py cm_square_0 fcn >> gate.jsonl
     python benchmarks/gate_signals.py --table gate.jsonl
@@ -47,15 +55,20 @@ def measure(name: str, encoding: str) -> dict:
 
     torch.set_num_threads(1)
     ad = _section(name)
-    cfg = SencaConfig(image_weights="none", image_encoding=encoding)
+    cfg = SencaConfig(image_weights="none", image_encoding="patches" if encoding == "stain" else encoding)
     torch.manual_seed(0)
     t = time.time()
-    img = drain(encode_iter(ad, cfg, torch.device("cpu")))
+    if encoding == "stain":
+        from napari_senca.patches import iter_patches
+
+        feats = np.concatenate([stain_features(b) for b in iter_patches(ad, cfg.patch_radius_spacings, 64, 64)])
+    else:
+        feats = drain(encode_iter(ad, cfg, torch.device("cpu"))).feats
     out: dict = {"section": name, "enc": encoding, "encode_s": time.time() - t, "K": default_n_clusters(ad)}
     expr = preprocess_expression(ad, cfg).X
     adj, _, _ = _graph_tensors(np.asarray(ad.obsm["spatial"], float)[:, :2], cfg, torch.device("cpu"))
     rna = unit(smooth(pcs(expr, 20, 0), adj, 1))
-    im = unit(smooth(pcs(standardise(img.feats), 20, 0), adj, 1))
+    im = unit(smooth(pcs(standardise(feats), min(20, feats.shape[1]), 0), adj, 1))
     src, dst = adj.coalesce().indices().numpy()
     lab = ad.obs["label"]
     keep = np.asarray(lab.notna())
@@ -70,6 +83,26 @@ def measure(name: str, encoding: str) -> dict:
     li = km(im, out["K"])
     out["image_only"] = {"ari": ari(lab[keep], li[keep]), "homophily": float((li[src] == li[dst]).mean())}
     return out
+
+
+def stain_features(batch):
+    """``(b, s, s, 3)`` uint8 patches -> ``(b, 21)`` H&E colour-deconvolution statistics (no learned weights)."""
+    import numpy as np
+    from scipy import ndimage as ndi
+    from skimage.color import rgb2hed
+
+    out = []
+    for patch in batch:
+        rgb = patch.astype(np.float32) / 255.0
+        hed = rgb2hed(rgb)
+        h, grey = hed[..., 0], rgb.mean(-1)
+        f = [v for c in np.moveaxis(hed, -1, 0) for v in (c.mean(), c.std(), *np.percentile(c, [10, 50, 90]))]
+        hs = ndi.gaussian_filter(h, 1.0)
+        f += [(grey > 0.82).mean(), grey.mean(), grey.std(),
+              np.abs(ndi.sobel(hs, 0)).mean() + np.abs(ndi.sobel(hs, 1)).mean(),
+              ndi.gaussian_filter(h, 4.0).std(), (h > 0.05).mean(), (hed[..., 1] > 0.05).mean()]
+        out.append(f)
+    return np.asarray(out, np.float32)
 
 
 def table(path: str) -> str:

@@ -28,25 +28,60 @@ def _drive(gen):
 # --------------------------------------------------------------------------- core
 
 
-@pytest.mark.parametrize("use_image", [True, False])
-def test_overall_progress_is_one_monotonic_bar(use_image, torch_one_thread):
+@pytest.mark.parametrize("image", ["counted", "not counted", "off"])
+def test_overall_progress_is_one_monotonic_bar(image, torch_one_thread):
+    from napari_senca.features import clear_cache
+
+    clear_cache()  # encoded in this run, not read from another test's cache
     adata = synthetic_section(n_side=6, n_genes=40)
     cfg = SencaConfig(epochs=3, steps_per_epoch=1, image_weights="none", patch_size=32, device="cpu",
-                      n_clusters=3, use_image=use_image)
+                      n_clusters=3, use_image=image != "off", random_weights_gate=float(image == "counted"))
     reports, result = _drive(run_senca_iter(adata, cfg))
     assert result.n_clusters == 3
     overall = [p.overall for p in reports]
     assert all(b >= a for a, b in zip(overall, overall[1:], strict=False)), overall
     assert overall[0] == 0.0 and overall[-1] == pytest.approx(1.0)
     stages = [p.stage for p in reports]
-    assert ("patches" in stages) == use_image
+    assert ("patches" in stages) == (image != "off")
     # the bar's share of each stage follows the weight table (normalised over the stages that run)
-    used = [s for s in STAGE_WEIGHTS if use_image or s != "patches"]
+    used = [s for s in STAGE_WEIGHTS if image != "off" or s != "patches"]
     total = sum(STAGE_WEIGHTS[s] for s in used)
+    pre = STAGE_WEIGHTS["preprocess"] / total
     after_pre = next(p.overall for p in reports if p.stage == "preprocess" and p.step == 1)
-    assert after_pre == pytest.approx(STAGE_WEIGHTS["preprocess"] / total)
+    assert after_pre == pytest.approx(pre)
     last_train = [p for p in reports if p.stage == "train"][-1]
-    assert last_train.overall == pytest.approx(1.0 - STAGE_WEIGHTS["cluster"] / total)
+    if image == "not counted":  # nothing encoded: the image's share goes to training and clustering
+        skip = [p for p in reports if p.stage == "patches"]
+        assert [(p.step, p.total) for p in skip] == [(0, 0)] and "not encoded" in skip[0].message
+        tc = STAGE_WEIGHTS["train"] + STAGE_WEIGHTS["cluster"]
+        assert last_train.overall == pytest.approx(pre + (1 - pre) * STAGE_WEIGHTS["train"] / tc)
+        first_train = next(p for p in reports if p.stage == "train")
+        assert first_train.overall < pre + (1 - pre) * STAGE_WEIGHTS["train"] / tc / 2  # no jump over the image's share
+    else:
+        assert last_train.overall == pytest.approx(1.0 - STAGE_WEIGHTS["cluster"] / total)
+
+
+def test_overall_progress_cached_features(torch_one_thread):
+    """Features from the cache: the image stage reports 0 of 0 and the bar does not jump over its share."""
+    adata = synthetic_section(n_side=6, n_genes=40)
+    cfg = SencaConfig(epochs=3, steps_per_epoch=1, image_weights="none", patch_size=32, device="cpu",
+                      n_clusters=3, random_weights_gate=1.0)
+    _drive(run_senca_iter(adata, cfg))
+    reports, _ = _drive(run_senca_iter(adata, cfg))  # the second run reads the features from the cache
+    patches = [p for p in reports if p.stage == "patches"]
+    assert [(p.step, p.total) for p in patches] == [(0, 0)] and "cache" in patches[0].message
+    first_train = next(p for p in reports if p.stage == "train")
+    assert first_train.overall < 0.5
+
+
+def test_overall_progress_skipped_stage():
+    """A stage reported as 0 of 0 is skipped: its share goes to the stages after it."""
+    tr = OverallProgress(use_image=True)
+    seq = [("preprocess", 1, 1), ("patches", 0, 0), ("train", 5, 10), ("train", 10, 10), ("cluster", 1, 1)]
+    vals = [tr.update(Progress(st, a, b, "")).overall for st, a, b in seq]
+    pre = STAGE_WEIGHTS["preprocess"]
+    train = (1 - pre) * STAGE_WEIGHTS["train"] / (STAGE_WEIGHTS["train"] + STAGE_WEIGHTS["cluster"])
+    assert vals == pytest.approx([pre, pre, pre + train / 2, pre + train, 1.0])
 
 
 def test_overall_progress_never_goes_back():

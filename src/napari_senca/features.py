@@ -179,17 +179,18 @@ def encode_iter(
     offline) uses torch's global generator: seed it before calling.
     ``skip_random``: when the encoder turns out to have random weights (and the
     features are not cached), return without reading a patch (``feats`` None).
+    When nothing is encoded (cached features, or skipped) the one report is ``(0, 0)``.
     """
     from .model.backbone import build_backbone
 
     key = feature_key(adata, cfg) if cfg.freeze_backbone else None
     hit = None if key is None else _lookup(key, cfg)
     if hit is not None:
-        yield (1, 1)
+        yield (0, 0)  # nothing to encode
         return ImageFeatures(feats=hit[0], weights_used=hit[1], cached=True)
     backbone = build_backbone(cfg.backbone, cfg.image_weights).to(device).eval()
     if skip_random and weights_are_random(backbone.weights_used):
-        yield (1, 1)
+        yield (0, 0)  # nothing to encode
         return ImageFeatures(feats=None, weights_used=backbone.weights_used, cached=False, method="skipped")
     size = encoder_size(adata, cfg, backbone)
     method = _method(cfg, adata.n_obs)

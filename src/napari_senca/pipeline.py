@@ -96,24 +96,33 @@ class OverallProgress:
     """Turns per-stage :class:`Progress` reports into one fraction of the run.
 
     Stages run in the order of :data:`STAGE_WEIGHTS`; ``use_image=False``
-    drops the image stage. Unknown stages keep the fraction where it is, and
-    the fraction never goes down.
+    drops the image stage. A report with ``total == 0`` says its stage was
+    skipped (random image weights that do not count are not encoded): its
+    share goes to the stages after it, so the bar does not jump over it.
+    Unknown stages keep the fraction where it is, and the fraction never
+    goes down.
     """
 
     def __init__(self, use_image: bool) -> None:
-        stages = [s for s in STAGE_WEIGHTS if use_image or s != "patches"]
+        self.value = 0.0
+        self._layout([s for s in STAGE_WEIGHTS if use_image or s != "patches"], 0.0)
+
+    def _layout(self, stages: list[str], start: float) -> None:
+        """Spread ``1 - start`` over ``stages`` in proportion to their weights."""
         total = sum(STAGE_WEIGHTS[s] for s in stages)
         self.start: dict[str, float] = {}
         self.weight: dict[str, float] = {}
-        acc = 0.0
+        acc = start
         for st in stages:
-            self.start[st], self.weight[st] = acc, STAGE_WEIGHTS[st] / total
+            self.start[st], self.weight[st] = acc, (1.0 - start) * STAGE_WEIGHTS[st] / total
             acc += self.weight[st]
-        self.value = 0.0
 
     def update(self, p: Progress) -> Progress:
         """Set ``p.overall`` and return ``p``."""
-        if p.stage in self.start:
+        if p.total == 0 and p.stage in self.start:  # skipped: the later stages share what is left
+            later = list(self.start)[list(self.start).index(p.stage) + 1 :]
+            self._layout(later, self.value)
+        elif p.stage in self.start:
             frac = min(max(p.fraction, 0.0), 1.0)
             self.value = max(self.value, min(1.0, self.start[p.stage] + self.weight[p.stage] * frac))
         p.overall = self.value
@@ -358,6 +367,10 @@ def _section_data(adata: AnnData, x_np: np.ndarray, cfg: SencaConfig, device: to
     return _SectionData(data=data, graph=(adj_sp, idx_np, mask_np), spacing=spacing, store=store, minibatch=minibatch)
 
 
+_NOT_ENCODED = "H&E not encoded: random image weights do not count (see image weights)"
+_CACHED = "H&E features read from the cache"
+
+
 def _image_stage(
     adata: AnnData, cfg: SencaConfig, device: torch.device, expr_x: np.ndarray, x_np: np.ndarray, sec: _SectionData
 ) -> Generator[Progress, None, _ImageUse]:
@@ -370,8 +383,10 @@ def _image_stage(
     data, n = sec.data, adata.n_obs
     img = yield from relay(
         encode_iter(adata, cfg, device, skip_random=_skip_random(cfg)),
-        lambda b: Progress("patches", b[0], b[1], f"encoding H&E ({n} spots) {b[0]}/{b[1]}"),
+        lambda b: Progress("patches", b[0], b[1], f"encoding H&E ({n} spots) {b[0]}/{b[1]}") if b[1] else None,
     )
+    if img.cached or img.feats is None:  # nothing was encoded: the bar gives this stage's share to the next ones
+        yield Progress("patches", 0, 0, _CACHED if img.cached else _NOT_ENCODED)
     use = _ImageUse(weights_used=img.weights_used)
     data.image_gate = _fixed_gate(cfg, img.weights_used)
     if img.feats is None or data.image_gate == 0.0:  # the image counts for nothing: exactly the RNA-only model

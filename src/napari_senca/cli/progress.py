@@ -23,6 +23,8 @@ class ProgressPrinter:
         filled = int(round(frac * self.width))
         bar = "#" * filled + "-" * (self.width - filled)
         line = f"{p.stage:<10} [{bar}] {int(p.step)}/{int(p.total)} {p.message}"
+        if int(p.total) == 0:  # a stage that was skipped: no bar, just why
+            line = f"{p.stage:<10} {p.message}"
         if self.tty:
             if self._stage is not None and p.stage != self._stage:
                 self.stream.write("\n")
