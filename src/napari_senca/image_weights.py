@@ -53,6 +53,10 @@ WEAK_FEATURES_NOTE = (
 )
 
 
+#: what the Run widget's weights note adds where the weights would be random (they do not count by default)
+NOT_COUNTED_TAIL = " (not counted unless 'count random image features' is ticked)"
+
+
 def weak_features_note(counted: bool, count_how: str = "--count-random-image") -> str:
     """:data:`WEAK_FEATURES_NOTE` with what happened to the features in this run.
 
@@ -111,25 +115,28 @@ def weights_notice(backbone: str, weights: str, cached: bool | None) -> str:
     """
     w = str(weights).lower()
     if w == "none":
-        return "random image weights: weak image features (colour and texture only)"
+        return "random image weights: weak image features (colour and texture only)" + NOT_COUNTED_TAIL
     if backbone not in BUILTIN_RESNETS and w in ("auto", "imagenet"):
         name = backbone.removeprefix("timm:")
         if download_failed(name):
-            tail = "random image weights" if w == "auto" else "the run will fail offline"
+            tail = "random image weights" + NOT_COUNTED_TAIL if w == "auto" else "the run will fail offline"
             return f"pretrained weights for {backbone} could not be loaded this session: {tail}"
         return (
             f"{backbone}: pretrained weights come from the timm / Hugging Face cache or the internet "
-            "(gated models need HF_TOKEN)" + ("; offline: random image weights" if w == "auto" else "")
+            "(gated models need HF_TOKEN)" + ("; offline: random image weights" + NOT_COUNTED_TAIL if w == "auto" else "")
         )
     if w not in ("auto", "imagenet") or cached is None or cached:
         return ""
     if download_failed(backbone):
         if w == "auto":
-            return f"ImageNet weights for {backbone} could not be downloaded this session: random image weights"
+            return (
+                f"ImageNet weights for {backbone} could not be downloaded this session: random image weights"
+                + NOT_COUNTED_TAIL
+            )
         return f"ImageNet weights for {backbone} could not be downloaded this session: the run will fail offline"
     if w == "auto":
         return (
             f"ImageNet weights for {backbone} are not in the torch cache: the run downloads them, "
-            "or uses random image weights when offline"
+            "or uses random image weights when offline" + NOT_COUNTED_TAIL
         )
     return f"ImageNet weights for {backbone} are not in the torch cache: the run downloads them (needs internet)"
