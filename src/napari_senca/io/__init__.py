@@ -72,8 +72,10 @@ def read_section(
         see :func:`~napari_senca.io.spatialdata_store.read_spatialdata`), or a
         bundled sample named ``"sample:her2st_A1"`` / ``"sample:synthetic"``.
     section
-        The section to read from a her2st repository (required there), or the
-        table to read from a SpatialData store (needed when it has several).
+        The section to read from a her2st repository (required there), the
+        table to read from a SpatialData store (needed when it has several),
+        or the library of an ``.h5ad`` file (needed when ``uns["spatial"]``
+        holds several; see :func:`~napari_senca.io.h5ad.read_h5ad`).
     image
         An H&E to use instead of the one found beside the data (for Visium and
         Visium HD: the full-resolution image; a TIFF / OME-TIFF / SVS file is
@@ -135,10 +137,13 @@ def _read_any(fmt: str | None, path: str | PathLike, section: str | None, image:
         if image is not None and image is not False and not isinstance(image, str):
             raise ConfigError(f"{p}: for a SpatialData store, the image is the name of one of its image elements")
         return read_spatialdata(p, table=section, image=image, **kw)
-    if section is not None and fmt != "her2st_repo":
+    if section is not None and fmt not in ("her2st_repo", "h5ad"):
         raise ConfigError(
-            f"{p}: a section name only applies to a her2st repository or a SpatialData store's table (this is {fmt!r})"
+            f"{p}: a section name only applies to a her2st repository, a SpatialData store's table or an .h5ad "
+            f"file's library (this is {fmt!r})"
         )
+    if fmt == "h5ad":
+        kw["library"] = section
     if fmt == "st":
         return read_st_folder(p if p.is_dir() else p.parent, image=image, **kw)
     if fmt == "her2st_repo":
