@@ -216,6 +216,28 @@ def test_h5ad_keeps_a_reference_not_the_pixels(visium_hd_folder, tmp_path):
         read_section(out, image=root / "outs" / "spatial" / "tissue_hires_image.png")
 
 
+def test_slide_given_to_an_h5ad_without_images_is_attached(tmp_path):
+    import anndata as ad
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(4)
+    a = ad.AnnData(X=sp.csr_matrix(rng.poisson(2, (30, 8)).astype(np.float32)))
+    a.obs_names = [f"s{i}" for i in range(30)]
+    a.var_names = [f"g{i}" for i in range(8)]
+    a.obsm["spatial"] = rng.uniform(10, 500, (30, 2))
+    a.write_h5ad(tmp_path / "bare.h5ad")  # no uns["spatial"]
+    slide = rng.integers(0, 255, (600, 640, 3)).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "slide.tif", slide, photometric="rgb")
+    s = read_section(tmp_path / "bare.h5ad", image=tmp_path / "slide.tif")
+    img, scalef = get_image(s)  # used by the run: the section has an image now
+    assert list(s.uns["spatial"]) == ["bare"] and img.shape == (600, 640, 3) and scalef == 1.0
+    assert fullres_reference(s)["path"] == str(tmp_path / "slide.tif")
+    (lv, f), *_ = get_image_levels(s)
+    assert f == 1.0 and np.array_equal(np.asarray(lv[100:110, 200:210]), slide[100:110, 200:210])
+    back = read_h5ad(write_h5ad(s, tmp_path / "out.h5ad"))  # the reference survives a round trip
+    assert fullres_reference(back) == fullres_reference(s) and get_image(back) is not None
+
+
 def test_patches_read_from_the_right_level(visium_hd_folder):
     root = visium_hd_folder()
     with warnings.catch_warnings():

@@ -170,7 +170,10 @@ def relink_slide(adata: AnnData, image: str | PathLike) -> AnnData:
     """Point a section at its full-resolution slide (a TIFF, read lazily), e.g. after the file moved.
 
     The spots must fall inside the slide (its reference's scale factor, 1 by
-    default, maps ``obsm["spatial"]`` to slide pixels).
+    default, maps ``obsm["spatial"]`` to slide pixels). A section with no
+    stored image (e.g. an ``.h5ad`` without ``uns["spatial"]``) gets one: a
+    library entry holding the slide's overview as ``hires`` (see
+    :func:`~napari_senca.io.slide.read_overview`), so that it is used.
 
     Raises
     ------
@@ -180,7 +183,7 @@ def relink_slide(adata: AnnData, image: str | PathLike) -> AnnData:
     import numpy as np
 
     from ..notes import input_info
-    from ..section import fullres_reference, library_id, set_fullres_reference
+    from ..section import fullres_reference, set_fullres_reference
     from .image import check_inside, record_source_image
     from .slide import image_reference
 
@@ -188,13 +191,35 @@ def relink_slide(adata: AnnData, image: str | PathLike) -> AnnData:
     ref = image_reference(image, scalef=float(old.get("scalef", 1.0)))
     xy = np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2] * ref["scalef"]
     check_inside(xy, (ref["height"], ref["width"]), list(adata.obs_names), image)
-    lib = library_id(adata)
-    if lib is not None:
-        set_fullres_reference(adata, ref)
-        record_source_image(adata, ref["path"])
-        info = input_info(adata)
-        info["warnings"] = [w for w in info.get("warnings", []) if "full-resolution image" not in str(w)]
+    _attach_overview(adata, ref)
+    set_fullres_reference(adata, ref)
+    record_source_image(adata, ref["path"])
+    info = input_info(adata)
+    info["warnings"] = [w for w in info.get("warnings", []) if "full-resolution image" not in str(w)]
     return adata
+
+
+def _attach_overview(adata: AnnData, ref: dict[str, Any]) -> None:
+    """Store the referenced slide's overview as ``hires`` when the section has no image (creating its library entry)."""
+    from ..section import get_image, library_id, spot_diameter
+    from .slide import open_levels, read_overview
+
+    if get_image(adata) is not None:
+        return
+    lib = library_id(adata) or str((adata.uns.get("senca_input") or {}).get("library_id") or Path(ref["path"]).stem)
+    spatial = adata.uns.get("spatial")
+    entry = dict(spatial.get(lib) or {}) if isinstance(spatial, dict) else {}
+    scalefactors = {"spot_diameter_fullres": spot_diameter(adata), **dict(entry.get("scalefactors") or {})}
+    overview, factor = read_overview(open_levels(ref["path"]))
+    scalefactors["tissue_hires_scalef"] = float(ref["scalef"]) * factor
+    adata.uns["spatial"] = {
+        lib: {
+            **entry,
+            "images": {**dict(entry.get("images") or {}), "hires": overview},
+            "scalefactors": scalefactors,
+            "metadata": dict(entry.get("metadata") or {}),
+        }
+    }
 
 
 def _read_sample(name: str, image: str | PathLike | bool | None) -> AnnData:
