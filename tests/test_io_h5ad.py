@@ -73,3 +73,81 @@ def test_bad_files(tmp_path):
     a.write_h5ad(tmp_path / "nospatial.h5ad")
     with pytest.raises(DataError, match=r"nospatial\.h5ad: no spot positions"):
         read_section(tmp_path / "nospatial.h5ad")
+
+
+def _two_libraries(tmp_path, *, column=True, name="two.h5ad"):
+    """An .h5ad holding two sections (squidpy style): 12 spots of secA, 8 of secB on a larger H&E."""
+    import anndata as ad
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    a = ad.AnnData(X=sp.csr_matrix(rng.poisson(2, (20, 10)).astype(np.float32)))
+    a.obs_names = [f"s{i}" for i in range(20)]
+    a.var_names = [f"g{i}" for i in range(10)]
+    a.obsm["spatial"] = np.concatenate([rng.uniform(5, 95, (12, 2)), rng.uniform(150, 290, (8, 2))])
+    if column:
+        a.obs["library_id"] = pd.Categorical(["secA"] * 12 + ["secB"] * 8)
+    a.uns["spatial"] = {
+        "secA": {"images": {"hires": np.zeros((100, 100, 3), np.uint8)}, "scalefactors": {"tissue_hires_scalef": 1.0}},
+        "secB": {"images": {"hires": np.full((300, 300, 3), 50, np.uint8)}, "scalefactors": {"tissue_hires_scalef": 1.0}},
+    }
+    p = tmp_path / name
+    a.write_h5ad(p)
+    return p
+
+
+def test_several_libraries_need_a_choice(tmp_path):
+    p = _two_libraries(tmp_path)
+    several = r'two\.h5ad: 2 libraries \(sections\) in uns\["spatial"\] \(secA, secB\): choose one \(--section'
+    with pytest.raises(DataError, match=several):
+        read_section(p)
+    with pytest.raises(DataError, match=r"two\.h5ad: no library 'secC' in uns\[\"spatial\"\] \(libraries: secA, secB\)"):
+        read_section(p, section="secC")
+
+
+def test_library_selects_its_image_and_spots(tmp_path):
+    from napari_senca.section import get_image
+
+    p = _two_libraries(tmp_path)
+    b = read_section(p, section="secB")
+    assert b.n_obs == 8 and set(b.obs["library_id"]) == {"secB"} and list(b.obs_names) == [f"s{i}" for i in range(12, 20)]
+    assert list(b.uns["spatial"]) == ["secB"] and b.uns["senca_input"]["library_id"] == "secB"
+    img, _ = get_image(b)
+    assert img.shape == (300, 300, 3) and int(img.max()) == 50
+    a = read_section(p, section="secA")
+    assert a.n_obs == 12 and list(a.uns["spatial"]) == ["secA"]
+
+
+def test_library_without_spot_column(tmp_path):
+    p = _two_libraries(tmp_path, column=False)
+    with pytest.raises(DataError, match=r'two\.h5ad: no obs\["library_id"\] column says which spots belong to library'):
+        read_section(p, section="secA")
+
+
+def test_spots_of_one_library_need_no_choice(tmp_path):
+    import anndata as ad
+
+    p = _two_libraries(tmp_path)
+    a = ad.read_h5ad(p)
+    a[a.obs["library_id"] == "secB"].copy().write_h5ad(tmp_path / "onlyB.h5ad")
+    b = read_section(tmp_path / "onlyB.h5ad")
+    assert b.n_obs == 8 and list(b.uns["spatial"]) == ["secB"]
+
+
+def test_one_library_file_with_section(tmp_path):
+    a = _annotated()
+    p = write_h5ad(a, tmp_path / "s.h5ad")
+    assert read_section(p, section="synthetic").n_obs == a.n_obs
+    with pytest.raises(DataError, match=r"s\.h5ad: no library 'other' in uns\[\"spatial\"\] \(libraries: synthetic\)"):
+        read_section(p, section="other")
+
+
+def test_cli_section_picks_the_library(tmp_path, capsys):
+    from napari_senca.cli import main
+
+    p = _two_libraries(tmp_path)
+    assert main(["info", str(p)]) == 2
+    assert "2 libraries" in capsys.readouterr().err
+    assert main(["info", str(p), "--section", "secB"]) == 0
+    out = capsys.readouterr().out
+    assert "spots:         8" in out and "library id:    secB" in out

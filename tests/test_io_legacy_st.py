@@ -234,6 +234,27 @@ def test_labels_conflict(st_folder):
         read_st_folder(folder)
 
 
+def _id_labels(folder, extra: str) -> None:
+    """labels.tsv joined on spot ids (no x / y columns), with ``extra`` rows appended."""
+    rows = "".join(f"{x}x{y}\t{'tumour' if x <= 2 else 'stroma'}\n" for x in range(1, 5) for y in range(1, 4))
+    (folder / "labels.tsv").write_text("spot\tlabel\n" + rows + extra)
+
+
+@pytest.mark.parametrize("extra, ids", [("1x1\tstroma\n", "'1x1' and '1x1'"), ("1.02x0.97\tfat\n", "'1x1' and '1.02x0.97'")])
+def test_labels_conflict_by_id(st_folder, extra, ids):
+    folder = st_folder()
+    _id_labels(folder, extra)
+    with pytest.raises(DataError, match=rf"labels\.tsv: spot '1x1' has two labels \('tumour' and '[a-z]+'; label ids {ids}\)"):
+        read_st_folder(folder)
+
+
+def test_repeated_identical_label_rows_are_accepted(st_folder):
+    folder = st_folder()
+    _id_labels(folder, "1x1\ttumour\n")
+    a = read_st_folder(folder)
+    assert a.obs.loc["1x1", "label"] == "tumour" and a.obs.loc["4x3", "label"] == "stroma"
+
+
 def test_labels_bad_columns(st_folder):
     folder = st_folder()
     (folder / "labels.tsv").write_text("a\tb\tc\n1\t2\t3\n")

@@ -113,6 +113,43 @@ def test_channel_first_and_grey_ome_tiff(tmp_path):
     assert lv.shape == (32, 40, 3) and lv.dtype == np.uint8 and int(np.asarray(lv).min()) == 255
 
 
+_BASE = np.random.default_rng(2).integers(40, 220, size=(96, 128, 3)).astype(np.uint16)
+
+
+@pytest.mark.parametrize(
+    "name, arr",
+    [
+        ("float_0_255", _BASE.astype(np.float32)),
+        ("float_0_1", (_BASE / 255.0).astype(np.float32)),
+        ("uint16_12bit", _BASE * 16),
+        ("uint16_full", _BASE * 257),
+    ],
+)
+def test_lazy_and_in_memory_give_the_same_picture(tmp_path, name, arr):
+    p = tmp_path / f"{name}.tif"
+    tifffile.imwrite(p, arr, photometric="rgb")
+    eager = load_image(p)
+    lazy = open_levels(p)
+    assert lazy[0].dtype == np.uint8
+    np.testing.assert_array_equal(np.asarray(lazy[0]), eager)
+    assert abs(float(eager.mean()) - float(_BASE.mean())) < 30  # neither white nor black
+
+
+def test_lazy_scale_is_shared_by_all_levels(tmp_path, monkeypatch):
+    import napari_senca.io.slide as slide
+
+    arr = np.random.default_rng(3).integers(0, 4096, size=(3000, 200, 3)).astype(np.uint16)  # 12-bit data
+    arr[0, 0] = 4095
+    p = tmp_path / "tall12.tif"
+    tifffile.imwrite(p, arr, tile=(256, 256), photometric="rgb")
+    monkeypatch.setattr(slide, "_SCALE_SAMPLE_PIXELS", 200 * 200, raising=False)  # a bounded sample
+    levels = open_levels(p)
+    assert len(levels) == 2
+    fine = np.asarray(levels[0]).astype(np.float64)
+    assert 110 < fine.mean() < 145 and fine.max() >= 250  # scaled by a maximum near 4095, not 65535
+    np.testing.assert_allclose(np.asarray(levels[1][0, 0]), fine[:2, :2].mean(axis=(0, 1)), atol=1)
+
+
 def test_not_a_tiff(tmp_path):
     bad = tmp_path / "bad.tif"
     bad.write_bytes(b"not a tiff at all")
@@ -177,6 +214,28 @@ def test_h5ad_keeps_a_reference_not_the_pixels(visium_hd_folder, tmp_path):
     assert not [w for w in relinked.uns["senca_input"]["warnings"] if "not there" in w]
     with pytest.raises(ConfigError, match="only its full-resolution slide .a TIFF. can be given again"):
         read_section(out, image=root / "outs" / "spatial" / "tissue_hires_image.png")
+
+
+def test_slide_given_to_an_h5ad_without_images_is_attached(tmp_path):
+    import anndata as ad
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(4)
+    a = ad.AnnData(X=sp.csr_matrix(rng.poisson(2, (30, 8)).astype(np.float32)))
+    a.obs_names = [f"s{i}" for i in range(30)]
+    a.var_names = [f"g{i}" for i in range(8)]
+    a.obsm["spatial"] = rng.uniform(10, 500, (30, 2))
+    a.write_h5ad(tmp_path / "bare.h5ad")  # no uns["spatial"]
+    slide = rng.integers(0, 255, (600, 640, 3)).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "slide.tif", slide, photometric="rgb")
+    s = read_section(tmp_path / "bare.h5ad", image=tmp_path / "slide.tif")
+    img, scalef = get_image(s)  # used by the run: the section has an image now
+    assert list(s.uns["spatial"]) == ["bare"] and img.shape == (600, 640, 3) and scalef == 1.0
+    assert fullres_reference(s)["path"] == str(tmp_path / "slide.tif")
+    (lv, f), *_ = get_image_levels(s)
+    assert f == 1.0 and np.array_equal(np.asarray(lv[100:110, 200:210]), slide[100:110, 200:210])
+    back = read_h5ad(write_h5ad(s, tmp_path / "out.h5ad"))  # the reference survives a round trip
+    assert fullres_reference(back) == fullres_reference(s) and get_image(back) is not None
 
 
 def test_patches_read_from_the_right_level(visium_hd_folder):

@@ -236,3 +236,12 @@ def test_fullres_tiff_only_gives_an_overview(visium_folder, tmp_path):
     img, scale = get_image(a)
     assert max(img.shape[:2]) == 2000 and scale == pytest.approx(2000 / 2600, rel=1e-3)
     assert fullres_reference(a) is not None and [lv.shape[0] for lv, _ in get_image_levels(a)][:2] == [2600, 1300]
+
+
+def test_labels_conflict_by_barcode(visium_folder):
+    root = visium_folder()
+    lab = root / "labels.tsv"
+    first = lab.read_text().splitlines()[2].split("\t")[0]  # the second barcode, labelled L1
+    lab.write_text(lab.read_text() + f"{first.removesuffix('-1')}\tL2\n")
+    with pytest.raises(DataError, match=rf"labels\.tsv: spot '{first}' has two labels \('L1' and 'L2'"):
+        read_visium(root / "outs")

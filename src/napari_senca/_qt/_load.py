@@ -48,7 +48,11 @@ class LoadWidget(DockWidget):
         self.worker: Any = None
         self.last_layer: Any = None
         self.path = LineEdit(label="path", tooltip="A section folder, Space Ranger outs folder or .h5ad file")
-        self.section = LineEdit(label="section", tooltip="Section name, only for a her2st repository checkout")
+        self.section = LineEdit(
+            label="section",
+            tooltip="Section name: of a her2st repository checkout, a SpatialData store's table, or an .h5ad "
+            "file's library (when it holds several)",
+        )
         self.file_btn = PushButton(text="File…")
         self.folder_btn = PushButton(text="Folder…")
         self.load_btn = PushButton(text="Load")

@@ -29,7 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
             "Visium HD), .h5ad file, SpatialData .zarr store, or sample:her2st_A1 / sample:synthetic",
         )
         p.add_argument(
-            "--section", metavar="S", help="section of a her2st repository, e.g. A1; table of a SpatialData store"
+            "--section",
+            metavar="S",
+            help="section of a her2st repository, e.g. A1; table of a SpatialData store; library of an .h5ad file "
+            'whose uns["spatial"] holds several',
         )
         p.add_argument(
             "--image",
@@ -130,7 +133,11 @@ def _add_batch(sub: Any) -> None:
     )
     b.add_argument("sections", nargs="+", metavar="SECTION", help="section paths, glob patterns or manifest .csv files")
     b.add_argument("--out", required=True, metavar="DIR", help="cohort folder (new, empty, or a previous cohort output)")
-    b.add_argument("--section", metavar="S[,S...]", help="section(s) of a her2st repository, e.g. A1,B1,C1")
+    b.add_argument(
+        "--section",
+        metavar="S[,S...]",
+        help="section(s) of a her2st repository, e.g. A1,B1,C1, or library(ies) of an .h5ad file",
+    )
     b.add_argument(
         "--bin-size",
         type=int,

@@ -72,8 +72,10 @@ def read_section(
         see :func:`~napari_senca.io.spatialdata_store.read_spatialdata`), or a
         bundled sample named ``"sample:her2st_A1"`` / ``"sample:synthetic"``.
     section
-        The section to read from a her2st repository (required there), or the
-        table to read from a SpatialData store (needed when it has several).
+        The section to read from a her2st repository (required there), the
+        table to read from a SpatialData store (needed when it has several),
+        or the library of an ``.h5ad`` file (needed when ``uns["spatial"]``
+        holds several; see :func:`~napari_senca.io.h5ad.read_h5ad`).
     image
         An H&E to use instead of the one found beside the data (for Visium and
         Visium HD: the full-resolution image; a TIFF / OME-TIFF / SVS file is
@@ -135,10 +137,13 @@ def _read_any(fmt: str | None, path: str | PathLike, section: str | None, image:
         if image is not None and image is not False and not isinstance(image, str):
             raise ConfigError(f"{p}: for a SpatialData store, the image is the name of one of its image elements")
         return read_spatialdata(p, table=section, image=image, **kw)
-    if section is not None and fmt != "her2st_repo":
+    if section is not None and fmt not in ("her2st_repo", "h5ad"):
         raise ConfigError(
-            f"{p}: a section name only applies to a her2st repository or a SpatialData store's table (this is {fmt!r})"
+            f"{p}: a section name only applies to a her2st repository, a SpatialData store's table or an .h5ad "
+            f"file's library (this is {fmt!r})"
         )
+    if fmt == "h5ad":
+        kw["library"] = section
     if fmt == "st":
         return read_st_folder(p if p.is_dir() else p.parent, image=image, **kw)
     if fmt == "her2st_repo":
@@ -165,7 +170,10 @@ def relink_slide(adata: AnnData, image: str | PathLike) -> AnnData:
     """Point a section at its full-resolution slide (a TIFF, read lazily), e.g. after the file moved.
 
     The spots must fall inside the slide (its reference's scale factor, 1 by
-    default, maps ``obsm["spatial"]`` to slide pixels).
+    default, maps ``obsm["spatial"]`` to slide pixels). A section with no
+    stored image (e.g. an ``.h5ad`` without ``uns["spatial"]``) gets one: a
+    library entry holding the slide's overview as ``hires`` (see
+    :func:`~napari_senca.io.slide.read_overview`), so that it is used.
 
     Raises
     ------
@@ -175,7 +183,7 @@ def relink_slide(adata: AnnData, image: str | PathLike) -> AnnData:
     import numpy as np
 
     from ..notes import input_info
-    from ..section import fullres_reference, library_id, set_fullres_reference
+    from ..section import fullres_reference, set_fullres_reference
     from .image import check_inside, record_source_image
     from .slide import image_reference
 
@@ -183,13 +191,35 @@ def relink_slide(adata: AnnData, image: str | PathLike) -> AnnData:
     ref = image_reference(image, scalef=float(old.get("scalef", 1.0)))
     xy = np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2] * ref["scalef"]
     check_inside(xy, (ref["height"], ref["width"]), list(adata.obs_names), image)
-    lib = library_id(adata)
-    if lib is not None:
-        set_fullres_reference(adata, ref)
-        record_source_image(adata, ref["path"])
-        info = input_info(adata)
-        info["warnings"] = [w for w in info.get("warnings", []) if "full-resolution image" not in str(w)]
+    _attach_overview(adata, ref)
+    set_fullres_reference(adata, ref)
+    record_source_image(adata, ref["path"])
+    info = input_info(adata)
+    info["warnings"] = [w for w in info.get("warnings", []) if "full-resolution image" not in str(w)]
     return adata
+
+
+def _attach_overview(adata: AnnData, ref: dict[str, Any]) -> None:
+    """Store the referenced slide's overview as ``hires`` when the section has no image (creating its library entry)."""
+    from ..section import get_image, library_id, spot_diameter
+    from .slide import open_levels, read_overview
+
+    if get_image(adata) is not None:
+        return
+    lib = library_id(adata) or str((adata.uns.get("senca_input") or {}).get("library_id") or Path(ref["path"]).stem)
+    spatial = adata.uns.get("spatial")
+    entry = dict(spatial.get(lib) or {}) if isinstance(spatial, dict) else {}
+    scalefactors = {"spot_diameter_fullres": spot_diameter(adata), **dict(entry.get("scalefactors") or {})}
+    overview, factor = read_overview(open_levels(ref["path"]))
+    scalefactors["tissue_hires_scalef"] = float(ref["scalef"]) * factor
+    adata.uns["spatial"] = {
+        lib: {
+            **entry,
+            "images": {**dict(entry.get("images") or {}), "hires": overview},
+            "scalefactors": scalefactors,
+            "metadata": dict(entry.get("metadata") or {}),
+        }
+    }
 
 
 def _read_sample(name: str, image: str | PathLike | bool | None) -> AnnData:

@@ -27,21 +27,36 @@ from ..notes import add_warning
 from ..section import as_rgb_uint8, fullres_reference, library_id, validate_section
 from .slide import reference_problem
 
-__all__ = ["read_h5ad", "write_h5ad", "compact_spatial", "STORED_IMAGE_SIDE", "SOURCE_IMAGE_KEY"]
+__all__ = [
+    "read_h5ad",
+    "write_h5ad",
+    "compact_spatial",
+    "STORED_IMAGE_SIDE",
+    "SOURCE_IMAGE_KEY",
+    "LIBRARY_COLUMN",
+]
 
 #: Longest side (px) of each image stored in an ``.h5ad``; other keys (``fullres``) become ``hires``.
 STORED_IMAGE_SIDE = {"hires": 2000, "lowres": 600}
 #: ``metadata`` key naming the full-resolution image file a stored image was made from.
 SOURCE_IMAGE_KEY = "source_image_path"
+#: ``obs`` column naming each spot's library (section) in a file holding several (squidpy's convention).
+LIBRARY_COLUMN = "library_id"
 
 
-def read_h5ad(path: str | PathLike) -> AnnData:
+def read_h5ad(path: str | PathLike, *, library: str | None = None) -> AnnData:
     """Read a section saved as ``.h5ad`` and check it follows the section convention.
 
     Parameters
     ----------
     path
         An ``.h5ad`` file (e.g. written by :func:`write_h5ad`, scanpy or squidpy).
+    library
+        The library (section) to read when ``uns["spatial"]`` holds several:
+        only its image is kept, and only its spots (those whose
+        ``obs["library_id"]`` names it). Needed for such a file, unless all
+        its spots belong to one library; optional otherwise (it must then be
+        the file's library).
 
     Returns
     -------
@@ -53,7 +68,9 @@ def read_h5ad(path: str | PathLike) -> AnnData:
     ------
     DataError
         Missing or unreadable file, or one that is not a valid section
-        (no ``obsm["spatial"]``, bad counts, spots outside the image...).
+        (no ``obsm["spatial"]``, bad counts, spots outside the image...);
+        several libraries and no ``library`` (the message lists them), an
+        unknown ``library``, or spots that cannot be assigned to it.
     """
     import anndata
 
@@ -65,6 +82,7 @@ def read_h5ad(path: str | PathLike) -> AnnData:
     except Exception as exc:  # h5py / anndata raise many types on corrupt files
         msg = str(exc).strip().splitlines()
         raise DataError(p, f"not a readable .h5ad file ({msg[0] if msg else type(exc).__name__})") from None
+    adata = _select_library(adata, p, library)
     validate_section(adata, p)
     if "senca_input" not in adata.uns:
         adata.uns["senca_input"] = {
@@ -81,6 +99,54 @@ def read_h5ad(path: str | PathLike) -> AnnData:
             "image (--image) to read it",
         )
     return adata
+
+
+def _select_library(adata: AnnData, p: Path, library: str | None) -> AnnData:
+    """``adata`` reduced to one library of ``uns["spatial"]`` (its entry and its spots).
+
+    A file with at most one library is returned as it is (``library``, when
+    given, must name it).
+    """
+    spatial = adata.uns.get("spatial")
+    libs = [str(k) for k in spatial] if isinstance(spatial, dict) else []
+    if library is None:
+        library = _only_library(adata, libs)
+        if library is None and len(libs) > 1:
+            raise DataError(
+                p,
+                f'{len(libs)} libraries (sections) in uns["spatial"] ({", ".join(libs)}): choose one '
+                "(--section on the command line, the section field of the Load widget, section= in read_section)",
+            )
+        if library is None:
+            return adata
+    if library not in libs:
+        raise DataError(p, f'no library {library!r} in uns["spatial"] (libraries: {", ".join(libs) or "none"})')
+    adata.uns["spatial"] = {library: spatial[library]}
+    return _library_spots(adata, p, library, len(libs))
+
+
+def _only_library(adata: AnnData, libs: list[str]) -> str | None:
+    """The one library every spot belongs to (``obs["library_id"]``) when the file has several, else None."""
+    if len(libs) < 2 or LIBRARY_COLUMN not in adata.obs:
+        return None
+    used = set(adata.obs[LIBRARY_COLUMN].astype(str).unique().tolist())
+    return used.pop() if len(used) == 1 and used <= set(libs) else None
+
+
+def _library_spots(adata: AnnData, p: Path, library: str, n_libs: int) -> AnnData:
+    """The spots of ``library`` (by ``obs["library_id"]``); all spots for a one-library file without the column."""
+    if LIBRARY_COLUMN not in adata.obs:
+        if n_libs > 1:
+            raise DataError(
+                p,
+                f'no obs["{LIBRARY_COLUMN}"] column says which spots belong to library {library!r} '
+                f'({n_libs} libraries in uns["spatial"])',
+            )
+        return adata
+    keep = adata.obs[LIBRARY_COLUMN].astype(str).to_numpy() == library
+    if not keep.any():
+        raise DataError(p, f'no spot belongs to library {library!r} (obs["{LIBRARY_COLUMN}"])')
+    return adata if keep.all() else adata[keep].copy()
 
 
 def write_h5ad(adata: AnnData, path: str | PathLike, *, overwrite: bool = False) -> Path:

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from os import PathLike
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pandas import isna
+from pandas.api.types import is_scalar
 
 from ..errors import DataError
 from ..notes import examples
@@ -67,23 +70,59 @@ def match_ids(label_ids: Sequence[Any], spot_ids: Sequence[Any]) -> np.ndarray:
 
 
 def labels_by_id(
-    label_ids: Sequence[Any], labels: Sequence[Any], spot_ids: Sequence[Any]
+    label_ids: Sequence[Any],
+    labels: Sequence[Any],
+    spot_ids: Sequence[Any],
+    path: str | PathLike | None = None,
 ) -> tuple[list[Any], list[Any]]:
     """Place labels given per id onto the spots (:func:`match_ids`).
+
+    Parameters
+    ----------
+    label_ids, labels
+        The id and the label of each label row.
+    spot_ids
+        The section's spot ids.
+    path
+        The labels file (named in the error).
 
     Returns
     -------
     tuple
         One label per spot (None where no row matched) and the label ids that
         matched no spot.
+
+    Raises
+    ------
+    DataError
+        When two rows give one spot different labels (repeated identical rows are accepted).
     """
     hit = match_ids(label_ids, spot_ids)
     out: list[Any] = [None] * len(spot_ids)
+    first: dict[int, Any] = {}  # spot index -> id of the row that labelled it
     for j, i in enumerate(hit.tolist()):
-        if i >= 0:
-            out[i] = labels[j]
+        if i < 0:
+            continue
+        if i in first and not _same_label(out[i], labels[j]):
+            raise DataError(
+                path,
+                f"spot {str(spot_ids[i])!r} has two labels ({out[i]!r} and {labels[j]!r}; "
+                f"label ids {str(first[i])!r} and {str(label_ids[j])!r})",
+            )
+        first.setdefault(i, label_ids[j])
+        out[i] = labels[j]
     unmatched = [lid for lid, i in zip(label_ids, hit.tolist(), strict=True) if i < 0]
     return out, unmatched
+
+
+def _same_label(a: Any, b: Any) -> bool:
+    """True for equal labels, two missing ones (None / NaN) counting as equal."""
+    missing_a, missing_b = _missing(a), _missing(b)
+    return missing_a and missing_b or (not missing_a and not missing_b and a == b)
+
+
+def _missing(v: Any) -> bool:
+    return bool(is_scalar(v) and isna(v))
 
 
 def check_match(

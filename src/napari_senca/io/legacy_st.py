@@ -463,6 +463,6 @@ def _read_labels(path: Path, ids: list[str], x: np.ndarray, y: np.ndarray) -> tu
             id_col = df.columns[0]
         if id_col is not None:
             label_ids = df[id_col].astype(str).str.strip().tolist()
-            out, unmatched = labels_by_id(label_ids, df[col].tolist(), ids)
+            out, unmatched = labels_by_id(label_ids, df[col].tolist(), ids, path)
             return out, len(label_ids), unmatched
     raise DataError(path, "expected columns x, y, label (or spot id, label)")

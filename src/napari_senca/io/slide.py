@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import warnings
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,8 @@ SLIDE_SUFFIXES = (".tif", ".tiff", ".btf", ".svs")
 HEADER_BYTES = 1 << 16
 #: Coarser levels are added (2x mean pooling, lazily) until the longest side is at most this.
 _COARSEST_SIDE = 2048
+#: Pixels read to find the maximum that scales a non-uint8 image to 0..255 (see :func:`_as_uint8_levels`).
+_SCALE_SAMPLE_PIXELS = 1 << 22
 
 
 def is_slide(path: str | PathLike) -> bool:
@@ -149,7 +152,7 @@ def _yxc_shape(shape: tuple[int, ...], axes: str, p: Path) -> tuple[int, ...]:
 
 
 def _as_yxc(arr: Any, axes: str, p: Path) -> Any:
-    """A dask array of one level as ``(H, W, 3)`` uint8 (lazily: nothing is read here)."""
+    """A dask array of one level as ``(H, W, 3)`` in the file's dtype (lazily: nothing is read here)."""
     import dask.array as da
 
     a = da.from_zarr(arr)
@@ -168,14 +171,61 @@ def _as_yxc(arr: Any, axes: str, p: Path) -> Any:
         a = da.concatenate([a] * 3, axis=-1)
     elif a.shape[2] == 2 or a.shape[2] > 4:
         raise DataError(p, f"the TIFF image has {a.shape[2]} channels, expected RGB (3) or grey")
-    a = a[..., :3]
-    if a.dtype != np.uint8:
-        if np.issubdtype(a.dtype, np.floating):
-            a = da.clip(a * 255.0, 0, 255).astype(np.uint8)  # floats are taken as 0..1
-        else:
-            top = float(np.iinfo(a.dtype).max)
-            a = (a.astype(np.float32) * (255.0 / top)).astype(np.uint8)
-    return a
+    return a[..., :3]
+
+
+def _level_max(level: Any) -> float:
+    """The largest value of a lazily read level (NaN ignored; NaN when all are).
+
+    Levels of at most :data:`_SCALE_SAMPLE_PIXELS` are read whole; larger ones
+    through an 8 x 8 grid of windows spread over the level (a bounded sample).
+    """
+    h, w = level.shape[:2]
+    if h * w <= _SCALE_SAMPLE_PIXELS:
+        parts = [level]
+    else:
+        side = max(1, int(np.sqrt(_SCALE_SAMPLE_PIXELS / 64)))
+        ys = np.linspace(0, max(h - side, 0), 8).astype(int).tolist()
+        xs = np.linspace(0, max(w - side, 0), 8).astype(int).tolist()
+        parts = [level[y : y + side, x : x + side] for y in ys for x in xs]
+    top = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN window
+        for part in parts:
+            top = np.fmax(top, np.nanmax(np.asarray(part)))
+    return float(top)
+
+
+def _to_uint8(level: Any, top: float) -> Any:
+    """``level`` as uint8, scaled like :func:`~napari_senca.section.as_rgb_uint8` for an image whose maximum is ``top``.
+
+    Floats up to 1 are taken as 0..1, larger ones as 0..255; uint16 (and
+    integers above 255) are divided by ``top``. Values are clipped to 0..255
+    (``top`` may come from a sample, see :func:`_level_max`).
+    """
+    import dask.array as da
+
+    if level.dtype == np.uint8:
+        return level
+    if np.issubdtype(level.dtype, np.floating):
+        return da.clip(da.nan_to_num(level) * (255.0 if top <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+    if level.dtype == np.uint16 or top > 255:
+        return da.clip(level.astype(np.float64) / max(top, 1.0) * 255.0, 0, 255).astype(np.uint8)
+    return da.clip(level, 0, 255).astype(np.uint8)
+
+
+def _as_uint8_levels(levels: list[Any]) -> list[Any]:
+    """The file's levels as uint8, all scaled by one maximum so that they agree with the in-memory reader.
+
+    The maximum is that of the finest level of at most
+    :data:`_SCALE_SAMPLE_PIXELS` (read whole), else of a bounded sample of the
+    coarsest (see :func:`_level_max`). uint8 files are not read here.
+    """
+    if all(lv.dtype == np.uint8 for lv in levels):
+        return levels
+    small = next((lv for lv in levels if lv.shape[0] * lv.shape[1] <= _SCALE_SAMPLE_PIXELS), levels[-1])
+    top = _level_max(small)
+    return [_to_uint8(lv, top) for lv in levels]
 
 
 @functools.lru_cache(maxsize=8)
@@ -192,7 +242,7 @@ def _open_cached(path: str, n_bytes: int, mtime_ns: int) -> tuple[Any, ...]:
         raise DataError(p, f"cannot open the TIFF image lazily ({_short(exc)})") from None
     arrays = [z[str(i)] for i in range(len(levels))] if hasattr(z, "array_keys") else [z]
     out = [_as_yxc(a, axes, p) for a, (_shape, axes) in zip(arrays, levels, strict=False)]
-    return tuple(_add_coarse_levels(out))
+    return tuple(_add_coarse_levels(_as_uint8_levels(out)))
 
 
 def _add_coarse_levels(levels: list[Any]) -> list[Any]:
@@ -213,8 +263,11 @@ def open_levels(path: str | PathLike) -> list[Any]:
     The file's own pyramid levels come first (read tile by tile through
     tifffile's zarr store), then 2x mean-pooled levels computed on demand
     until the longest side is at most 2048 px, so that napari can show any
-    file as a multiscale image. Nothing is decoded here; opening the same
-    unchanged file again reuses the store.
+    file as a multiscale image. Nothing is decoded here, except for a file
+    that is not 8-bit: it is scaled to 0..255 like
+    :func:`~napari_senca.io.image.load_image` does (floats up to 1 as 0..1,
+    16-bit by the image's maximum), the maximum being read from a small level
+    or a bounded sample. Opening the same unchanged file again reuses the store.
 
     Raises
     ------

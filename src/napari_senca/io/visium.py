@@ -296,7 +296,7 @@ def _read_visium_labels(path: Path, barcodes: list[str]) -> tuple[list[Any], int
     lab_col = cols.get("label", df.columns[1])
     id_col = cols.get("barcode", df.columns[0] if df.columns[0] != lab_col else df.columns[1])
     bc = df[id_col].astype(str).str.strip().tolist()
-    out, unmatched = labels_by_id(bc, df[lab_col].tolist(), barcodes)
+    out, unmatched = labels_by_id(bc, df[lab_col].tolist(), barcodes, path)
     return out, len(bc), unmatched
 
 
