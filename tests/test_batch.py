@@ -81,6 +81,40 @@ def test_batch_local_cluster_failure_resume_and_config_change(tmp_path, capsys, 
     assert _marker(out / "S0")["config"]["epochs"] == 2
 
 
+def test_batch_keeps_sections_the_user_changed_unless_overwrite(tmp_path, capsys, cluster):
+    import anndata
+
+    secs = [build_st_folder(tmp_path / "data" / f"S{i}", image=False, seed=i) for i in range(3)]
+    out = tmp_path / "cohort"
+    fast = ["--epochs", "1", "--no-image", "--n-clusters", "2"]  # regions matched: batch rewrites its own files
+    args = ["batch", *map(str, secs), "--out", str(out), *fast, "--scheduler", cluster.scheduler_address]
+    assert main(args) == 0
+    a = anndata.read_h5ad(out / "S0" / "annotated.h5ad")  # a review saved into S0, as napari's export does
+    a.uns["region_names"] = {"0": "tumour", "1": "stroma"}
+    a.write_h5ad(out / "S0" / "annotated.h5ad")
+    reviewed = (out / "S0" / "annotated.h5ad").read_bytes()
+    (out / "S1" / "notes.txt").write_text("mine")
+    capsys.readouterr()
+
+    args[args.index("--epochs") + 1] = "2"  # a changed setting re-runs S2 only: S0 and S1 hold the user's work
+    assert main(args) == 1
+    printed = capsys.readouterr()
+    table = pd.read_csv(out / "cohort.csv")
+    assert list(table["status"]) == ["kept", "kept", "done"]
+    assert "annotated.h5ad changed since napari-senca wrote it" in table.loc[0, "error"]
+    assert "did not write (notes.txt)" in table.loc[1, "error"]
+    assert table.loc[:1, "spots"].eq(12).all()  # the kept rows show the result they hold
+    assert (out / "S0" / "annotated.h5ad").read_bytes() == reviewed
+    assert (out / "S1" / "notes.txt").read_text() == "mine"
+    assert "1 done, 0 up to date, 2 kept, 0 failed" in printed.out
+    assert "S0: kept:" in printed.err and "2 of 3 sections kept as they were, not re-run (S0, S1)" in printed.err
+
+    assert main([*args, "--overwrite"]) == 1  # asked for: the edited output is replaced, never a foreign file
+    assert list(pd.read_csv(out / "cohort.csv")["status"]) == ["done", "kept", "skipped"]
+    assert _marker(out / "S0")["config"]["epochs"] == 2
+    assert (out / "S1" / "notes.txt").read_text() == "mine"
+
+
 def test_batch_manifest_overrides_from_python(tmp_path, cluster):
     secs = [build_st_folder(tmp_path / f"S{i}", image=False, seed=i) for i in range(2)]
     man = tmp_path / "cohort.csv"
@@ -231,3 +265,16 @@ def test_batch_cli_bin_size_reaches_joint_training(tmp_path, visium_hd_folder, c
     assert rc == 0, capsys.readouterr().err
     t = pd.read_csv(tmp_path / "out" / "cohort.csv")
     assert list(t["spots"]) == [24 * 20 - 1] * 2  # 8 um bins, not the default 16 um
+
+
+def test_joint_batch_keeps_a_section_the_user_changed(tmp_path, capsys):
+    secs = [str(build_st_folder(tmp_path / "data" / f"S{i}", image=False, seed=i)) for i in range(3)]
+    out = tmp_path / "cohort"
+    args = ["batch", *secs, "--out", str(out), "--joint", *FAST]
+    assert main(args) == 0, capsys.readouterr().err
+    (out / "S1" / "clusters.csv").write_text("spot,cluster,name\nx,0,my tumour\n")  # the user's renaming
+    assert main(args) == 1  # joint runs always retrain: S1 is left out, the others train together
+    assert list(pd.read_csv(out / "cohort.csv")["status"]) == ["done", "kept", "done"]
+    assert "my tumour" in (out / "S1" / "clusters.csv").read_text()
+    assert main([*args, "--overwrite"]) == 0
+    assert "my tumour" not in (out / "S1" / "clusters.csv").read_text()

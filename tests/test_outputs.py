@@ -142,3 +142,59 @@ def test_replace_folder_keeps_nothing_else(tmp_path):
     replace_folder(tmp, out)
     assert [p.name for p in out.iterdir()] == ["new.csv"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["res"]
+
+
+def _previous_output(folder):
+    """A previous output whose marker records its files as written (like ``run`` and ``batch`` do)."""
+    from napari_senca.outputs import file_stamps
+
+    folder.mkdir(parents=True)
+    for name in ("annotated.h5ad", "clusters.csv"):
+        (folder / name).write_text(f"{name} as written")
+    write_marker(folder, ["annotated.h5ad", "clusters.csv"],
+                 extra={"stamps": file_stamps(folder, ["annotated.h5ad", "clusters.csv"])})  # fmt: skip
+    return folder
+
+
+def test_unchanged_mode_replaces_only_outputs_as_written(tmp_path):
+    from napari_senca.errors import KeptOutputError
+    from napari_senca.outputs import UNCHANGED, changed_outputs
+
+    out = _previous_output(tmp_path / "A1")
+    assert check_output_folder(out, overwrite=UNCHANGED) == out
+    os.utime(out / "clusters.csv", ns=(1, 1))  # touched (copied), same content: still as written
+    assert changed_outputs(out) == []
+    (out / "annotated.h5ad").write_text("annotated.h5ad with my region names")  # a review saved there
+    assert changed_outputs(out) == ["annotated.h5ad"]
+    with pytest.raises(KeptOutputError, match=r"A1: annotated.h5ad changed since napari-senca wrote it.*--overwrite"):
+        check_output_folder(out, overwrite=UNCHANGED)
+    assert check_output_folder(out, overwrite=True) == out  # what the user asks for explicitly
+    (out / "annotated.h5ad").unlink()  # a deleted output holds nothing to lose
+    assert check_output_folder(out, overwrite=UNCHANGED) == out
+
+
+def test_unchanged_mode_keeps_outputs_without_a_record(tmp_path):
+    from napari_senca.errors import KeptOutputError
+    from napari_senca.outputs import UNCHANGED, changed_outputs
+
+    out = tmp_path / "A1"
+    out.mkdir()
+    (out / "annotated.h5ad").write_text("x")
+    write_marker(out, ["annotated.h5ad"])  # an earlier version's marker: no stamps
+    assert changed_outputs(out) is None
+    with pytest.raises(KeptOutputError, match="without a record of its files"):
+        check_output_folder(out, overwrite=UNCHANGED)
+    assert check_output_folder(out, overwrite=True) == out
+
+
+def test_restamp_records_only_what_it_is_given(tmp_path):
+    from napari_senca.outputs import changed_outputs, restamp
+
+    out = _previous_output(tmp_path / "A1")
+    mode = (out / MARKER).stat().st_mode
+    (out / "annotated.h5ad").write_text("rewritten by napari-senca (cohort region)")
+    (out / "clusters.csv").write_text("edited by the user")
+    restamp(out, ["annotated.h5ad"])
+    assert changed_outputs(out) == ["clusters.csv"]
+    assert (out / MARKER).stat().st_mode == mode
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "annotated.h5ad", "clusters.csv"]

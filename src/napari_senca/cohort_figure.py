@@ -12,11 +12,17 @@ import pandas as pd
 __all__ = ["write_cohort_png"]
 
 
+#: Statuses whose panel stays empty: no result, or one the batch left alone (the user's work, not matched).
+_EMPTY = ("failed", "kept")
+
+
 def _panel_data(out: Path) -> pd.DataFrame | None:
+    """A section's ``clusters.csv``, or None when it is missing or lacks the spot positions."""
     try:
-        return pd.read_csv(out / "clusters.csv", dtype={"cluster": str})
+        d = pd.read_csv(out / "clusters.csv", dtype={"cluster": str})
     except (OSError, ValueError):
         return None
+    return d if {"pixel_x", "pixel_y"} <= set(d.columns) else None
 
 
 def write_cohort_png(table: pd.DataFrame, path: str | PathLike, dpi: int = 110) -> Path:
@@ -24,7 +30,7 @@ def write_cohort_png(table: pd.DataFrame, path: str | PathLike, dpi: int = 110) 
 
     Spots are coloured by ``cohort_region`` when the regions were matched (one
     colour per vocabulary entry across all panels, one legend), else by the
-    section's own region; failed sections get an empty panel with the word "failed".
+    section's own region; failed and kept sections get an empty panel with that word.
     """
     import matplotlib
 
@@ -34,7 +40,7 @@ def write_cohort_png(table: pd.DataFrame, path: str | PathLike, dpi: int = 110) 
     from .export import PALETTE, atomic_path
 
     rows = table.to_dict("records")
-    data = {r["section"]: (_panel_data(Path(r["out"])) if r["status"] != "failed" and r.get("out") else None) for r in rows}
+    data = {r["section"]: (_panel_data(Path(r["out"])) if r["status"] not in _EMPTY and r.get("out") else None) for r in rows}
     col = "cohort_region" if any(d is not None and "cohort_region" in d for d in data.values()) else "cluster"
     values: list[str] = []
     for d in data.values():
@@ -55,7 +61,8 @@ def write_cohort_png(table: pd.DataFrame, path: str | PathLike, dpi: int = 110) 
         if isinstance(r.get("ari"), float) and np.isfinite(r["ari"]):
             title += f"  ARI {r['ari']:.2f}"
         if d is None or col not in d:
-            ax.text(0.5, 0.5, "failed" if r["status"] == "failed" else "no result", ha="center", va="center", color="0.4")
+            word = r["status"] if r["status"] in _EMPTY else "no result"
+            ax.text(0.5, 0.5, word, ha="center", va="center", color="0.4")
         else:
             c = [colour.get(str(v), "#cccccc") for v in d[col].astype(str)]
             ax.scatter(d["pixel_x"], d["pixel_y"], c=c, s=max(2.0, 1600.0 / max(len(d), 1)), linewidths=0)

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from os import PathLike
 
-__all__ = ["SencaError", "DataError", "ConfigError", "OutputError", "StopTraining", "shorten", "MAX_MESSAGE"]
+__all__ = [
+    "SencaError", "DataError", "ConfigError", "OutputError", "KeptOutputError", "StopTraining", "shorten",
+    "MAX_MESSAGE",
+]  # fmt: skip
 
 #: Longest error message (characters) shown to the user; longer ones are cut by :func:`shorten`.
 MAX_MESSAGE = 400
@@ -84,6 +87,15 @@ class ConfigError(SencaError, ValueError):
 
 class OutputError(SencaError):
     """An output folder that cannot be used (an input, not writable, not ours to replace)."""
+
+
+class KeptOutputError(OutputError):
+    """An output folder that holds the user's work, so it is left as it is.
+
+    It holds files napari-senca did not write, or (when only unchanged outputs
+    may be replaced) napari-senca's own files changed since they were written,
+    e.g. review edits saved into ``annotated.h5ad``.
+    """
 
 
 class StopTraining(SencaError):

@@ -8,11 +8,16 @@ folder named by the environment variable ``NAPARI_SENCA_CACHE``; set it to
 keep nothing on disk. Files are written atomically; the oldest are removed when
 the folder grows past :data:`MAX_BYTES`. A file that cannot be read is ignored
 (and re-made), never an error.
+
+Pruning and :func:`clear` touch only the cache's own files (a 40-hex-digit key
+and ``.npz``, and the temporary files of an interrupted write), so a folder
+named by ``NAPARI_SENCA_CACHE`` may hold other files: they are never removed.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -24,6 +29,10 @@ ENV = "NAPARI_SENCA_CACHE"
 #: the folder is pruned (oldest first) to this size
 MAX_BYTES = 2 * 1024**3
 _OFF = ("off", "0", "false", "no", "none")
+#: the cache's own file names: a key (:func:`napari_senca.features.feature_key`, sha1 hex) and .npz
+_OWN = re.compile(r"[0-9a-f]{40}\.npz")
+#: prefix and suffix of the temporary file of a write in progress (left behind if it was interrupted)
+_TMP_PREFIX, _TMP_SUFFIX = ".napari-senca-features-", ".npz.tmp"
 
 
 def cache_dir() -> Path | None:
@@ -64,7 +73,7 @@ def save(key: str, feats: np.ndarray, weights_used: str) -> Path | None:
         return None
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".npz.tmp", dir=p.parent)
+        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=_TMP_SUFFIX, dir=p.parent)
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, feats=np.asarray(feats, dtype=np.float32), weights_used=np.str_(weights_used))
         os.replace(tmp, p)
@@ -74,13 +83,29 @@ def save(key: str, feats: np.ndarray, weights_used: str) -> Path | None:
     return p
 
 
+def _own_files(d: Path) -> list[Path]:
+    """The cached feature files in ``d`` (named by a key); never another file of the folder."""
+    return [f for f in d.glob("*.npz") if _OWN.fullmatch(f.name) and f.is_file()]
+
+
+def _own_temporaries(d: Path) -> list[Path]:
+    """Temporary files of writes into ``d`` (left behind when a write was interrupted)."""
+    return [f for f in d.glob(f"{_TMP_PREFIX}*{_TMP_SUFFIX}") if f.is_file()]
+
+
 def clear() -> int:
-    """Remove every cached feature file; returns how many."""
+    """Remove every cached feature file (not the folder's other files).
+
+    Returns
+    -------
+    int
+        How many files were removed.
+    """
     d = cache_dir()
     if d is None or not d.is_dir():
         return 0
     n = 0
-    for f in d.glob("*.npz"):
+    for f in _own_files(d) + _own_temporaries(d):
         try:
             f.unlink()
             n += 1
@@ -90,7 +115,8 @@ def clear() -> int:
 
 
 def _prune(d: Path) -> None:
-    files = sorted(d.glob("*.npz"), key=lambda f: f.stat().st_mtime)
+    """Remove the oldest cached feature files of ``d`` until they fit in :data:`MAX_BYTES`."""
+    files = sorted(_own_files(d), key=lambda f: f.stat().st_mtime)
     total = sum(f.stat().st_size for f in files)
     while files and total > MAX_BYTES:
         f = files.pop(0)

@@ -28,7 +28,14 @@ from anndata import AnnData
 
 from .config import SencaConfig
 from .errors import DataError, OutputError
-from .outputs import check_output_folder, read_marker, replace_folder, write_marker
+from .outputs import (
+    Overwrite,
+    check_output_folder,
+    file_stamps,
+    read_marker,
+    replace_folder,
+    write_marker,
+)
 
 __all__ = [
     "OUTPUT_FILES",
@@ -270,7 +277,7 @@ def process_section(
     out: Path,
     inputs: list[Path],
     *,
-    overwrite: bool = False,
+    overwrite: Overwrite = False,
     request: dict[str, Any] | None = None,
     progress: Callable[[Any], None] | None = None,
     warn: Callable[[str], None] | None = None,
@@ -300,7 +307,7 @@ def finish_section(
     out: Path,
     inputs: list[Path],
     *,
-    overwrite: bool = False,
+    overwrite: Overwrite = False,
     request: dict[str, Any] | None = None,
     warn: Callable[[str], None] | None = None,
     train_total: float = 0.0,
@@ -354,7 +361,7 @@ def run_section(
     section: str | None = None,
     image: str | PathLike | None = None,
     label_column: str | None = None,
-    overwrite: bool = False,
+    overwrite: Overwrite = False,
     progress: Callable[[Any], None] | None = None,
     warn: Callable[[str], None] | None = None,
     bin_size: int | None = None,
@@ -373,7 +380,8 @@ def run_section(
     label_column
         ``obs`` column with the reference labels (default: the reader's ``label``).
     overwrite
-        Replace a previous napari-senca output in ``out``.
+        Replace a previous napari-senca output in ``out``; ``"unchanged"``
+        (:data:`~napari_senca.outputs.UNCHANGED`): only when its files are as napari-senca wrote them.
     progress, warn
         Callbacks for progress reports and one-line warnings.
     bin_size
@@ -411,7 +419,7 @@ def write_section_output(
     out: Path,
     inputs: list[Path],
     cfg: SencaConfig,
-    overwrite: bool,
+    overwrite: Overwrite,
     request: dict[str, Any] | None = None,
     report: dict[str, Any] | None = None,
     spatialdata: bool = False,
@@ -442,7 +450,7 @@ def write_section_output(
             from .io.spatialdata_store import write_spatialdata
 
             write_spatialdata(adata, tmp / SPATIALDATA_OUTPUT)
-        extra: dict[str, Any] = {"inputs_fingerprint": input_fingerprint(inputs)}
+        extra: dict[str, Any] = {"inputs_fingerprint": input_fingerprint(inputs), "stamps": file_stamps(tmp, files)}
         if request is not None:
             extra["request"] = request
         if report is not None:

@@ -12,12 +12,20 @@ from typing import Any
 import pandas as pd
 
 from ..config import SencaConfig
-from ..errors import ConfigError, SencaError
+from ..errors import ConfigError, KeptOutputError, SencaError
 from ..outputs import check_output_folder, write_marker
 from .folder import COHORT_FILES, _check_root
 from .jobs import SectionJob
+from .plan import overwrite_mode
 from .sections import _jobs
-from .table import BatchResult, _report_fields, _row, _write_cohort_files, cohort_table_columns
+from .table import (
+    BatchResult,
+    _kept_row,
+    _report_fields,
+    _row,
+    _write_cohort_files,
+    cohort_table_columns,
+)
 
 __all__ = ["run_joint_batch"]
 
@@ -39,9 +47,13 @@ def _joint_inputs(jobs: list[SectionJob], cfg: SencaConfig, rows: Rows) -> dict[
 
 
 def _read_sections(
-    jobs: list[SectionJob], root: Path, inputs: dict[str, list[Path]], rows: Rows
+    jobs: list[SectionJob], root: Path, inputs: dict[str, list[Path]], rows: Rows, overwrite: bool = False
 ) -> list[tuple[SectionJob, Any, float]]:
-    """The readable sections as ``(job, adata, seconds to read)``; the others are recorded failed."""
+    """The readable sections as ``(job, adata, seconds to read)``; the others are recorded failed or kept.
+
+    A section whose output folder holds the user's work (see
+    :func:`~napari_senca.batch.run_batch`'s ``overwrite``) is kept and not trained on.
+    """
     from ..runner import read_input
 
     read: list[tuple[SectionJob, Any, float]] = []
@@ -50,8 +62,10 @@ def _read_sections(
             continue
         t0 = time.perf_counter()
         try:
-            check_output_folder(root / j.name, inputs[j.name], overwrite=True)
+            check_output_folder(root / j.name, inputs[j.name], overwrite=overwrite_mode(overwrite))
             read.append((j, read_input(j.path, j.section, j.image, j.label_column, bin_size=j.bin_size), time.perf_counter() - t0))
+        except KeptOutputError as exc:
+            rows[j.name] = _kept_row(j, root / j.name, str(exc))
         except SencaError as exc:
             rows[j.name] = {**_row(j, str(root / j.name)), "status": "failed", "error": str(exc)}
     return read
@@ -59,7 +73,7 @@ def _read_sections(
 
 def _finish_one(
     j: SectionJob, a: Any, t_read: float, joint: Any, cfg: SencaConfig, batch: str, out: Path, inputs: list[Path],
-    t_train: float,
+    t_train: float, overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write one section's output folder from the joint result; returns its row of the cohort table."""
     from ..runner import finish_section, request_of
@@ -74,10 +88,13 @@ def _finish_one(
     request = {**request_of(cfg, j.section, j.image, j.label_column, j.bin_size), "joint": joint.names, "batch": batch}
     row = _row(j, str(out))
     try:
-        rep = finish_section(a, res, cfg_k, out, inputs, overwrite=True, request=request, train_total=t_train)
+        rep = finish_section(a, res, cfg_k, out, inputs, overwrite=overwrite_mode(overwrite), request=request,
+                             train_total=t_train)  # fmt: skip
         rep.timings = {"read": t_read, **rep.timings, "total": t_read + t_train + rep.timings.get("markers", 0.0)
                        + rep.timings.get("write", 0.0)}  # fmt: skip
         row.update(_report_fields(dataclasses.asdict(rep)), status="done")
+    except KeptOutputError as exc:  # the user saved into the folder while the model trained
+        row.update(status="kept", error=str(exc))
     except SencaError as exc:
         row.update(status="failed", error=str(exc))
     return row
@@ -93,6 +110,7 @@ def run_joint_batch(
     progress: Callable[[Any], None] | None = None,
     on_update: Callable[[dict[str, Any], int, int], None] | None = None,
     bin_size: int | None = None,
+    overwrite: bool = False,
 ) -> BatchResult:
     """One model over all sections (:mod:`napari_senca.joint`), in this process.
 
@@ -103,7 +121,8 @@ def run_joint_batch(
     and ``cohort.png``. A section that cannot be read is recorded as failed and
     the others train together (at least two are needed). Joint runs always
     retrain (no resume: the model depends on every section). Training is
-    RNA-only. ``bin_size`` is as in :func:`~napari_senca.batch.run_batch`.
+    RNA-only. ``bin_size`` and ``overwrite`` are as in :func:`~napari_senca.batch.run_batch`: a
+    section whose folder holds the user's work is kept and left out of training.
 
     Raises
     ------
@@ -126,7 +145,7 @@ def run_joint_batch(
     inputs = _joint_inputs(jobs, cfg, rows)
     root = _check_root(Path(out), [p for v in inputs.values() for p in v], [j.name for j in jobs])
     write_marker(root, COHORT_FILES, config=cfg.to_dict(), extra={"cohort": True, "joint": True, "sections": [j.name for j in jobs]})
-    read = _read_sections(jobs, root, inputs, rows)
+    read = _read_sections(jobs, root, inputs, rows, overwrite)
     if len(read) < 2:
         raise ConfigError(f"joint training needs at least 2 readable sections, got {len(read)}"
                           + (f" ({next(iter(rows.values()))['error']})" if rows else ""))  # fmt: skip
@@ -136,7 +155,7 @@ def run_joint_batch(
     t_train = time.perf_counter() - t0
     done = len(rows)
     for (j, _, t_read), (name, a) in zip(read, split(joint, pairs), strict=True):
-        rows[name] = _finish_one(j, a, t_read, joint, cfg, batch, root / name, inputs[name], t_train)
+        rows[name] = _finish_one(j, a, t_read, joint, cfg, batch, root / name, inputs[name], t_train, overwrite)
         done += 1
         if on_update is not None:
             on_update(rows[name], done, len(jobs))

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from ..config import SencaConfig
-from ..errors import SencaError
-from ..outputs import check_output_folder
+from ..errors import KeptOutputError, SencaError
+from ..outputs import UNCHANGED, Overwrite, check_output_folder
 from .jobs import SectionJob
 from .manifest import apply_overrides
-from .table import _row, _skipped_row
+from .table import _kept_row, _row, _skipped_row
 
 Plan = tuple[SectionJob, SencaConfig, list[Path]]
 
@@ -36,14 +36,33 @@ def _plan(
     return plans, all_inputs
 
 
+def overwrite_mode(overwrite: bool) -> Overwrite:
+    """What a batch may replace: any previous output (``--overwrite``), else only unchanged ones."""
+    return True if overwrite else UNCHANGED
+
+
+def _check_section(j: SectionJob, sec_out: Path, inputs: list[Path], overwrite: bool) -> dict[str, Any] | None:
+    """None when ``sec_out`` may be (re)written; else the finished row (kept: the user's work; or failed)."""
+    try:
+        check_output_folder(sec_out, inputs, overwrite=overwrite_mode(overwrite))
+    except KeptOutputError as exc:
+        return _kept_row(j, sec_out, str(exc))
+    except SencaError as exc:
+        return {**_row(j, str(sec_out)), "status": "failed", "error": str(exc)}
+    return None
+
+
 def _triage(
     plans: list[Plan],
     root: Path,
     rows: dict[str, dict[str, Any]],
     on_update: Callable[[dict[str, Any], int, int], None] | None,
+    overwrite: bool = False,
 ) -> tuple[list[tuple[SectionJob, SencaConfig, Path]], int]:
-    """The sections to run; the others (failed plans, current outputs, bad folders) are finished rows.
+    """The sections to run; the others (failed plans, current outputs, kept or bad folders) are finished rows.
 
+    A previous output is re-run only when its files are as batch wrote them,
+    unless ``overwrite`` (then any previous napari-senca output is replaced).
     Returns the sections to run and the number finished (each reported to ``on_update``).
     """
     from ..runner import is_current, request_of
@@ -57,12 +76,11 @@ def _triage(
         elif is_current(sec_out, inputs, request_of(cfg, j.section, j.image, j.label_column, j.bin_size)):
             rows[j.name] = _skipped_row(j, sec_out)
         else:
-            try:
-                check_output_folder(sec_out, inputs, overwrite=True)
+            row = _check_section(j, sec_out, inputs, overwrite)
+            if row is None:
                 todo.append((j, cfg, sec_out))
                 continue
-            except SencaError as exc:
-                rows[j.name] = {**_row(j, str(sec_out)), "status": "failed", "error": str(exc)}
+            rows[j.name] = row
         done += 1
         if on_update is not None:
             on_update(rows[j.name], done, total)

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from ..config import SencaConfig
-from ..outputs import read_marker, write_marker
+from ..outputs import changed_outputs, read_marker, restamp, write_marker
 from .folder import COHORT_FILES, _check_root
 from .jobs import SectionJob
 from .plan import _plan, _triage
@@ -28,6 +28,32 @@ def _mark_cohort(root: Path, config: SencaConfig, names: list[str]) -> None:
     write_marker(root, COHORT_FILES, config=config.to_dict(), extra={"cohort": True, "sections": sections_here})
 
 
+def _unchanged_files(sec_out: Path) -> list[str]:
+    """The files of a section output that are as napari-senca wrote them (none when it kept no record)."""
+    marker = read_marker(sec_out) or {}
+    changed = changed_outputs(sec_out, marker)
+    if changed is None:
+        return []
+    return [str(f) for f in marker.get("files", []) or [] if str(f) not in changed]
+
+
+def _match_regions(table: pd.DataFrame, reference: str | PathLike | None, min_corr: float) -> pd.DataFrame | None:
+    """Match the regions of the sections that ran or are current (kept ones are not touched).
+
+    Adding the cohort region rewrites ``annotated.h5ad`` and ``clusters.csv``;
+    the marker then records them again where they were unchanged, so that a
+    later batch still knows them as its own (and edited files as edited).
+    """
+    from ..vocabulary import match_cohort_outputs
+
+    ok = [(r["section"], Path(r["out"])) for r in table.to_dict("records") if r["status"] in ("done", "skipped")]
+    unchanged = {out: _unchanged_files(out) for _, out in ok}
+    vocab = match_cohort_outputs(ok, reference=reference, min_corr=min_corr)
+    for out, files in unchanged.items():
+        restamp(out, files)
+    return vocab
+
+
 def run_batch(
     sections: Sequence[str | PathLike | SectionJob],
     out: str | PathLike,
@@ -41,6 +67,7 @@ def run_batch(
     min_corr: float = 0.1,
     on_update: Callable[[dict[str, Any], int, int], None] | None = None,
     bin_size: int | None = None,
+    overwrite: bool = False,
 ) -> BatchResult:
     """Run SENCA-st on every section of a cohort on Dask.
 
@@ -70,11 +97,17 @@ def run_batch(
     bin_size
         Visium HD sections: the bins to read (2, 8 or 16 um; a manifest's
         ``bin_size`` column overrides it per section). None: 16 um.
+    overwrite
+        Also replace section outputs whose files changed since batch wrote them
+        (e.g. review edits saved into ``annotated.h5ad``), or that were written
+        without a record of their files. By default such a section is ``kept``:
+        left as it is, with the reason in the table. Folders holding files
+        napari-senca did not write are never replaced.
 
     Returns
     -------
     BatchResult
-        The cohort table (``status`` done / skipped / failed) and the vocabulary.
+        The cohort table (``status`` done / skipped / kept / failed) and the vocabulary.
     """
     base = config or SencaConfig()
     jobs = _jobs(sections, section, bin_size)
@@ -84,17 +117,12 @@ def run_batch(
     root = _check_root(Path(out), all_inputs, names)
     _mark_cohort(root, base, names)
 
-    todo, done = _triage(plans, root, rows, on_update)
+    todo, done = _triage(plans, root, rows, on_update, overwrite)
     if todo:
         _run_on_dask(todo, root, rows, scheduler=scheduler, n_workers=n_workers, on_update=on_update,
-                     done=done, total=len(plans))  # fmt: skip
+                     done=done, total=len(plans), overwrite=overwrite)  # fmt: skip
 
     table = pd.DataFrame([rows[j.name] for j in jobs], columns=cohort_table_columns())
-    vocab = None
-    if match_regions:
-        from ..vocabulary import match_cohort_outputs
-
-        ok = [(r["section"], Path(r["out"])) for r in table.to_dict("records") if r["status"] in ("done", "skipped")]
-        vocab = match_cohort_outputs(ok, reference=reference, min_corr=min_corr)
+    vocab = _match_regions(table, reference, min_corr) if match_regions else None
     _write_cohort_files(root, table, vocab)
     return BatchResult(table=table, out=root, vocabulary=vocab)

@@ -57,7 +57,9 @@ def _workers_have_gpu(client: Any) -> bool:
     return any(float((w.get("resources", {}) or {}).get("GPU", 0)) > 0 for w in info.values())
 
 
-def _submit_all(client: Any, todo: list[tuple[SectionJob, SencaConfig, Path]]) -> dict[Any, SectionJob]:
+def _submit_all(
+    client: Any, todo: list[tuple[SectionJob, SencaConfig, Path]], overwrite: bool = False
+) -> dict[Any, SectionJob]:
     """One task per section (a GPU each when the workers have GPUs and the section may use one)."""
     threads = _threads_per_task(client)
     gpu = _workers_have_gpu(client)
@@ -66,7 +68,7 @@ def _submit_all(client: Any, todo: list[tuple[SectionJob, SencaConfig, Path]]) -
         kw: dict[str, Any] = {"pure": False, "key": f"senca-{j.name}-{time.time_ns()}"}
         if gpu and (cfg.device == "auto" or str(cfg.device).startswith("cuda")):
             kw["resources"] = {"GPU": 1}
-        futures[client.submit(_run_job, j, cfg, str(sec_out), threads, **kw)] = j
+        futures[client.submit(_run_job, j, cfg, str(sec_out), threads, overwrite, **kw)] = j
     return futures
 
 
@@ -80,11 +82,15 @@ def _run_on_dask(
     on_update: Callable[[dict[str, Any], int, int], None] | None,
     done: int,
     total: int,
+    overwrite: bool = False,
 ) -> int:
-    """Run ``todo`` on Dask, recording each finished row in ``rows``; returns the number finished."""
+    """Run ``todo`` on Dask, recording each finished row in ``rows``; returns the number finished.
+
+    ``overwrite``: replace any previous output, else only unchanged ones (see :func:`._run_job`).
+    """
     client, cluster, own = _client(scheduler, len(todo), n_workers)
     try:
-        futures = _submit_all(client, todo)
+        futures = _submit_all(client, todo, overwrite)
         from distributed import as_completed
 
         for fut in as_completed(list(futures)):

@@ -37,6 +37,11 @@ class BatchResult:
     def n_failed(self) -> int:
         return int((self.table["status"] == "failed").sum())
 
+    @property
+    def n_kept(self) -> int:
+        """Sections left as they were because their folder holds the user's work (see ``error``)."""
+        return int((self.table["status"] == "kept").sum())
+
 
 def _one_line(exc: BaseException) -> str:
     msg = str(exc) if isinstance(exc, SencaError) else f"{type(exc).__name__}: {exc}"
@@ -65,13 +70,19 @@ def _report_fields(rep: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def _skipped_row(job: SectionJob, sec_out: Path) -> dict[str, Any]:
+def _skipped_row(job: SectionJob, sec_out: Path, status: str = "skipped", why: str = "up to date") -> dict[str, Any]:
+    """The row of a section not run: its previous result's numbers, ``status`` and ``why`` (the error column)."""
     row = _row(job, str(sec_out))
     marker = read_marker(sec_out) or {}
     row.update(_report_fields(marker.get("report", {}) or {}))
-    row["status"] = "skipped"
-    row["error"] = "up to date"
+    row["status"] = status
+    row["error"] = why
     return row
+
+
+def _kept_row(job: SectionJob, sec_out: Path, why: str) -> dict[str, Any]:
+    """The row of a section whose folder holds the user's work, left as it was (``why``: the reason)."""
+    return _skipped_row(job, sec_out, "kept", shorten(why, 300))
 
 
 def _write_table(df: pd.DataFrame, path: Path) -> None:

@@ -129,7 +129,8 @@ def _add_batch(sub: Any) -> None:
         description="Run SENCA-st on every section (paths, glob patterns or a CSV manifest) on Dask: "
         "one output folder per section in --out, plus cohort.csv, region_vocabulary.csv and cohort.png. "
         "Sections whose output is complete and current are skipped; a failing section does not stop "
-        "the others (exit code 1, the cohort table says why).",
+        "the others (exit code 1, the cohort table says why). A section whose folder holds review edits "
+        "(files changed since batch wrote them) or other files is kept as it is (exit code 1) unless --overwrite.",
     )
     b.add_argument("sections", nargs="+", metavar="SECTION", help="section paths, glob patterns or manifest .csv files")
     b.add_argument("--out", required=True, metavar="DIR", help="cohort folder (new, empty, or a previous cohort output)")
@@ -163,6 +164,13 @@ def _add_batch(sub: Any) -> None:
         help="lowest centroid correlation for a region to join a cohort region (default 0.1; else it opens a new one)",
     )
     b.add_argument("--no-match", action="store_true", help="do not match regions across sections")
+    b.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="also re-run sections whose output files changed since batch wrote them (e.g. review edits saved "
+        "into annotated.h5ad) or were written by a version that kept no record of them (default: kept as they "
+        "are); folders holding files napari-senca did not write are never replaced",
+    )
     b.add_argument(
         "--joint",
         action="store_true",

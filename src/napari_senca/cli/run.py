@@ -69,8 +69,8 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     def update(row: dict[str, Any], done: int, total: int) -> None:
         bar.close()
         status = row["status"]
-        if status == "failed":
-            what = f"failed: {row['error']}"
+        if status in ("failed", "kept"):
+            what = f"{status}: {row['error']}"
         else:
             ari = f", ARI {row['ari']:.3f}" if isinstance(row.get("ari"), float) and row["ari"] == row["ari"] else ""
             secs = f", {row['time_total']:.1f} s" if isinstance(row.get("time_total"), float) else ""
@@ -85,7 +85,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
 
             res = run_joint_batch(
                 args.sections, args.out, cfg, section=args.section, batch=args.batch_correction,
-                progress=bar, on_update=update, bin_size=args.bin_size,
+                progress=bar, on_update=update, bin_size=args.bin_size, overwrite=args.overwrite,
             )  # fmt: skip
         else:
             res = run_batch(
@@ -100,6 +100,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
                 min_corr=args.min_corr,
                 on_update=update,
                 bin_size=args.bin_size,
+                overwrite=args.overwrite,
             )
     except (KeyboardInterrupt, Terminated) as exc:
         bar.close()
@@ -108,17 +109,26 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         return 130 if isinstance(exc, KeyboardInterrupt) else 143
     finally:
         bar.close()
+    return _batch_summary(res)
+
+
+def _batch_summary(res: Any) -> int:
+    """Print what a batch did; the exit status: 1 when a section failed or was kept, else 0."""
     t = res.table
-    n, failed = len(t), res.n_failed
+    n, failed, kept = len(t), res.n_failed, res.n_kept
     skipped = int((t["status"] == "skipped").sum())
-    print(f"sections: {n - failed - skipped} done, {skipped} up to date, {failed} failed")
+    print(f"sections: {n - failed - skipped - kept} done, {skipped} up to date, {kept} kept, {failed} failed")
     if res.vocabulary is not None and len(res.vocabulary):
         print(f"region vocabulary: {res.vocabulary['cohort_region'].nunique()} cohort regions")
     print(f"wrote: {res.out} (cohort.csv, region_vocabulary.csv, cohort.png, one folder per section)")
+    if kept:
+        names = ", ".join(t.loc[t["status"] == "kept", "section"].astype(str).head(5))
+        _error_line(f"{kept} of {n} sections kept as they were, not re-run ({names}): their folders hold files "
+                    "changed or added since batch wrote them; --overwrite replaces changed ones "
+                    f"(see {res.out / 'cohort.csv'})", prefix="")  # fmt: skip
     if failed:
         _error_line(f"{failed} of {n} sections failed (see {res.out / 'cohort.csv'})", prefix="")
-        return 1
-    return 0
+    return 1 if failed or kept else 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
