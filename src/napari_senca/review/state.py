@@ -41,6 +41,7 @@ from .history import History
 from .keys import MANUAL_KEY, REGION_KEY, REVIEW_KEY
 from .keys import default_name as _default_name
 from .markers import MarkersMixin
+from .matching import RegionMemory
 from .persist import restore_manual, restore_review, write_review
 
 __all__ = ["ReviewState"]
@@ -80,6 +81,7 @@ class ReviewState(EditsMixin, MarkersMixin, ColourByMixin, LayerMixin):
         self.hidden: set[str] = set()  # clusters not drawn (display only, not an edit)
         self.manual = restore_manual(self)
         self.history = History(max_undo)
+        self.memory = RegionMemory(self.n_spots)  # regions a cut or merge made disappear
         self._version = 0
         self._markers: tuple[tuple[int, int], pd.DataFrame] | None = None
         self._libsize: np.ndarray | None = None
@@ -321,11 +323,20 @@ class ReviewState(EditsMixin, MarkersMixin, ColourByMixin, LayerMixin):
             self.adata.obs[self.key] = cat
         return cat
 
-    def _set_labels(self, labels: pd.Categorical) -> None:
-        """Store the clusters, dropping empty ones (and their names and colours)."""
+    def _set_labels(self, labels: pd.Categorical, before: np.ndarray | None = None) -> None:
+        """Store the clusters, dropping empty ones (and their names and colours).
+
+        The dropped regions are remembered (:attr:`memory`) with their spots
+        in ``before`` (default: the clusters stored now), so that a later
+        cut that brings them back gives them their names back.
+        """
         labels = labels.remove_unused_categories()
-        self.adata.obs[self.key] = labels
         keep = {str(c) for c in labels.categories}
+        gone = [c for c in self.names if c not in keep]
+        if gone:
+            prev = np.asarray(self._labels().astype(object), dtype=object) if before is None else before
+            self.memory.remember(prev, gone, self.names, self.colours)
+        self.adata.obs[self.key] = labels
         for d in (self.names, self.colours):
             for c in [c for c in d if c not in keep]:
                 d.pop(c, None)
