@@ -109,6 +109,15 @@ def test_fresh_forgets_an_earlier_review(adata):
     assert new.log == []
 
 
+def test_edits_summary_says_what_a_new_run_would_replace(state):
+    assert state.edits_summary() == ""
+    state.set_n_clusters(4)
+    assert state.edits_summary() == "1 edit"
+    state.rename("0", "tumour")
+    state.assign([0], "1")
+    assert state.edits_summary() == "3 edits: 1 renamed region, 1 spot assigned by hand"
+
+
 def test_no_result_yet():
     from napari_senca.datasets import synthetic_section
 

@@ -154,6 +154,22 @@ class ReviewState(EditsMixin, MarkersMixin, ColourByMixin, LayerMixin):
         """Number of spots assigned by hand (kept by :meth:`set_n_clusters`)."""
         return int(self.manual.sum())
 
+    def edits_summary(self) -> str:
+        """The review's own work in words, "" when there is none (asked about before a new run replaces it).
+
+        Counts the edits in the log (renames, recolours, assignments, merges,
+        re-cuts), the renamed regions and the spots assigned by hand, e.g.
+        ``"5 edits: 2 renamed regions, 4 spots assigned by hand"``.
+        """
+        if not self.has_result:
+            return ""
+        renamed = sum(1 for c in self.clusters if self.names.get(c, _default_name(c)) != _default_name(c))
+        parts = [_count(renamed, "renamed region", "renamed regions"),
+                 _count(self.n_manual, "spot assigned by hand", "spots assigned by hand")]  # fmt: skip
+        detail = ", ".join(p for p in parts if p)
+        head = _count(len(self.log), "edit", "edits")
+        return f"{head}: {detail}" if head and detail else head or detail
+
     @property
     def can_undo(self) -> bool:
         """True when there is an edit to undo."""
@@ -371,3 +387,8 @@ class ReviewState(EditsMixin, MarkersMixin, ColourByMixin, LayerMixin):
     def _write(self) -> None:
         """Store names, colours and the edit log in ``uns`` and ``obs`` (see :mod:`.persist`)."""
         write_review(self)
+
+
+def _count(n: int, one: str, many: str) -> str:
+    """``"1 edit"``, ``"3 edits"``; "" for 0."""
+    return f"{n} {one if n == 1 else many}" if n else ""
