@@ -60,6 +60,25 @@ def test_spin_box_is_k_and_review_survives_recluster(docked, notes, monkeypatch)
     assert not notes["error"], notes["error"]
 
 
+def test_spin_box_applies_k_on_enter_not_per_keystroke(docked, notes):
+    """Typing 25 in the cluster count cuts once, into 25 regions, when Enter is pressed (not into 2 first)."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtTest import QTest
+
+    review, pts = docked
+    st = ReviewState.from_layer(pts)
+    edit = review.n_clusters.native.lineEdit()
+    edit.setFocus()
+    edit.selectAll()
+    QTest.keyClicks(edit, "25")
+    assert st.clustering_k == 3 and not st.log  # nothing cut while typing
+    QTest.keyClick(edit, Qt.Key.Key_Return)
+    assert st.clustering_k == 25 and st.log == ["re-cluster into 25 regions"]
+    QTest.keyClick(edit, Qt.Key.Key_Up)  # an arrow step applies at once
+    assert st.clustering_k == 26
+    assert not notes["error"], notes["error"]
+
+
 def test_legend_click_selects_and_checkbox_hides(docked, notes):
     review, pts = docked
     st = ReviewState.from_layer(pts)

@@ -285,6 +285,86 @@ def test_regions_default_waits_for_warm_up(qtbot, make_napari_viewer, monkeypatc
     assert user.n_clusters.value == 5 and user.config().n_clusters == 5
 
 
+def _quick_train(release=None):
+    """A stand-in for :func:`_run.train`: the same clusters back at once (after ``release`` is set)."""
+    from types import SimpleNamespace
+
+    def fake(adata, config):
+        if release is not None:
+            release.wait(30)
+        yield from ()
+        result = SimpleNamespace(rna_only=True, image_weights_used="none", image_gate=None, n_clusters=3, device="cpu")
+        return adata, result, 0.1
+
+    return fake
+
+
+def _reviewed_section(viewer):
+    """A section with a result, a renamed region and two spots assigned by hand."""
+    from napari_senca.review import ReviewState
+    from test_review import annotated_section  # tests/ is on sys.path
+
+    layer = _common.add_section(viewer, annotated_section(n_side=8), "reviewed")
+    state = ReviewState.from_layer(layer)
+    state.rename("0", "tumour")
+    state.assign([0, 1], None, new_name="DCIS")
+    return layer, state
+
+
+@pytest.mark.qt
+def test_rerun_asks_before_replacing_the_review(qtbot, make_napari_viewer, notes, monkeypatch):
+    """Running again on a reviewed layer asks first (naming the layer and the edits); No keeps everything."""
+    from napari_senca.review import ReviewState
+
+    monkeypatch.setattr(_run, "warm_up", lambda *a, **k: None)
+    monkeypatch.setattr(_run, "train", _quick_train())
+    viewer = make_napari_viewer()
+    layer, state = _reviewed_section(viewer)
+    run = RunWidget(viewer)
+    _wait_warm(qtbot, run)
+    asked: list[tuple] = []
+    monkeypatch.setattr(_common, "ask_replace_review", lambda parent, *a: asked.append(a) or False)
+    assert run.run() is None and not run.running
+    assert asked == [(layer.name, "2 edits: 2 renamed regions, 2 spots assigned by hand", "")]
+    assert ReviewState.from_layer(layer) is state and "tumour" in state.display_names() and "DCIS" in state.display_names()
+    assert state.n_manual == 2 and state.can_undo and len(state.log) == 2 and "kept" in run.status.value
+    # Yes: the run replaces the review
+    monkeypatch.setattr(_common, "ask_replace_review", lambda parent, *a: asked.append(a) or True)
+    assert run.run() is not None
+    qtbot.waitUntil(lambda: run.worker is None, timeout=30_000)
+    new = ReviewState.from_layer(layer)
+    assert len(asked) == 2 and new is not state and not new.edits_summary()
+    assert not notes["error"], notes["error"]
+
+
+@pytest.mark.qt
+def test_edits_during_the_run_are_not_replaced_without_asking(qtbot, make_napari_viewer, notes, monkeypatch):
+    """A review edited while the run trains is asked about again when the result comes in; No keeps it."""
+    import threading
+
+    from napari_senca.review import ReviewState
+
+    release = threading.Event()
+    monkeypatch.setattr(_run, "warm_up", lambda *a, **k: None)
+    monkeypatch.setattr(_run, "train", _quick_train(release))
+    viewer = make_napari_viewer()
+    layer, state = _reviewed_section(viewer)
+    run = RunWidget(viewer)
+    _wait_warm(qtbot, run)
+    asked: list[tuple] = []
+    answers = iter([True, False])  # replace the review of before the run, not the edits made during it
+    monkeypatch.setattr(_common, "ask_replace_review", lambda parent, *a: asked.append(a) or next(answers))
+    assert run.run() is not None
+    state.rename("tumour", "invasive tumour")  # the user goes on reviewing while it trains
+    release.set()
+    qtbot.waitUntil(lambda: run.worker is None, timeout=30_000)
+    assert len(asked) == 2 and asked[1][0] == layer.name and "during the run" in asked[1][2]
+    assert ReviewState.from_layer(layer) is state and "invasive tumour" in state.display_names()
+    assert state.n_manual == 2 and len(state.log) == 3
+    assert run.status.value.startswith("result not applied") and "not applied" in run.progress.native.format()
+    assert not notes["error"], notes["error"]
+
+
 def test_warm_up_imports_torchvision_only_for_timm_encoders(tmp_path):
     """The built-in ResNets need neither torchvision nor torch._dynamo: the widget's warm-up skips them (2-3 s)."""
     import os

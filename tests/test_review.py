@@ -109,6 +109,15 @@ def test_fresh_forgets_an_earlier_review(adata):
     assert new.log == []
 
 
+def test_edits_summary_says_what_a_new_run_would_replace(state):
+    assert state.edits_summary() == ""
+    state.set_n_clusters(4)
+    assert state.edits_summary() == "1 edit"
+    state.rename("0", "tumour")
+    state.assign([0], "1")
+    assert state.edits_summary() == "3 edits: 1 renamed region, 1 spot assigned by hand"
+
+
 def test_no_result_yet():
     from napari_senca.datasets import synthetic_section
 
@@ -435,6 +444,43 @@ def test_recluster_carries_names_colours_and_manual_assignments(state, adata):
     state.set_n_clusters(3)
     assert state.name_of("0") == "tumour" and state.colour_of("1") == "#ffffff"
     assert (np.asarray(adata.obs[CLUSTER_KEY].astype(str))[moved] == "2").all()
+
+
+def test_names_come_back_when_the_count_steps_down_and_up():
+    """7 -> 6 -> 5 -> 6 -> 7 is the same partition: the regions merged away get their ids, names and colours back."""
+    adata = annotated_section(n_side=12, k=7)
+    state = ReviewState(adata)
+    names = ["tumour", "stroma", "fat", "immune", "necrosis", "DCIS", "normal duct"]
+    for cid, name in zip(list(state.clusters), names, strict=True):
+        state.rename(cid, name)
+    state.recolour(state.clusters[-1], "#123456")
+    before = state.legend()
+    codes = state.codes().copy()
+    for k in (6, 5, 6, 7):
+        state.set_n_clusters(k)
+    pd.testing.assert_frame_equal(state.legend(), before)
+    assert (state.codes() == codes).all()
+    # a merged region that a re-cut brings back gets its name back too
+    state.merge("normal duct", "DCIS")
+    state.set_n_clusters(7)
+    pd.testing.assert_frame_equal(state.legend(), before)
+    # and undo still walks back through every step
+    while state.can_undo:
+        state.undo()
+    assert state.display_names()[:2] == ["cluster 0", "cluster 1"]
+
+
+def test_a_different_region_does_not_take_a_remembered_name():
+    """Only a region with nearly the same spots (Jaccard >= 0.5) gets a remembered name back."""
+    from napari_senca.review.matching import RegionMemory
+
+    memory = RegionMemory(10)
+    memory.remember(np.array(["a"] * 6 + ["b"] * 4), ["b"], {"b": "DCIS"}, {"b": "#ff0000"})
+    current = np.array(["a"] * 10)
+    assert memory.recall(current, np.array(["x"] * 6 + ["y"] * 4)) == {"y": "b"}
+    # J = 4/7 with "b", but 7/10 with the current "a": it stays a new region
+    assert memory.recall(current, np.array(["x"] * 3 + ["y"] * 7)) == {}
+    assert memory.recall(current, np.array(["x"] * 9 + ["y"] * 1)) == {}  # J = 1/4 with "b"
 
 
 def test_recluster_can_drop_manual_assignments(state, adata):

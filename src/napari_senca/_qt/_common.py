@@ -51,6 +51,8 @@ __all__ = [
     "error_message",
     "guarded",
     "ask_overwrite",
+    "ask_yes_no",
+    "ask_replace_review",
     "fit_width",
     "ask_save_path",
     "ask_open_path",
@@ -157,16 +159,33 @@ def qt_callback(fn: F) -> F:
 # --------------------------------------------------------------------------- dialogs
 
 
-def ask_overwrite(parent: QWidget | None, path: str | Path) -> bool:
-    """Ask whether an existing file may be replaced (Yes/No, default No)."""
+def ask_yes_no(parent: QWidget | None, title: str, text: str) -> bool:
+    """A Yes/No question (default No); True for Yes."""
     ans = QMessageBox.question(
         parent,
-        "Replace file?",
-        f"{path} already exists.\nDo you want to replace it?",
+        title,
+        text,
         QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
         QMessageBox.StandardButton.No,
     )
     return ans == QMessageBox.StandardButton.Yes
+
+
+def ask_overwrite(parent: QWidget | None, path: str | Path) -> bool:
+    """Ask whether an existing file may be replaced (Yes/No, default No)."""
+    return ask_yes_no(parent, "Replace file?", f"{path} already exists.\nDo you want to replace it?")
+
+
+def ask_replace_review(parent: QWidget | None, layer: str, edits: str, when: str = "") -> bool:
+    """Ask whether a new run may replace the review of a layer (Yes/No, default No).
+
+    ``edits`` says what would be replaced (:meth:`ReviewState.edits_summary`),
+    ``when`` when it was made (e.g. ``", some made during the run"``).
+    """
+    text = (f"The regions of {layer!r} carry review edits{when} ({edits}).\n"
+            "The new run's regions replace them, with their names, colours, hand assignments and undo history; "
+            "export the section (.h5ad) first to keep them.\nReplace them?")  # fmt: skip
+    return ask_yes_no(parent, "Replace the review?", text)
 
 
 def ask_save_path(parent: QWidget | None, caption: str, file_filter: str, start: str = "") -> str | None:

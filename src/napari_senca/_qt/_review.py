@@ -104,8 +104,10 @@ class ReviewWidget(ReviewActionsMixin, ReviewMarkersMixin, ReviewSyncMixin, Rast
         self.restore_btn = PushButton(text="Restore spots", visible=False,
                                       tooltip="drop points added to the spots layer and put back deleted ones")
         self.n_clusters = SpinBox(label="clusters (k)", min=2, max=50, value=2,
-                                  tooltip="re-cluster the stored embedding into k regions (no retraining); "
-                                          "names, colours and hand assignments are kept")
+                                  tooltip="re-cluster the stored embedding into k regions (no retraining) when "
+                                          "you press Enter, leave the box or step with the arrows; names, colours "
+                                          "and hand assignments are kept, also for regions that come back")
+        self.n_clusters.native.setKeyboardTracking(False)  # typing 25 must not cut into 2 regions first
         self.undo_btn = PushButton(text="Undo")
         self.redo_btn = PushButton(text="Redo")
         top = Container(widgets=[self.layer, self.n_clusters])

@@ -25,6 +25,7 @@ from ..config import SencaConfig
 from ..errors import ConfigError, SencaError
 from ..image_weights import BUILTIN_RESNETS, KNOWN_ENCODERS, weak_features_note, weights_are_random
 from ..review import ReviewState
+from . import _common
 from ._common import (
     DockWidget,
     SectionPicker,
@@ -143,6 +144,10 @@ class RunWidget(DockWidget):
     with clusters, embedding and, for Ward, its tree) replaces the layer's AnnData and the
     spots are re-coloured. Stop takes effect at the next progress report
     (at most one epoch). Errors leave the layers untouched.
+    A run asks before it replaces a review (:meth:`ReviewState.edits_summary`:
+    renamed regions, hand assignments, merges, anything in the edit log):
+    when Run is clicked, and again when the result comes in if the review
+    was edited during the run; No keeps the review.
 
     Parameters
     ----------
@@ -159,6 +164,8 @@ class RunWidget(DockWidget):
         #: extra SencaConfig fields (for scripts and tests, e.g. steps_per_epoch)
         self.overrides: dict[str, Any] = {}
         self._target: Any = None
+        #: the target's review when the run started: (state, version, log)
+        self._review0: tuple[Any, int, list[str]] | None = None
 
         d = SencaConfig()
         self.layer = SectionPicker(napari_viewer)
@@ -380,11 +387,15 @@ class RunWidget(DockWidget):
             from ..pipeline import check_run_settings
 
             check_run_settings(cfg, state.n_spots, int(cfg.n_clusters or 2))
+        if not self._may_replace(layer, state):
+            self.status.value = f"not started: the review of {layer.name!r} is kept"
+            return None
         if cfg.use_image and get_image(state.adata) is None:
             notify_warning("this section has no H&E image: running RNA-only")
         # heavy imports (torch, torchvision) happen in the warm-up and the run's worker, never here
         adata = state.adata.copy()
         self._target = layer
+        self._review0 = (state, state.version, list(state.log))
         self.stopped = False
         self.last_result = None
         self.last_progress = None
@@ -413,6 +424,18 @@ class RunWidget(DockWidget):
         worker.start()
         return worker
 
+    def _may_replace(self, layer: Any, state: ReviewState, when: str = "") -> bool:
+        """True when the layer has no review edits or the user agreed to replace them."""
+        edits = state.edits_summary()
+        return not edits or bool(_common.ask_replace_review(self, layer.name, edits, when))
+
+    def _edited_during_run(self, state: ReviewState) -> bool:
+        """True when the target's review changed after the run started (or the start is not known)."""
+        if self._review0 is None:
+            return True
+        state0, version, log = self._review0
+        return state is not state0 or state.version != version or state.log != log
+
     def stop(self) -> None:
         """Ask the running worker to stop at its next progress report."""
         if self.worker is None:
@@ -427,7 +450,7 @@ class RunWidget(DockWidget):
         if not is_alive(self):
             return
         what = state or STAGE_NAMES.get(self._stage, self._stage)
-        pct = "" if state in ("failed", "stopped") else "%p% · "
+        pct = "" if state in ("failed", "stopped", "not applied") else "%p% · "
         self.progress.native.setFormat(f"{pct}{what} · {mmss(time.perf_counter() - self._t0)}")
 
     def _end_bar(self, state: str, value: int | None = None) -> None:
@@ -453,6 +476,12 @@ class RunWidget(DockWidget):
         try:
             if layer is None or layer not in self.viewer.layers:
                 notify_warning("the section layer was removed during the run: result discarded")
+                return
+            current = ReviewState.from_layer(layer)
+            if self._edited_during_run(current) and not self._may_replace(layer, current, ", some made during the run"):
+                self._end_bar("not applied", 0)
+                self.status.value = f"result not applied: the review of {layer.name!r} is kept"
+                notify_info(f"SENCA-st: the new regions were not applied; the review of {layer.name!r} is kept")
                 return
             state = ReviewState.fresh(adata)
             state.apply_to_layer(layer)
@@ -494,6 +523,7 @@ class RunWidget(DockWidget):
     def _on_finished(self) -> None:
         self.worker = None
         self._target = None
+        self._review0 = None
         self._timer.stop()
         self.run_btn.enabled = True
         self.stop_btn.enabled = False

@@ -22,7 +22,7 @@ from .colours import PALETTE, to_hex
 from .geometry import index_mask
 from .history import Edit, History, capture, restore
 from .keys import default_name as _default_name
-from .matching import match_clusters
+from .matching import RegionMemory, match_clusters
 
 __all__ = ["EditsMixin"]
 
@@ -31,7 +31,7 @@ class EditsMixin:
     """Edit methods of :class:`~napari_senca.review.ReviewState`.
 
     Uses the state's ``adata``, ``key``, ``names``, ``colours``, ``manual``,
-    ``log``, ``history``, ``clusters``, ``resolve``, ``name_of``,
+    ``log``, ``history``, ``memory``, ``clusters``, ``resolve``, ``name_of``,
     ``require_result``, ``_labels``, ``_set_labels``, ``_complete_names_colours``
     and ``_changed``.
     """
@@ -43,6 +43,7 @@ class EditsMixin:
     manual: np.ndarray
     log: list[str]
     history: History
+    memory: RegionMemory
     clusters: list[str]
     n_spots: int
     can_recluster: bool
@@ -51,7 +52,7 @@ class EditsMixin:
     name_of: Callable[[Any], str]
     require_result: Callable[[], None]
     _labels: Callable[[], pd.Categorical]
-    _set_labels: Callable[[pd.Categorical], None]
+    _set_labels: Callable[..., None]
     _complete_names_colours: Callable[[], None]
     _changed: Callable[..., None]
 
@@ -60,9 +61,11 @@ class EditsMixin:
 
         The review is carried over: each new region takes the id, name and
         colour of the old region it shares most spots with (Hungarian
-        matching, :func:`.matching.match_clusters`), and spots assigned by
-        hand keep their region unless ``keep_manual`` is False. Undo brings
-        back the previous cut.
+        matching, :func:`.matching.match_clusters`), a region that an earlier
+        cut or merge made disappear and that comes back with nearly the same
+        spots gets its id, name and colour back (:class:`.matching.RegionMemory`),
+        and spots assigned by hand keep their region unless ``keep_manual``
+        is False. Undo brings back the previous cut.
 
         Raises
         ------
@@ -85,23 +88,29 @@ class EditsMixin:
             self._restore(edit)
             raise
         self.history.push(edit)
-        values, fresh = self._carry_ids(old, np.asarray(new.astype(object), dtype=object))
+        values, fresh, back = self._carry_ids(old, np.asarray(new.astype(object), dtype=object))
         if keep_manual:
             values[self.manual] = old[self.manual]
         else:
             self.manual[:] = False
         used = set(values)
-        cats = [c for c in old_cats if c in used] + [c for c in fresh if c in used]
-        self._set_labels(pd.Categorical(values, categories=cats))
+        kept = [c for c in old_cats if c in used]
+        self._set_labels(pd.Categorical(values, categories=_legend_order(kept, back, fresh, used)), before=old)
+        self._give_back(back)
         self._complete_names_colours()
-        kept = int(self.manual.sum())
-        extra = f", {kept} spots assigned by hand kept" if kept else ""
+        n_kept = int(self.manual.sum())
+        extra = f", {n_kept} spots assigned by hand kept" if n_kept else ""
         self._changed(f"re-cluster into {k} regions{extra}", labels=True, spots=None)
 
-    def _carry_ids(self, old: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, list[str]]:
-        """New labels renamed to the matched old ids; unmatched ones get fresh ids."""
-        match = match_clusters(old, new)
-        taken = set(pd.unique(old).tolist()) | set(self.history.ids())
+    def _carry_ids(self, old: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, list[str], list[str]]:
+        """New labels renamed to old ids: remembered, matched, else fresh.
+
+        Returns the new labels, the fresh ids and the remembered ids given back.
+        """
+        back = self.memory.recall(old, new)
+        rest = ~np.isin(new.astype(str), list(back))
+        match = {**match_clusters(old[rest], new[rest]), **back}
+        taken = set(pd.unique(old).tolist()) | set(self.history.ids()) | set(self.memory.ids())
         nums = [int(c) for c in taken if re.fullmatch(r"\d+", str(c))]
         nxt = max(nums, default=-1) + 1
         mapping: dict[str, str] = {}
@@ -117,7 +126,19 @@ class EditsMixin:
             taken.add(str(nxt))
         fresh.sort(key=lambda c: int(c) if c.isdigit() else 0)
         uniq, inv = np.unique(new.astype(str), return_inverse=True)
-        return np.asarray([mapping[v] for v in uniq], dtype=object)[inv], fresh
+        return np.asarray([mapping[v] for v in uniq], dtype=object)[inv], fresh, list(back.values())
+
+    def _give_back(self, ids: list[str]) -> None:
+        """Remembered regions that are back: their name and colour (when no other region has them)."""
+        for cid in ids:
+            reg = self.memory.get(cid)
+            if reg is None or cid not in self.clusters:
+                continue
+            self.memory.forget(cid)
+            if all(self.names.get(c) != reg.name for c in self.clusters if c != cid):
+                self.names[cid] = reg.name
+            if reg.colour and all(self.colours.get(c) != reg.colour for c in self.clusters if c != cid):
+                self.colours[cid] = reg.colour
 
     def rename(self, cluster: Any, name: str) -> None:
         """Give a cluster a display name (e.g. ``"invasive cancer"``).
@@ -274,7 +295,7 @@ class EditsMixin:
         ids = self.clusters
         nums = [int(c) for c in ids if re.fullmatch(r"\d+", c)]
         nxt = max(nums, default=-1) + 1
-        known = set(ids) | set(self.history.ids())
+        known = set(ids) | set(self.history.ids()) | set(self.memory.ids())
         while str(nxt) in known:
             nxt += 1
         return str(nxt)
@@ -310,3 +331,17 @@ class EditsMixin:
         if isinstance(info, dict) and edit.n_clusters is not None:
             info["n_clusters"] = edit.n_clusters
         self.log = list(edit.log)
+
+
+def _legend_order(kept: list[str], back: list[str], fresh: list[str], used: set[str]) -> list[str]:
+    """Categories after a re-cut: kept ids, then ids given back, then fresh ids.
+
+    When all ids are numbers and the kept ones are in order, the ids given
+    back are put in their place (the legend of 7 -> 5 -> 7 is that of 7).
+    """
+    back = [c for c in back if c in used]
+    fresh = [c for c in fresh if c in used]
+    ids = kept + back
+    if all(c.isdigit() for c in ids) and kept == sorted(kept, key=int):
+        ids = sorted(ids, key=int)
+    return ids + fresh

@@ -41,6 +41,7 @@ from .history import History
 from .keys import MANUAL_KEY, REGION_KEY, REVIEW_KEY
 from .keys import default_name as _default_name
 from .markers import MarkersMixin
+from .matching import RegionMemory
 from .persist import restore_manual, restore_review, write_review
 
 __all__ = ["ReviewState"]
@@ -80,6 +81,7 @@ class ReviewState(EditsMixin, MarkersMixin, ColourByMixin, LayerMixin):
         self.hidden: set[str] = set()  # clusters not drawn (display only, not an edit)
         self.manual = restore_manual(self)
         self.history = History(max_undo)
+        self.memory = RegionMemory(self.n_spots)  # regions a cut or merge made disappear
         self._version = 0
         self._markers: tuple[tuple[int, int], pd.DataFrame] | None = None
         self._libsize: np.ndarray | None = None
@@ -151,6 +153,22 @@ class ReviewState(EditsMixin, MarkersMixin, ColourByMixin, LayerMixin):
     def n_manual(self) -> int:
         """Number of spots assigned by hand (kept by :meth:`set_n_clusters`)."""
         return int(self.manual.sum())
+
+    def edits_summary(self) -> str:
+        """The review's own work in words, "" when there is none (asked about before a new run replaces it).
+
+        Counts the edits in the log (renames, recolours, assignments, merges,
+        re-cuts), the renamed regions and the spots assigned by hand, e.g.
+        ``"5 edits: 2 renamed regions, 4 spots assigned by hand"``.
+        """
+        if not self.has_result:
+            return ""
+        renamed = sum(1 for c in self.clusters if self.names.get(c, _default_name(c)) != _default_name(c))
+        parts = [_count(renamed, "renamed region", "renamed regions"),
+                 _count(self.n_manual, "spot assigned by hand", "spots assigned by hand")]  # fmt: skip
+        detail = ", ".join(p for p in parts if p)
+        head = _count(len(self.log), "edit", "edits")
+        return f"{head}: {detail}" if head and detail else head or detail
 
     @property
     def can_undo(self) -> bool:
@@ -321,11 +339,20 @@ class ReviewState(EditsMixin, MarkersMixin, ColourByMixin, LayerMixin):
             self.adata.obs[self.key] = cat
         return cat
 
-    def _set_labels(self, labels: pd.Categorical) -> None:
-        """Store the clusters, dropping empty ones (and their names and colours)."""
+    def _set_labels(self, labels: pd.Categorical, before: np.ndarray | None = None) -> None:
+        """Store the clusters, dropping empty ones (and their names and colours).
+
+        The dropped regions are remembered (:attr:`memory`) with their spots
+        in ``before`` (default: the clusters stored now), so that a later
+        cut that brings them back gives them their names back.
+        """
         labels = labels.remove_unused_categories()
-        self.adata.obs[self.key] = labels
         keep = {str(c) for c in labels.categories}
+        gone = [c for c in self.names if c not in keep]
+        if gone:
+            prev = np.asarray(self._labels().astype(object), dtype=object) if before is None else before
+            self.memory.remember(prev, gone, self.names, self.colours)
+        self.adata.obs[self.key] = labels
         for d in (self.names, self.colours):
             for c in [c for c in d if c not in keep]:
                 d.pop(c, None)
@@ -360,3 +387,8 @@ class ReviewState(EditsMixin, MarkersMixin, ColourByMixin, LayerMixin):
     def _write(self) -> None:
         """Store names, colours and the edit log in ``uns`` and ``obs`` (see :mod:`.persist`)."""
         write_review(self)
+
+
+def _count(n: int, one: str, many: str) -> str:
+    """``"1 edit"``, ``"3 edits"``; "" for 0."""
+    return f"{n} {one if n == 1 else many}" if n else ""
