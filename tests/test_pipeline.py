@@ -68,7 +68,8 @@ def section() -> AnnData:
 
 @pytest.fixture(scope="module")
 def image_run(section: AnnData) -> Run:
-    return drive(section, small_config())
+    # random image weights counted, so the image stage encodes (by default random features are skipped)
+    return drive(section, small_config(random_weights_gate=1.0))
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +163,7 @@ def test_run_senca_passes_every_report(section: AnnData) -> None:
 
 def test_result_with_image(image_run: Run) -> None:
     r = image_run.result
-    _check_result(r, small_config())
+    _check_result(r, small_config(random_weights_gate=1.0))
     assert r.rna_only is False
     assert r.image_weights_used == "random (image weights 'none')"
     assert r.linkage is not None and r.linkage.shape == (N_SPOTS - 1, 4)

@@ -464,6 +464,12 @@ def test_names_come_back_when_the_count_steps_down_and_up():
     state.merge("normal duct", "DCIS")
     state.set_n_clusters(7)
     pd.testing.assert_frame_equal(state.legend(), before)
+    # a region given back, undone away and brought back again by a re-cut keeps its name
+    state.set_n_clusters(6)
+    state.undo()
+    state.undo()
+    state.set_n_clusters(7)
+    pd.testing.assert_frame_equal(state.legend(), before)
     # and undo still walks back through every step
     while state.can_undo:
         state.undo()

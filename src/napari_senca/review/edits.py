@@ -129,12 +129,15 @@ class EditsMixin:
         return np.asarray([mapping[v] for v in uniq], dtype=object)[inv], fresh, list(back.values())
 
     def _give_back(self, ids: list[str]) -> None:
-        """Remembered regions that are back: their name and colour (when no other region has them)."""
+        """Remembered regions that are back: their name and colour (when no other region has them).
+
+        They stay remembered (``recall`` skips ids that are present), so an
+        undo that removes them again and a later re-cut still give them back.
+        """
         for cid in ids:
             reg = self.memory.get(cid)
             if reg is None or cid not in self.clusters:
                 continue
-            self.memory.forget(cid)
             if all(self.names.get(c) != reg.name for c in self.clusters if c != cid):
                 self.names[cid] = reg.name
             if reg.colour and all(self.colours.get(c) != reg.colour for c in self.clusters if c != cid):

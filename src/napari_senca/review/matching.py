@@ -100,10 +100,6 @@ class RegionMemory:
         while len(self._regions) > self.max_regions:
             del self._regions[next(iter(self._regions))]
 
-    def forget(self, cid: str) -> None:
-        """Drop a region from the memory (it is back)."""
-        self._regions.pop(cid, None)
-
     def recall(self, current: np.ndarray, new: np.ndarray, min_jaccard: float = RECALL_MIN_JACCARD) -> dict[str, str]:
         """New clusters that are a remembered region again: new id -> remembered id.
 
@@ -115,7 +111,8 @@ class RegionMemory:
         from scipy.optimize import linear_sum_assignment
 
         cur = np.asarray(current, dtype=object).astype(str)
-        keys = [c for c in self._regions if c not in set(np.unique(cur))]
+        present = set(np.unique(cur))
+        keys = [c for c in self._regions if c not in present]
         if not keys:
             return {}
         new_ids, ni = np.unique(np.asarray(new, dtype=object).astype(str), return_inverse=True)
