@@ -41,17 +41,20 @@ def _match_regions(table: pd.DataFrame, reference: str | PathLike | None, min_co
     """Match the regions of the sections that ran or are current (kept ones are not touched).
 
     Adding the cohort region rewrites ``annotated.h5ad`` and ``clusters.csv``;
-    the marker then records them again where they were unchanged, so that a
-    later batch still knows them as its own (and edited files as edited).
+    right after each rewrite the marker records that file again where it was
+    unchanged, so that a later batch still knows it as its own (and an edited
+    file as edited), even when matching stops partway.
     """
     from ..vocabulary import match_cohort_outputs
 
     ok = [(r["section"], Path(r["out"])) for r in table.to_dict("records") if r["status"] in ("done", "skipped")]
-    unchanged = {out: _unchanged_files(out) for _, out in ok}
-    vocab = match_cohort_outputs(ok, reference=reference, min_corr=min_corr)
-    for out, files in unchanged.items():
-        restamp(out, files)
-    return vocab
+    unchanged = {out: set(_unchanged_files(out)) for _, out in ok}
+
+    def stamp(out: Path, name: str) -> None:
+        if name in unchanged[out]:
+            restamp(out, [name])
+
+    return match_cohort_outputs(ok, reference=reference, min_corr=min_corr, on_written=stamp)
 
 
 def run_batch(
