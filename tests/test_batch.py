@@ -332,3 +332,35 @@ def test_matching_stopped_partway_records_what_it_rewrote(tmp_path, monkeypatch)
         _match_regions(table, None, 0.1)
     assert [changed_outputs(o) for o in outs] == [[], [], []]  # what was rewritten before the stop is recorded
 
+
+def test_batch_resumes_a_cohort_of_an_earlier_version_and_keeps_current_edits(tmp_path, capsys, cluster):
+    import os
+
+    secs = [build_st_folder(tmp_path / "data" / f"S{i}", image=False, seed=i) for i in range(3)]
+    out = tmp_path / "cohort"
+    fast = ["--epochs", "1", "--no-image", "--n-clusters", "2"]  # regions matched: batch rewrites its own files
+    args = ["batch", *map(str, secs), "--out", str(out), *fast, "--scheduler", cluster.scheduler_address]
+    assert main(args) == 0
+    for s in ("S0", "S1", "S2"):  # as an earlier version left them: no stamps, the marker older than matching
+        m, t = _marker(out / s), (out / s / MARKER).stat().st_mtime_ns
+        del m["stamps"]
+        (out / s / MARKER).write_text(json.dumps(m))
+        os.utime(out / s / MARKER, ns=(t, t))
+    t = (out / "cohort.csv").stat().st_mtime_ns
+    (out / "S0" / "clusters.csv").write_text("spot,cluster,name\nx,0,my tumour\n")  # the user's review
+    os.utime(out / "S0" / "clusters.csv", ns=(t + 10**9, t + 10**9))
+    reviewed = (out / "S0" / "clusters.csv").read_bytes()
+    capsys.readouterr()
+
+    assert main(args) == 1  # S0 is up to date but holds the review: kept, not rewritten by matching
+    table = pd.read_csv(out / "cohort.csv")
+    assert list(table["status"]) == ["kept", "skipped", "skipped"]
+    assert "clusters.csv changed since napari-senca wrote it" in table.loc[0, "error"]
+    assert (out / "S0" / "clusters.csv").read_bytes() == reviewed
+
+    args[args.index("--epochs") + 1] = "2"  # a changed setting re-runs the untouched sections of the old cohort
+    assert main(args) == 1
+    assert list(pd.read_csv(out / "cohort.csv")["status"]) == ["kept", "done", "done"]
+    assert main(args) == 1  # still kept once cohort.csv is newer than the review
+    assert list(pd.read_csv(out / "cohort.csv")["status"]) == ["kept", "skipped", "skipped"]
+    assert (out / "S0" / "clusters.csv").read_bytes() == reviewed

@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..config import SencaConfig
 from ..outputs import changed_outputs, read_marker, restamp, write_marker
-from .folder import COHORT_FILES, _check_root
+from .folder import COHORT_FILES, _check_root, _written_before
 from .jobs import SectionJob
 from .plan import _plan, _triage
 from .scheduler import _run_on_dask
@@ -102,9 +102,11 @@ def run_batch(
         ``bin_size`` column overrides it per section). None: 16 um.
     overwrite
         Also replace section outputs whose files changed since batch wrote them
-        (e.g. review edits saved into ``annotated.h5ad``), or that were written
-        without a record of their files. By default such a section is ``kept``:
-        left as it is, with the reason in the table. Folders holding files
+        (e.g. review edits saved into ``annotated.h5ad``; outputs of an older
+        version without a record of their files are judged by time, see
+        :func:`~napari_senca.outputs.changed_outputs`), up to date or not. By
+        default such a section is ``kept``: left as it is (region matching
+        included), with the reason in the table. Folders holding files
         napari-senca did not write are never replaced.
 
     Returns
@@ -118,9 +120,10 @@ def run_batch(
     plans, all_inputs = _plan(jobs, base, rows)
     names = [j.name for j in jobs]
     root = _check_root(Path(out), all_inputs, names)
+    written_before = _written_before(root)
     _mark_cohort(root, base, names)
 
-    todo, done = _triage(plans, root, rows, on_update, overwrite)
+    todo, done = _triage(plans, root, rows, on_update, overwrite, written_before)
     if todo:
         _run_on_dask(todo, root, rows, scheduler=scheduler, n_workers=n_workers, on_update=on_update,
                      done=done, total=len(plans), overwrite=overwrite)  # fmt: skip
