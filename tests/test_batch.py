@@ -278,3 +278,89 @@ def test_joint_batch_keeps_a_section_the_user_changed(tmp_path, capsys):
     assert "my tumour" in (out / "S1" / "clusters.csv").read_text()
     assert main([*args, "--overwrite"]) == 0
     assert "my tumour" not in (out / "S1" / "clusters.csv").read_text()
+
+
+def _section_output(folder: Path, seed: int) -> Path:
+    """A finished section output as batch writes it (regions: the true ones), its marker recording every file."""
+    from napari_senca.datasets import synthetic_section
+    from napari_senca.outputs import file_stamps, write_marker
+    from napari_senca.section import CLUSTER_KEY
+
+    a = synthetic_section(n_side=12, n_regions=3, with_image=False, seed=seed)
+    a.obs[CLUSTER_KEY] = pd.Categorical(a.obs["label"].astype(str).str[-1])
+    folder.mkdir(parents=True)
+    a.write_h5ad(folder / "annotated.h5ad")
+    pd.DataFrame({"spot": a.obs_names, "cluster": a.obs[CLUSTER_KEY].astype(str)}).to_csv(folder / "clusters.csv")
+    for name in ("markers.csv", "overview.png"):
+        (folder / name).write_bytes(b"x" * 1000)
+    files = ["annotated.h5ad", "clusters.csv", "markers.csv", "overview.png"]
+    write_marker(folder, files, extra={"stamps": file_stamps(folder, files)})
+    return folder
+
+
+def test_matching_hashes_only_the_files_it_rewrote(tmp_path, monkeypatch):
+    from napari_senca import outputs
+    from napari_senca.batch.run import _match_regions
+    from napari_senca.outputs import changed_outputs
+
+    outs = [_section_output(tmp_path / f"S{i}", seed=i) for i in range(3)]
+    table = pd.DataFrame({"section": ["S0", "S1", "S2"], "status": "done", "out": list(map(str, outs))})
+    hashed, sha = [], outputs._sha256
+    monkeypatch.setattr(outputs, "_sha256", lambda p: hashed.append(p.name) or sha(p))
+    assert _match_regions(table, None, 0.1) is not None
+    assert sorted(hashed) == sorted(["annotated.h5ad", "clusters.csv"] * 3)  # only what matching rewrote
+    assert [changed_outputs(o) for o in outs] == [[], [], []]
+
+
+def test_matching_stopped_partway_records_what_it_rewrote(tmp_path, monkeypatch):
+    from napari_senca import export
+    from napari_senca.batch.run import _match_regions
+    from napari_senca.outputs import changed_outputs
+
+    outs = [_section_output(tmp_path / f"S{i}", seed=i) for i in range(3)]
+    table = pd.DataFrame({"section": ["S0", "S1", "S2"], "status": "done", "out": list(map(str, outs))})
+
+    write = export.atomic_write
+
+    def disk_full(path, *a, **k):
+        if path == outs[1] / "clusters.csv":  # matching stops in S1 (disk full, Ctrl-C...)
+            raise OSError(28, "No space left on device")
+        return write(path, *a, **k)
+
+    monkeypatch.setattr(export, "atomic_write", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        _match_regions(table, None, 0.1)
+    assert [changed_outputs(o) for o in outs] == [[], [], []]  # what was rewritten before the stop is recorded
+
+
+def test_batch_resumes_a_cohort_of_an_earlier_version_and_keeps_current_edits(tmp_path, capsys, cluster):
+    import os
+
+    secs = [build_st_folder(tmp_path / "data" / f"S{i}", image=False, seed=i) for i in range(3)]
+    out = tmp_path / "cohort"
+    fast = ["--epochs", "1", "--no-image", "--n-clusters", "2"]  # regions matched: batch rewrites its own files
+    args = ["batch", *map(str, secs), "--out", str(out), *fast, "--scheduler", cluster.scheduler_address]
+    assert main(args) == 0
+    for s in ("S0", "S1", "S2"):  # as an earlier version left them: no stamps, the marker older than matching
+        m, t = _marker(out / s), (out / s / MARKER).stat().st_mtime_ns
+        del m["stamps"]
+        (out / s / MARKER).write_text(json.dumps(m))
+        os.utime(out / s / MARKER, ns=(t, t))
+    t = (out / "cohort.csv").stat().st_mtime_ns
+    (out / "S0" / "clusters.csv").write_text("spot,cluster,name\nx,0,my tumour\n")  # the user's review
+    os.utime(out / "S0" / "clusters.csv", ns=(t + 10**9, t + 10**9))
+    reviewed = (out / "S0" / "clusters.csv").read_bytes()
+    capsys.readouterr()
+
+    assert main(args) == 1  # S0 is up to date but holds the review: kept, not rewritten by matching
+    table = pd.read_csv(out / "cohort.csv")
+    assert list(table["status"]) == ["kept", "skipped", "skipped"]
+    assert "clusters.csv changed since napari-senca wrote it" in table.loc[0, "error"]
+    assert (out / "S0" / "clusters.csv").read_bytes() == reviewed
+
+    args[args.index("--epochs") + 1] = "2"  # a changed setting re-runs the untouched sections of the old cohort
+    assert main(args) == 1
+    assert list(pd.read_csv(out / "cohort.csv")["status"]) == ["kept", "done", "done"]
+    assert main(args) == 1  # still kept once cohort.csv is newer than the review
+    assert list(pd.read_csv(out / "cohort.csv")["status"]) == ["kept", "skipped", "skipped"]
+    assert (out / "S0" / "clusters.csv").read_bytes() == reviewed

@@ -173,18 +173,45 @@ def test_unchanged_mode_replaces_only_outputs_as_written(tmp_path):
     assert check_output_folder(out, overwrite=UNCHANGED) == out
 
 
-def test_unchanged_mode_keeps_outputs_without_a_record(tmp_path):
+def _old_output(folder):
+    """An output of an earlier version: its marker (written last) records no stamps."""
+    folder.mkdir(parents=True)
+    for i, name in enumerate(("annotated.h5ad", "clusters.csv", "markers.csv")):
+        (folder / name).write_text(name)
+        os.utime(folder / name, ns=(10**18 + i, 10**18 + i))
+    write_marker(folder, ["annotated.h5ad", "clusters.csv", "markers.csv"])
+    os.utime(folder / MARKER, ns=(10**18 + 10, 10**18 + 10))
+    return folder
+
+
+def test_old_marker_without_stamps_is_judged_by_time(tmp_path):
     from napari_senca.errors import KeptOutputError
     from napari_senca.outputs import UNCHANGED, changed_outputs
 
-    out = tmp_path / "A1"
-    out.mkdir()
-    (out / "annotated.h5ad").write_text("x")
-    write_marker(out, ["annotated.h5ad"])  # an earlier version's marker: no stamps
-    assert changed_outputs(out) is None
-    with pytest.raises(KeptOutputError, match="without a record of its files"):
-        check_output_folder(out, overwrite=UNCHANGED)
+    out = _old_output(tmp_path / "A1")
+    assert changed_outputs(out) == []  # nothing later than the marker: as written, replaced on resume
+    assert check_output_folder(out, overwrite=UNCHANGED) == out
+    os.utime(out / "annotated.h5ad", ns=(10**18 + 20,) * 2)  # rewritten by region matching, before cohort.csv
+    os.utime(out / "clusters.csv", ns=(10**18 + 40,) * 2)  # a review saved after the last batch
+    assert changed_outputs(out) == ["annotated.h5ad", "clusters.csv"]
+    assert changed_outputs(out, written_before=10**18 + 30) == ["clusters.csv"]
+    with pytest.raises(KeptOutputError, match=r"A1: clusters.csv changed .*judged by modification time"):
+        check_output_folder(out, overwrite=UNCHANGED, written_before=10**18 + 30)
     assert check_output_folder(out, overwrite=True) == out
+
+
+def test_old_marker_gets_stamps_once_and_edits_stay_kept(tmp_path):
+    from napari_senca.outputs import changed_outputs, upgrade_marker
+
+    out = _old_output(tmp_path / "A1")
+    os.utime(out / "clusters.csv", ns=(10**18 + 40,) * 2)  # edited after the last batch
+    assert upgrade_marker(out, written_before=10**18 + 30) == ["clusters.csv"]
+    stamps = read_marker(out)["stamps"]
+    assert sorted(stamps) == ["annotated.h5ad", "markers.csv"] and "sha256" not in stamps["markers.csv"]
+    assert upgrade_marker(out, written_before=10**18 + 50) is None  # once: a newer cohort.csv changes nothing
+    assert changed_outputs(out, written_before=10**18 + 50) == ["clusters.csv"]
+    os.utime(out / "markers.csv", ns=(10**18 + 60,) * 2)  # no hash recorded: another time is a change
+    assert changed_outputs(out) == ["clusters.csv", "markers.csv"]
 
 
 def test_restamp_records_only_what_it_is_given(tmp_path):
@@ -198,3 +225,55 @@ def test_restamp_records_only_what_it_is_given(tmp_path):
     assert changed_outputs(out) == ["clusters.csv"]
     assert (out / MARKER).stat().st_mode == mode
     assert sorted(p.name for p in out.iterdir()) == [MARKER, "annotated.h5ad", "clusters.csv"]
+
+
+def _count_hashes(monkeypatch):
+    from napari_senca import outputs
+
+    hashed, sha = [], outputs._sha256
+    monkeypatch.setattr(outputs, "_sha256", lambda p: hashed.append(p.name) or sha(p))
+    return hashed
+
+
+def test_change_check_hashes_only_same_size_with_another_time(tmp_path, monkeypatch):
+    from napari_senca.outputs import changed_outputs
+
+    out = _previous_output(tmp_path / "A1")
+    hashed = _count_hashes(monkeypatch)
+    assert changed_outputs(out) == [] and hashed == []  # size and time as recorded: not read
+    (out / "clusters.csv").write_text("a longer clusters.csv")
+    assert changed_outputs(out) == ["clusters.csv"] and hashed == []  # another size: changed, not read
+    os.utime(out / "annotated.h5ad", ns=(1, 1))
+    assert changed_outputs(out) == ["clusters.csv"] and hashed == ["annotated.h5ad"]
+
+
+def test_restamp_does_not_read_files_as_recorded(tmp_path, monkeypatch):
+    from napari_senca.outputs import changed_outputs, restamp
+
+    out = _previous_output(tmp_path / "A1")
+    hashed = _count_hashes(monkeypatch)
+    os.utime(out / MARKER, ns=(1, 1))
+    restamp(out, ["annotated.h5ad", "clusters.csv"])
+    assert hashed == [] and (out / MARKER).stat().st_mtime_ns == 1  # nothing new: not even rewritten
+    (out / "clusters.csv").write_text("rewritten by napari-senca")
+    restamp(out, ["annotated.h5ad", "clusters.csv"])
+    assert hashed == ["clusters.csv"] and changed_outputs(out) == []
+
+
+def test_a_folder_output_is_stamped_by_its_listing(tmp_path, monkeypatch):
+    from napari_senca.outputs import UNCHANGED, changed_outputs, file_stamps
+
+    out = tmp_path / "A1"
+    store = out / "annotated.zarr" / "tables" / "table"
+    store.mkdir(parents=True)
+    (store / "zarr.json").write_text("{}")
+    (out / "annotated.zarr" / "zarr.json").write_text("{}")
+    files = ["annotated.zarr"]
+    write_marker(out, files, extra={"stamps": file_stamps(out, files)})
+    hashed = _count_hashes(monkeypatch)
+    assert changed_outputs(out) == [] and hashed == []
+    assert check_output_folder(out, overwrite=UNCHANGED) == out
+    (store / "zarr.json").write_text('{"edited": 1}')
+    assert changed_outputs(out) == ["annotated.zarr"]
+    (store / "zarr.json").unlink()
+    assert changed_outputs(out) == ["annotated.zarr"]

@@ -12,9 +12,11 @@ the folder with :func:`check_output_folder` *before any work*:
   asked for it (``overwrite``);
 * with ``overwrite=UNCHANGED`` (what ``batch`` does without ``--overwrite``) a
   previous output is replaced only when its files are as napari-senca wrote
-  them: the marker records their size, modification time and SHA-256
-  (:func:`file_stamps`, compared by :func:`changed_outputs`), so review edits
-  saved into it are never replaced without asking.
+  them: the marker records their size, modification time and SHA-256 (a
+  folder: its file listing; :func:`file_stamps`, compared by
+  :func:`changed_outputs`), so review edits saved into it are never replaced
+  without asking. An older marker without that record is judged by
+  modification time (see :func:`changed_outputs`).
 
 Nothing here deletes anything; :func:`replace_folder` swaps a finished
 temporary folder into place and removes the old output only afterwards.
@@ -42,8 +44,10 @@ __all__ = [
     "Overwrite",
     "check_output_folder",
     "changed_outputs",
+    "check_unchanged",
     "file_stamps",
     "restamp",
+    "upgrade_marker",
     "check_not_input",
     "check_writable",
     "read_marker",
@@ -178,7 +182,11 @@ def check_writable(out: str | PathLike) -> None:
 
 
 def check_output_folder(
-    out: str | PathLike, inputs: Iterable[str | PathLike] = (), *, overwrite: Overwrite = False
+    out: str | PathLike,
+    inputs: Iterable[str | PathLike] = (),
+    *,
+    overwrite: Overwrite = False,
+    written_before: int | None = None,
 ) -> Path:
     """Everything to check about an output folder before any work starts.
 
@@ -191,6 +199,9 @@ def check_output_folder(
     overwrite
         Whether the user allows replacing a previous output; :data:`UNCHANGED`:
         only one whose files are as napari-senca wrote them (see :func:`changed_outputs`).
+    written_before
+        With :data:`UNCHANGED`, for a marker without a record of its files: a
+        time (``st_mtime_ns``) napari-senca last wrote there, see :func:`changed_outputs`.
 
     Returns
     -------
@@ -205,19 +216,19 @@ def check_output_folder(
     KeptOutputError
         ``out`` is a non-empty folder that is not a previous output or holds
         files the tool did not write; or, with :data:`UNCHANGED`, its outputs
-        changed since they were written (or were written without a record of them).
+        changed since they were written.
     """
     o = Path(out).expanduser().absolute()
     check_not_input(o, inputs)
     if o.exists() and not o.is_dir():
         raise OutputError(f"{out}: exists and is not a folder; choose a new folder")
     if o.is_dir():
-        _check_replaceable(o, overwrite)
+        _check_replaceable(o, overwrite, written_before)
     check_writable(o)
     return o
 
 
-def _check_replaceable(o: Path, overwrite: Overwrite) -> None:
+def _check_replaceable(o: Path, overwrite: Overwrite, written_before: int | None = None) -> None:
     """Raise unless the existing folder ``o`` may be replaced (see :func:`check_output_folder`)."""
     entries = sorted(p.name for p in o.iterdir())
     if not entries:
@@ -239,23 +250,38 @@ def _check_replaceable(o: Path, overwrite: Overwrite) -> None:
     if not overwrite:
         raise OutputError(f"{o}: holds a previous result (use --overwrite to replace it, or choose a new folder)")
     if overwrite == UNCHANGED:
-        _check_unchanged(o, marker)
+        check_unchanged(o, marker, written_before=written_before)
 
 
-def _check_unchanged(o: Path, marker: dict[str, Any]) -> None:
-    """Raise :class:`KeptOutputError` unless the outputs in ``o`` are as napari-senca wrote them."""
-    changed = changed_outputs(o, marker)
-    if changed is None:
-        raise KeptOutputError(
-            f"{o}: written by napari-senca {marker.get('version', '?')} without a record of its files, so edits "
-            "saved there cannot be ruled out; it is kept (use --overwrite to replace it)"
-        )
-    if changed:
-        shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
-        raise KeptOutputError(
-            f"{o}: {shown} changed since napari-senca wrote it (e.g. review edits saved there); "
-            "it is kept (use --overwrite to replace it)"
-        )
+def check_unchanged(
+    folder: str | PathLike, marker: dict[str, Any] | None = None, *, written_before: int | None = None
+) -> None:
+    """Raise :class:`KeptOutputError` unless the outputs in ``folder`` are as napari-senca wrote them.
+
+    Parameters
+    ----------
+    folder
+        A previous output folder (one without a marker passes: nothing in it is napari-senca's).
+    marker
+        Its marker (read from ``folder`` when None).
+    written_before
+        See :func:`changed_outputs`.
+
+    Raises
+    ------
+    KeptOutputError
+        Naming the folder and the changed files.
+    """
+    marker = read_marker(folder) if marker is None else marker
+    changed = changed_outputs(folder, marker, written_before=written_before) or []
+    if not changed:
+        return
+    shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+    how = "" if _has_stamps(marker) else " (judged by modification time: its marker records no sizes)"
+    raise KeptOutputError(
+        f"{folder}: {shown} changed since napari-senca wrote it{how} (e.g. review edits saved there); "
+        "it is kept (use --overwrite to replace it)"
+    )
 
 
 def _sha256(path: Path) -> str:
@@ -266,42 +292,117 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _listing(folder: Path) -> dict[str, list[int]]:
+    """``{relative path: [size, mtime_ns]}`` of every file under ``folder`` (nothing is read)."""
+    listing: dict[str, list[int]] = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            st = p.stat()
+            listing[p.relative_to(folder).as_posix()] = [st.st_size, st.st_mtime_ns]
+    return listing
+
+
+def _stamp(p: Path, old: Any = None, *, hash_file: bool = True) -> dict[str, Any] | None:
+    """The stamp of the file or folder ``p`` (None when it does not exist).
+
+    A file: size, mtime and SHA-256, the hash taken from ``old`` (its previous
+    stamp) when size and mtime match it, and left out when not ``hash_file``.
+    A folder (a SpatialData store): its file listing, never hashed.
+    """
+    if p.is_dir():
+        return {"listing": _listing(p)}
+    if not p.is_file():
+        return None
+    st = p.stat()
+    stamp: dict[str, Any] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    as_before = isinstance(old, dict) and (old.get("size"), old.get("mtime_ns")) == (st.st_size, st.st_mtime_ns)
+    if as_before and old.get("sha256"):
+        stamp["sha256"] = old["sha256"]
+    elif hash_file:
+        stamp["sha256"] = _sha256(p)
+    return stamp
+
+
 def file_stamps(folder: str | PathLike, files: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """Size, modification time and SHA-256 of each of ``files`` in ``folder``.
+    """The stamp of each of ``files`` in ``folder``, for the marker's ``stamps``.
 
     Parameters
     ----------
     folder
         The output folder.
     files
-        Names of files in it; folders (a SpatialData store) and missing files are left out.
+        Names of files or folders in it; missing ones are left out.
 
     Returns
     -------
     dict
-        ``{name: {"size": bytes, "mtime_ns": int, "sha256": hex}}``, for the marker's ``stamps``.
+        ``{name: {"size": bytes, "mtime_ns": int, "sha256": hex}}`` for a file,
+        ``{name: {"listing": {relative path: [size, mtime_ns]}}}`` for a folder
+        (a SpatialData store: its files are listed, not hashed).
     """
     stamps: dict[str, dict[str, Any]] = {}
     for name in files:
-        p = Path(folder) / name
-        if p.is_file():
-            st = p.stat()
-            stamps[str(name)] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": _sha256(p)}
+        stamp = _stamp(Path(folder) / name)
+        if stamp is not None:
+            stamps[str(name)] = stamp
     return stamps
 
 
 def _same(p: Path, stamp: Any) -> bool:
-    """Whether ``p`` is the file ``stamp`` describes (size and time, else size and content)."""
-    if not isinstance(stamp, dict) or not p.is_file():
+    """Whether ``p`` is what ``stamp`` describes.
+
+    A file: same size, and same mtime or (only then hashed) same content; a
+    folder: the same file listing.
+    """
+    if not isinstance(stamp, dict):
+        return False
+    if "listing" in stamp:
+        return p.is_dir() and _listing(p) == stamp["listing"]
+    if not p.is_file():
         return False
     st = p.stat()
     if st.st_size != stamp.get("size"):
         return False
-    return st.st_mtime_ns == stamp.get("mtime_ns") or _sha256(p) == stamp.get("sha256")
+    if st.st_mtime_ns == stamp.get("mtime_ns"):
+        return True
+    return bool(stamp.get("sha256")) and _sha256(p) == stamp["sha256"]
 
 
-def changed_outputs(folder: str | PathLike, marker: dict[str, Any] | None = None) -> list[str] | None:
+def _has_stamps(marker: dict[str, Any] | None) -> bool:
+    return marker is not None and isinstance(marker.get("stamps"), dict)
+
+
+def _newest_mtime(p: Path) -> int:
+    """The modification time (ns) of the file ``p``, or of the newest file in the folder ``p``."""
+    if p.is_dir():
+        return max((t for _, t in _listing(p).values()), default=0)
+    return p.stat().st_mtime_ns
+
+
+def _legacy_changed(o: Path, present: list[str], written_before: int | None) -> list[str]:
+    """Of ``present`` outputs of an old marker without stamps: those newer than the marker and ``written_before``."""
+    try:
+        limit = (o / MARKER).stat().st_mtime_ns
+    except OSError:
+        limit = 0
+    limit = max(limit, written_before or 0)
+    return [f for f in present if _newest_mtime(o / f) > limit]
+
+
+def changed_outputs(
+    folder: str | PathLike, marker: dict[str, Any] | None = None, *, written_before: int | None = None
+) -> list[str] | None:
     """The files of a previous output that changed since napari-senca wrote them.
+
+    A file whose size and mtime match its stamp is unchanged without being
+    read; only one of the same size but another mtime is hashed.
+
+    A marker written by a napari-senca that recorded no stamps is judged by
+    modification time: a file (or, for a folder, its newest file) is unchanged
+    when it is not later than the marker file itself, or not later than
+    ``written_before``, a time napari-senca last wrote into the folder (for
+    ``batch``: its ``cohort.csv``, written after region matching rewrote the
+    sections); anything newer counts as changed.
 
     Parameters
     ----------
@@ -309,34 +410,29 @@ def changed_outputs(folder: str | PathLike, marker: dict[str, Any] | None = None
         A previous output folder.
     marker
         Its marker (read from ``folder`` when None).
+    written_before
+        ``st_mtime_ns`` for markers without stamps (see above); None: the marker's own time only.
 
     Returns
     -------
     list of str or None
-        The names (in the marker's order) of listed files that differ from
-        their recorded stamp or have none (a folder); a deleted file is not a
-        change. None when the marker records no stamps (an output written
-        before napari-senca recorded them) or there is no marker.
+        The names (in the marker's order) of listed files or folders that
+        differ from their stamp or have none; a deleted file is not a change.
+        None when there is no marker.
     """
     marker = read_marker(folder) if marker is None else marker
-    if marker is None or not isinstance(marker.get("stamps"), dict):
+    if marker is None:
         return None
-    stamps, o = marker["stamps"], Path(folder)
-    listed = [str(f) for f in marker.get("files", []) or []]
-    return [f for f in listed if (o / f).exists() and not _same(o / f, stamps.get(f))]
+    o = Path(folder)
+    present = [str(f) for f in marker.get("files", []) or [] if (o / str(f)).exists()]
+    if not _has_stamps(marker):
+        return _legacy_changed(o, present, written_before)
+    stamps = marker["stamps"]
+    return [f for f in present if not _same(o / f, stamps.get(f))]
 
 
-def restamp(folder: str | PathLike, files: Iterable[str]) -> None:
-    """Record the current state of ``files`` in the marker of ``folder`` (after napari-senca rewrote them).
-
-    Only for files napari-senca itself has just rewritten (e.g. the cohort
-    region added by ``batch``) and that were unchanged before; the marker is
-    replaced atomically. Nothing happens when the folder has no marker with stamps.
-    """
-    marker = read_marker(folder)
-    if marker is None or not isinstance(marker.get("stamps"), dict):
-        return
-    marker["stamps"].update(file_stamps(folder, files))
+def _write_marker_atomic(folder: str | PathLike, marker: dict[str, Any]) -> None:
+    """Replace the marker of ``folder`` by ``marker`` in one step, keeping its permissions."""
     path = Path(folder) / MARKER
     fd, tmp = tempfile.mkstemp(prefix=f".{MARKER}.", suffix=".tmp", dir=folder)
     try:
@@ -347,6 +443,57 @@ def restamp(folder: str | PathLike, files: Iterable[str]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def restamp(folder: str | PathLike, files: Iterable[str]) -> None:
+    """Record the current state of ``files`` in the marker of ``folder`` (after napari-senca rewrote them).
+
+    Only for files napari-senca itself has just rewritten (e.g. the cohort
+    region added by ``batch``) and that were unchanged before. A file whose
+    size and mtime match its record is not read again; the marker is replaced
+    atomically, and only when a stamp changed. Nothing happens when the folder
+    has no marker with stamps.
+    """
+    marker = read_marker(folder)
+    if not _has_stamps(marker):
+        return
+    stamps = marker["stamps"]
+    new = {str(f): _stamp(Path(folder) / f, stamps.get(str(f))) for f in files}
+    new = {f: s for f, s in new.items() if s is not None and s != stamps.get(f)}
+    if new:
+        stamps.update(new)
+        _write_marker_atomic(folder, marker)
+
+
+def upgrade_marker(folder: str | PathLike, written_before: int | None = None) -> list[str] | None:
+    """Give the marker of an older output (written without stamps) a record of its files, once.
+
+    The files :func:`changed_outputs` judges unchanged by modification time
+    (with ``written_before``) are recorded by size and mtime (not hashed: a
+    later change of either counts as a change); the changed ones get no record,
+    so they count as changed from now on, even after ``written_before`` (a
+    ``cohort.csv`` that batch rewrites) moves past them. Nothing happens when
+    ``folder`` has no marker or its marker has stamps; a marker that cannot be
+    written is left as it is.
+
+    Returns
+    -------
+    list of str or None
+        The changed files; None when nothing was done.
+    """
+    marker = read_marker(folder)
+    if marker is None or _has_stamps(marker):
+        return None
+    changed = changed_outputs(folder, marker, written_before=written_before) or []
+    o = Path(folder)
+    listed = [str(f) for f in marker.get("files", []) or [] if str(f) not in changed]
+    stamps = {f: _stamp(o / f, hash_file=False) for f in listed}
+    marker["stamps"] = {f: s for f, s in stamps.items() if s is not None}
+    try:
+        _write_marker_atomic(folder, marker)
+    except OSError:  # a read-only folder: judged by time again next time; nothing there can be replaced anyway
+        pass
+    return changed
 
 
 def replace_folder(tmp: str | PathLike, out: str | PathLike) -> None:

@@ -17,7 +17,7 @@ carry over, or the first section) and keeps the reference centroids.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -192,12 +192,17 @@ def _read(path: Path) -> AnnData:
 
 
 def match_cohort_outputs(
-    outputs: Sequence[tuple[str, Path]], reference: str | PathLike | None = None, min_corr: float = 0.1
+    outputs: Sequence[tuple[str, Path]],
+    reference: str | PathLike | None = None,
+    min_corr: float = 0.1,
+    on_written: Callable[[Path, str], None] | None = None,
 ) -> pd.DataFrame | None:
     """Match the regions of finished section outputs and add ``cohort_region`` to their files.
 
     Every ``annotated.h5ad`` gets ``obs["cohort_region"]`` and every
     ``clusters.csv`` a ``cohort_region`` column (rewritten atomically).
+    ``on_written`` is called with the output folder and the file name right
+    after each file is rewritten (so that a stop partway loses nothing).
     Returns the vocabulary table (None when no section finished).
     """
     from .export import atomic_write, cluster_names
@@ -217,8 +222,12 @@ def match_cohort_outputs(
         m = mapping[name]
         a.obs[COHORT_KEY] = pd.Categorical(a.obs[CLUSTER_KEY].astype(str).map(m))
         write_h5ad(a, out / "annotated.h5ad", overwrite=True)
+        if on_written is not None:
+            on_written(out, "annotated.h5ad")
         csv = pd.read_csv(out / "clusters.csv", dtype={"cluster": str})
         csv[COHORT_KEY] = csv["cluster"].astype(str).map(m)
         with atomic_write(out / "clusters.csv", overwrite=True) as fh:
             csv.to_csv(fh, index=False)
+        if on_written is not None:
+            on_written(out, "clusters.csv")
     return table

@@ -12,6 +12,19 @@ __all__ = ["COHORT_FILES"]
 COHORT_FILES = ("cohort.csv", "region_vocabulary.csv", "cohort.png")
 
 
+def _written_before(root: Path) -> int | None:
+    """When the last batch finished in ``root`` (``cohort.csv``'s ``st_mtime_ns``; None when there is none).
+
+    ``cohort.csv`` is written after region matching rewrote the sections, so
+    section files not later than it were written by napari-senca (see
+    :func:`~napari_senca.outputs.changed_outputs`, for markers without stamps).
+    """
+    try:
+        return (root / "cohort.csv").stat().st_mtime_ns
+    except OSError:
+        return None
+
+
 def _check_root(out: Path, inputs: list[Path], names: list[str]) -> Path:
     """The cohort folder: new, empty, or a previous cohort output (its marker lists what it holds)."""
     from ..errors import OutputError

@@ -13,8 +13,8 @@ import pandas as pd
 
 from ..config import SencaConfig
 from ..errors import ConfigError, KeptOutputError, SencaError
-from ..outputs import check_output_folder, write_marker
-from .folder import COHORT_FILES, _check_root
+from ..outputs import check_output_folder, upgrade_marker, write_marker
+from .folder import COHORT_FILES, _check_root, _written_before
 from .jobs import SectionJob
 from .plan import overwrite_mode
 from .sections import _jobs
@@ -47,12 +47,15 @@ def _joint_inputs(jobs: list[SectionJob], cfg: SencaConfig, rows: Rows) -> dict[
 
 
 def _read_sections(
-    jobs: list[SectionJob], root: Path, inputs: dict[str, list[Path]], rows: Rows, overwrite: bool = False
+    jobs: list[SectionJob], root: Path, inputs: dict[str, list[Path]], rows: Rows, overwrite: bool = False,
+    written_before: int | None = None,
 ) -> list[tuple[SectionJob, Any, float]]:
     """The readable sections as ``(job, adata, seconds to read)``; the others are recorded failed or kept.
 
     A section whose output folder holds the user's work (see
-    :func:`~napari_senca.batch.run_batch`'s ``overwrite``) is kept and not trained on.
+    :func:`~napari_senca.batch.run_batch`'s ``overwrite``) is kept and not
+    trained on; an older marker without stamps gets them first, judged by time
+    against ``written_before`` (:func:`~napari_senca.outputs.upgrade_marker`).
     """
     from ..runner import read_input
 
@@ -62,6 +65,7 @@ def _read_sections(
             continue
         t0 = time.perf_counter()
         try:
+            upgrade_marker(root / j.name, written_before)
             check_output_folder(root / j.name, inputs[j.name], overwrite=overwrite_mode(overwrite))
             read.append((j, read_input(j.path, j.section, j.image, j.label_column, bin_size=j.bin_size), time.perf_counter() - t0))
         except KeptOutputError as exc:
@@ -144,8 +148,9 @@ def run_joint_batch(
     rows: Rows = {}
     inputs = _joint_inputs(jobs, cfg, rows)
     root = _check_root(Path(out), [p for v in inputs.values() for p in v], [j.name for j in jobs])
+    written_before = _written_before(root)
     write_marker(root, COHORT_FILES, config=cfg.to_dict(), extra={"cohort": True, "joint": True, "sections": [j.name for j in jobs]})
-    read = _read_sections(jobs, root, inputs, rows, overwrite)
+    read = _read_sections(jobs, root, inputs, rows, overwrite, written_before)
     if len(read) < 2:
         raise ConfigError(f"joint training needs at least 2 readable sections, got {len(read)}"
                           + (f" ({next(iter(rows.values()))['error']})" if rows else ""))  # fmt: skip

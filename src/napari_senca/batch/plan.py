@@ -8,7 +8,7 @@ from typing import Any
 
 from ..config import SencaConfig
 from ..errors import KeptOutputError, SencaError
-from ..outputs import UNCHANGED, Overwrite, check_output_folder
+from ..outputs import UNCHANGED, Overwrite, check_output_folder, check_unchanged, upgrade_marker
 from .jobs import SectionJob
 from .manifest import apply_overrides
 from .table import _kept_row, _row, _skipped_row
@@ -52,31 +52,59 @@ def _check_section(j: SectionJob, sec_out: Path, inputs: list[Path], overwrite: 
     return None
 
 
+def _current_row(j: SectionJob, sec_out: Path, overwrite: bool) -> dict[str, Any] | None:
+    """The row of an up-to-date section: skipped; kept when its outputs changed; None: re-run it (``overwrite``).
+
+    A kept section is left out of region matching, so review edits saved into
+    an up-to-date section are not rewritten either.
+    """
+    try:
+        check_unchanged(sec_out)
+    except KeptOutputError as exc:
+        return None if overwrite else _kept_row(j, sec_out, str(exc))
+    return _skipped_row(j, sec_out)
+
+
+def _finished_row(
+    j: SectionJob, cfg: SencaConfig, inputs: list[Path], sec_out: Path, overwrite: bool, written_before: int | None
+) -> dict[str, Any] | None:
+    """The row of a section that does not run (skipped, kept or failed); None when it runs."""
+    from ..runner import is_current, request_of
+
+    upgrade_marker(sec_out, written_before)
+    if is_current(sec_out, inputs, request_of(cfg, j.section, j.image, j.label_column, j.bin_size)):
+        row = _current_row(j, sec_out, overwrite)
+        if row is not None:
+            return row
+    return _check_section(j, sec_out, inputs, overwrite)
+
+
 def _triage(
     plans: list[Plan],
     root: Path,
     rows: dict[str, dict[str, Any]],
     on_update: Callable[[dict[str, Any], int, int], None] | None,
     overwrite: bool = False,
+    written_before: int | None = None,
 ) -> tuple[list[tuple[SectionJob, SencaConfig, Path]], int]:
     """The sections to run; the others (failed plans, current outputs, kept or bad folders) are finished rows.
 
     A previous output is re-run only when its files are as batch wrote them,
-    unless ``overwrite`` (then any previous napari-senca output is replaced).
-    Returns the sections to run and the number finished (each reported to ``on_update``).
+    unless ``overwrite`` (then any previous napari-senca output is replaced);
+    an up-to-date one whose files changed is kept too (see :func:`_current_row`).
+    A marker an older version wrote without stamps first gets them
+    (:func:`~napari_senca.outputs.upgrade_marker`, judged by time against
+    ``written_before``, the previous ``cohort.csv``). Returns the sections to
+    run and the number finished (each reported to ``on_update``).
     """
-    from ..runner import is_current, request_of
-
     todo: list[tuple[SectionJob, SencaConfig, Path]] = []
     total, done = len(plans), 0
     for j, cfg, inputs in plans:
         sec_out = root / j.name
         if j.name in rows:
             rows[j.name]["out"] = str(sec_out)
-        elif is_current(sec_out, inputs, request_of(cfg, j.section, j.image, j.label_column, j.bin_size)):
-            rows[j.name] = _skipped_row(j, sec_out)
         else:
-            row = _check_section(j, sec_out, inputs, overwrite)
+            row = _finished_row(j, cfg, inputs, sec_out, overwrite, written_before)
             if row is None:
                 todo.append((j, cfg, sec_out))
                 continue

@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..config import SencaConfig
 from ..outputs import changed_outputs, read_marker, restamp, write_marker
-from .folder import COHORT_FILES, _check_root
+from .folder import COHORT_FILES, _check_root, _written_before
 from .jobs import SectionJob
 from .plan import _plan, _triage
 from .scheduler import _run_on_dask
@@ -41,17 +41,20 @@ def _match_regions(table: pd.DataFrame, reference: str | PathLike | None, min_co
     """Match the regions of the sections that ran or are current (kept ones are not touched).
 
     Adding the cohort region rewrites ``annotated.h5ad`` and ``clusters.csv``;
-    the marker then records them again where they were unchanged, so that a
-    later batch still knows them as its own (and edited files as edited).
+    right after each rewrite the marker records that file again where it was
+    unchanged, so that a later batch still knows it as its own (and an edited
+    file as edited), even when matching stops partway.
     """
     from ..vocabulary import match_cohort_outputs
 
     ok = [(r["section"], Path(r["out"])) for r in table.to_dict("records") if r["status"] in ("done", "skipped")]
-    unchanged = {out: _unchanged_files(out) for _, out in ok}
-    vocab = match_cohort_outputs(ok, reference=reference, min_corr=min_corr)
-    for out, files in unchanged.items():
-        restamp(out, files)
-    return vocab
+    unchanged = {out: set(_unchanged_files(out)) for _, out in ok}
+
+    def stamp(out: Path, name: str) -> None:
+        if name in unchanged[out]:
+            restamp(out, [name])
+
+    return match_cohort_outputs(ok, reference=reference, min_corr=min_corr, on_written=stamp)
 
 
 def run_batch(
@@ -99,9 +102,11 @@ def run_batch(
         ``bin_size`` column overrides it per section). None: 16 um.
     overwrite
         Also replace section outputs whose files changed since batch wrote them
-        (e.g. review edits saved into ``annotated.h5ad``), or that were written
-        without a record of their files. By default such a section is ``kept``:
-        left as it is, with the reason in the table. Folders holding files
+        (e.g. review edits saved into ``annotated.h5ad``; outputs of an older
+        version without a record of their files are judged by time, see
+        :func:`~napari_senca.outputs.changed_outputs`), up to date or not. By
+        default such a section is ``kept``: left as it is (region matching
+        included), with the reason in the table. Folders holding files
         napari-senca did not write are never replaced.
 
     Returns
@@ -115,9 +120,10 @@ def run_batch(
     plans, all_inputs = _plan(jobs, base, rows)
     names = [j.name for j in jobs]
     root = _check_root(Path(out), all_inputs, names)
+    written_before = _written_before(root)
     _mark_cohort(root, base, names)
 
-    todo, done = _triage(plans, root, rows, on_update, overwrite)
+    todo, done = _triage(plans, root, rows, on_update, overwrite, written_before)
     if todo:
         _run_on_dask(todo, root, rows, scheduler=scheduler, n_workers=n_workers, on_update=on_update,
                      done=done, total=len(plans), overwrite=overwrite)  # fmt: skip

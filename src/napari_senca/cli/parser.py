@@ -168,8 +168,9 @@ def _add_batch(sub: Any) -> None:
         "--overwrite",
         action="store_true",
         help="also re-run sections whose output files changed since batch wrote them (e.g. review edits saved "
-        "into annotated.h5ad) or were written by a version that kept no record of them (default: kept as they "
-        "are); folders holding files napari-senca did not write are never replaced",
+        "into annotated.h5ad; for cohorts of older versions: files newer than cohort.csv) (default: kept as "
+        "they are, left out of region matching); folders holding files napari-senca did not write are never "
+        "replaced",
     )
     b.add_argument(
         "--joint",
