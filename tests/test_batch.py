@@ -299,14 +299,14 @@ def _section_output(folder: Path, seed: int) -> Path:
 
 
 def test_matching_hashes_only_the_files_it_rewrote(tmp_path, monkeypatch):
-    from napari_senca import outputs
+    from napari_senca import output_marker
     from napari_senca.batch.run import _match_regions
     from napari_senca.outputs import changed_outputs
 
     outs = [_section_output(tmp_path / f"S{i}", seed=i) for i in range(3)]
     table = pd.DataFrame({"section": ["S0", "S1", "S2"], "status": "done", "out": list(map(str, outs))})
-    hashed, sha = [], outputs._sha256
-    monkeypatch.setattr(outputs, "_sha256", lambda p: hashed.append(p.name) or sha(p))
+    hashed, sha = [], output_marker._sha256
+    monkeypatch.setattr(output_marker, "_sha256", lambda p: hashed.append(p.name) or sha(p))
     assert _match_regions(table, None, 0.1) is not None
     assert sorted(hashed) == sorted(["annotated.h5ad", "clusters.csv"] * 3)  # only what matching rewrote
     assert [changed_outputs(o) for o in outs] == [[], [], []]

@@ -228,10 +228,10 @@ def test_restamp_records_only_what_it_is_given(tmp_path):
 
 
 def _count_hashes(monkeypatch):
-    from napari_senca import outputs
+    from napari_senca import output_marker
 
-    hashed, sha = [], outputs._sha256
-    monkeypatch.setattr(outputs, "_sha256", lambda p: hashed.append(p.name) or sha(p))
+    hashed, sha = [], output_marker._sha256
+    monkeypatch.setattr(output_marker, "_sha256", lambda p: hashed.append(p.name) or sha(p))
     return hashed
 
 

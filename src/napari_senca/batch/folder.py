@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..outputs import MARKER, read_marker
+from ..output_marker import MARKER, read_marker
 
 __all__ = ["COHORT_FILES"]
 

@@ -13,7 +13,8 @@ import pandas as pd
 
 from ..config import SencaConfig
 from ..errors import ConfigError, KeptOutputError, SencaError
-from ..outputs import check_output_folder, upgrade_marker, write_marker
+from ..output_marker import upgrade_marker, write_marker
+from ..outputs import check_output_folder
 from .folder import COHORT_FILES, _check_root, _written_before
 from .jobs import SectionJob
 from .plan import overwrite_mode

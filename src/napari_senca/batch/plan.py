@@ -8,7 +8,8 @@ from typing import Any
 
 from ..config import SencaConfig
 from ..errors import KeptOutputError, SencaError
-from ..outputs import UNCHANGED, Overwrite, check_output_folder, check_unchanged, upgrade_marker
+from ..output_marker import upgrade_marker
+from ..outputs import UNCHANGED, Overwrite, check_output_folder, check_unchanged
 from .jobs import SectionJob
 from .manifest import apply_overrides
 from .table import _kept_row, _row, _skipped_row

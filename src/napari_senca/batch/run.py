@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from ..config import SencaConfig
-from ..outputs import changed_outputs, read_marker, restamp, write_marker
+from ..output_marker import changed_outputs, read_marker, restamp, write_marker
 from .folder import COHORT_FILES, _check_root, _written_before
 from .jobs import SectionJob
 from .plan import _plan, _triage

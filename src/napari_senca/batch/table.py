@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import SencaError, shorten
-from ..outputs import read_marker
+from ..output_marker import read_marker
 from .jobs import SectionJob
 
 __all__ = ["BatchResult", "cohort_table_columns"]

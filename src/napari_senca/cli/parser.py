@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from .._version import __version__
-from ..outputs import MARKER
+from ..output_marker import MARKER
 from .common import PROG
 from .info import _cmd_info
 from .run import _cmd_batch, _cmd_run
