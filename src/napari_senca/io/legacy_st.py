@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from anndata import AnnData
 
 from ..errors import ConfigError, DataError
@@ -300,6 +301,44 @@ def _section_image(
     return img, scale, None
 
 
+def _read_counts(counts_path: Path) -> tuple[list[str], list[str], sp.csr_matrix, list[tuple[float, float]]]:
+    """Spot ids, genes, counts and each id's (x, y) grid position from a ``<x>x<y>`` counts table."""
+    fast = read_integer_counts(counts_path)  # None: not plain integers, read (and checked) by pandas
+    if fast is not None:
+        ids, genes, X = fast
+    else:
+        counts = _read_table(counts_path, "counts", index_col=0)
+        ids = [str(i).strip() for i in counts.index]
+        X = _counts_matrix(counts, counts_path)
+        genes = _header_names(counts_path, counts)
+    keys: list[tuple[float, float]] = []
+    for sid in ids:
+        k = _parse_id(sid)
+        if k is None:
+            raise DataError(counts_path, f"spot id {sid!r} is not of the form '<x>x<y>'")
+        keys.append(k)
+    return ids, genes, X, keys
+
+
+def _read_spots(spots_path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Columns x, y, pixel_x, pixel_y and selected (all True when absent) of ``spots.tsv``."""
+    spots = _read_table(spots_path, "spot positions")
+    spots.columns = [str(c).strip() for c in spots.columns]
+    missing = [c for c in ("x", "y", "pixel_x", "pixel_y") if c not in spots.columns]
+    if missing:
+        raise DataError(
+            spots_path,
+            f"missing column(s) {', '.join(missing)} (expected x, y, pixel_x, pixel_y[, selected])",
+        )
+    cols = [_numeric_column(spots, c, spots_path) for c in ("x", "y", "pixel_x", "pixel_y")]
+    selected = (
+        _numeric_column(spots, "selected", spots_path) != 0
+        if "selected" in spots.columns
+        else np.ones(len(spots), dtype=bool)
+    )
+    return cols[0], cols[1], cols[2], cols[3], selected
+
+
 def _read_st(
     counts_path: Path,
     spots_path: Path,
@@ -311,39 +350,8 @@ def _read_st(
     source: Path,
     source_format: str,
 ) -> AnnData:
-    fast = read_integer_counts(counts_path)  # None: not plain integers, read (and checked) by pandas
-    if fast is not None:
-        ids, genes, X = fast
-    else:
-        counts = _read_table(counts_path, "counts", index_col=0)
-        ids = [str(i).strip() for i in counts.index]
-        X = _counts_matrix(counts, counts_path)
-        genes = _header_names(counts_path, counts)
-
-    keys: list[tuple[float, float]] = []
-    for sid in ids:
-        k = _parse_id(sid)
-        if k is None:
-            raise DataError(counts_path, f"spot id {sid!r} is not of the form '<x>x<y>'")
-        keys.append(k)
-
-    spots = _read_table(spots_path, "spot positions")
-    spots.columns = [str(c).strip() for c in spots.columns]
-    missing = [c for c in ("x", "y", "pixel_x", "pixel_y") if c not in spots.columns]
-    if missing:
-        raise DataError(
-            spots_path,
-            f"missing column(s) {', '.join(missing)} (expected x, y, pixel_x, pixel_y[, selected])",
-        )
-    sx = _numeric_column(spots, "x", spots_path)
-    sy = _numeric_column(spots, "y", spots_path)
-    px = _numeric_column(spots, "pixel_x", spots_path)
-    py = _numeric_column(spots, "pixel_y", spots_path)
-    selected = (
-        _numeric_column(spots, "selected", spots_path) != 0
-        if "selected" in spots.columns
-        else np.ones(len(spots), dtype=bool)
-    )
+    ids, genes, X, keys = _read_counts(counts_path)
+    sx, sy, px, py, selected = _read_spots(spots_path)
     pos: dict[tuple[float, float], int] = {}
     for i, k in enumerate(zip(sx.tolist(), sy.tolist(), strict=True)):
         if k in pos:
@@ -363,7 +371,7 @@ def _read_st(
     if len(ids) and not keep.any():
         raise DataError(spots_path, "no counts spot is selected (selected == 1): the section has no spots")
     not_selected = [s for s, k in zip(ids, keep, strict=True) if not k]
-    has_counts = np.zeros(len(spots), dtype=bool)
+    has_counts = np.zeros(len(sx), dtype=bool)
     has_counts[idx] = True
     no_counts = [f"{sx[i]:g}x{sy[i]:g}" for i in np.where(selected & ~has_counts)[0]]
     if not keep.all():

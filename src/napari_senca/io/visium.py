@@ -400,39 +400,12 @@ def read_spaceranger_folder(
     raw_sf = read_json(sf_path) if sf_path.is_file() else {}
     scalefactors = _scalefactors(raw_sf, sf_path)
 
-    images: dict[str, tuple[np.ndarray, float, Path, Path | None]] = {}
-    ref = None
-    if fullres_image is not None:
-        fp = Path(fullres_image)
-        if is_slide(fp):
-            ref = image_reference(fp)
-            check_inside(spatial, (ref["height"], ref["width"]), barcodes, fp, None)
-        else:
-            images["fullres"] = (load_image(fp), 1.0, fp, None)
-    for key in ("hires", "lowres"):
-        ip = spatial_dir / f"tissue_{key}_image.png"
-        if ip.is_file():
-            skey = f"tissue_{key}_scalef"
-            if skey not in raw_sf:
-                where = sf_path if sf_path.is_file() else spatial_dir
-                problem = f"missing {skey!r}" if sf_path.is_file() else "scalefactors_json.json not found"
-                raise DataError(where, f"{problem}: needed to place {ip.name}")
-            scale = positive_number(raw_sf, skey, sf_path)
-            images[key] = (load_image(ip), scale, ip, sf_path)
-    if ref is not None and not images:  # only the slide: keep a small in-memory overview of it
-        overview, factor = read_overview(open_levels(ref["path"]))
-        images["hires"] = (overview, factor, Path(ref["path"]), None)
-    for _key, (img, scale, ip, src) in images.items():
-        check_inside(spatial * scale, img.shape, barcodes, ip, src)
-
+    images, ref = _read_images(spatial_dir, raw_sf, fullres_image, spatial, barcodes)
+    labels_path = next((p for p in (d / "labels.tsv" for d in label_folders) if p.is_file()), None)
     labels = None
-    labels_path = None
-    for cand in (d / "labels.tsv" for d in label_folders):
-        if cand.is_file():
-            labels_path = cand
-            labels, n_label_rows, label_unmatched = _read_visium_labels(cand, barcodes)
-            label_warning = check_match(cand, n_label_rows, label_unmatched, barcodes)
-            break
+    if labels_path is not None:
+        labels, n_label_rows, label_unmatched = _read_visium_labels(labels_path, barcodes)
+        label_warning = check_match(labels_path, n_label_rows, label_unmatched, barcodes)
 
     lib = _library_id(attrs, library_folder or folder)
     primary = next(iter(images), None)
@@ -480,6 +453,47 @@ def read_spaceranger_folder(
     for note in notes:
         add_warning(adata, note)
     return adata
+
+
+#: An image of a section: (pixels, scale from full-resolution pixels, its file, the file giving its scale).
+_Image = tuple[np.ndarray, float, Path, Path | None]
+
+
+def _read_images(
+    spatial_dir: Path, raw_sf: dict, fullres_image: str | PathLike | None, spatial: np.ndarray, barcodes: list[str]
+) -> tuple[dict[str, _Image], dict | None]:
+    """The section's images by key (fullres, hires, lowres) and the lazy reference of a whole-slide image.
+
+    Every image is checked to hold the spots. A slide given as ``fullres_image``
+    is not read; when the folder has no other image, a small overview of it
+    becomes ``hires``.
+    """
+    sf_path = spatial_dir / "scalefactors_json.json"
+    images: dict[str, _Image] = {}
+    ref = None
+    if fullres_image is not None:
+        fp = Path(fullres_image)
+        if is_slide(fp):
+            ref = image_reference(fp)
+            check_inside(spatial, (ref["height"], ref["width"]), barcodes, fp, None)
+        else:
+            images["fullres"] = (load_image(fp), 1.0, fp, None)
+    for key in ("hires", "lowres"):
+        ip = spatial_dir / f"tissue_{key}_image.png"
+        if ip.is_file():
+            skey = f"tissue_{key}_scalef"
+            if skey not in raw_sf:
+                where = sf_path if sf_path.is_file() else spatial_dir
+                problem = f"missing {skey!r}" if sf_path.is_file() else "scalefactors_json.json not found"
+                raise DataError(where, f"{problem}: needed to place {ip.name}")
+            scale = positive_number(raw_sf, skey, sf_path)
+            images[key] = (load_image(ip), scale, ip, sf_path)
+    if ref is not None and not images:  # only the slide: keep a small in-memory overview of it
+        overview, factor = read_overview(open_levels(ref["path"]))
+        images["hires"] = (overview, factor, Path(ref["path"]), None)
+    for _key, (img, scale, ip, src) in images.items():
+        check_inside(spatial * scale, img.shape, barcodes, ip, src)
+    return images, ref
 
 
 def _match_positions(
