@@ -4,6 +4,7 @@ gated fusion's clustered embedding, cross-modal sections (600 spots, seeds 0-5),
 Usage::
 
     python benchmarks/clusterers.py square > square.jsonl    # and hex, beside it
+    python benchmarks/clusterers.py square --hops             # neighbour averaging over 1-3 hops instead
 """
 import json
 import sys
@@ -43,9 +44,23 @@ def clus(z: np.ndarray, k: int, seed: int) -> dict:
     return out
 
 
-def main(grid: str) -> None:
+def main(grid: str, by_hops: bool = False) -> None:
     for seed in range(6):
-        section(grid, seed)
+        (hops if by_hops else section)(grid, seed)
+
+
+def hops(grid: str, seed: int) -> None:
+    """One section: k-means on the concatenation and the gated fusion, both averaged over 1-3 hops."""
+    ad = crossmodal_section(600, grid, seed=seed)
+    truth = ad.obs["label"].astype(str).to_numpy()
+    k = len(set(truth))
+    rec = {"grid": grid, "seed": seed}
+    for h in (1, 2, 3):
+        z = np.hstack(_blocks(ad, seed, "none", h))
+        rec[f"concat_h{h}"] = round(ari(truth, KMeans(k, n_init=10, random_state=seed).fit_predict(z)), 3)
+        res = run_senca(ad, SencaConfig(n_clusters=k, seed=seed, image_weights="none", smooth_hops=h, **NEW))
+        rec[f"gated_h{h}"] = round(ari(truth, res.labels), 3)
+    print(json.dumps(rec), flush=True)
 
 
 def section(grid: str, seed: int) -> None:
@@ -63,4 +78,4 @@ def section(grid: str, seed: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], "--hops" in sys.argv[2:])
