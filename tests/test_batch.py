@@ -364,3 +364,53 @@ def test_batch_resumes_a_cohort_of_an_earlier_version_and_keeps_current_edits(tm
     assert main(args) == 1  # still kept once cohort.csv is newer than the review
     assert list(pd.read_csv(out / "cohort.csv")["status"]) == ["kept", "skipped", "skipped"]
     assert (out / "S0" / "clusters.csv").read_bytes() == reviewed
+
+
+def test_matching_leaves_a_file_the_user_saves_while_it_runs(tmp_path, monkeypatch):
+    import os
+
+    from napari_senca import vocabulary
+    from napari_senca.batch.run import _match_regions
+    from napari_senca.outputs import changed_outputs
+
+    outs = [_section_output(tmp_path / f"S{i}", seed=i) for i in range(3)]
+    table = pd.DataFrame({"section": ["S0", "S1", "S2"], "status": "done", "out": list(map(str, outs)), "error": None})
+    read = vocabulary._read
+
+    def read_then_user_saves(path):
+        a = read(path)
+        if path == outs[1] / "annotated.h5ad":  # the review of S1 is saved after matching read it
+            (outs[1] / "clusters.csv").write_text("spot,cluster,name\nx,0,my tumour\n")
+            os.utime(outs[1] / "clusters.csv", ns=(10**18, 10**18))
+        return a
+
+    monkeypatch.setattr(vocabulary, "_read", read_then_user_saves)
+    assert _match_regions(table, None, 0.1) is not None
+    assert (outs[1] / "clusters.csv").read_text() == "spot,cluster,name\nx,0,my tumour\n"
+    assert changed_outputs(outs[1]) == ["clusters.csv"]  # not recorded as napari-senca's
+    assert list(table["status"]) == ["done", "kept", "done"] and "while regions were matched" in table.loc[1, "error"]
+    assert "cohort_region" in pd.read_csv(outs[2] / "clusters.csv").columns
+
+
+def test_an_old_cohort_keeps_edits_in_sections_a_later_batch_left_out(tmp_path, capsys, cluster):
+    import os
+
+    secs = [build_st_folder(tmp_path / "data" / f"S{i}", image=False, seed=i) for i in range(2)]
+    out = tmp_path / "cohort"
+    fast = ["--epochs", "1", "--no-image", "--n-clusters", "2", "--scheduler", cluster.scheduler_address]
+    assert main(["batch", *map(str, secs), "--out", str(out), *fast]) == 0
+    for s in ("S0", "S1"):  # as an earlier version left them: no stamps
+        m, t = _marker(out / s), (out / s / MARKER).stat().st_mtime_ns
+        del m["stamps"]
+        (out / s / MARKER).write_text(json.dumps(m))
+        os.utime(out / s / MARKER, ns=(t, t))
+    t = (out / "cohort.csv").stat().st_mtime_ns
+    (out / "S0" / "clusters.csv").write_text("spot,cluster,name\nx,0,my tumour\n")  # the user's review
+    os.utime(out / "S0" / "clusters.csv", ns=(t + 10**9, t + 10**9))
+    reviewed = (out / "S0" / "clusters.csv").read_bytes()
+
+    assert main(["batch", str(secs[1]), "--out", str(out), *fast]) == 0  # S0 left out; cohort.csv moves on
+    os.utime(out / "cohort.csv", ns=(t + 2 * 10**9,) * 2)  # written after the review (the batch ran later)
+    assert main(["batch", *map(str, secs), "--out", str(out), *fast]) == 1
+    assert list(pd.read_csv(out / "cohort.csv")["status"]) == ["kept", "skipped"]
+    assert (out / "S0" / "clusters.csv").read_bytes() == reviewed

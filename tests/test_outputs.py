@@ -207,11 +207,44 @@ def test_old_marker_gets_stamps_once_and_edits_stay_kept(tmp_path):
     os.utime(out / "clusters.csv", ns=(10**18 + 40,) * 2)  # edited after the last batch
     assert upgrade_marker(out, written_before=10**18 + 30) == ["clusters.csv"]
     stamps = read_marker(out)["stamps"]
-    assert sorted(stamps) == ["annotated.h5ad", "markers.csv"] and "sha256" not in stamps["markers.csv"]
+    assert sorted(stamps) == ["annotated.h5ad", "markers.csv"] and "sha256" in stamps["markers.csv"]
     assert upgrade_marker(out, written_before=10**18 + 50) is None  # once: a newer cohort.csv changes nothing
     assert changed_outputs(out, written_before=10**18 + 50) == ["clusters.csv"]
-    os.utime(out / "markers.csv", ns=(10**18 + 60,) * 2)  # no hash recorded: another time is a change
+    os.utime(out / "markers.csv", ns=(10**18 + 60,) * 2)  # a copy of the cohort (new times, same content)
+    assert changed_outputs(out) == ["clusters.csv"]
+    (out / "markers.csv").write_text("markers.cs_")  # same size, another content
     assert changed_outputs(out) == ["clusters.csv", "markers.csv"]
+
+
+def test_an_unreadable_output_counts_as_changed(tmp_path, monkeypatch):
+    from napari_senca import output_marker
+    from napari_senca.errors import KeptOutputError
+    from napari_senca.outputs import UNCHANGED, changed_outputs, upgrade_marker
+
+    out = _previous_output(tmp_path / "A1")
+    os.utime(out / "clusters.csv", ns=(10**18,) * 2)  # same size, another time: it must be read
+
+    def denied(p):
+        raise PermissionError(13, "Permission denied", str(p))
+
+    monkeypatch.setattr(output_marker, "_sha256", denied)
+    assert changed_outputs(out) == ["clusters.csv"]
+    with pytest.raises(KeptOutputError, match="clusters.csv changed"):
+        check_output_folder(out, overwrite=UNCHANGED)
+    old = _old_output(tmp_path / "B1")  # upgrading: a file it cannot hash gets no record (counts as changed)
+    assert upgrade_marker(old, written_before=10**18 + 30) == []
+    assert changed_outputs(old) == ["annotated.h5ad", "clusters.csv", "markers.csv"]
+
+
+def test_a_marker_temp_file_left_by_a_killed_run_does_not_block_the_folder(tmp_path):
+    from napari_senca.outputs import UNCHANGED
+
+    out = _previous_output(tmp_path / "A1")
+    (out / f".{MARKER}.k3j9x2.tmp").write_text("{")  # killed between writing and renaming the marker
+    assert check_output_folder(out, overwrite=UNCHANGED) == out
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(Exception, match="1 file"):
+        check_output_folder(out, overwrite=True)
 
 
 def test_restamp_records_only_what_it_is_given(tmp_path):

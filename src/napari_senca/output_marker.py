@@ -34,6 +34,7 @@ __all__ = [
     "changed_outputs",
     "restamp",
     "upgrade_marker",
+    "is_marker_temp",
 ]
 
 #: Name of the marker file written into every output folder.
@@ -168,16 +169,19 @@ def _same(p: Path, stamp: Any) -> bool:
     """
     if not isinstance(stamp, dict):
         return False
-    if "listing" in stamp:
-        return p.is_dir() and _listing(p) == stamp["listing"]
-    if not p.is_file():
+    try:
+        if "listing" in stamp:
+            return p.is_dir() and _listing(p) == stamp["listing"]
+        if not p.is_file():
+            return False
+        st = p.stat()
+        if st.st_size != stamp.get("size"):
+            return False
+        if st.st_mtime_ns == stamp.get("mtime_ns"):
+            return True
+        return bool(stamp.get("sha256")) and _sha256(p) == stamp["sha256"]
+    except OSError:  # unreadable (another user's file): not known to be ours, so it counts as changed
         return False
-    st = p.stat()
-    if st.st_size != stamp.get("size"):
-        return False
-    if st.st_mtime_ns == stamp.get("mtime_ns"):
-        return True
-    return bool(stamp.get("sha256")) and _sha256(p) == stamp["sha256"]
 
 
 def has_stamps(marker: dict[str, Any] | None) -> bool:
@@ -199,7 +203,15 @@ def _legacy_changed(o: Path, present: list[str], written_before: int | None) -> 
     except OSError:
         limit = 0
     limit = max(limit, written_before or 0)
-    return [f for f in present if _newest_mtime(o / f) > limit]
+    changed = []
+    for f in present:
+        try:
+            newer = _newest_mtime(o / f) > limit
+        except OSError:  # unreadable: counts as changed
+            newer = True
+        if newer:
+            changed.append(f)
+    return changed
 
 
 def changed_outputs(
@@ -244,6 +256,11 @@ def changed_outputs(
     return [f for f in present if not _same(o / f, stamps.get(f))]
 
 
+def is_marker_temp(name: str) -> bool:
+    """Whether ``name`` is a temporary file :func:`_write_marker_atomic` left behind (a killed process)."""
+    return name.startswith(f".{MARKER}.") and name.endswith(".tmp")
+
+
 def _write_marker_atomic(folder: str | PathLike, marker: dict[str, Any]) -> None:
     """Replace the marker of ``folder`` by ``marker`` in one step, keeping its permissions."""
     path = Path(folder) / MARKER
@@ -282,8 +299,9 @@ def upgrade_marker(folder: str | PathLike, written_before: int | None = None) ->
     """Give the marker of an older output (written without stamps) a record of its files, once.
 
     The files :func:`changed_outputs` judges unchanged by modification time
-    (with ``written_before``) are recorded by size and mtime (not hashed: a
-    later change of either counts as a change); the changed ones get no record,
+    (with ``written_before``) are recorded like new outputs (size, mtime and
+    SHA-256, so a copy of the cohort that changes only the times is still
+    known as unchanged); the changed ones get no record,
     so they count as changed from now on, even after ``written_before`` (a
     ``cohort.csv`` that batch rewrites) moves past them. Nothing happens when
     ``folder`` has no marker or its marker has stamps; a marker that cannot be
@@ -300,7 +318,12 @@ def upgrade_marker(folder: str | PathLike, written_before: int | None = None) ->
     changed = changed_outputs(folder, marker, written_before=written_before) or []
     o = Path(folder)
     listed = [str(f) for f in marker.get("files", []) or [] if str(f) not in changed]
-    stamps = {f: _stamp(o / f, hash_file=False) for f in listed}
+    stamps = {}
+    for f in listed:
+        try:
+            stamps[f] = _stamp(o / f)
+        except OSError:  # unreadable: no record, so it counts as changed
+            stamps[f] = None
     marker["stamps"] = {f: s for f, s in stamps.items() if s is not None}
     try:
         _write_marker_atomic(folder, marker)

@@ -38,6 +38,7 @@ from .output_marker import (  # re-exported: the marker is part of what an outpu
     changed_outputs,
     file_stamps,
     has_stamps,
+    is_marker_temp,
     read_marker,
     restamp,
     upgrade_marker,
@@ -182,7 +183,10 @@ def check_output_folder(
 
 def _check_replaceable(o: Path, overwrite: Overwrite, written_before: int | None = None) -> None:
     """Raise unless the existing folder ``o`` may be replaced (see :func:`check_output_folder`)."""
-    entries = sorted(p.name for p in o.iterdir())
+    try:  # a marker rewrite killed midway leaves its temporary file: not the user's, replaced with the folder
+        entries = sorted(p.name for p in o.iterdir() if not is_marker_temp(p.name))
+    except OSError as exc:
+        raise OutputError(f"{o}: cannot list the folder ({exc.strerror or type(exc).__name__})") from None
     if not entries:
         return
     marker = read_marker(o)

@@ -196,14 +196,17 @@ def match_cohort_outputs(
     reference: str | PathLike | None = None,
     min_corr: float = 0.1,
     on_written: Callable[[Path, str], None] | None = None,
+    may_write: Callable[[Path, str], bool] | None = None,
 ) -> pd.DataFrame | None:
     """Match the regions of finished section outputs and add ``cohort_region`` to their files.
 
     Every ``annotated.h5ad`` gets ``obs["cohort_region"]`` and every
     ``clusters.csv`` a ``cohort_region`` column (rewritten atomically).
     ``on_written`` is called with the output folder and the file name right
-    after each file is rewritten (so that a stop partway loses nothing).
-    Returns the vocabulary table (None when no section finished).
+    after each file is rewritten (so that a stop partway loses nothing);
+    ``may_write`` just before, and a file it refuses is left as it is (one
+    the user saved into while matching ran). Returns the vocabulary table
+    (None when no section finished).
     """
     from .export import atomic_write, cluster_names
     from .io import write_h5ad
@@ -221,9 +224,12 @@ def match_cohort_outputs(
     for (name, out), (_, a) in zip(outputs, loaded, strict=True):
         m = mapping[name]
         a.obs[COHORT_KEY] = pd.Categorical(a.obs[CLUSTER_KEY].astype(str).map(m))
-        write_h5ad(a, out / "annotated.h5ad", overwrite=True)
-        if on_written is not None:
-            on_written(out, "annotated.h5ad")
+        if may_write is None or may_write(out, "annotated.h5ad"):
+            write_h5ad(a, out / "annotated.h5ad", overwrite=True)
+            if on_written is not None:
+                on_written(out, "annotated.h5ad")
+        if may_write is not None and not may_write(out, "clusters.csv"):
+            continue
         csv = pd.read_csv(out / "clusters.csv", dtype={"cluster": str})
         csv[COHORT_KEY] = csv["cluster"].astype(str).map(m)
         with atomic_write(out / "clusters.csv", overwrite=True) as fh:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..output_marker import MARKER, read_marker
+from ..output_marker import MARKER, read_marker, upgrade_marker
 
 __all__ = ["COHORT_FILES"]
 
@@ -23,6 +23,23 @@ def _written_before(root: Path) -> int | None:
         return (root / "cohort.csv").stat().st_mtime_ns
     except OSError:
         return None
+
+
+def _upgrade_sections(root: Path, written_before: int | None) -> None:
+    """Give every section output in ``root`` written by an older version a record of its files, now.
+
+    ``written_before`` (the previous ``cohort.csv``) is only valid until this
+    batch rewrites ``cohort.csv``; a section left out of this batch (or whose
+    plan fails) judged later against the newer time would have its review
+    edits counted as napari-senca's. So all are upgraded before anything is
+    written (see :func:`~napari_senca.outputs.upgrade_marker`; sections with
+    a record are not touched).
+    """
+    marker = read_marker(root) or {}
+    for name in map(str, marker.get("sections", []) or []):
+        sec = root / name
+        if name and sec.is_dir() and sec.parent == root:
+            upgrade_marker(sec, written_before)
 
 
 def _check_root(out: Path, inputs: list[Path], names: list[str]) -> Path:

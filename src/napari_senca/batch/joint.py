@@ -13,9 +13,9 @@ import pandas as pd
 
 from ..config import SencaConfig
 from ..errors import ConfigError, KeptOutputError, SencaError
-from ..output_marker import upgrade_marker, write_marker
+from ..output_marker import read_marker, upgrade_marker, write_marker
 from ..outputs import check_output_folder
-from .folder import COHORT_FILES, _check_root, _written_before
+from .folder import COHORT_FILES, _check_root, _upgrade_sections, _written_before
 from .jobs import SectionJob
 from .plan import overwrite_mode
 from .sections import _jobs
@@ -150,7 +150,10 @@ def run_joint_batch(
     inputs = _joint_inputs(jobs, cfg, rows)
     root = _check_root(Path(out), [p for v in inputs.values() for p in v], [j.name for j in jobs])
     written_before = _written_before(root)
-    write_marker(root, COHORT_FILES, config=cfg.to_dict(), extra={"cohort": True, "joint": True, "sections": [j.name for j in jobs]})
+    _upgrade_sections(root, written_before)  # before cohort.csv moves on (its time judges old markers)
+    before = [str(n) for n in (read_marker(root) or {}).get("sections", []) or []]
+    names = [*before, *[j.name for j in jobs if j.name not in before]]  # earlier sections stay listed
+    write_marker(root, COHORT_FILES, config=cfg.to_dict(), extra={"cohort": True, "joint": True, "sections": names})
     read = _read_sections(jobs, root, inputs, rows, overwrite, written_before)
     if len(read) < 2:
         raise ConfigError(f"joint training needs at least 2 readable sections, got {len(read)}"

@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..config import SencaConfig
 from ..output_marker import changed_outputs, read_marker, restamp, write_marker
-from .folder import COHORT_FILES, _check_root, _written_before
+from .folder import COHORT_FILES, _check_root, _upgrade_sections, _written_before
 from .jobs import SectionJob
 from .plan import _plan, _triage
 from .scheduler import _run_on_dask
@@ -49,12 +49,33 @@ def _match_regions(table: pd.DataFrame, reference: str | PathLike | None, min_co
 
     ok = [(r["section"], Path(r["out"])) for r in table.to_dict("records") if r["status"] in ("done", "skipped")]
     unchanged = {out: set(_unchanged_files(out)) for _, out in ok}
+    seen = {(out, n): _size_mtime(out / n) for _, out in ok for n in ("annotated.h5ad", "clusters.csv")}
+    edited: set[Path] = set()
+
+    def may_write(out: Path, name: str) -> bool:
+        if out not in edited and _size_mtime(out / name) == seen[(out, name)]:
+            return True
+        edited.add(out)  # saved into while matching ran: the section is left as it is from here on
+        return False
 
     def stamp(out: Path, name: str) -> None:
         if name in unchanged[out]:
             restamp(out, [name])
 
-    return match_cohort_outputs(ok, reference=reference, min_corr=min_corr, on_written=stamp)
+    vocab = match_cohort_outputs(ok, reference=reference, min_corr=min_corr, on_written=stamp, may_write=may_write)
+    for i in table.index[table["out"].map(lambda o: Path(o) in edited if isinstance(o, str) and o else False)]:
+        table.loc[i, ["status", "error"]] = ["kept", "an output changed while regions were matched; cohort_region "
+                                             "not added to it (run batch again)"]  # fmt: skip
+    return vocab
+
+
+def _size_mtime(p: Path) -> tuple[int, int] | None:
+    """Size and modification time of ``p`` (None when it cannot be read)."""
+    try:
+        st = p.stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
 
 
 def run_batch(
@@ -121,6 +142,7 @@ def run_batch(
     names = [j.name for j in jobs]
     root = _check_root(Path(out), all_inputs, names)
     written_before = _written_before(root)
+    _upgrade_sections(root, written_before)  # before cohort.csv moves on (its time judges old markers)
     _mark_cohort(root, base, names)
 
     todo, done = _triage(plans, root, rows, on_update, overwrite, written_before)
