@@ -101,7 +101,7 @@ def test_several_libraries_need_a_choice(tmp_path):
     several = r'two\.h5ad: 2 libraries \(sections\) in uns\["spatial"\] \(secA, secB\): choose one \(--section'
     with pytest.raises(DataError, match=several):
         read_section(p)
-    with pytest.raises(DataError, match=r"two\.h5ad: no library 'secC' in uns\[\"spatial\"\] \(libraries: secA, secB\)"):
+    with pytest.raises(DataError, match=r"two\.h5ad: no library 'secC' in the file \(libraries: secA, secB\)"):
         read_section(p, section="secC")
 
 
@@ -116,6 +116,23 @@ def test_library_selects_its_image_and_spots(tmp_path):
     assert img.shape == (300, 300, 3) and int(img.max()) == 50
     a = read_section(p, section="secA")
     assert a.n_obs == 12 and list(a.uns["spatial"]) == ["secA"]
+
+
+def test_libraries_named_only_in_obs_need_a_choice(tmp_path):
+    import anndata as ad
+
+    p = _two_libraries(tmp_path)
+    a = ad.read_h5ad(p)
+    del a.uns["spatial"]["secB"]  # only secA's image stored: the spots still hold two sections
+    a.write_h5ad(tmp_path / "one_image.h5ad")
+    del a.uns["spatial"]
+    a.write_h5ad(tmp_path / "no_image.h5ad")
+    for name in ("one_image.h5ad", "no_image.h5ad"):
+        with pytest.raises(DataError, match=rf'{name}: 2 libraries \(sections\) in obs\["library_id"\] \(secA, secB\)'):
+            read_section(tmp_path / name)
+    b = read_section(tmp_path / "one_image.h5ad", section="secB")
+    assert b.n_obs == 8 and "secA" not in b.uns.get("spatial", {})  # secA's image is not secB's
+    assert read_section(tmp_path / "no_image.h5ad", section="secA").n_obs == 12
 
 
 def test_library_without_spot_column(tmp_path):
@@ -138,7 +155,7 @@ def test_one_library_file_with_section(tmp_path):
     a = _annotated()
     p = write_h5ad(a, tmp_path / "s.h5ad")
     assert read_section(p, section="synthetic").n_obs == a.n_obs
-    with pytest.raises(DataError, match=r"s\.h5ad: no library 'other' in uns\[\"spatial\"\] \(libraries: synthetic\)"):
+    with pytest.raises(DataError, match=r"s\.h5ad: no library 'other' in the file \(libraries: synthetic\)"):
         read_section(p, section="other")
 
 

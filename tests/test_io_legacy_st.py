@@ -287,3 +287,23 @@ def test_her2st_repo_missing_spotfile(her2st_repo):
     (her2st_repo / "data" / "ST-spotfiles" / "A1_selection.tsv").unlink()
     with pytest.raises(DataError, match="A1_selection.tsv: spot positions file not found"):
         read_her2st_repo(her2st_repo, "A1")
+
+
+def test_labels_the_section_reads_as_equal_are_not_two_labels():
+    from napari_senca.io.labels import labels_by_id
+
+    for a, b in (("tumour", "tumour "), ("", "undetermined"), (float("nan"), ""), (None, "NA")):
+        out, unmatched = labels_by_id(["1x1", "1x1"], [a, b], ["1x1", "2x2"])
+        assert unmatched == []
+    with pytest.raises(DataError, match="two labels"):
+        labels_by_id(["1x1", "1x1"], ["tumour", "stroma"], ["1x1"])
+
+
+def test_another_librarys_barcode_is_not_this_spot():
+    from napari_senca.io.labels import labels_by_id
+
+    # a Space Ranger aggr labels file: AAAC-2 is a spot of library 2, not AAAC-1
+    out, unmatched = labels_by_id(["AAAC-1", "AAAC-2"], ["tumour", "stroma"], ["AAAC-1", "GGGT-1"])
+    assert out == ["tumour", None] and unmatched == ["AAAC-2"]
+    out, _ = labels_by_id(["AAAC", "GGGT-1"], ["tumour", "stroma"], ["AAAC-1", "GGGT"])  # suffix on one side only
+    assert out == ["tumour", "stroma"]

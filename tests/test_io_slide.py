@@ -150,6 +150,34 @@ def test_lazy_scale_is_shared_by_all_levels(tmp_path, monkeypatch):
     np.testing.assert_allclose(np.asarray(levels[1][0, 0]), fine[:2, :2].mean(axis=(0, 1)), atol=1)
 
 
+def test_lazy_scale_sees_full_resolution_pixels_a_coarse_level_lost(tmp_path, monkeypatch):
+    import napari_senca.io.slide as slide
+
+    img = np.full((512, 512, 3), 1000, np.uint16)
+    img[1::2, 1::2] = 4000  # bright odd pixels: gone from the subsampled levels
+    p = tmp_path / "pyr16.tif"
+    with tifffile.TiffWriter(p) as tw:
+        tw.write(img, tile=(128, 128), photometric="rgb", subifds=1)
+        tw.write(img[::2, ::2], tile=(128, 128), photometric="rgb", subfiletype=1)
+    monkeypatch.setattr(slide, "_SCALE_SAMPLE_PIXELS", 256 * 256, raising=False)  # level 1 is the small one
+    fine = np.asarray(open_levels(p)[0][:2, :2, 0])
+    np.testing.assert_array_equal(fine, load_image(p)[:2, :2, 0])  # 63 / 255 like the in-memory reader
+    assert fine.min() < 100
+
+
+def test_a_damaged_tile_is_a_data_error(tmp_path):
+    img = np.random.default_rng(0).integers(0, 60000, (512, 512, 3)).astype(np.uint16)
+    p = tmp_path / "c16.tif"
+    tifffile.imwrite(p, img, tile=(256, 256), photometric="rgb", compression="zlib")
+    with tifffile.TiffFile(p) as t:
+        off = t.pages[0].dataoffsets[1]
+    raw = bytearray(p.read_bytes())
+    raw[off : off + 64] = b"\x00" * 64
+    p.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match="c16.tif: cannot read the TIFF image"):
+        open_levels(p)
+
+
 def test_not_a_tiff(tmp_path):
     bad = tmp_path / "bad.tif"
     bad.write_bytes(b"not a tiff at all")

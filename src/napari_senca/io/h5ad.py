@@ -102,35 +102,42 @@ def read_h5ad(path: str | PathLike, *, library: str | None = None) -> AnnData:
 
 
 def _select_library(adata: AnnData, p: Path, library: str | None) -> AnnData:
-    """``adata`` reduced to one library of ``uns["spatial"]`` (its entry and its spots).
+    """``adata`` reduced to one library (its ``uns["spatial"]`` entry and its spots).
 
-    A file with at most one library is returned as it is (``library``, when
-    given, must name it).
+    The libraries are the entries of ``uns["spatial"]`` and the values of
+    ``obs["library_id"]``. A file with at most one is returned as it is
+    (``library``, when given, must name it); one with several needs ``library``,
+    unless every spot belongs to the same one.
     """
     spatial = adata.uns.get("spatial")
-    libs = [str(k) for k in spatial] if isinstance(spatial, dict) else []
+    uns_libs = [str(k) for k in spatial] if isinstance(spatial, dict) else []
+    used = _used_libraries(adata)
+    libs = uns_libs + [lib for lib in used if lib not in uns_libs]
     if library is None:
-        library = _only_library(adata, libs)
-        if library is None and len(libs) > 1:
+        if len(libs) < 2:
+            return adata
+        if len(used) != 1:
+            where = 'uns["spatial"]' if len(uns_libs) > 1 else f'obs["{LIBRARY_COLUMN}"]'
             raise DataError(
                 p,
-                f'{len(libs)} libraries (sections) in uns["spatial"] ({", ".join(libs)}): choose one '
+                f"{len(libs)} libraries (sections) in {where} ({', '.join(libs)}): choose one "
                 "(--section on the command line, the section field of the Load widget, section= in read_section)",
             )
-        if library is None:
-            return adata
+        library = used[0]  # every spot belongs to one library
     if library not in libs:
-        raise DataError(p, f'no library {library!r} in uns["spatial"] (libraries: {", ".join(libs) or "none"})')
-    adata.uns["spatial"] = {library: spatial[library]}
+        raise DataError(p, f"no library {library!r} in the file (libraries: {', '.join(libs) or 'none'})")
+    if library in uns_libs:
+        adata.uns["spatial"] = {library: spatial[library]}
+    elif uns_libs:  # the stored images belong to other libraries
+        del adata.uns["spatial"]
     return _library_spots(adata, p, library, len(libs))
 
 
-def _only_library(adata: AnnData, libs: list[str]) -> str | None:
-    """The one library every spot belongs to (``obs["library_id"]``) when the file has several, else None."""
-    if len(libs) < 2 or LIBRARY_COLUMN not in adata.obs:
-        return None
-    used = set(adata.obs[LIBRARY_COLUMN].astype(str).unique().tolist())
-    return used.pop() if len(used) == 1 and used <= set(libs) else None
+def _used_libraries(adata: AnnData) -> list[str]:
+    """The values of ``obs["library_id"]`` in order of appearance (none without the column)."""
+    if LIBRARY_COLUMN not in adata.obs:
+        return []
+    return list(dict.fromkeys(adata.obs[LIBRARY_COLUMN].astype(str).tolist()))
 
 
 def _library_spots(adata: AnnData, p: Path, library: str, n_libs: int) -> AnnData:

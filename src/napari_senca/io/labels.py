@@ -64,9 +64,15 @@ def match_ids(label_ids: Sequence[Any], spot_ids: Sequence[Any]) -> np.ndarray:
             out[j] = exact[s]
             continue
         k = normalise_id(s)
-        if k in norm and k not in clash:
+        if k in norm and k not in clash and not _other_library(s, spots[norm[k]]):
             out[j] = norm[k]
     return out
+
+
+def _other_library(a: str, b: str) -> bool:
+    """Both ids carry a 10x library suffix and they differ (``-2`` is another library's spot than ``-1``)."""
+    sa, sb = _SUFFIX.search(a), _SUFFIX.search(b)
+    return sa is not None and sb is not None and sa.group() != sb.group() and not _COORD.match(a)
 
 
 def labels_by_id(
@@ -116,13 +122,18 @@ def labels_by_id(
 
 
 def _same_label(a: Any, b: Any) -> bool:
-    """True for equal labels, two missing ones (None / NaN) counting as equal."""
-    missing_a, missing_b = _missing(a), _missing(b)
-    return missing_a and missing_b or (not missing_a and not missing_b and a == b)
+    """True for labels the section reads as the same (as :func:`~napari_senca.section.clean_labels` does:
+    surrounding spaces ignored; None, NaN, '' and 'undetermined' all missing)."""
+    return _clean(a) == _clean(b)
 
 
-def _missing(v: Any) -> bool:
-    return bool(is_scalar(v) and isna(v))
+def _clean(v: Any) -> str | None:
+    from ..section import UNLABELLED
+
+    if v is None or bool(is_scalar(v) and isna(v)):
+        return None
+    s = str(v).strip()
+    return None if s.lower() in UNLABELLED else s
 
 
 def check_match(

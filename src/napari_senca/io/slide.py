@@ -217,14 +217,18 @@ def _to_uint8(level: Any, top: float) -> Any:
 def _as_uint8_levels(levels: list[Any]) -> list[Any]:
     """The file's levels as uint8, all scaled by one maximum so that they agree with the in-memory reader.
 
-    The maximum is that of the finest level of at most
-    :data:`_SCALE_SAMPLE_PIXELS` (read whole), else of a bounded sample of the
-    coarsest (see :func:`_level_max`). uint8 files are not read here.
+    The maximum is the larger of that of the finest level of at most
+    :data:`_SCALE_SAMPLE_PIXELS` (read whole; else a bounded sample of the
+    coarsest) and that of a bounded sample of the full-resolution level (a
+    downsampled level can miss its brightest pixels; see :func:`_level_max`).
+    Pixels brighter than every sample are clipped. uint8 files are not read here.
     """
     if all(lv.dtype == np.uint8 for lv in levels):
         return levels
     small = next((lv for lv in levels if lv.shape[0] * lv.shape[1] <= _SCALE_SAMPLE_PIXELS), levels[-1])
     top = _level_max(small)
+    if small is not levels[0]:
+        top = float(np.fmax(top, _level_max(levels[0])))
     return [_to_uint8(lv, top) for lv in levels]
 
 
@@ -242,7 +246,11 @@ def _open_cached(path: str, n_bytes: int, mtime_ns: int) -> tuple[Any, ...]:
         raise DataError(p, f"cannot open the TIFF image lazily ({_short(exc)})") from None
     arrays = [z[str(i)] for i in range(len(levels))] if hasattr(z, "array_keys") else [z]
     out = [_as_yxc(a, axes, p) for a, (_shape, axes) in zip(arrays, levels, strict=False)]
-    return tuple(_add_coarse_levels(_as_uint8_levels(out)))
+    try:  # a file that is not 8-bit is read here (its maximum), and a damaged tile fails here
+        scaled = _as_uint8_levels(out)
+    except Exception as exc:  # codecs raise many types on corrupt tiles
+        raise DataError(p, f"cannot read the TIFF image ({_short(exc)})") from None
+    return tuple(_add_coarse_levels(scaled))
 
 
 def _add_coarse_levels(levels: list[Any]) -> list[Any]:
