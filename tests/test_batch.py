@@ -333,15 +333,12 @@ def test_matching_stopped_partway_records_what_it_rewrote(tmp_path, monkeypatch)
     assert [changed_outputs(o) for o in outs] == [[], [], []]  # what was rewritten before the stop is recorded
 
 
-def test_batch_resumes_a_cohort_of_an_earlier_version_and_keeps_current_edits(tmp_path, capsys, cluster):
+def _as_earlier_version_with_a_review(out: Path, sections: tuple[str, ...]) -> tuple[bytes, int]:
+    """Make a cohort look as an earlier version left it (section markers without stamps, as old as before),
+    then save a review into S0's clusters.csv a second after cohort.csv. Returns the review and cohort.csv's time."""
     import os
 
-    secs = [build_st_folder(tmp_path / "data" / f"S{i}", image=False, seed=i) for i in range(3)]
-    out = tmp_path / "cohort"
-    fast = ["--epochs", "1", "--no-image", "--n-clusters", "2"]  # regions matched: batch rewrites its own files
-    args = ["batch", *map(str, secs), "--out", str(out), *fast, "--scheduler", cluster.scheduler_address]
-    assert main(args) == 0
-    for s in ("S0", "S1", "S2"):  # as an earlier version left them: no stamps, the marker older than matching
+    for s in sections:
         m, t = _marker(out / s), (out / s / MARKER).stat().st_mtime_ns
         del m["stamps"]
         (out / s / MARKER).write_text(json.dumps(m))
@@ -349,7 +346,17 @@ def test_batch_resumes_a_cohort_of_an_earlier_version_and_keeps_current_edits(tm
     t = (out / "cohort.csv").stat().st_mtime_ns
     (out / "S0" / "clusters.csv").write_text("spot,cluster,name\nx,0,my tumour\n")  # the user's review
     os.utime(out / "S0" / "clusters.csv", ns=(t + 10**9, t + 10**9))
-    reviewed = (out / "S0" / "clusters.csv").read_bytes()
+    return (out / "S0" / "clusters.csv").read_bytes(), t
+
+
+def test_batch_resumes_a_cohort_of_an_earlier_version_and_keeps_current_edits(tmp_path, capsys, cluster):
+
+    secs = [build_st_folder(tmp_path / "data" / f"S{i}", image=False, seed=i) for i in range(3)]
+    out = tmp_path / "cohort"
+    fast = ["--epochs", "1", "--no-image", "--n-clusters", "2"]  # regions matched: batch rewrites its own files
+    args = ["batch", *map(str, secs), "--out", str(out), *fast, "--scheduler", cluster.scheduler_address]
+    assert main(args) == 0
+    reviewed, _ = _as_earlier_version_with_a_review(out, ("S0", "S1", "S2"))
     capsys.readouterr()
 
     assert main(args) == 1  # S0 is up to date but holds the review: kept, not rewritten by matching
@@ -399,15 +406,7 @@ def test_an_old_cohort_keeps_edits_in_sections_a_later_batch_left_out(tmp_path, 
     out = tmp_path / "cohort"
     fast = ["--epochs", "1", "--no-image", "--n-clusters", "2", "--scheduler", cluster.scheduler_address]
     assert main(["batch", *map(str, secs), "--out", str(out), *fast]) == 0
-    for s in ("S0", "S1"):  # as an earlier version left them: no stamps
-        m, t = _marker(out / s), (out / s / MARKER).stat().st_mtime_ns
-        del m["stamps"]
-        (out / s / MARKER).write_text(json.dumps(m))
-        os.utime(out / s / MARKER, ns=(t, t))
-    t = (out / "cohort.csv").stat().st_mtime_ns
-    (out / "S0" / "clusters.csv").write_text("spot,cluster,name\nx,0,my tumour\n")  # the user's review
-    os.utime(out / "S0" / "clusters.csv", ns=(t + 10**9, t + 10**9))
-    reviewed = (out / "S0" / "clusters.csv").read_bytes()
+    reviewed, t = _as_earlier_version_with_a_review(out, ("S0", "S1"))
 
     assert main(["batch", str(secs[1]), "--out", str(out), *fast]) == 0  # S0 left out; cohort.csv moves on
     os.utime(out / "cohort.csv", ns=(t + 2 * 10**9,) * 2)  # written after the review (the batch ran later)

@@ -230,12 +230,17 @@ def drop_duplicate_genes(adata: AnnData, where: str | PathLike | None = None) ->
     return out
 
 
+def clean_label(value: Any) -> str | None:
+    """One label as the section stores it: surrounding spaces removed; None for NaN and :data:`UNLABELLED`."""
+    if value is None or bool(pd.api.types.is_scalar(value) and pd.isna(value)):
+        return None
+    s = str(value).strip()
+    return None if s.lower() in UNLABELLED else s
+
+
 def clean_labels(labels: Sequence[Any]) -> pd.Categorical:
-    """Categorical labels with 'undetermined', '' and NaN as missing."""
-    s = pd.Series(list(labels), dtype=object)
-    s = s.where(~s.isna(), None)
-    s = s.map(lambda v: None if v is None or str(v).strip().lower() in UNLABELLED else str(v).strip())
-    return pd.Categorical(s)
+    """Categorical labels with 'undetermined', '' and NaN as missing (:func:`clean_label`)."""
+    return pd.Categorical(pd.Series(list(labels), dtype=object).map(clean_label))
 
 
 def as_rgb_uint8(image: np.ndarray, source: str | PathLike | None = None) -> np.ndarray:

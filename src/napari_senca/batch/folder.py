@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from ..output_marker import MARKER, read_marker, upgrade_marker
+from ..output_marker import MARKER, read_marker, upgrade_marker, write_marker
 
 __all__ = ["COHORT_FILES"]
 
@@ -25,21 +26,31 @@ def _written_before(root: Path) -> int | None:
         return None
 
 
-def _upgrade_sections(root: Path, written_before: int | None) -> None:
+def _upgrade_sections(root: Path, names: list[str]) -> None:
     """Give every section output in ``root`` written by an older version a record of its files, now.
 
-    ``written_before`` (the previous ``cohort.csv``) is only valid until this
-    batch rewrites ``cohort.csv``; a section left out of this batch (or whose
+    The sections are those the cohort marker lists and ``names`` (this
+    batch's). Their markers without stamps are judged by time against the
+    previous ``cohort.csv`` (:func:`_written_before`), which is only valid
+    until this batch rewrites it: a section left out of this batch (or whose
     plan fails) judged later against the newer time would have its review
     edits counted as napari-senca's. So all are upgraded before anything is
     written (see :func:`~napari_senca.outputs.upgrade_marker`; sections with
     a record are not touched).
     """
-    marker = read_marker(root) or {}
-    for name in map(str, marker.get("sections", []) or []):
+    written_before = _written_before(root)
+    listed = map(str, (read_marker(root) or {}).get("sections", []) or [])
+    for name in dict.fromkeys([*listed, *names]):
         sec = root / name
         if name and sec.is_dir() and sec.parent == root:
             upgrade_marker(sec, written_before)
+
+
+def _mark_cohort(root: Path, config: dict[str, Any], names: list[str], **extra: Any) -> None:
+    """Mark ``root`` a cohort output holding its earlier sections and these (``extra``: more marker fields)."""
+    before = [str(n) for n in (read_marker(root) or {}).get("sections", []) or []]
+    sections = [*before, *[n for n in names if n not in before]]
+    write_marker(root, COHORT_FILES, config=config, extra={"cohort": True, **extra, "sections": sections})
 
 
 def _check_root(out: Path, inputs: list[Path], names: list[str]) -> Path:

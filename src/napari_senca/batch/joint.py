@@ -13,9 +13,8 @@ import pandas as pd
 
 from ..config import SencaConfig
 from ..errors import ConfigError, KeptOutputError, SencaError
-from ..output_marker import read_marker, upgrade_marker, write_marker
 from ..outputs import check_output_folder
-from .folder import COHORT_FILES, _check_root, _upgrade_sections, _written_before
+from .folder import _check_root, _mark_cohort, _upgrade_sections
 from .jobs import SectionJob
 from .plan import overwrite_mode
 from .sections import _jobs
@@ -48,15 +47,13 @@ def _joint_inputs(jobs: list[SectionJob], cfg: SencaConfig, rows: Rows) -> dict[
 
 
 def _read_sections(
-    jobs: list[SectionJob], root: Path, inputs: dict[str, list[Path]], rows: Rows, overwrite: bool = False,
-    written_before: int | None = None,
+    jobs: list[SectionJob], root: Path, inputs: dict[str, list[Path]], rows: Rows, overwrite: bool = False
 ) -> list[tuple[SectionJob, Any, float]]:
     """The readable sections as ``(job, adata, seconds to read)``; the others are recorded failed or kept.
 
     A section whose output folder holds the user's work (see
     :func:`~napari_senca.batch.run_batch`'s ``overwrite``) is kept and not
-    trained on; an older marker without stamps gets them first, judged by time
-    against ``written_before`` (:func:`~napari_senca.outputs.upgrade_marker`).
+    trained on (older markers without stamps got them first: ``_upgrade_sections``).
     """
     from ..runner import read_input
 
@@ -66,7 +63,6 @@ def _read_sections(
             continue
         t0 = time.perf_counter()
         try:
-            upgrade_marker(root / j.name, written_before)
             check_output_folder(root / j.name, inputs[j.name], overwrite=overwrite_mode(overwrite))
             read.append((j, read_input(j.path, j.section, j.image, j.label_column, bin_size=j.bin_size), time.perf_counter() - t0))
         except KeptOutputError as exc:
@@ -149,12 +145,9 @@ def run_joint_batch(
     rows: Rows = {}
     inputs = _joint_inputs(jobs, cfg, rows)
     root = _check_root(Path(out), [p for v in inputs.values() for p in v], [j.name for j in jobs])
-    written_before = _written_before(root)
-    _upgrade_sections(root, written_before)  # before cohort.csv moves on (its time judges old markers)
-    before = [str(n) for n in (read_marker(root) or {}).get("sections", []) or []]
-    names = [*before, *[j.name for j in jobs if j.name not in before]]  # earlier sections stay listed
-    write_marker(root, COHORT_FILES, config=cfg.to_dict(), extra={"cohort": True, "joint": True, "sections": names})
-    read = _read_sections(jobs, root, inputs, rows, overwrite, written_before)
+    _upgrade_sections(root, [j.name for j in jobs])  # before cohort.csv moves on (its time judges old markers)
+    _mark_cohort(root, cfg.to_dict(), [j.name for j in jobs], joint=True)
+    read = _read_sections(jobs, root, inputs, rows, overwrite)
     if len(read) < 2:
         raise ConfigError(f"joint training needs at least 2 readable sections, got {len(read)}"
                           + (f" ({next(iter(rows.values()))['error']})" if rows else ""))  # fmt: skip

@@ -8,7 +8,6 @@ from typing import Any
 
 from ..config import SencaConfig
 from ..errors import KeptOutputError, SencaError
-from ..output_marker import upgrade_marker
 from ..outputs import UNCHANGED, Overwrite, check_output_folder, check_unchanged
 from .jobs import SectionJob
 from .manifest import apply_overrides
@@ -67,12 +66,11 @@ def _current_row(j: SectionJob, sec_out: Path, overwrite: bool) -> dict[str, Any
 
 
 def _finished_row(
-    j: SectionJob, cfg: SencaConfig, inputs: list[Path], sec_out: Path, overwrite: bool, written_before: int | None
+    j: SectionJob, cfg: SencaConfig, inputs: list[Path], sec_out: Path, overwrite: bool
 ) -> dict[str, Any] | None:
     """The row of a section that does not run (skipped, kept or failed); None when it runs."""
     from ..runner import is_current, request_of
 
-    upgrade_marker(sec_out, written_before)
     if is_current(sec_out, inputs, request_of(cfg, j.section, j.image, j.label_column, j.bin_size)):
         row = _current_row(j, sec_out, overwrite)
         if row is not None:
@@ -86,17 +84,16 @@ def _triage(
     rows: dict[str, dict[str, Any]],
     on_update: Callable[[dict[str, Any], int, int], None] | None,
     overwrite: bool = False,
-    written_before: int | None = None,
 ) -> tuple[list[tuple[SectionJob, SencaConfig, Path]], int]:
     """The sections to run; the others (failed plans, current outputs, kept or bad folders) are finished rows.
 
     A previous output is re-run only when its files are as batch wrote them,
     unless ``overwrite`` (then any previous napari-senca output is replaced);
     an up-to-date one whose files changed is kept too (see :func:`_current_row`).
-    A marker an older version wrote without stamps first gets them
-    (:func:`~napari_senca.outputs.upgrade_marker`, judged by time against
-    ``written_before``, the previous ``cohort.csv``). Returns the sections to
-    run and the number finished (each reported to ``on_update``).
+    Markers an older version wrote without stamps already got them
+    (``folder._upgrade_sections``, before the cohort marker was rewritten).
+    Returns the sections to run and the number finished (each reported to
+    ``on_update``).
     """
     todo: list[tuple[SectionJob, SencaConfig, Path]] = []
     total, done = len(plans), 0
@@ -105,7 +102,7 @@ def _triage(
         if j.name in rows:
             rows[j.name]["out"] = str(sec_out)
         else:
-            row = _finished_row(j, cfg, inputs, sec_out, overwrite, written_before)
+            row = _finished_row(j, cfg, inputs, sec_out, overwrite)
             if row is None:
                 todo.append((j, cfg, sec_out))
                 continue

@@ -10,8 +10,8 @@ from typing import Any
 import pandas as pd
 
 from ..config import SencaConfig
-from ..output_marker import changed_outputs, read_marker, restamp, write_marker
-from .folder import COHORT_FILES, _check_root, _upgrade_sections, _written_before
+from ..output_marker import changed_outputs, read_marker, restamp
+from .folder import _check_root, _mark_cohort, _upgrade_sections
 from .jobs import SectionJob
 from .plan import _plan, _triage
 from .scheduler import _run_on_dask
@@ -19,13 +19,6 @@ from .sections import _jobs
 from .table import BatchResult, _write_cohort_files, cohort_table_columns
 
 __all__ = ["run_batch"]
-
-
-def _mark_cohort(root: Path, config: SencaConfig, names: list[str]) -> None:
-    """Mark ``root`` a cohort output holding its earlier sections and these."""
-    before = (read_marker(root) or {}).get("sections", []) or []
-    sections_here = [*map(str, before), *[n for n in names if n not in before]]
-    write_marker(root, COHORT_FILES, config=config.to_dict(), extra={"cohort": True, "sections": sections_here})
 
 
 def _unchanged_files(sec_out: Path) -> list[str]:
@@ -141,11 +134,10 @@ def run_batch(
     plans, all_inputs = _plan(jobs, base, rows)
     names = [j.name for j in jobs]
     root = _check_root(Path(out), all_inputs, names)
-    written_before = _written_before(root)
-    _upgrade_sections(root, written_before)  # before cohort.csv moves on (its time judges old markers)
-    _mark_cohort(root, base, names)
+    _upgrade_sections(root, names)  # before cohort.csv moves on (its time judges old markers)
+    _mark_cohort(root, base.to_dict(), names)
 
-    todo, done = _triage(plans, root, rows, on_update, overwrite, written_before)
+    todo, done = _triage(plans, root, rows, on_update, overwrite)
     if todo:
         _run_on_dask(todo, root, rows, scheduler=scheduler, n_workers=n_workers, on_update=on_update,
                      done=done, total=len(plans), overwrite=overwrite)  # fmt: skip

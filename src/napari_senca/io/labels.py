@@ -20,8 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pandas import isna
-from pandas.api.types import is_scalar
 
 from ..errors import DataError
 from ..notes import examples
@@ -122,18 +120,11 @@ def labels_by_id(
 
 
 def _same_label(a: Any, b: Any) -> bool:
-    """True for labels the section reads as the same (as :func:`~napari_senca.section.clean_labels` does:
+    """True for labels the section reads as the same (:func:`~napari_senca.section.clean_label`:
     surrounding spaces ignored; None, NaN, '' and 'undetermined' all missing)."""
-    return _clean(a) == _clean(b)
+    from ..section import clean_label
 
-
-def _clean(v: Any) -> str | None:
-    from ..section import UNLABELLED
-
-    if v is None or bool(is_scalar(v) and isna(v)):
-        return None
-    s = str(v).strip()
-    return None if s.lower() in UNLABELLED else s
+    return clean_label(a) == clean_label(b)
 
 
 def check_match(
