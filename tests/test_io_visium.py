@@ -150,6 +150,13 @@ def test_inconsistent_matrix(tmp_path, h5_writer):
         read_10x_h5(p)
 
 
+def test_feature_ids_and_names_disagree(tmp_path, h5_writer):
+    """Two feature ids for three names: a DataError naming the file, not a pandas traceback."""
+    p = h5_writer(tmp_path / "m.h5", np.ones((2, 3)), ["a-1", "b-1"], ["i0", "i1"], ["g0", "g1", "g2"])
+    with pytest.raises(DataError, match=r"m\.h5: inconsistent matrix: 3 feature names, 2 ids"):
+        read_10x_h5(p)
+
+
 def test_negative_counts(visium_folder, h5_writer):
     root = visium_folder()
     h5 = root / "outs" / "filtered_feature_bc_matrix.h5"

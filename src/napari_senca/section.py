@@ -115,25 +115,8 @@ def make_section(
     """
     where = counts_path if counts_path is not None else source
     spot_ids = [str(s) for s in spot_ids]
-    n = len(spot_ids)
-    if n == 0:
-        raise DataError(where, "the section has no spots")
-    X = _as_counts(counts, where)
-    if X.shape[0] != n:
-        raise DataError(where, f"{X.shape[0]} count rows but {n} spot ids")
-    if X.shape[1] == 0 or len(gene_names) == 0:
-        raise DataError(where, "the section has no genes")
-    if X.shape[1] != len(gene_names):
-        raise DataError(where, f"{X.shape[1]} count columns but {len(gene_names)} gene names")
-    dup = pd.Index(spot_ids)[pd.Index(spot_ids).duplicated()]
-    if len(dup):
-        raise DataError(where, f"duplicated spot ids, e.g. {dup[0]!r}")
-    spatial = np.asarray(spatial, dtype=np.float64)
-    if spatial.shape != (n, 2):
-        raise DataError(source, f"spot positions have shape {spatial.shape}, expected ({n}, 2)")
-    if not np.isfinite(spatial).all():
-        bad = spot_ids[int(np.where(~np.isfinite(spatial).all(1))[0][0])]
-        raise DataError(source, f"spot {bad!r} has a missing or non-numeric position")
+    X = _checked_counts(counts, spot_ids, gene_names, where)
+    spatial = _checked_positions(spatial, spot_ids, source)
 
     obs = pd.DataFrame(index=pd.Index(spot_ids, name=None))
     spacing = _median_nn(spatial)
@@ -168,13 +151,8 @@ def make_section(
         scalefactors[f"tissue_{image_key}_scalef"] = float(image_scalef)
         _check_inside(spatial * image_scalef, img.shape, spot_ids, source)
         images[image_key] = img
-    adata.uns["spatial"] = {
-        library_id: {
-            "images": images,
-            "scalefactors": scalefactors,
-            "metadata": {"source": "" if source is None else str(source)},
-        }
-    }
+    meta = {"source": "" if source is None else str(source)}
+    adata.uns["spatial"] = {library_id: {"images": images, "scalefactors": scalefactors, "metadata": meta}}
     adata.uns["senca_input"] = {
         "path": "" if source is None else str(source),
         "format": source_format,
@@ -183,6 +161,36 @@ def make_section(
     if counts_path is not None:
         adata.uns["senca_input"]["counts_path"] = str(counts_path)
     return drop_duplicate_genes(adata, where)
+
+
+def _checked_counts(counts: Any, spot_ids: list[str], gene_names: Sequence[str], where: Any) -> Any:
+    """The counts as a numeric matrix, with one row per (unique) spot id and one column per gene name."""
+    n = len(spot_ids)
+    if n == 0:
+        raise DataError(where, "the section has no spots")
+    X = _as_counts(counts, where)
+    if X.shape[0] != n:
+        raise DataError(where, f"{X.shape[0]} count rows but {n} spot ids")
+    if X.shape[1] == 0 or len(gene_names) == 0:
+        raise DataError(where, "the section has no genes")
+    if X.shape[1] != len(gene_names):
+        raise DataError(where, f"{X.shape[1]} count columns but {len(gene_names)} gene names")
+    dup = pd.Index(spot_ids)[pd.Index(spot_ids).duplicated()]
+    if len(dup):
+        raise DataError(where, f"duplicated spot ids, e.g. {dup[0]!r}")
+    return X
+
+
+def _checked_positions(spatial: Any, spot_ids: list[str], source: Any) -> np.ndarray:
+    """``(n, 2)`` finite float64 spot centres (a DataError names the first spot without one)."""
+    n = len(spot_ids)
+    spatial = np.asarray(spatial, dtype=np.float64)
+    if spatial.shape != (n, 2):
+        raise DataError(source, f"spot positions have shape {spatial.shape}, expected ({n}, 2)")
+    if not np.isfinite(spatial).all():
+        bad = spot_ids[int(np.where(~np.isfinite(spatial).all(1))[0][0])]
+        raise DataError(source, f"spot {bad!r} has a missing or non-numeric position")
+    return spatial
 
 
 def drop_duplicate_genes(adata: AnnData, where: str | PathLike | None = None) -> AnnData:

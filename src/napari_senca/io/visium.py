@@ -122,74 +122,87 @@ def read_10x_h5(
         raise DataError(p, f"not a readable HDF5 file ({str(exc).splitlines()[0]})") from None
     with f:
         attrs = {k: f.attrs[k] for k in f.attrs}
-        if "matrix" in f:
-            g = f["matrix"]
-            need = ["data", "indices", "indptr", "shape", "barcodes", "features/name"]
-            feats_ids = "features/id"
-            feats_types = "features/feature_type"
-            feats_names = "features/name"
-        else:
-            groups = [k for k in f if isinstance(f[k], h5py.Group)]
-            if not groups:
-                raise DataError(p, "no 'matrix' group: not a 10x feature-barcode HDF5 file")
-            g = f[groups[0]]
-            need = ["data", "indices", "indptr", "shape", "barcodes", "gene_names"]
-            feats_ids = "genes"
-            feats_types = ""
-            feats_names = "gene_names"
-        absent = [k for k in need if k not in g]
-        if absent:
-            raise DataError(p, f"missing dataset {g.name.strip('/')}/{absent[0]} (not a 10x feature-barcode matrix)")
-        try:
-            data = np.asarray(g["data"][()])
-            indices = np.asarray(g["indices"][()], dtype=np.int64)
-            indptr = np.asarray(g["indptr"][()], dtype=np.int64)
-            shape = tuple(int(v) for v in g["shape"][()])
-            barcodes = _decode(np.asarray(g["barcodes"][()]))
-            names = _decode(np.asarray(g[feats_names][()]))
-            ids = _decode(np.asarray(g[feats_ids][()])) if feats_ids in g else list(names)
-            types = (
-                _decode(np.asarray(g[feats_types][()]))
-                if feats_types and feats_types in g
-                else ["Gene Expression"] * len(names)
-            )
-        except (OSError, KeyError, TypeError, ValueError) as exc:
-            raise DataError(p, f"cannot read the count matrix ({exc})") from None
+        data, indices, indptr, shape, barcodes, features = _h5_matrix(f, p)
+    _check_matrix(p, data, indices, indptr, shape, barcodes, features)
+    X = sp.csc_matrix((data, indices, indptr), shape=shape).T.tocsr()
+    X, features = _gene_expression_only(X, features, p, notes)
+    return X, barcodes, features, attrs
+
+
+def _h5_matrix(f: Any, p: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, ...], list[str], pd.DataFrame]:
+    """The CSC arrays, shape, barcodes and features table of an open 10x HDF5 file (either layout)."""
+    import h5py
+
+    if "matrix" in f:  # Cell Ranger / Space Ranger >= 3
+        g = f["matrix"]
+        need = ["data", "indices", "indptr", "shape", "barcodes", "features/name"]
+        feats_ids, feats_types, feats_names = "features/id", "features/feature_type", "features/name"
+    else:  # older: one group per genome
+        groups = [k for k in f if isinstance(f[k], h5py.Group)]
+        if not groups:
+            raise DataError(p, "no 'matrix' group: not a 10x feature-barcode HDF5 file")
+        g = f[groups[0]]
+        need = ["data", "indices", "indptr", "shape", "barcodes", "gene_names"]
+        feats_ids, feats_types, feats_names = "genes", "", "gene_names"
+    absent = [k for k in need if k not in g]
+    if absent:
+        raise DataError(p, f"missing dataset {g.name.strip('/')}/{absent[0]} (not a 10x feature-barcode matrix)")
+    try:
+        data = np.asarray(g["data"][()])
+        indices = np.asarray(g["indices"][()], dtype=np.int64)
+        indptr = np.asarray(g["indptr"][()], dtype=np.int64)
+        shape = tuple(int(v) for v in g["shape"][()])
+        barcodes = _decode(np.asarray(g["barcodes"][()]))
+        names = _decode(np.asarray(g[feats_names][()]))
+        ids = _decode(np.asarray(g[feats_ids][()])) if feats_ids in g else list(names)
+        has_types = feats_types and feats_types in g
+        types = _decode(np.asarray(g[feats_types][()])) if has_types else ["Gene Expression"] * len(names)
+    except (OSError, KeyError, TypeError, ValueError) as exc:
+        raise DataError(p, f"cannot read the count matrix ({exc})") from None
+    if not len(ids) == len(types) == len(names):
+        raise DataError(p, f"inconsistent matrix: {len(names)} feature names, {len(ids)} ids, {len(types)} types")
+    features = pd.DataFrame({"gene_ids": ids, "name": names, "feature_types": types})
+    return data, indices, indptr, shape, barcodes, features
+
+
+def _check_matrix(
+    p: Path, data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, shape: tuple[int, ...],
+    barcodes: list[str], features: pd.DataFrame,
+) -> None:  # fmt: skip
+    """Raise a DataError when the CSC arrays do not make the ``features x barcodes`` matrix they claim."""
     n_feat, n_bc = shape if len(shape) == 2 else (-1, -1)
     if (
-        n_feat != len(names)
+        n_feat != len(features)
         or n_bc != len(barcodes)
         or len(indptr) != n_bc + 1
-        or len(ids) != n_feat
-        or len(types) != n_feat
         or len(data) != len(indices)
         or (len(indptr) and int(indptr[-1]) != len(data))
     ):
         raise DataError(
             p,
-            f"inconsistent matrix: shape {shape}, {len(names)} features, {len(barcodes)} barcodes, "
+            f"inconsistent matrix: shape {shape}, {len(features)} features, {len(barcodes)} barcodes, "
             f"{len(indptr)} indptr entries, {len(data)} values",
         )
     if len(indices) and (indices.min() < 0 or indices.max() >= max(n_feat, 1)):
         raise DataError(p, "inconsistent matrix: feature indices out of range")
     if not np.issubdtype(data.dtype, np.number):
         raise DataError(p, "counts are not numeric")
-    X = sp.csc_matrix((data, indices, indptr), shape=(n_feat, n_bc)).T.tocsr()
-    features = pd.DataFrame({"gene_ids": ids, "name": names, "feature_types": types})
+
+
+def _gene_expression_only(
+    X: sp.csr_matrix, features: pd.DataFrame, p: Path, notes: list[str] | None
+) -> tuple[sp.csr_matrix, pd.DataFrame]:
+    """Keep the ``Gene Expression`` features (a note names what was dropped); none at all is a DataError."""
     gex = features["feature_types"].str.lower().str.contains("gene expression").to_numpy()
-    if not gex.all():
-        other = features["feature_types"][~gex].value_counts()
-        kinds = ", ".join(f"{int(n)} {t!r}" for t, n in other.items())
-        if not gex.any():
-            raise DataError(
-                p,
-                f"no 'Gene Expression' features (found {kinds}): napari-senca needs gene-expression counts",
-            )
-        X = X[:, np.where(gex)[0]]
-        features = features[gex].reset_index(drop=True)
-        if notes is not None:
-            notes.append(f"{p}: kept the {int(gex.sum())} 'Gene Expression' features, dropped {kinds}")
-    return X, barcodes, features, attrs
+    if gex.all():
+        return X, features
+    other = features["feature_types"][~gex].value_counts()
+    kinds = ", ".join(f"{int(n)} {t!r}" for t, n in other.items())
+    if not gex.any():
+        raise DataError(p, f"no 'Gene Expression' features (found {kinds}): napari-senca needs gene-expression counts")
+    if notes is not None:
+        notes.append(f"{p}: kept the {int(gex.sum())} 'Gene Expression' features, dropped {kinds}")
+    return X[:, np.where(gex)[0]], features[gex].reset_index(drop=True)
 
 
 def _read_positions(path: Path) -> pd.DataFrame:
@@ -376,18 +389,7 @@ def read_spaceranger_folder(
     have this layout. ``label_folders`` are searched for ``labels.tsv``;
     ``library_folder`` names the library when the HDF5 file does not.
     """
-    h5 = _find_h5(folder)
-    if h5 is None:
-        raise DataError(folder / "filtered_feature_bc_matrix.h5", "count matrix file not found")
-    spatial_dir = folder / "spatial"
-    pos_path = _find_positions(spatial_dir)
-    if pos_path is None:
-        raise DataError(
-            spatial_dir,
-            "tissue positions file not found (expected tissue_positions.csv, tissue_positions.parquet "
-            "or tissue_positions_list.csv)",
-        )
-
+    h5, spatial_dir, pos_path = _spaceranger_files(folder)
     notes: list[str] = []
     X, barcodes, features, attrs = read_10x_h5(h5, notes)
     pos = _read_positions(pos_path)
@@ -433,6 +435,36 @@ def read_spaceranger_folder(
             "feature_types": features["feature_types"].to_numpy(),
         },
     )
+    _attach_images(adata, lib, images, primary, ref)
+    add_excluded(adata, "in_tissue = 0", off_tissue)
+    add_excluded(adata, f"in {pos_path.name} (in tissue) without counts", no_counts)
+    if labels_path is not None:
+        set_labels(adata, n_label_rows - len(label_unmatched), len(label_unmatched), label_unmatched, labels_path.name)
+        if label_warning:
+            add_warning(adata, label_warning)
+    for note in notes:
+        add_warning(adata, note)
+    return adata
+
+
+def _spaceranger_files(folder: Path) -> tuple[Path, Path, Path]:
+    """The count matrix, ``spatial/`` and the tissue positions file of a Space Ranger folder (DataError if absent)."""
+    h5 = _find_h5(folder)
+    if h5 is None:
+        raise DataError(folder / "filtered_feature_bc_matrix.h5", "count matrix file not found")
+    spatial_dir = folder / "spatial"
+    pos_path = _find_positions(spatial_dir)
+    if pos_path is None:
+        raise DataError(
+            spatial_dir,
+            "tissue positions file not found (expected tissue_positions.csv, tissue_positions.parquet "
+            "or tissue_positions_list.csv)",
+        )
+    return h5, spatial_dir, pos_path
+
+
+def _attach_images(adata: AnnData, lib: str, images: dict[str, _Image], primary: str | None, ref: dict | None) -> None:
+    """Store the images besides the primary one and each one's scale; record the slide they came from."""
     entry = adata.uns["spatial"][lib]
     for key, (img, scale, _ip, _src) in images.items():
         entry["scalefactors"][f"tissue_{key}_scalef"] = float(scale)
@@ -444,15 +476,6 @@ def read_spaceranger_folder(
     elif primary is not None:
         # the largest image read (full resolution when given) leads back to the slide
         record_source_image(adata, images[primary][2])
-    add_excluded(adata, "in_tissue = 0", off_tissue)
-    add_excluded(adata, f"in {pos_path.name} (in tissue) without counts", no_counts)
-    if labels_path is not None:
-        set_labels(adata, n_label_rows - len(label_unmatched), len(label_unmatched), label_unmatched, labels_path.name)
-        if label_warning:
-            add_warning(adata, label_warning)
-    for note in notes:
-        add_warning(adata, note)
-    return adata
 
 
 #: An image of a section: (pixels, scale from full-resolution pixels, its file, the file giving its scale).
