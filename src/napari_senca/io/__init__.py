@@ -22,7 +22,8 @@ from .h5ad import read_h5ad, write_h5ad
 from .image import load_image
 from .legacy_st import read_her2st_repo, read_st_folder
 from .spatialdata_store import read_spatialdata, write_spatialdata
-from .visium import read_10x_h5, read_visium
+from .tenx_h5 import read_10x_h5
+from .visium import read_visium
 from .visium_hd import read_visium_hd
 
 __all__ = [
