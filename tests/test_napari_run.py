@@ -17,7 +17,8 @@ from napari_senca._qt import RunWidget, _common, _run
 from napari_senca.config import SencaConfig
 from napari_senca.datasets import synthetic_section
 from napari_senca.generators import drain
-from napari_senca.pipeline import STAGE_WEIGHTS, OverallProgress, Progress, run_senca_iter
+from napari_senca.pipeline import run_senca_iter
+from napari_senca.progress import STAGE_WEIGHTS, OverallProgress, Progress
 
 
 def _drive(gen):

@@ -211,7 +211,7 @@ def run_joint_iter(
 ) -> Generator[object, None, JointResult]:
     """Train one model over ``sections`` and cluster all their spots together.
 
-    Yields the pipeline's :class:`~napari_senca.pipeline.Progress` reports and
+    Yields the pipeline's :class:`~napari_senca.progress.Progress` reports and
     returns a :class:`JointResult`. ``config.n_clusters=None`` uses the number
     of labelled regions in all sections together (else 7).
 

@@ -286,7 +286,7 @@ def process_section(
     """Train on a read section (``cfg.n_clusters`` set) and write its output folder ``out``.
 
     ``out`` must have passed :func:`~napari_senca.outputs.check_output_folder`.
-    ``progress`` receives every :class:`~napari_senca.pipeline.Progress`,
+    ``progress`` receives every :class:`~napari_senca.progress.Progress`,
     ``warn`` one-line warnings (e.g. no marker genes); ``spatialdata`` also
     writes ``annotated.zarr`` (see :func:`write_section_output`).
     """

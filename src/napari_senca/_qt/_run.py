@@ -138,7 +138,7 @@ class RunWidget(DockWidget):
     thread (:func:`warm_up`), so that a click only copies the section and
     starts the run; the note under *image weights* says before a run when
     ``auto`` will fall back to random weights. One progress bar covers all
-    stages (:attr:`~napari_senca.pipeline.Progress.overall`) with the stage
+    stages (:attr:`~napari_senca.progress.Progress.overall`) with the stage
     name and the elapsed time.
     The run works on a copy of the section; on success the copy (annotated
     with clusters, embedding and, for Ward, its tree) replaces the layer's AnnData and the

@@ -17,7 +17,7 @@ class ProgressPrinter:
         self._len = 0
 
     def __call__(self, p: Any) -> None:
-        """Show one :class:`~napari_senca.pipeline.Progress`."""
+        """Show one :class:`~napari_senca.progress.Progress`."""
         total = max(int(p.total), 1)
         frac = min(max(int(p.step) / total, 0.0), 1.0)
         filled = int(round(frac * self.width))

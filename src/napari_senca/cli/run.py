@@ -61,7 +61,7 @@ def _config(args: argparse.Namespace) -> Any:
 
 def _cmd_batch(args: argparse.Namespace) -> int:
     from ..batch import run_batch
-    from ..pipeline import Progress
+    from ..progress import Progress
 
     cfg = _config(args)
     bar = ProgressPrinter(sys.stderr)
