@@ -28,13 +28,8 @@ from .colours import PALETTE, PLAIN_COLOUR, to_hex
 from .geometry import spots_in_shapes
 from .grid import Grid, square_grid
 from .keys import EXPRESSION_KEY, MANUAL_KEY, REGION_KEY, REVIEW_KEY, UNLABELLED_NAME
-from .layers import (
-    check_layer_matches,
-    image_layer_data,
-    points_layer_data,
-    section_layer_data,
-    spots_layer_data,
-)
+from .layer_data import image_layer_data, points_layer_data, section_layer_data, spots_layer_data
+from .layers import check_layer_matches
 from .raster import RASTER_MIN_SPOTS, is_raster_layer
 from .state import ReviewState
 
