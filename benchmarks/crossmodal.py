@@ -64,6 +64,10 @@ METHODS: dict[str, dict | str] = {
 }
 
 
+#: SencaConfig fields set with ``--set KEY=VALUE``, for every row (baselines read ``patch_radius_spacings`` too)
+EXTRA: dict = {}
+
+
 def _blocks(adata, seed: int, image_weights: str, hops: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Unit-scaled, neighbour-averaged (``hops`` times) 20 PCs of the RNA and of the per-patch image features."""
     import torch
@@ -76,7 +80,8 @@ def _blocks(adata, seed: int, image_weights: str, hops: int = 1) -> tuple[np.nda
     from napari_senca.preprocess import preprocess_expression
 
     # per-patch features, as the gated fusion reads them (and as every earlier table of this benchmark)
-    cfg = SencaConfig(seed=seed, image_weights=image_weights, image_encoding="patches")
+    cfg = SencaConfig(seed=seed, image_weights=image_weights, image_encoding="patches",
+                      patch_radius_spacings=EXTRA.get("patch_radius_spacings", 3.0))
     adj, _, _ = _graph_tensors(np.asarray(adata.obsm["spatial"])[:, :2], cfg, torch.device("cpu"))
     rna = unit(smooth(pcs(preprocess_expression(adata, cfg).X, 20, seed), adj, hops))
     torch.manual_seed(seed)
@@ -109,6 +114,7 @@ def _child(task: dict, queue: mp.Queue) -> None:
     import torch
 
     torch.set_num_threads(task["threads"])
+    EXTRA.update(task.get("extra", {}))
     from sklearn.metrics import adjusted_rand_score
 
     from napari_senca.config import SencaConfig
@@ -130,7 +136,7 @@ def _child(task: dict, queue: mp.Queue) -> None:
             elif isinstance(spec, str):
                 labels = _baseline(adata, spec, k, seed, task["image_weights"])
             else:
-                cfg = SencaConfig(n_clusters=k, seed=seed, image_weights=task["image_weights"], **spec)
+                cfg = SencaConfig(n_clusters=k, seed=seed, image_weights=task["image_weights"], **{**spec, **EXTRA})
                 res = run_senca(adata, cfg)
                 labels = res.labels
                 out["weights"] = res.image_weights_used
@@ -188,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--methods", help="semicolon-separated subset of the row names")
     ap.add_argument("--ablation-seeds", type=int, help="run the ablation rows (names with ':') on the first N seeds only")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a SencaConfig field for every row (e.g. patch_radius_spacings=1)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--tables", nargs="+", type=Path, help="print the table of earlier --json files and exit")
     args = ap.parse_args(argv)
@@ -201,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         sys.exit(f"unknown methods: {', '.join(unknown)}")
     grids = args.grids.split(",")
+    extra = {k: json.loads(v) for k, v in (a.split("=", 1) for a in args.set)}
     results: list[dict] = []
     n_abl = args.seeds if args.ablation_seeds is None else args.ablation_seeds
     core = [m for m in methods if ":" not in m]
@@ -210,13 +219,13 @@ def main(argv: list[str] | None = None) -> int:
     plan += [(seed, g, ablations) for seed in range(min(n_abl, args.seeds)) for g in grids if ablations]
     for seed, g, ms in plan:
         task = {"grid": g, "seed": seed, "spots": args.spots, "methods": ms,
-                "image_weights": args.image_weights, "threads": args.threads}
+                "image_weights": args.image_weights, "threads": args.threads, "extra": extra}
         results += run_task(task)
         if args.json:  # partial results survive an interrupted run
             args.json.write_text(json.dumps(results, indent=1))
     n = sorted({r["n_spots"] for r in results if "n_spots" in r})
     print(f"\nCross-modal synthetic sections: ARI, median [min-max] over {args.seeds} seed(s); "
-          f"spots per section: {n}; image weights {args.image_weights!r}\n")
+          f"spots per section: {n}; image weights {args.image_weights!r}; settings {extra}\n")
     print(table(results, methods, grids))
     print("\ns/run: wall seconds of one run on a shared, contended CPU; the patch features are encoded once per "
           "section and reused by the later rows (features.py cache)")

@@ -17,6 +17,7 @@ whether the random weights are what keeps the image from counting on A1 and DLPF
 
     PYTHONPATH=src python benchmarks/gate_signals.py DLPFC patches >> gate.jsonl
     PYTHONPATH=src python benchmarks/gate_signals.py cm_square_0 fcn >> gate.jsonl
+    PYTHONPATH=src python benchmarks/gate_signals.py A1 stain 1.0 >> gate.jsonl   # patch radius 1 spot spacing
     python benchmarks/gate_signals.py --table gate.jsonl
 """
 
@@ -40,7 +41,7 @@ def _section(name: str):
     return read_section(DATA[name])
 
 
-def measure(name: str, encoding: str) -> dict:
+def measure(name: str, encoding: str, radius: float = 3.0) -> dict:
     import numpy as np
     import torch
     from sklearn.cluster import KMeans
@@ -55,16 +56,29 @@ def measure(name: str, encoding: str) -> dict:
 
     torch.set_num_threads(1)
     ad = _section(name)
-    cfg = SencaConfig(image_weights="none", image_encoding="patches" if encoding == "stain" else encoding)
+    base = encoding.removesuffix("_masked")
+    cfg = SencaConfig(image_weights="none", image_encoding="patches" if base == "stain" else base, cache_features=False,
+                      patch_radius_spacings=radius)
     torch.manual_seed(0)
     t = time.time()
+    if encoding.endswith("_masked"):  # glass pixels filled with the patch's mean tissue colour before encoding
+        import napari_senca.features as features_module
+
+        encoding = encoding[: -len("_masked")]
+        masked_from = features_module.iter_patches
+        features_module.iter_patches = lambda *a, **k: (mask_glass(b) for b in masked_from(*a, **k))
+        out_enc = f"{encoding}_masked"
+    else:
+        out_enc = encoding
     if encoding == "stain":
         from napari_senca.patches import iter_patches
 
-        feats = np.concatenate([stain_features(b) for b in iter_patches(ad, cfg.patch_radius_spacings, 64, 64)])
+        batches = iter_patches(ad, cfg.patch_radius_spacings, 64, 64)
+        feats = np.concatenate([stain_features(mask_glass(b) if out_enc != encoding else b) for b in batches])
     else:
         feats = drain(encode_iter(ad, cfg, torch.device("cpu"))).feats
-    out: dict = {"section": name, "enc": encoding, "encode_s": time.time() - t, "K": default_n_clusters(ad)}
+    out: dict = {"section": name, "enc": out_enc, "radius": radius, "encode_s": time.time() - t,
+                 "K": default_n_clusters(ad)}
     expr = preprocess_expression(ad, cfg).X
     adj, _, _ = _graph_tensors(np.asarray(ad.obsm["spatial"], float)[:, :2], cfg, torch.device("cpu"))
     rna = unit(smooth(pcs(expr, 20, 0), adj, 1))
@@ -82,6 +96,19 @@ def measure(name: str, encoding: str) -> dict:
         out[f"w{w}"] = {"ari": ari(lab[keep], lw[keep]), "homophily": float((lw[src] == lw[dst]).mean())}
     li = km(im, out["K"])
     out["image_only"] = {"ari": ari(lab[keep], li[keep]), "homophily": float((li[src] == li[dst]).mean())}
+    return out
+
+
+def mask_glass(batch):
+    """``(b, s, s, 3)`` uint8 patches with their glass pixels (grey > 0.82, as ``stain_features`` counts
+    background) set to the patch's mean tissue colour: what a patch shows without the slide's border."""
+    import numpy as np
+
+    out = batch.copy()
+    for patch in out:
+        glass = patch.mean(-1) > 0.82 * 255
+        if glass.any() and (~glass).any():
+            patch[glass] = patch[~glass].mean(0).astype(np.uint8)
     return out
 
 
@@ -106,13 +133,13 @@ def stain_features(batch):
 
 
 def table(path: str) -> str:
-    rows = ["| section | encoding | agreement mean k=2-8 | max | concat ARI / homophily at w = "
+    rows = ["| section | encoding, patch radius | agreement mean k=2-8 | max | concat ARI / homophily at w = "
             + " / ".join(map(str, WEIGHTS)) + " | image-only ARI |", "|---|---|---|---|---|---|"]
     for line in open(path):
         d = json.loads(line)
         ag = [d["agree"][str(k)] for k in range(2, 9)]
         ws = " ".join(f"{d[f'w{w}']['ari']:.2f}/{d[f'w{w}']['homophily']:.2f}" for w in WEIGHTS)
-        rows.append(f"| {d['section']} | {d['enc']} | {sum(ag) / 7:.3f} | {max(ag):.3f} | {ws} "
+        rows.append(f"| {d['section']} | {d['enc']}, {d.get('radius', 3.0):g} | {sum(ag) / 7:.3f} | {max(ag):.3f} | {ws} "
                     f"| {d['image_only']['ari']:.2f} |")
     return "\n".join(rows)
 
@@ -121,4 +148,4 @@ if __name__ == "__main__":
     if sys.argv[1] == "--table":
         print(table(sys.argv[2]))
     else:
-        print(json.dumps(measure(sys.argv[1], sys.argv[2])))
+        print(json.dumps(measure(sys.argv[1], sys.argv[2], *(float(r) for r in sys.argv[3:4]))))
