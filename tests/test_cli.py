@@ -259,6 +259,18 @@ def test_random_image_features_count_only_when_asked():
     assert cfg("--count-random-image").random_weights_gate == 1.0
 
 
+def test_patch_radius_option():
+    from napari_senca.errors import ConfigError
+
+    def cfg(*extra):
+        return cli._config(cli.build_parser().parse_args(["run", "sample:synthetic", "--out", "o", *extra]))
+
+    assert cfg().patch_radius_spacings == 3.0  # the paper's
+    assert cfg("--patch-radius", "0.75").patch_radius_spacings == 0.75
+    with pytest.raises(ConfigError, match="patch_radius_spacings must be > 0"):
+        cfg("--patch-radius", "0").validate()
+
+
 # --------------------------------------------------------------------------- issue 8: never lose the user's data
 
 

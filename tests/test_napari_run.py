@@ -224,8 +224,11 @@ def test_weights_note_before_the_run(qtbot, make_napari_viewer, monkeypatch):
     assert run.config().random_weights_gate == 0.0  # random features do not count unless ticked
     run.count_random.value = True
     assert run.config().random_weights_gate == 1.0
+    assert run.config().patch_radius_spacings == 3.0  # the paper's
+    run.patch_radius.value = 1.0
+    assert run.config().patch_radius_spacings == 1.0
     run.use_image.value = False
-    assert not run.count_random.enabled
+    assert not run.count_random.enabled and not run.patch_radius.enabled
 
 
 @pytest.mark.qt

@@ -191,8 +191,13 @@ class RunWidget(DockWidget):
                                              "histology; by default they do not count and are not encoded")
         self.patch_size = SpinBox(label="patch size", min=0, max=1024, value=d.patch_size,
                                   tooltip="side in pixels each H&E patch is resampled to (0: the encoder's own "
-                                          "input size); the patch covers 3 spot spacings around the spot")
+                                          "input size)")
         self.patch_size.native.setSpecialValueText("encoder's")
+        self.patch_radius = FloatSpinBox(label="patch radius", min=0.25, max=10.0, step=0.25,
+                                         value=d.patch_radius_spacings,
+                                         tooltip="half-width of each H&E patch, in spot spacings (the paper: 3); "
+                                                 "a smaller field shows an encoder trained at high magnification "
+                                                 "more of each cell")
         self.run_btn = PushButton(text="Run SENCA-st")
         self.stop_btn = PushButton(text="Stop", enabled=False)
         self.progress = ProgressBar(label="progress", min=0, max=BAR_MAX, value=0)
@@ -202,7 +207,7 @@ class RunWidget(DockWidget):
             widgets=[
                 self.layer, self.n_clusters, self.n_neighbors, self.epochs, self.lr, self.seed,
                 self.device, self.use_image, self.encoder, self.image_weights, self.weights_note, self.weights_file,
-                self.count_random, self.patch_size,
+                self.count_random, self.patch_size, self.patch_radius,
                 Container(widgets=[self.run_btn, self.stop_btn], layout="horizontal", labels=False),
                 self.progress, self.status,
             ]
@@ -272,6 +277,7 @@ class RunWidget(DockWidget):
             "image_weights": weights,
             "backbone": self.encoder_name(),
             "patch_size": int(self.patch_size.value),
+            "patch_radius_spacings": float(self.patch_radius.value),
             "random_weights_gate": 1.0 if self.count_random.value else 0.0,
         }
         values.update(self.overrides)
@@ -287,6 +293,7 @@ class RunWidget(DockWidget):
         self.image_weights.enabled = bool(self.use_image.value)
         self.encoder.enabled = bool(self.use_image.value)
         self.patch_size.enabled = bool(self.use_image.value)
+        self.patch_radius.enabled = bool(self.use_image.value)
         self.count_random.enabled = bool(self.use_image.value)
         self.weights_file.visible = self.image_weights.value == "file" and bool(self.use_image.value)
 

@@ -119,6 +119,12 @@ def _add_settings(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do not keep image features on disk (default: cached per image, spots, encoder and patch settings)",
     )
+    p.add_argument(
+        "--patch-radius",
+        type=float,
+        metavar="R",
+        help="half-width of each H&E patch in spot spacings (default 3, the paper's)",
+    )
     p.add_argument("--lr", type=float, metavar="LR", help="learning rate (default 5e-4)")
 
 

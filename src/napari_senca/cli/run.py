@@ -56,6 +56,8 @@ def _config(args: argparse.Namespace) -> Any:
         changes["use_image"] = False
     if getattr(args, "count_random_image", False):
         changes["random_weights_gate"] = 1.0
+    if getattr(args, "patch_radius", None) is not None:
+        changes["patch_radius_spacings"] = args.patch_radius
     return SencaConfig(**changes)
 
 
