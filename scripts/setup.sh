@@ -23,7 +23,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.senca-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "[setup] pip install -e .[testing] (torch + torchvision from the registry, ~3 GB the first time)" >&2
+  echo "[setup] pip install -e .[testing] (torch + torchvision from the registry, ~3 GB to download the first time)" >&2
+  free_kb=$(df -Pk .venv | awk 'NR==2 {print $4}')
+  if [ -n "$free_kb" ] && [ "$free_kb" -lt 8000000 ]; then
+    echo "[setup] warning: $((free_kb / 1000000)) GB free where .venv is; the installed packages take about 7 GB" >&2
+  fi
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e ".[testing]"
   touch "$stamp"
