@@ -267,8 +267,10 @@ def test_patch_radius_option():
 
     assert cfg().patch_radius_spacings == 3.0  # the paper's
     assert cfg("--patch-radius", "0.75").patch_radius_spacings == 0.75
-    with pytest.raises(ConfigError, match="patch_radius_spacings must be > 0"):
-        cfg("--patch-radius", "0").validate()
+    # one line naming the value, never a traceback from the patch reader
+    for bad, shown in (("0", "0.0"), ("-1", "-1.0"), ("nan", "nan"), ("inf", "inf"), ("1e9", "1000000000.0")):
+        with pytest.raises(ConfigError, match=f"patch_radius_spacings must be above 0 and at most 10 .*got {shown}$"):
+            cfg("--patch-radius", bad)
 
 
 # --------------------------------------------------------------------------- issue 8: never lose the user's data

@@ -52,7 +52,7 @@ class SencaConfig:
         Spatial neighbours per spot in the ball-tree kNN graph (paper: 4).
     patch_radius_spacings
         Patch radius around each spot in units of the median nearest-spot
-        distance (paper: 3, "up to third degree neighbour").
+        distance (paper: 3, "up to third degree neighbour"); above 0, at most 10.
     patch_size
         Side in pixels every patch is resized to before the encoder; 0 (the
         default) uses the encoder's own input size (224 for the torchvision
@@ -301,7 +301,8 @@ class SencaConfig:
         need(self.min_gene_counts >= 0, f"min_gene_counts must be >= 0, got {self.min_gene_counts}")
         need(self.n_top_genes >= 2, f"n_top_genes must be >= 2, got {self.n_top_genes}")
         need(1 <= self.n_neighbors <= 64, f"n_neighbors must be 1-64, got {self.n_neighbors}")
-        need(self.patch_radius_spacings > 0, "patch_radius_spacings must be > 0")
+        r = self.patch_radius_spacings
+        need(0 < r <= 10, f"patch_radius_spacings must be above 0 and at most 10 spot spacings, got {r}")  # NaN, inf
         need(
             self.patch_size == 0 or 16 <= self.patch_size <= 1024,
             f"patch_size must be 0 (the encoder's) or 16-1024, got {self.patch_size}",

@@ -28,7 +28,7 @@ class Progress:
         Mean losses of the epoch (``total``, ``mse``, ``nt_window``, ``nt_pool``).
     overall
         Fraction of the whole run done, 0..1, over all stages (weighted by
-        :data:`STAGE_WEIGHTS`) and never decreasing; set by :func:`run_senca_iter`.
+        :data:`STAGE_WEIGHTS`) and never decreasing; set by :func:`~napari_senca.pipeline.run_senca_iter`.
     """
 
     stage: str

@@ -123,7 +123,7 @@ def _add_settings(p: argparse.ArgumentParser) -> None:
         "--patch-radius",
         type=float,
         metavar="R",
-        help="half-width of each H&E patch in spot spacings (default 3, the paper's)",
+        help="half-width of each H&E patch in spot spacings, above 0 and at most 10 (default 3, the paper's)",
     )
     p.add_argument("--lr", type=float, metavar="LR", help="learning rate (default 5e-4)")
 

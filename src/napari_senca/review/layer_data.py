@@ -44,7 +44,7 @@ def image_layer_data(adata: AnnData, name: str | None = None) -> tuple[Any, dict
 
 
 def points_layer_data(adata: AnnData, name: str | None = None) -> tuple[Any, dict[str, Any], str]:
-    """The spots as a napari points layer-data tuple (see :class:`ReviewState`)."""
+    """The spots as a napari points layer-data tuple (see :class:`~napari_senca.review.state.ReviewState`)."""
     from .state import ReviewState
 
     state = ReviewState(adata)
