@@ -227,8 +227,13 @@ def test_weights_note_before_the_run(qtbot, make_napari_viewer, monkeypatch):
     assert run.config().patch_radius_spacings == 3.0  # the paper's
     run.patch_radius.value = 1.0
     assert run.config().patch_radius_spacings == 1.0
+    assert run.config().patch_size == 0 and not run.patch_size_note.native.isHidden()  # says what 0 means
+    run.patch_size.value = 96
+    assert run.config().patch_size == 96 and run.patch_size_note.native.isHidden()
+    run.patch_size.value = 0
+    assert not run.patch_size_note.native.isHidden()
     run.use_image.value = False
-    assert not run.count_random.enabled and not run.patch_radius.enabled
+    assert not run.count_random.enabled and not run.patch_radius.enabled and run.patch_size_note.native.isHidden()
 
 
 @pytest.mark.qt

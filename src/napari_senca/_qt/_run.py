@@ -192,7 +192,8 @@ class RunWidget(DockWidget):
         self.patch_size = SpinBox(label="patch size", min=0, max=1024, value=d.patch_size,
                                   tooltip="side in pixels each H&E patch is resampled to (0: the encoder's own "
                                           "input size)")
-        self.patch_size.native.setSpecialValueText("encoder's")
+        # superqt's spin box (magicgui's SpinBox) shows no special text for 0: a note says what 0 means
+        self.patch_size_note = Label(value="0: the encoder's own input size (224 px for the ResNets)")
         self.patch_radius = FloatSpinBox(label="patch radius", min=0.25, max=10.0, step=0.25,
                                          value=d.patch_radius_spacings,
                                          tooltip="half-width of each H&E patch, in spot spacings (the paper: 3); "
@@ -207,12 +208,12 @@ class RunWidget(DockWidget):
             widgets=[
                 self.layer, self.n_clusters, self.n_neighbors, self.epochs, self.lr, self.seed,
                 self.device, self.use_image, self.encoder, self.image_weights, self.weights_note, self.weights_file,
-                self.count_random, self.patch_size, self.patch_radius,
+                self.count_random, self.patch_size, self.patch_size_note, self.patch_radius,
                 Container(widgets=[self.run_btn, self.stop_btn], layout="horizontal", labels=False),
                 self.progress, self.status,
             ]
         )  # fmt: skip
-        fit_width(self.status, self.weights_note)
+        fit_width(self.status, self.weights_note, self.patch_size_note)
         lay = QVBoxLayout(self)
         lay.addWidget(self.form.native)
         lay.addStretch(1)
@@ -221,6 +222,7 @@ class RunWidget(DockWidget):
         self.stop_btn.changed.connect(lambda: self.stop())
         self.image_weights.changed.connect(self._on_weights)
         self.use_image.changed.connect(self._on_weights)
+        self.patch_size.changed.connect(self._on_weights)
         self._regions_pending = False
         self._setting_regions = False
         self.n_clusters.changed.connect(self._on_regions_edited)
@@ -294,6 +296,7 @@ class RunWidget(DockWidget):
         self.encoder.enabled = bool(self.use_image.value)
         self.patch_size.enabled = bool(self.use_image.value)
         self.patch_radius.enabled = bool(self.use_image.value)
+        self.patch_size_note.visible = bool(self.use_image.value) and int(self.patch_size.value) == 0
         self.count_random.enabled = bool(self.use_image.value)
         self.weights_file.visible = self.image_weights.value == "file" and bool(self.use_image.value)
 
