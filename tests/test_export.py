@@ -172,3 +172,65 @@ def test_fallback_colours_are_the_review_palette():
     a.obs["senca_cluster"] = pd.Categorical(["0", "1", "2", "3"])
     rgb = export.cluster_colors(a, "senca_cluster")
     assert [rgb[c] for c in "0123"] == [export.clusters._hex_to_rgb(h) for h in PALETTE[:4]]
+
+
+def test_atomic_write_errors_name_the_target_and_leave_nothing(tmp_path):
+    """A failed write (full disk) names the target, not the hidden temporary file; folders made for it go."""
+    import errno
+
+    p = tmp_path / "new" / "deeper" / "c.csv"
+    with pytest.raises(OSError, match=r"No space left on device: '.*new/deeper/c\.csv'") as info:
+        with atomic_write(p) as fh:
+            fh.write("a")
+            raise OSError(errno.ENOSPC, "No space left on device", fh.name)
+    assert info.value.errno == errno.ENOSPC and ".tmp" not in str(info.value)
+    assert not (tmp_path / "new").exists()  # nothing left behind, not even the folders
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(NotADirectoryError, match="afile is a file, not a folder"):
+        with atomic_write(tmp_path / "afile" / "c.csv"):
+            pass
+
+
+def test_atomic_write_long_name(tmp_path):
+    """A legal 240-character name is written (its temporary file's name stays short)."""
+    p = tmp_path / ("x" * 236 + ".csv")
+    with atomic_write(p) as fh:
+        fh.write("a")
+    assert p.read_text() == "a" and [q.name for q in tmp_path.iterdir()] == [p.name]
+
+
+def test_h5ad_refused_before_a_full_disk(tmp_path, monkeypatch):
+    """HDF5 can crash the process on a full disk: the space is checked first (ENOSPC naming the file)."""
+    import errno
+    import shutil
+    from collections import namedtuple
+
+    from napari_senca.io import write_h5ad
+
+    ad = synthetic_section(n_side=4, n_genes=20)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 10**5, 10**5))
+    with pytest.raises(OSError, match=r"not enough free space .*: '.*a\.h5ad'") as info:
+        write_h5ad(ad, tmp_path / "a.h5ad")
+    assert info.value.errno == errno.ENOSPC and list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**12, 0, 10**12))
+    write_h5ad(ad, tmp_path / "a.h5ad")
+    assert (tmp_path / "a.h5ad").is_file()
+
+
+def test_the_input_is_never_an_export_target(tmp_path):
+    """A section remembers the file it was read from; writing an export over it is refused."""
+    from napari_senca.errors import OutputError
+    from napari_senca.export import input_files, refuse_input
+    from napari_senca.io import read_section, write_h5ad
+
+    src = tmp_path / "in.h5ad"
+    write_h5ad(synthetic_section(n_side=4, n_genes=20), src)
+    ad = read_section(src)
+    assert ad.uns["senca_input"]["opened"] == str(src.resolve()) and src.resolve() in input_files(ad)
+    before = src.read_bytes()
+    for target in (src, tmp_path / "." / "in.h5ad"):
+        with pytest.raises(OutputError, match="the section was read from this file"):
+            refuse_input(ad, target)
+    refuse_input(ad, tmp_path / "other.h5ad")  # anything else is fine
+    assert src.read_bytes() == before

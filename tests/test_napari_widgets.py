@@ -347,3 +347,21 @@ def test_widgets_in_napari_menus(viewer):
                       ("Review regions", ReviewWidget), ("Export regions", ExportWidget)):
         _, widget = viewer.window.add_plugin_dock_widget("napari-senca", name)
         assert isinstance(widget, cls)
+
+
+@pytest.mark.qt
+def test_export_never_replaces_the_sections_input(qtbot, viewer, notes, monkeypatch, tmp_path):
+    """The Export widget refuses the file the section was read from, before asking 'replace?'."""
+    from napari_senca.io import read_section, write_h5ad
+
+    src = tmp_path / "in.h5ad"
+    write_h5ad(annotated_section(), src)
+    before = src.read_bytes()
+    _common.add_section(viewer, read_section(src), "in")
+    export = ExportWidget(viewer)
+    asked = []
+    monkeypatch.setattr(_common, "ask_overwrite", lambda parent, p: asked.append(p) or True)
+    for do in (export.export_h5ad, export.export_csv, export.export_geojson):
+        assert do(src) is None and "the section was read from this file" in notes["error"][-1]
+    assert asked == [] and src.read_bytes() == before
+    assert export.export_h5ad(tmp_path / "out.h5ad") == tmp_path / "out.h5ad"  # anything else is written

@@ -186,9 +186,10 @@ def write_points_csv(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     file is written atomically; napari's save dialog has already asked about
     replacing an existing file.
     """
-    from .export import atomic_write, clusters_table
+    from .export import atomic_write, clusters_table, refuse_input
 
     adata, names = adata_from_layer(data, meta)
+    refuse_input(adata, path)
     df = clusters_table(adata)
     if names:
         df.insert(df.columns.get_loc("cluster") + 1, "cluster_name", df["cluster"].astype(str).map(names))
@@ -205,9 +206,10 @@ def write_points_geojson(path: str, data: Any, meta: dict[str, Any], frame: str 
     default, :func:`napari_senca.export.default_geojson_frame`. The layer's
     ``translate`` (sections placed side by side) never enters the file.
     """
-    from .export import write_geojson
+    from .export import refuse_input, write_geojson
 
     adata, names = adata_from_layer(data, meta)
+    refuse_input(adata, path)
     write_geojson(adata, path, names=names, frame=frame, overwrite=True)
     return [str(path)]
 
@@ -223,9 +225,12 @@ def write_section_h5ad(path: str, layer_data: list[LayerData]) -> list[str]:
     DataError
         When none of the layers holds a section.
     """
+    from .export import refuse_input
     from .io import write_h5ad
 
-    write_h5ad(_section_to_save(path, layer_data), path, overwrite=True)
+    adata = _section_to_save(path, layer_data)
+    refuse_input(adata, path)
+    write_h5ad(adata, path, overwrite=True)
     return [str(path)]
 
 

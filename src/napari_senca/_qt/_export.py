@@ -100,6 +100,12 @@ class ExportWidget(DockWidget):
         p = Path(path).expanduser()
         if not p.suffix:
             p = p.with_suffix(suffix)
+        layer = self.layer.value
+        adata = layer.metadata.get("adata") if layer is not None else None
+        if adata is not None:
+            from ..export import refuse_input
+
+            refuse_input(adata, p)  # the section's own input is never replaced, whatever the answer would be
         if not confirm_target(self, p):
             self.status.value = f"not written: {p.name} exists"
             return None

@@ -26,7 +26,7 @@ order) when it matches the categories, else from a fixed 20-colour palette.
 
 from __future__ import annotations
 
-from .atomic import atomic_path, atomic_write, default_mode
+from .atomic import atomic_path, atomic_write, default_mode, input_files, refuse_input
 from .clusters import PALETTE, adjusted_rand, cluster_categories, cluster_colors, cluster_names
 from .frames import (
     FULLRES,  # noqa: F401 - public, not in __all__ (as before the split)
@@ -45,6 +45,8 @@ __all__ = [
     "PALETTE",
     "atomic_write",
     "atomic_path",
+    "input_files",
+    "refuse_input",
     "default_mode",
     "cluster_categories",
     "cluster_names",

@@ -21,11 +21,14 @@ from .frames import GeoFrame, geojson_frame
 __all__ = ["geojson_features", "write_geojson"]
 
 
-def _circle(cx: float, cy: float, r: float, n: int = 32) -> list[list[float]]:
+def _circles(xy: np.ndarray, r: float, n: int = 32) -> list[list[list[float]]]:
+    """``(N, 2)`` centres -> N closed rings of ``n + 1`` vertices, rounded to 1/1000 pixel (all at once:
+    a Python loop per vertex took 13 s for 62,500 spots)."""
     t = np.linspace(0.0, 2.0 * math.pi, n, endpoint=False)
-    ring = [[round(float(cx + r * math.cos(a)), 3), round(float(cy + r * math.sin(a)), 3)] for a in t]
-    ring.append(ring[0])  # GeoJSON rings are closed
-    return ring
+    offsets = r * np.stack([np.cos(t), np.sin(t)], axis=1)  # (n, 2)
+    rings = np.round(xy[:, None, :] + offsets[None], 3)  # (N, n, 2)
+    rings = np.concatenate([rings, rings[:, :1]], axis=1)  # GeoJSON rings are closed
+    return rings.tolist()
 
 
 def _spot_properties(
@@ -89,17 +92,16 @@ def geojson_features(
     xy = np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2] * fr.scale
     r = spot_diameter(adata) * fr.scale / 2.0
     labels = adata.obs[LABEL_KEY] if has_labels(adata) else None
-    feats = []
-    for i, sid in enumerate(adata.obs_names):
-        label = labels.iloc[i] if labels is not None else None
-        props = _spot_properties(sid, clusters.iloc[i], label, fr.name, nm, col, labels is not None)
-        feats.append(
-            {
-                "type": "Feature",
-                "geometry": {"type": "Polygon", "coordinates": [_circle(xy[i, 0], xy[i, 1], r, n_vertices)]},
-                "properties": props,
-            }
-        )
+    rings = _circles(xy, r, n_vertices)
+    label_list = labels.tolist() if labels is not None else [None] * len(rings)
+    feats = [
+        {
+            "type": "Feature",
+            "geometry": {"type": "Polygon", "coordinates": [ring]},
+            "properties": _spot_properties(sid, cluster, label, fr.name, nm, col, labels is not None),
+        }
+        for sid, cluster, label, ring in zip(adata.obs_names, clusters.tolist(), label_list, rings, strict=True)
+    ]
     return {"type": "FeatureCollection", "properties": _collection_properties(adata, fr, r), "features": feats}
 
 
@@ -115,5 +117,5 @@ def write_geojson(
     """Write :func:`geojson_features` in ``frame`` to ``path`` (atomic). Returns the path."""
     fc = geojson_features(adata, key, names=names, frame=frame)
     with atomic_write(path, overwrite=overwrite) as fh:
-        json.dump(fc, fh, separators=(",", ":"))
+        fh.write(json.dumps(fc, separators=(",", ":")))  # one string: the C encoder (json.dump streams in Python, 5x slower)
     return Path(path)

@@ -123,7 +123,10 @@ def read_section(
         normalized = normalized or bool(info.get("normalized", False))  # a store this plugin wrote
     else:
         where = info.get("counts_path") or str(path)
-    return check_counts(adata, where, normalized)
+    adata = check_counts(adata, where, normalized)
+    if fmt != "sample":  # the path actually read (an .h5ad keeps the source it was first read from in "path")
+        adata.uns.setdefault("senca_input", {})["opened"] = str(Path(path).expanduser().resolve())
+    return adata
 
 
 def _read_any(fmt: str | None, path: str | PathLike, section: str | None, image: Any, kw: dict[str, Any]) -> AnnData:

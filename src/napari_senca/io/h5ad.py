@@ -15,11 +15,13 @@ changed and the stored images are used instead.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from anndata import AnnData
 
 from ..errors import DataError
@@ -182,14 +184,19 @@ def write_h5ad(adata: AnnData, path: str | PathLike, *, overwrite: bool = False)
     ------
     FileExistsError
         When ``path`` exists and ``overwrite`` is False.
+    OSError
+        ``ENOSPC`` naming ``path`` when its disk has too little space (checked
+        before HDF5 starts: it can crash the process on a full disk).
     """
     from ..export import atomic_path
 
     p = Path(path)
     spatial = adata.uns.get("spatial")
+    compact = compact_spatial(spatial) if isinstance(spatial, dict) else spatial
+    _check_free_space(adata, p, {**adata.uns, "spatial": compact})
     with atomic_path(p, overwrite=overwrite) as tmp:
         if isinstance(spatial, dict):
-            adata.uns["spatial"] = compact_spatial(spatial)
+            adata.uns["spatial"] = compact
         try:
             adata.write_h5ad(tmp)
         finally:
@@ -249,3 +256,41 @@ def _downscale(image: Any, max_side: int) -> tuple[np.ndarray, float]:
     nw, nh = max(1, round(w * f)), max(1, round(h * f))
     small = Image.fromarray(as_rgb_uint8(arr)).resize((nw, nh), Image.Resampling.LANCZOS, reducing_gap=3.0)
     return np.asarray(small), nw / w
+
+
+def _nbytes(value: Any) -> int:
+    """Bytes an array, sparse matrix, frame or nested mapping of them holds (0 for anything else)."""
+    import scipy.sparse as sp
+
+    if sp.issparse(value):
+        return sum(int(getattr(value, a).nbytes) for a in ("data", "indices", "indptr") if hasattr(value, a))
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes)
+    if isinstance(value, pd.DataFrame):
+        return int(value.memory_usage(index=True, deep=True).sum())
+    if isinstance(value, Mapping):
+        return sum(_nbytes(v) for v in value.values())
+    return 0
+
+
+def _check_free_space(adata: AnnData, path: Path, uns: Mapping[str, Any]) -> None:
+    """Raise ``OSError(ENOSPC)`` naming ``path`` when its disk cannot hold the file.
+
+    HDF5 does not fail cleanly on a full disk: the library can crash the
+    process while closing the file (and napari with it, unsaved review edits
+    included), so the space is checked before it starts: the section's
+    arrays, frames and images (uncompressed, as written) plus 10 % and 4 MB.
+    """
+    import errno
+    import shutil
+
+    folder = next((q for q in (path.parent, *path.parent.parents) if q.exists()), None)
+    if folder is None:
+        return
+    parts = [adata.X, adata.obs, adata.var, *adata.layers.values(), *adata.obsm.values(), *adata.varm.values(),
+             *adata.obsp.values(), uns]  # fmt: skip
+    need = int(1.1 * sum(_nbytes(v) for v in parts)) + (4 << 20)
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise OSError(errno.ENOSPC, f"not enough free space ({free >> 20} MB free, about {need >> 20} MB needed)",
+                      str(path))
