@@ -36,6 +36,16 @@ def _cohort(tmp_path: Path) -> list[Path]:
     return secs
 
 
+def _batch_of_three(tmp_path: Path, cluster) -> tuple[list[str], Path]:
+    """Three tiny sections batched once (matching regions: batch rewrites its own files); the arguments, the cohort."""
+    secs = [build_st_folder(tmp_path / "data" / f"S{i}", image=False, seed=i) for i in range(3)]
+    out = tmp_path / "cohort"
+    fast = ["--epochs", "1", "--no-image", "--n-clusters", "2"]
+    args = ["batch", *map(str, secs), "--out", str(out), *fast, "--scheduler", cluster.scheduler_address]
+    assert main(args) == 0
+    return args, out
+
+
 def _marker(folder: Path) -> dict:
     return json.loads((folder / MARKER).read_text())
 
@@ -84,11 +94,7 @@ def test_batch_local_cluster_failure_resume_and_config_change(tmp_path, capsys, 
 def test_batch_keeps_sections_the_user_changed_unless_overwrite(tmp_path, capsys, cluster):
     import anndata
 
-    secs = [build_st_folder(tmp_path / "data" / f"S{i}", image=False, seed=i) for i in range(3)]
-    out = tmp_path / "cohort"
-    fast = ["--epochs", "1", "--no-image", "--n-clusters", "2"]  # regions matched: batch rewrites its own files
-    args = ["batch", *map(str, secs), "--out", str(out), *fast, "--scheduler", cluster.scheduler_address]
-    assert main(args) == 0
+    args, out = _batch_of_three(tmp_path, cluster)
     a = anndata.read_h5ad(out / "S0" / "annotated.h5ad")  # a review saved into S0, as napari's export does
     a.uns["region_names"] = {"0": "tumour", "1": "stroma"}
     a.write_h5ad(out / "S0" / "annotated.h5ad")
@@ -351,11 +357,7 @@ def _as_earlier_version_with_a_review(out: Path, sections: tuple[str, ...]) -> t
 
 def test_batch_resumes_a_cohort_of_an_earlier_version_and_keeps_current_edits(tmp_path, capsys, cluster):
 
-    secs = [build_st_folder(tmp_path / "data" / f"S{i}", image=False, seed=i) for i in range(3)]
-    out = tmp_path / "cohort"
-    fast = ["--epochs", "1", "--no-image", "--n-clusters", "2"]  # regions matched: batch rewrites its own files
-    args = ["batch", *map(str, secs), "--out", str(out), *fast, "--scheduler", cluster.scheduler_address]
-    assert main(args) == 0
+    args, out = _batch_of_three(tmp_path, cluster)
     reviewed, _ = _as_earlier_version_with_a_review(out, ("S0", "S1", "S2"))
     capsys.readouterr()
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from ..section import as_rgb_uint8
+from ..section import as_rgb_uint8, set_fullres_reference
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -39,6 +39,7 @@ __all__ = [
     "read_scale_sidecar",
     "check_inside",
     "record_source_image",
+    "record_image_origin",
 ]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
@@ -307,3 +308,15 @@ def record_source_image(adata: Any, path: str | PathLike) -> None:
 def _short(exc: BaseException) -> str:
     msg = str(exc).strip().splitlines()
     return msg[0] if msg else type(exc).__name__
+
+
+def record_image_origin(adata: Any, ref: dict | None, path: str | PathLike | None) -> None:
+    """A referenced slide (read lazily: the section keeps the reference), else the image file read.
+
+    Either way :func:`record_source_image` names the file the H&E came from.
+    """
+    if ref is not None:
+        set_fullres_reference(adata, ref)
+        record_source_image(adata, ref["path"])
+    elif path is not None:
+        record_source_image(adata, path)

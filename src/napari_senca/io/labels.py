@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from ..notes import examples
+from ..notes import add_warning, examples, set_labels
 
-__all__ = ["normalise_id", "match_ids", "labels_by_id", "check_match", "MIN_MATCHED_SHARE"]
+__all__ = ["normalise_id", "match_ids", "labels_by_id", "check_match", "record_label_match", "MIN_MATCHED_SHARE"]
 
 MIN_MATCHED_SHARE = 0.5
 _SUFFIX = re.compile(r"-\d+$")
@@ -172,3 +172,12 @@ def check_match(
             f"(unmatched {examples(unmatched, 'rows')}; section has {spots})"
         )
     return None
+
+
+def record_label_match(
+    adata: Any, path: Path, n_rows: int, unmatched: Sequence[Any], warning: str | None
+) -> None:
+    """Record in the section how many rows of the labels file ``path`` matched a spot, and its warning."""
+    set_labels(adata, n_rows - len(unmatched), len(unmatched), unmatched, path.name)
+    if warning:
+        add_warning(adata, warning)

@@ -37,8 +37,8 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from ..errors import ConfigError, DataError
-from ..notes import add_excluded, add_warning, examples, set_labels
-from ..section import make_section, set_fullres_reference
+from ..notes import add_excluded, examples
+from ..section import make_section
 from .counts_table import read_integer_counts
 from .image import (
     check_inside,
@@ -46,9 +46,9 @@ from .image import (
     image_size,
     load_image,
     read_scale_sidecar,
-    record_source_image,
+    record_image_origin,
 )
-from .labels import check_match, labels_by_id
+from .labels import check_match, labels_by_id, record_label_match
 from .slide import image_reference, is_slide, open_levels, read_overview
 
 __all__ = ["read_st_folder", "read_her2st_repo", "find_st_counts", "her2st_repo_sections"]
@@ -411,17 +411,11 @@ def _read_st(
         source_format=source_format,
         counts_path=counts_path,
     )
-    if ref is not None:  # a large TIFF: the section keeps a reference and an overview, not the pixels
-        set_fullres_reference(adata, ref)
-        record_source_image(adata, ref["path"])
-    elif image_path is not None:
-        record_source_image(adata, image_path)
+    record_image_origin(adata, ref, image_path)  # a large TIFF: a reference and an overview, not the pixels
     add_excluded(adata, "selected = 0", not_selected)
     add_excluded(adata, f"in {spots_path.name} without counts", no_counts)
     if labels_path is not None:
-        set_labels(adata, n_label_rows - len(label_unmatched), len(label_unmatched), label_unmatched, labels_path.name)
-        if label_warning:
-            add_warning(adata, label_warning)
+        record_label_match(adata, labels_path, n_label_rows, label_unmatched, label_warning)
     return adata
 
 

@@ -17,10 +17,10 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from ..errors import DataError
-from ..notes import add_excluded, add_warning, examples, set_labels
-from ..section import as_rgb_uint8, make_section, set_fullres_reference
-from .image import check_inside, load_image, positive_number, read_json, record_source_image
-from .labels import check_match, labels_by_id, match_ids
+from ..notes import add_excluded, add_warning, examples
+from ..section import as_rgb_uint8, make_section
+from .image import check_inside, load_image, positive_number, read_json, record_image_origin
+from .labels import check_match, labels_by_id, match_ids, record_label_match
 from .slide import image_reference, is_slide, open_levels, read_overview
 from .tenx_h5 import decode, read_10x_h5
 
@@ -314,9 +314,7 @@ def read_spaceranger_folder(
     add_excluded(adata, "in_tissue = 0", off_tissue)
     add_excluded(adata, f"in {pos_path.name} (in tissue) without counts", no_counts)
     if labels_path is not None:
-        set_labels(adata, n_label_rows - len(label_unmatched), len(label_unmatched), label_unmatched, labels_path.name)
-        if label_warning:
-            add_warning(adata, label_warning)
+        record_label_match(adata, labels_path, n_label_rows, label_unmatched, label_warning)
     for note in notes:
         add_warning(adata, note)
     return adata
@@ -345,12 +343,8 @@ def _attach_images(adata: AnnData, lib: str, images: dict[str, _Image], primary:
         entry["scalefactors"][f"tissue_{key}_scalef"] = float(scale)
         if key != primary:
             entry["images"][key] = as_rgb_uint8(img)
-    if ref is not None:
-        set_fullres_reference(adata, ref)
-        record_source_image(adata, ref["path"])
-    elif primary is not None:
-        # the largest image read (full resolution when given) leads back to the slide
-        record_source_image(adata, images[primary][2])
+    # the largest image read (full resolution when given) leads back to the slide
+    record_image_origin(adata, ref, None if primary is None else images[primary][2])
 
 
 #: An image of a section: (pixels, scale from full-resolution pixels, its file, the file giving its scale).
