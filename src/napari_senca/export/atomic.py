@@ -38,14 +38,17 @@ def _check_target(path: str | PathLike, overwrite: bool) -> tuple[Path, list[Pat
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        if exc.errno is None:
-            raise
         raise _naming(exc, p) from None
     return p, made
 
 
 def _naming(exc: OSError, target: Path) -> OSError:
-    """The same kind of error, naming the target instead of a temporary file: ``[Errno 28] No space ...: 'target'``."""
+    """The same kind of error, naming the target instead of a temporary file: ``[Errno 28] No space ...: 'target'``.
+
+    An error without an errno is returned as it is.
+    """
+    if exc.errno is None:
+        return exc
     return OSError(exc.errno, os.strerror(exc.errno), str(target))  # OSError picks the subclass (PermissionError ...)
 
 
@@ -77,8 +80,6 @@ def atomic_path(path: str | PathLike, *, overwrite: bool = False) -> Iterator[Pa
         fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name[:40]}.", suffix=".tmp" + p.suffix[:12], dir=p.parent)
     except OSError as exc:
         _remove_empty(made)
-        if exc.errno is None:
-            raise
         raise _naming(exc, p) from None
     os.close(fd)
     tmp = Path(tmp_name)
@@ -135,9 +136,9 @@ def atomic_write(path: str | PathLike, *, overwrite: bool = False, mode: str = "
 
 def input_files(adata: Any) -> set[Path]:
     """The files a section was read from: the path opened, its counts file and its H&E (resolved)."""
-    info = adata.uns.get("senca_input") if hasattr(adata, "uns") else None
+    uns = getattr(adata, "uns", None) or {}
+    info, spatial = uns.get("senca_input"), uns.get("spatial")
     names = [info.get(k) for k in ("opened", "path", "counts_path")] if isinstance(info, dict) else []
-    spatial = adata.uns.get("spatial") if hasattr(adata, "uns") else None
     if isinstance(spatial, dict):
         for entry in spatial.values():
             meta = entry.get("metadata") if isinstance(entry, dict) else None
