@@ -320,6 +320,15 @@ def viewer(make_napari_viewer: Any) -> Any:
     return make_napari_viewer()
 
 
+def exported(qtbot: Any, widget: Any, fmt: str, path: Any = None) -> Path | None:
+    """``widget.export_<fmt>(path)`` of the Export widget, waited for: the path written, or None."""
+    widget.last_path = None
+    if getattr(widget, f"export_{fmt}")(path) is None:
+        return None
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    return widget.last_path
+
+
 # --------------------------------------------------------------------------- Visium HD
 
 

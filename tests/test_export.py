@@ -234,3 +234,51 @@ def test_the_input_is_never_an_export_target(tmp_path):
             refuse_input(ad, target)
     refuse_input(ad, tmp_path / "other.h5ad")  # anything else is fine
     assert src.read_bytes() == before
+
+
+def test_section_snapshot_is_not_reached_by_later_edits_and_shares_arrays():
+    from napari_senca.export import section_snapshot
+    from test_review import annotated_section
+
+    a = annotated_section()
+    a.uns["senca"]["cluster_names"] = {"0": "tumour"}
+    s = section_snapshot(a)
+    labels = a.obs["label"].copy()
+    cats = list(labels.cat.categories)
+    a.obs["senca_cluster"] = a.obs["senca_cluster"].cat.rename_categories(lambda c: f"x{c}")
+    a.obs.loc[a.obs_names[0], "label"] = cats[1] if labels.iloc[0] == cats[0] else cats[0]  # in place
+    a.uns["senca"]["cluster_names"]["0"] = "stroma"
+    a.uns["new"] = 1
+    assert s.obs["senca_cluster"].cat.categories[0] == "0" and "new" not in s.uns
+    assert s.uns["senca"]["cluster_names"] == {"0": "tumour"}
+    assert s.X is a.X and np.shares_memory(s.obsm["spatial"], a.obsm["spatial"])
+    pd.testing.assert_series_equal(s.obs["label"], labels)
+
+
+def test_geojson_written_in_chunks_is_the_compact_dump(tmp_path, monkeypatch):
+    import json
+
+    from napari_senca.export import geojson, geojson_features, write_geojson
+    from test_review import annotated_section
+
+    a = annotated_section()  # 64 spots
+    a.obs_names = [f"spot \u00e9{i}" for i in range(a.n_obs)]  # escaped as json.dumps does
+    a.obsm["spatial"] = a.obsm["spatial"] * 1.37 + 0.5  # three decimals
+    expected = json.dumps(geojson_features(a), separators=(",", ":"))
+    for chunk in (1, 7, 64, 1000):
+        monkeypatch.setattr(geojson, "CHUNK", chunk)
+        p = write_geojson(a, tmp_path / f"c{chunk}.geojson")
+        assert p.read_text() == expected, chunk
+    a.obsm["spatial"][3] = np.nan  # not finite: written as json.dumps writes it
+    expected = json.dumps(geojson_features(a), separators=(",", ":"))
+    assert "NaN" in expected and write_geojson(a, tmp_path / "nan.geojson").read_text() == expected
+
+
+def test_clusters_csv_with_names(tmp_path):
+    from napari_senca.export import write_clusters_csv
+    from test_review import annotated_section
+
+    a = annotated_section()
+    df = pd.read_csv(write_clusters_csv(a, tmp_path / "c.csv", names={"0": "tumour", "1": "stroma", "2": "fat"}))
+    assert list(df.columns[5:7]) == ["cluster", "cluster_name"]
+    assert dict(zip(df["cluster"].astype(str), df["cluster_name"], strict=True)) == {"0": "tumour", "1": "stroma", "2": "fat"}

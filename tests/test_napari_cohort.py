@@ -47,10 +47,13 @@ def test_tile_link_rename_everywhere_and_export(qtbot, viewer, tmp_path, monkeyp
         assert "invasive cancer" in list(feats[REGION_KEY].cat.categories)
         assert set(feats.loc[feats["senca_cluster"] == "1", REGION_KEY]) == {"invasive cancer"}
 
-    paths = w.export(tmp_path / "cohort")
-    assert {p.parent.name for p in paths if p.name == "clusters.csv"} == {"a", "b"}
+    assert w.export(tmp_path / "cohort") is not None  # written in a worker, from a snapshot of now
+    assert not w.export_btn.enabled
+    w.legend.item(row, NAME).setText("renamed during the write")
+    qtbot.waitUntil(lambda: w.worker is None, timeout=60_000)
+    assert {p.parent.name for p in w.last_paths if p.name == "clusters.csv"} == {"a", "b"} and w.export_btn.enabled
     table = pd.read_csv(tmp_path / "cohort" / "cohort_regions.csv", dtype={"cluster": str})
     assert set(table.loc[table["cluster"] == "1", "region"]) == {"invasive cancer"}
     # exporting again asks before overwriting; "no" writes nothing
     monkeypatch.setattr(_common, "ask_overwrite", lambda *a: False)
-    assert w.export(tmp_path / "cohort") is None
+    assert w.export(tmp_path / "cohort") is None and w.worker is None

@@ -8,6 +8,7 @@ import pytest
 import torch._dynamo  # noqa: F401  (load before any OpenGL context, see test_napari_widgets)
 from matplotlib.colors import to_rgba
 
+from conftest import exported
 from napari_senca._qt import ExportWidget, ReviewWidget, _common
 from napari_senca._qt._review import NEW_REGION
 from napari_senca.review import REGION_KEY, ReviewState
@@ -49,7 +50,7 @@ def test_square_grid_opens_as_a_labels_raster_on_the_spots(hd):
     assert "4 regions" in review.hint.value.replace("in 4", "4")
 
 
-def test_shape_selection_relabel_undo_redo_change_raster_and_obs(hd, viewer, notes, tmp_path):
+def test_shape_selection_relabel_undo_redo_change_raster_and_obs(hd, viewer, notes, tmp_path, qtbot):
     review, layer = hd
     adata = layer.metadata["adata"]
     yx = np.asarray(adata.obsm["spatial"])[:, ::-1]
@@ -79,7 +80,7 @@ def test_shape_selection_relabel_undo_redo_change_raster_and_obs(hd, viewer, not
     review.merge("0", "4")
     assert (_values(layer)[inside] == 1).all()
     export = ExportWidget(viewer)  # the exports read the section behind the raster
-    csv = export.export_csv(tmp_path / "bins.csv")
+    csv = exported(qtbot, export, "csv", tmp_path / "bins.csv")
     table = pd.read_csv(csv)
     assert len(table) == adata.n_obs and (table["cluster"].astype(str).to_numpy()[inside] == "0").all()
     assert not notes["error"]

@@ -12,6 +12,7 @@ import pytest
 # triton (probed by torch._dynamo) must load before any OpenGL context exists (see test_napari_widgets)
 import torch._dynamo  # noqa: F401
 
+from conftest import exported
 from napari_senca._qt import ExportWidget, LoadWidget, ReviewWidget, RunWidget, _common
 from napari_senca.datasets import synthetic_section
 from napari_senca.review import ReviewState
@@ -88,12 +89,12 @@ def test_sections_side_by_side_and_bound_widgets(qtbot, make_napari_viewer, note
 
     # ---- exporting the second gives the second's spots, in its own pixels (no translate)
     export.layer.value = second
-    csv = export.export_csv(tmp_path / "second.csv")
+    csv = exported(qtbot, export, "csv", tmp_path / "second.csv")
     df = pd.read_csv(csv)
     assert df["spot_id"].tolist() == list(before.obs_names)
     np.testing.assert_allclose(df[["pixel_x", "pixel_y"]].to_numpy(), before.obsm["spatial"])
     export.frame.value = "fullres"
-    gj = export.export_geojson(tmp_path / "second.geojson")
+    gj = exported(qtbot, export, "geojson", tmp_path / "second.geojson")
     fc = json.loads(gj.read_text())
     assert [f["properties"]["spot_id"] for f in fc["features"]] == list(before.obs_names)
     centres = np.array([np.asarray(f["geometry"]["coordinates"][0])[:-1].mean(0) for f in fc["features"]])

@@ -18,6 +18,7 @@ import pytest
 # collection time, before any viewer is made.
 import torch._dynamo  # noqa: F401
 
+from conftest import exported
 from napari_senca._qt import ExportWidget, LoadWidget, ReviewWidget, RunWidget, _common
 from napari_senca._qt._legend import COLOUR, NAME
 from napari_senca.review import REGION_KEY, ReviewState
@@ -189,12 +190,8 @@ def test_run_review_export_flow(qtbot, viewer, notes, monkeypatch, tmp_path):
     assert review.markers.item(0, 0).text() in set(st.adata.var_names)
 
     # ---- export all formats and read them back
-    paths = {
-        "csv": export.export_csv(tmp_path / "spots.csv"),
-        "geojson": export.export_geojson(tmp_path / "spots.geojson"),
-        "h5ad": export.export_h5ad(tmp_path / "section.h5ad"),
-        "png": export.export_png(tmp_path / "view.png"),
-    }
+    paths = {fmt: exported(qtbot, export, fmt, tmp_path / f"{name}.{fmt}")
+             for fmt, name in (("csv", "spots"), ("geojson", "spots"), ("h5ad", "section"), ("png", "view"))}
     assert not notes["error"], notes["error"]
     df = pd.read_csv(paths["csv"])
     assert len(df) == 64 and set(df["cluster_name"]) >= {"invasive cancer"}
@@ -210,10 +207,10 @@ def test_run_review_export_flow(qtbot, viewer, notes, monkeypatch, tmp_path):
     before = paths["csv"].read_bytes()
     monkeypatch.setattr(_common, "ask_overwrite", lambda parent, p: False)
     st.rename("1", "stroma")
-    assert export.export_csv(paths["csv"]) is None
+    assert exported(qtbot, export, "csv", paths["csv"]) is None
     assert paths["csv"].read_bytes() == before
     monkeypatch.setattr(_common, "ask_overwrite", lambda parent, p: True)
-    assert export.export_csv(paths["csv"]) == paths["csv"]
+    assert exported(qtbot, export, "csv", paths["csv"]) == paths["csv"]
     assert "stroma" in pd.read_csv(paths["csv"])["cluster_name"].tolist()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
 
@@ -364,4 +361,52 @@ def test_export_never_replaces_the_sections_input(qtbot, viewer, notes, monkeypa
     for do in (export.export_h5ad, export.export_csv, export.export_geojson):
         assert do(src) is None and "the section was read from this file" in notes["error"][-1]
     assert asked == [] and src.read_bytes() == before
-    assert export.export_h5ad(tmp_path / "out.h5ad") == tmp_path / "out.h5ad"  # anything else is written
+    assert exported(qtbot, export, "h5ad", tmp_path / "out.h5ad") == tmp_path / "out.h5ad"  # anything else is written
+
+
+@pytest.mark.qt
+def test_export_writes_in_a_worker_from_a_snapshot(qtbot, viewer, notes, monkeypatch, tmp_path):
+    """The viewer runs on while a file is written; edits made meanwhile do not reach it; one write at a time."""
+    import threading
+
+    import napari_senca.export as export_mod
+
+    pts = _common.add_section(viewer, annotated_section(), "annotated")
+    st = ReviewState.from_layer(pts)
+    export = ExportWidget(viewer)
+    gate, real = threading.Event(), export_mod.write_clusters_csv
+    monkeypatch.setattr(export_mod, "write_clusters_csv", lambda *a, **k: (gate.wait(30), real(*a, **k))[1])
+    target = tmp_path / "spots.csv"
+    assert export.export_csv(target) is not None  # returns at once, the worker waits for the gate
+    assert export.worker is not None and not export.csv_btn.enabled and "writing spots.csv" in export.status.value
+    before = st.adata.obs[CLUSTER_KEY].astype(str).to_numpy()
+    st.rename("0", "renamed meanwhile")
+    st.assign(range(20), "1")
+    assert exported(qtbot, export, "h5ad", tmp_path / "b.h5ad") is None
+    assert "still writing spots.csv" in notes["error"][-1]
+    gate.set()
+    qtbot.waitUntil(lambda: export.worker is None, timeout=30_000)
+    df = pd.read_csv(target)
+    assert "renamed meanwhile" not in set(df["cluster_name"]) and (df["cluster"].astype(str) == before).all()
+    assert (before[:20] != "1").any()
+    assert export.last_path == target and export.csv_btn.enabled and "CSV written" in notes["info"][-1]
+    again = exported(qtbot, export, "csv", tmp_path / "after.csv")  # written now: the edits are in
+    assert "renamed meanwhile" in set(pd.read_csv(again)["cluster_name"])
+
+
+@pytest.mark.qt
+def test_export_error_in_the_worker_is_one_notification(qtbot, viewer, notes, monkeypatch, tmp_path):
+    import errno
+
+    import napari_senca.io as io_mod
+
+    def full_disk(adata, path, overwrite=False):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    _common.add_section(viewer, annotated_section(), "annotated")
+    export = ExportWidget(viewer)
+    monkeypatch.setattr(io_mod, "write_h5ad", full_disk)
+    assert exported(qtbot, export, "h5ad", tmp_path / "c.h5ad") is None
+    assert "No space left on device" in notes["error"][-1] and "c.h5ad" in notes["error"][-1]
+    assert export.status.value.startswith("not written") and export.h5ad_btn.enabled
+    assert not (tmp_path / "c.h5ad").exists()

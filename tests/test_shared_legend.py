@@ -82,6 +82,24 @@ def test_export_per_section_and_cohort(tmp_path):
     assert len(shared.export(tmp_path / "one", sections=["b"])) == 2
 
 
+def test_a_cohort_is_never_exported_over_the_files_it_was_read_from(tmp_path):
+    from napari_senca.io import write_h5ad
+
+    root = tmp_path / "batch"
+    for name, st in joint_pair():
+        write_h5ad(st.adata, root / name / "annotated.h5ad")
+    (root / "cohort.csv").write_text("section,status\na,done\nb,done\n")
+    before = (root / "a" / "annotated.h5ad").read_bytes()
+    secs = [(n, ReviewState(ad)) for n, ad in read_cohort(root)]
+    shared = SharedLegend.link(secs)
+    shared.rename(shared.legend()["entry"].iloc[0], "necrosis")
+    for overwrite in (False, True):
+        with pytest.raises(OutputError, match="read from this file"):
+            shared.export(root, overwrite=overwrite)
+    assert (root / "a" / "annotated.h5ad").read_bytes() == before and not (root / "a" / "clusters.csv").exists()
+    assert len(shared.export(tmp_path / "elsewhere")) == 5
+
+
 def test_read_cohort_needs_a_cohort_table(tmp_path):
     from napari_senca.errors import DataError
 

@@ -186,15 +186,11 @@ def write_points_csv(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     file is written atomically; napari's save dialog has already asked about
     replacing an existing file.
     """
-    from .export import atomic_write, clusters_table, refuse_input
+    from .export import refuse_input, write_clusters_csv
 
     adata, names = adata_from_layer(data, meta)
     refuse_input(adata, path)
-    df = clusters_table(adata)
-    if names:
-        df.insert(df.columns.get_loc("cluster") + 1, "cluster_name", df["cluster"].astype(str).map(names))
-    with atomic_write(path, overwrite=True) as fh:
-        df.to_csv(fh, index=False)
+    write_clusters_csv(adata, path, names=names, overwrite=True)
     return [str(path)]
 
 

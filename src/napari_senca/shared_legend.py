@@ -20,7 +20,7 @@ the layers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -250,31 +250,52 @@ class SharedLegend:
         Raises
         ------
         OutputError
-            A target file exists and ``overwrite`` is False.
+            A target file exists and ``overwrite`` is False, or it is a file
+            a section was read from (never replaced).
         """
-        from .export import atomic_write, write_clusters_csv
+        return self.export_job(folder, overwrite=overwrite, sections=sections)()
+
+    def export_job(
+        self, folder: str | PathLike, *, overwrite: bool = False, sections: Sequence[str] | None = None
+    ) -> Callable[[], list[Path]]:
+        """Check the targets of :meth:`export` now; return the writing, from a snapshot of the sections now.
+
+        The returned function can run in another thread: later edits do not
+        reach what it writes (:func:`~napari_senca.export.section_snapshot`).
+
+        Raises
+        ------
+        OutputError
+            As :meth:`export`, at once.
+        """
+        from .export import atomic_write, refuse_input, section_snapshot, write_clusters_csv
         from .io import write_h5ad
 
         root = Path(folder).expanduser()
         chosen = [self.state(s) and s for s in sections] if sections is not None else [n for n, _ in self.sections]
-        targets = [root / n / f for n in chosen for f in ("annotated.h5ad", "clusters.csv")]
-        if sections is None:
-            targets.append(root / "cohort_regions.csv")
+        files = [(n, root / n / f) for n in chosen for f in ("annotated.h5ad", "clusters.csv")]
+        for n, t in files:
+            refuse_input(self.state(n).adata, t)
+        targets = [t for _, t in files] + ([root / "cohort_regions.csv"] if sections is None else [])
         exist = [t for t in targets if t.exists()]
         if exist and not overwrite:
             raise OutputError(f"{exist[0]}: exists ({len(exist)} file(s) in all); choose another folder or overwrite")
-        written = []
-        for n in chosen:
-            st = self.state(n)
-            (root / n).mkdir(parents=True, exist_ok=True)
-            write_h5ad(st.adata, root / n / "annotated.h5ad", overwrite=True)
-            write_clusters_csv(st.adata, root / n / "clusters.csv", st.key, overwrite=True)
-            written += [root / n / "annotated.h5ad", root / n / "clusters.csv"]
-        if sections is None:
-            with atomic_write(root / "cohort_regions.csv", overwrite=True) as fh:
-                self.cohort_table().to_csv(fh, index=False)
-            written.append(root / "cohort_regions.csv")
-        return written
+        frozen = [(n, section_snapshot(self.state(n).adata), self.state(n).key) for n in chosen]
+        table = self.cohort_table() if sections is None else None
+
+        def write() -> list[Path]:
+            written = []
+            for n, adata, key in frozen:
+                (root / n).mkdir(parents=True, exist_ok=True)
+                written.append(write_h5ad(adata, root / n / "annotated.h5ad", overwrite=True))
+                written.append(write_clusters_csv(adata, root / n / "clusters.csv", key, overwrite=True))
+            if table is not None:
+                with atomic_write(root / "cohort_regions.csv", overwrite=True) as fh:
+                    table.to_csv(fh, index=False)
+                written.append(root / "cohort_regions.csv")
+            return written
+
+        return write
 
 
 def read_cohort(folder: str | PathLike) -> list[tuple[str, Any]]:
@@ -298,4 +319,10 @@ def read_cohort(folder: str | PathLike) -> list[tuple[str, Any]]:
           and (root / s / "annotated.h5ad").is_file()]  # fmt: skip
     if not ok:
         raise DataError(table, "no finished section in the cohort table")
-    return [(s, anndata.read_h5ad(root / s / "annotated.h5ad")) for s in ok]
+    out = []
+    for s in ok:
+        path = root / s / "annotated.h5ad"
+        adata = anndata.read_h5ad(path)
+        adata.uns.setdefault("senca_input", {})["opened"] = str(path.resolve())  # never an export target
+        out.append((s, adata))
+    return out

@@ -16,7 +16,7 @@ from magicgui.widgets import Container, Label, PushButton, SpinBox
 from napari.qt.threading import create_worker
 from qtpy.QtWidgets import QLabel, QTableWidgetItem, QVBoxLayout
 
-from ..errors import ConfigError, OutputError
+from ..errors import ConfigError, OutputError, SencaError
 from ..review import ReviewState
 from ..shared_legend import SharedLegend
 from . import _common
@@ -59,6 +59,7 @@ class CohortWidget(DockWidget):
         self.shared: SharedLegend | None = None
         self.layers: dict[str, Any] = {}
         self.worker: Any = None
+        self.last_paths: list[Path] = []
         self.open_btn = PushButton(text="Open cohort folder…", tooltip="a 'napari-senca batch' output folder")
         self.columns = SpinBox(label="columns", min=0, max=20, value=0, tooltip="grid columns (0: automatic)")
         self.tile_btn = PushButton(text="Tile sections")
@@ -90,6 +91,8 @@ class CohortWidget(DockWidget):
     @guarded
     def open_cohort(self, folder: str | None = None) -> Any:
         """Read every finished section of a cohort folder in a worker, then add, tile and link them."""
+        if self.worker is not None:
+            raise SencaError("still reading or writing a cohort: wait for it")
         target = folder or _common.ask_open_path(self, folder=True)
         if not target:
             return None
@@ -116,6 +119,7 @@ class CohortWidget(DockWidget):
     @qt_callback
     def _on_finished(self) -> None:
         self.worker = None
+        self._set_export_enabled(True)
 
     @guarded
     def tile(self) -> int:
@@ -151,22 +155,43 @@ class CohortWidget(DockWidget):
         self._redraw()
 
     @guarded
-    def export(self, folder: str | Path | None = None, cohort: bool = True) -> list[Path] | None:
-        """Write one folder per section (and ``cohort_regions.csv``) into ``folder``."""
+    def export(self, folder: str | Path | None = None, cohort: bool = True) -> Any:
+        """Write one folder per section (and ``cohort_regions.csv``) into ``folder``, in a worker thread.
+
+        The targets are checked and the sections copied now; returns the
+        worker (``last_paths`` holds the files once written), or None when
+        nothing will be written.
+        """
         shared = self._require()
+        if self.worker is not None:
+            raise SencaError("still reading or writing a cohort: wait for it, then export again")
         target = folder or _common.ask_open_path(self, folder=True)
         if not target:
             return None
         sections = None if cohort else [n for n, _ in shared.sections]
         try:
-            paths = shared.export(target, sections=sections)
-        except OutputError:
+            job = shared.export_job(target, sections=sections)
+        except OutputError:  # files exist (a section's own input is refused again here, whatever the answer)
+            job = shared.export_job(target, sections=sections, overwrite=True)
             if not _common.ask_overwrite(self, target):
                 return None
-            paths = shared.export(target, sections=sections, overwrite=True)
+        self.status.value = f"writing to {target} …"
+        self._set_export_enabled(False)
+        worker = create_worker(job, _start_thread=False,
+                               _connect={"returned": lambda paths: self._on_written(target, paths),
+                                         "errored": self._on_error, "finished": self._on_finished})  # fmt: skip
+        self.worker = self._box.add(worker)
+        worker.start()
+        return worker
+
+    @qt_callback
+    def _on_written(self, target: Any, paths: list[Path]) -> None:
+        self.last_paths = paths
         notify_info(f"{len(paths)} files written to {target}")
         self.status.value = f"wrote {len(paths)} files to {target}"
-        return paths
+
+    def _set_export_enabled(self, on: bool) -> None:
+        self.export_btn.enabled = self.export_one_btn.enabled = on
 
     # ------------------------------------------------------------------ helpers
     def _require(self) -> SharedLegend:

@@ -2,20 +2,35 @@
 
 No existing file is replaced without asking (:func:`._common.ask_overwrite`),
 and every file is written atomically (a temporary file renamed into place).
+The questions are asked and the section is copied (:func:`~napari_senca.export.section_snapshot`,
+milliseconds) in the GUI thread; the file is written in a worker thread, so
+the viewer stays responsive and review edits made meanwhile do not reach it.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton
+from napari.qt.threading import create_worker
 from qtpy.QtWidgets import QVBoxLayout
 
+from ..errors import SencaError
 from ..review import ReviewState
 from . import _common
-from ._common import DockWidget, SectionPicker, confirm_target, fit_width, guarded, notify_info
+from ._common import (
+    DockWidget,
+    SectionPicker,
+    confirm_target,
+    fit_width,
+    guarded,
+    notify_error,
+    notify_info,
+    qt_callback,
+)
 
 __all__ = ["ExportWidget"]
 
@@ -29,8 +44,11 @@ class ExportWidget(DockWidget):
     """Write the chosen section's regions to files.
 
     Each ``export_*`` method takes a path (asked with a file dialog when
-    None), asks before replacing an existing file and returns the written
-    path, or None when nothing was written.
+    None), asks before replacing an existing file and writes it in a worker
+    thread: it returns the worker (when the file is written, ``last_path`` is
+    set and a notification says so; ``worker`` is None again once it has
+    finished), or None when nothing will be written. One file is written at a
+    time; the buttons are disabled meanwhile.
 
     Parameters
     ----------
@@ -41,6 +59,8 @@ class ExportWidget(DockWidget):
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__(napari_viewer)
         self.last_path: Path | None = None
+        self.worker: Any = None
+        self._writing: Path | None = None  # the file the worker writes
         self.layer = SectionPicker(napari_viewer)
         self.csv_btn = PushButton(text="Spots + regions CSV…")
         self.geojson_btn = PushButton(text="GeoJSON for QuPath…")
@@ -111,11 +131,44 @@ class ExportWidget(DockWidget):
             return None
         return p
 
-    def _done(self, p: Path, what: str) -> Path:
+    def _write(self, job: Callable[[], Any], p: Path, what: str) -> Any:
+        """Run ``job`` (which writes ``p``) in a worker thread; returns the worker."""
+        self.status.value = f"writing {p.name} …"
+        self._writing = p
+        self._set_enabled(False)
+        worker = create_worker(
+            job,
+            _start_thread=False,
+            _connect={"returned": lambda _=None: self._done(p, what), "errored": self._on_error,
+                      "finished": self._on_finished},
+        )  # fmt: skip
+        self.worker = self._box.add(worker)
+        worker.start()
+        return worker
+
+    def _require_idle(self) -> None:
+        if self.worker is not None:
+            raise SencaError(f"still writing {self._writing.name}: wait for it, then export again")
+
+    @qt_callback
+    def _done(self, p: Path, what: str) -> None:
         self.last_path = p
         self.status.value = f"wrote {p}"
         notify_info(f"{what} written to {p}")
-        return p
+
+    @qt_callback
+    def _on_error(self, exc: BaseException) -> None:
+        notify_error(exc)
+        self.status.value = "not written: " + _common.error_message(exc)[:120]
+
+    @qt_callback
+    def _on_finished(self) -> None:
+        self.worker = None
+        self._set_enabled(True)
+
+    def _set_enabled(self, on: bool) -> None:
+        for w in (self.csv_btn, self.geojson_btn, self.h5ad_btn, self.png_btn):
+            w.enabled = on
 
     def _section(self) -> tuple[Any, ReviewState]:
         layer = self.layer.require()
@@ -124,61 +177,71 @@ class ExportWidget(DockWidget):
 
     # ------------------------------------------------------------------ exports
     @guarded
-    def export_csv(self, path: str | Path | None = None) -> Path | None:
+    def export_csv(self, path: str | Path | None = None) -> Any:
         """Spots with grid/pixel coordinates, cluster id, name (and label) as CSV."""
-        from .._napari import write_points_csv
+        from ..export import write_clusters_csv
 
-        return self._export_points(write_points_csv, path, "Save spots and regions as CSV", "CSV (*.csv)",
+        return self._export_points(write_clusters_csv, path, "Save spots and regions as CSV", "CSV (*.csv)",
                                    ".csv", "CSV")  # fmt: skip
 
     @guarded
-    def export_geojson(self, path: str | Path | None = None) -> Path | None:
+    def export_geojson(self, path: str | Path | None = None) -> Any:
         """Spots as circles of the true diameter with region properties (QuPath), in the chosen frame."""
-        from .._napari import write_points_geojson
+        from ..export import write_geojson
 
         frame = self.frame.value
-        writer = functools.partial(write_points_geojson, frame=frame)
+        writer = functools.partial(write_geojson, frame=frame)
         return self._export_points(writer, path, "Save spots as GeoJSON",
                                    "GeoJSON (*.geojson *.json)", ".geojson", f"GeoJSON ({frame or 'default'} frame)")  # fmt: skip
 
     def _export_points(
         self, writer: Any, path: str | Path | None, caption: str, file_filter: str, suffix: str, what: str
-    ) -> Path | None:
-        """Write the points layer with one of the npe2 writers after asking for a target."""
+    ) -> Any:
+        """Write the section behind the points layer with ``writer(adata, path, names=, overwrite=)``."""
+        from .._napari import adata_from_layer
+        from ..export import section_snapshot
+        from ..review import is_raster_layer
+
+        self._require_idle()
         layer, state = self._section()
         state.require_result()
         p = self._target(path, caption, file_filter, suffix)
         if p is None:
             return None
-        from ..review import is_raster_layer
-
         data = state.coordinates() if is_raster_layer(layer) else layer.data  # a raster: the bins' centres
-        writer(str(p), data, _layer_meta(layer))
-        return self._done(p, what)
+        adata, names = adata_from_layer(data, _layer_meta(layer))  # refuses points added or deleted by hand
+        job = functools.partial(writer, section_snapshot(adata), p, names=names, overwrite=True)
+        return self._write(job, p, what)
 
     @guarded
-    def export_h5ad(self, path: str | Path | None = None) -> Path | None:
+    def export_h5ad(self, path: str | Path | None = None) -> Any:
         """The annotated section (clusters, names, colours, edits) as ``.h5ad``."""
+        from ..export import section_snapshot
         from ..io import write_h5ad
 
+        self._require_idle()
         _, state = self._section()
         p = self._target(path, "Save annotated section", "AnnData (*.h5ad)", ".h5ad")
         if p is None:
             return None
-        write_h5ad(state.adata, p, overwrite=True)
-        return self._done(p, "Section")
+        return self._write(functools.partial(write_h5ad, section_snapshot(state.adata), p, overwrite=True), p,
+                           "Section")  # fmt: skip
 
     @guarded
-    def export_png(self, path: str | Path | None = None) -> Path | None:
+    def export_png(self, path: str | Path | None = None) -> Any:
         """A PNG snapshot of the canvas (or of the whole window)."""
-        from PIL import Image
-
-        from ..export import atomic_write
-
+        self._require_idle()
         p = self._target(path, "Save a snapshot", "PNG (*.png)", ".png")
         if p is None:
             return None
-        img = self.viewer.screenshot(canvas_only=not self.whole_window.value, flash=False)
-        with atomic_write(p, overwrite=True, mode="wb") as fh:
-            Image.fromarray(img).save(fh, format="PNG")
-        return self._done(p, "Snapshot")
+        img = self.viewer.screenshot(canvas_only=not self.whole_window.value, flash=False)  # drawn here, saved there
+        return self._write(functools.partial(_save_png, img, p), p, "Snapshot")
+
+
+def _save_png(img: Any, p: Path) -> None:
+    from PIL import Image
+
+    from ..export import atomic_write
+
+    with atomic_write(p, overwrite=True, mode="wb") as fh:
+        Image.fromarray(img).save(fh, format="PNG")

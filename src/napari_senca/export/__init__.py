@@ -13,7 +13,8 @@ One concern per module, every public name re-exported here:
 * :mod:`.frames`: the pixel frames GeoJSON can be written in;
 * :mod:`.geojson`: the GeoJSON features and writer;
 * :mod:`.layout`: 2-D layouts of an embedding (PCA, UMAP);
-* :mod:`.overview`: ``overview.png``.
+* :mod:`.overview`: ``overview.png``;
+* :mod:`.snapshot`: :func:`section_snapshot`, a copy later edits do not reach (for writing in a thread).
 
 Cluster names and colours
 -------------------------
@@ -39,6 +40,7 @@ from .frames import (
 from .geojson import geojson_features, write_geojson
 from .layout import embedding_2d, overview_layout, pca_2d  # noqa: F401 - public, not in __all__
 from .overview import write_overview_png
+from .snapshot import section_snapshot
 from .tables import clusters_table, write_clusters_csv, write_markers_csv
 
 __all__ = [
@@ -63,5 +65,6 @@ __all__ = [
     "write_geojson",
     "write_overview_png",
     "write_markers_csv",
+    "section_snapshot",
 ]
 

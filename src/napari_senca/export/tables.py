@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from os import PathLike
 from pathlib import Path
 
@@ -52,10 +53,20 @@ def clusters_table(adata: AnnData, key: str = CLUSTER_KEY) -> pd.DataFrame:
 
 
 def write_clusters_csv(
-    adata: AnnData, path: str | PathLike, key: str = CLUSTER_KEY, *, overwrite: bool = False
+    adata: AnnData,
+    path: str | PathLike,
+    key: str = CLUSTER_KEY,
+    *,
+    names: Mapping[str, str] | None = None,
+    overwrite: bool = False,
 ) -> Path:
-    """Write :func:`clusters_table` as CSV (atomic). Returns the path."""
+    """Write :func:`clusters_table` as CSV (atomic). Returns the path.
+
+    With ``names`` (cluster -> display name) a ``cluster_name`` column follows ``cluster``.
+    """
     df = clusters_table(adata, key)
+    if names:
+        df.insert(df.columns.get_loc("cluster") + 1, "cluster_name", df["cluster"].astype(str).map(names))
     with atomic_write(path, overwrite=overwrite) as fh:
         df.to_csv(fh, index=False)
     return Path(path)

@@ -1,0 +1,130 @@
+"""Does exporting freeze napari? The longest pause of the event loop while the Export widget writes.
+
+A synthetic Visium-HD-like section (:func:`viewer.hd_section`, clusters set) is
+opened in a real viewer; each export (CSV, GeoJSON, ``.h5ad``) is started from
+the Export widget while a 5 ms Qt timer ticks. The longest gap between two
+ticks is how long the viewer could not redraw or answer a click; the wall time
+is until the file is written. Run under Xvfb::
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" env QT_API=pyqt6 PYTHONPATH=src \\
+        python benchmarks/export_stall.py --bins 62500 160000
+    ... python benchmarks/export_stall.py --bins 160000 --counts-per-bin 300   # a realistic .h5ad (600 MB)
+
+Each size runs in a fresh process. Works with widgets that write on the GUI
+thread (the export methods return the path) and with ones that write in a
+worker (they return the worker; the widget's ``worker`` is None when done).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+FORMATS = ("csv", "geojson", "h5ad")
+
+
+def _one_export(app: Any, export: Any, fmt: str, target: Path) -> dict[str, float]:
+    from qtpy.QtCore import QTimer
+
+    ticks: list[float] = []
+    timer = QTimer()
+    timer.setInterval(5)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start()
+    for _ in range(20):  # the timer runs before the export starts
+        app.processEvents()
+        time.sleep(0.005)
+    t0 = time.perf_counter()
+    ticks.append(t0)
+    ret = getattr(export, f"export_{fmt}")(target)
+    if ret is not None and hasattr(ret, "finished"):  # written in a worker
+        while getattr(export, "worker", None) is not None:
+            app.processEvents()
+            time.sleep(0.002)
+    t1 = time.perf_counter()
+    app.processEvents()
+    ticks.append(time.perf_counter())
+    timer.stop()
+    gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False) if b >= t0]
+    if not target.exists():
+        raise SystemExit(f"{fmt}: {target} was not written")
+    return {"wall_s": t1 - t0, "longest_pause_s": max(gaps), "mb": target.stat().st_size / 1e6}
+
+
+def _realistic_counts(adata: Any, n_genes: int, per_bin: int, seed: int = 0) -> Any:
+    """The section with ``per_bin`` random nonzero counts per bin over ``n_genes`` genes (Visium HD: 18,000 genes,
+    a few hundred per 8 um bin), so that the ``.h5ad`` has a realistic size."""
+    import anndata as ad
+    import numpy as np
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    n = adata.n_obs
+    cols = np.sort(rng.integers(0, n_genes, size=(n, per_bin)), axis=1).ravel()
+    X = sp.csr_matrix((rng.poisson(2.0, n * per_bin).astype(np.float32) + 1, cols, np.arange(n + 1) * per_bin),
+                      shape=(n, n_genes))  # fmt: skip
+    X.sum_duplicates()
+    var = ad.AnnData(X=sp.csr_matrix((1, n_genes), dtype=np.float32)).var
+    var.index = [f"G{i}" for i in range(n_genes)]
+    return ad.AnnData(X=X, obs=adata.obs, var=var, uns=adata.uns, obsm=dict(adata.obsm))
+
+
+def run_one(n_bins: int, per_bin: int = 0) -> dict[str, Any]:
+    import napari
+    from qtpy.QtWidgets import QApplication
+    from viewer import hd_section
+
+    from napari_senca._qt import ExportWidget, _common
+
+    adata = hd_section(n_bins)
+    if per_bin:
+        adata = _realistic_counts(adata, 18_000, per_bin)
+    viewer = napari.Viewer(show=True)
+    app = QApplication.instance()
+    export = ExportWidget(viewer)
+    _common.add_section(viewer, adata, "HD")
+    app.processEvents()
+    out: dict[str, Any] = {"bins": adata.n_obs}
+    with tempfile.TemporaryDirectory() as tmp:
+        for fmt in FORMATS:
+            out[fmt] = _one_export(app, export, fmt, Path(tmp) / f"hd.{fmt}")
+    viewer.close()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bins", type=int, nargs="+", default=[62_500])
+    ap.add_argument("--counts-per-bin", type=int, default=0,
+                    help="random nonzero counts per bin over 18,000 genes (0: the synthetic section's 100 genes)")
+    ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        print("RESULT " + json.dumps(run_one(args.one, args.counts_per_bin)))
+        return
+    rows = []
+    for n in args.bins:
+        cmd = [sys.executable, __file__, "--one", str(n), "--counts-per-bin", str(args.counts_per_bin)]
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        line = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
+        if not line:
+            raise SystemExit(p.stderr[-3000:])
+        rows.append(json.loads(line[0][7:]))
+    print("| bins | " + " | ".join(f"{f}: wall s / longest pause s / MB" for f in FORMATS) + " |")
+    print("|---|" + "---|" * len(FORMATS))
+    for r in rows:
+        cells = [f"{r[f]['wall_s']:.2f} / {r[f]['longest_pause_s']:.2f} / {r[f]['mb']:.0f}" for f in FORMATS]
+        print(f"| {r['bins']:,} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
