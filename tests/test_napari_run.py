@@ -13,7 +13,7 @@ import pytest
 import torch._dynamo  # noqa: F401
 
 from napari_senca import image_weights
-from napari_senca._qt import RunWidget, _common, _run
+from napari_senca._qt import RunWidget, _common, _run, _run_worker
 from napari_senca.config import SencaConfig
 from napari_senca.datasets import synthetic_section
 from napari_senca.generators import drain
@@ -252,8 +252,8 @@ def test_click_does_no_heavy_work_on_the_main_thread(qtbot, make_napari_viewer, 
 
         return f
 
-    monkeypatch.setattr(_run, "import_torch", slow("import_torch"))
-    monkeypatch.setattr(_run, "preimport", slow("preimport"))
+    monkeypatch.setattr(_run_worker, "import_torch", slow("import_torch"))
+    monkeypatch.setattr(_run_worker, "preimport", slow("preimport"))
     viewer = make_napari_viewer()
     _common.add_section(viewer, synthetic_section(n_side=6, n_genes=40), "s")
     t0 = time.perf_counter()
@@ -295,7 +295,7 @@ def test_regions_default_waits_for_warm_up(qtbot, make_napari_viewer, monkeypatc
 
 
 def _quick_train(release=None):
-    """A stand-in for :func:`_run.train`: the same clusters back at once (after ``release`` is set)."""
+    """A stand-in for :func:`_run_worker.train`: the same clusters back at once (after ``release`` is set)."""
     from types import SimpleNamespace
 
     def fake(adata, config):
@@ -384,12 +384,12 @@ def test_warm_up_imports_torchvision_only_for_timm_encoders(tmp_path):
 
     from napari_senca.model.backbone import TORCHVISION_NAMES
 
-    assert not any(_run.needs_torchvision(n) for n in TORCHVISION_NAMES)
-    assert _run.needs_torchvision("hf-hub:MahmoodLab/UNI") and _run.needs_torchvision("resnet10t")
+    assert not any(_run_worker.needs_torchvision(n) for n in TORCHVISION_NAMES)
+    assert _run_worker.needs_torchvision("hf-hub:MahmoodLab/UNI") and _run_worker.needs_torchvision("resnet10t")
     code = textwrap.dedent(
         """
         import sys
-        from napari_senca._qt._run import warm_up
+        from napari_senca._qt._run_worker import warm_up
         warm_up("resnet18")
         print(sorted(m for m in ("torch._dynamo", "torchvision") if m in sys.modules) or "clean")
         """

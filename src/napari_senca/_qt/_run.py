@@ -22,8 +22,8 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QVBoxLayout
 
 from ..config import SencaConfig
-from ..errors import ConfigError, SencaError
-from ..image_weights import BUILTIN_RESNETS, KNOWN_ENCODERS, weak_features_note, weights_are_random
+from ..errors import ConfigError
+from ..image_weights import KNOWN_ENCODERS, weak_features_note, weights_are_random
 from ..review import ReviewState
 from . import _common
 from ._common import (
@@ -32,14 +32,13 @@ from ._common import (
     error_message,
     fit_width,
     guarded,
-    import_torch,
     is_alive,
     notify_error,
     notify_info,
     notify_warning,
-    preimport,
     qt_callback,
 )
+from ._run_worker import RunFailed, pipeline_loaded, train, warm_up
 
 __all__ = ["RunWidget", "train", "warm_up", "mmss", "STAGE_NAMES"]
 
@@ -53,18 +52,6 @@ WEIGHT_CHOICES = [
 
 #: what the progress bar calls each stage of :func:`napari_senca.pipeline.run_senca_iter`
 STAGE_NAMES = {"preprocess": "preprocessing", "patches": "encoding H&E", "train": "training", "cluster": "clustering"}
-#: modules a run needs, imported by :func:`warm_up` off the main thread when the widget opens
-HEAVY_MODULES = (
-    "napari_senca.pipeline",
-    "napari_senca.model.backbone",
-    "napari_senca.model.modules",
-    "napari_senca.model.senca",
-    "napari_senca.patches",
-    "napari_senca.preprocess",
-    "sklearn.decomposition",
-    "sklearn.cluster",
-    "scanpy",
-)
 BAR_MAX = 1000
 
 
@@ -72,62 +59,6 @@ def mmss(seconds: float) -> str:
     """``83.2`` -> ``"01:23"`` (hours are added to the minutes)."""
     s = max(0, int(seconds))
     return f"{s // 60:02d}:{s % 60:02d}"
-
-
-def pipeline_loaded() -> bool:
-    """True once :mod:`napari_senca.pipeline` (and so torch) is imported."""
-    return "napari_senca.pipeline" in sys.modules
-
-
-def needs_torchvision(backbone: str) -> bool:
-    """True for encoders that import torchvision (timm models); the built-in ResNets do not."""
-    return str(backbone) not in BUILTIN_RESNETS
-
-
-def warm_up(backbone: str) -> bool | None:
-    """Worker: import torch (torchvision for timm encoders) and the pipeline so that a click does not wait for them.
-
-    Returns whether the ImageNet weights of ``backbone`` are in the torch cache
-    (None: unknown), for the note shown before a run.
-    """
-    try:
-        import_torch(with_torchvision=needs_torchvision(backbone))
-        preimport(*HEAVY_MODULES)
-        from ..image_weights import imagenet_cached
-
-        return imagenet_cached(backbone)
-    except RuntimeError as exc:
-        raise RunFailed(exc) from exc
-
-
-class RunFailed(SencaError):
-    """A ``RuntimeError`` of a worker (torch raises them, e.g. out of memory), re-raised.
-
-    superqt takes a ``RuntimeError`` leaving a worker for a deleted worker and
-    then emits neither ``errored`` nor ``finished``: the widget would wait forever.
-    """
-
-    def __init__(self, exc: BaseException) -> None:
-        super().__init__(f"{type(exc).__name__}: {exc}")
-
-
-def train(adata: Any, config: SencaConfig) -> Any:
-    """Generator run in the worker: yields progress, returns the annotated copy.
-
-    ``adata`` is the worker's own copy; the layers are not touched here. The
-    heavy imports happen here, off the main thread (a no-op once
-    :func:`warm_up` has run).
-    """
-    try:
-        import_torch(with_torchvision=needs_torchvision(config.backbone))
-        from ..pipeline import annotate, run_senca_iter
-
-        t0 = time.perf_counter()
-        result = yield from run_senca_iter(adata, config)
-        annotate(adata, result)
-    except RuntimeError as exc:
-        raise RunFailed(exc) from exc
-    return adata, result, time.perf_counter() - t0
 
 
 class RunWidget(DockWidget):
@@ -167,8 +98,27 @@ class RunWidget(DockWidget):
         #: the target's review when the run started: (state, version, log)
         self._review0: tuple[Any, int, list[str]] | None = None
 
-        d = SencaConfig()
-        self.layer = SectionPicker(napari_viewer)
+        self._build_controls(SencaConfig())
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.form.native)
+        lay.addStretch(1)
+        self._regions_pending = False
+        self._setting_regions = False
+        self._t0 = 0.0
+        self._stage = ""
+        self._timer = QTimer(self)
+        self._timer.setInterval(1000)
+        self._timer.timeout.connect(self._show_bar)
+        #: ImageNet weights in the torch cache (None: not known yet)
+        self.imagenet_cached: bool | None = None
+        self.warm_worker: Any = None
+        self._connect_controls()
+        self._on_layer()
+        self._start_warm_up()
+
+    def _build_controls(self, d: SencaConfig) -> None:
+        """The controls (each one :class:`SencaConfig` field, defaults from ``d``) in ``self.form``."""
+        self.layer = SectionPicker(self.viewer)
         self.n_neighbors = SpinBox(label="neighbours", min=1, max=64, value=d.n_neighbors,
                                    tooltip="spatial neighbours per spot (k of the kNN graph)")
         self.n_clusters = SpinBox(label="regions", min=2, max=100, value=7,
@@ -214,33 +164,18 @@ class RunWidget(DockWidget):
             ]
         )  # fmt: skip
         fit_width(self.status, self.weights_note, self.patch_size_note)
-        lay = QVBoxLayout(self)
-        lay.addWidget(self.form.native)
-        lay.addStretch(1)
 
+    def _connect_controls(self) -> None:
         self.run_btn.changed.connect(lambda: self.run())
         self.stop_btn.changed.connect(lambda: self.stop())
         self.image_weights.changed.connect(self._on_weights)
         self.use_image.changed.connect(self._on_weights)
         self.patch_size.changed.connect(self._on_weights)
-        self._regions_pending = False
-        self._setting_regions = False
         self.n_clusters.changed.connect(self._on_regions_edited)
         self.layer.changed.connect(self._on_layer)
-        self._on_layer()
-
-        self._t0 = 0.0
-        self._stage = ""
-        self._timer = QTimer(self)
-        self._timer.setInterval(1000)
-        self._timer.timeout.connect(self._show_bar)
-        #: ImageNet weights in the torch cache (None: not known yet)
-        self.imagenet_cached: bool | None = None
-        self.warm_worker: Any = None
         self.image_weights.changed.connect(self._refresh_note)
         self.use_image.changed.connect(self._refresh_note)
         self.encoder.native.currentTextChanged.connect(self._on_encoder)
-        self._start_warm_up()
 
     # ------------------------------------------------------------------ state
     @property
