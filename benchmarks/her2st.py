@@ -158,27 +158,37 @@ def _stat(f, vals: np.ndarray) -> str:
 
 
 def table(results: list[dict], methods: list[str], datasets: list[str], image_sections: set[str]) -> str:
-    """Markdown table: median ARI over seeds per dataset, mean and median over datasets."""
+    """Markdown table: median ARI over seeds per dataset, mean and median over datasets.
+
+    The last ARI column is the HER2ST mean of the *mean* over seeds: with few
+    seeds the median hides a section whose result flips between two partitions
+    (A1: seeds 0-1 give 0.73, most others 0.41-0.54; docs/benchmarks.md, "Tenth session").
+    """
     lines = ["| method | " + " | ".join(
         f"{d}{' (H&E)' if d in image_sections else ' (RNA)'}" for d in datasets
-    ) + " | HER2ST mean | HER2ST median | s/section (median) | peak MB (max) |"]
-    lines.append("|" + "---|" * (len(datasets) + 5))
+    ) + " | HER2ST mean | HER2ST median | HER2ST mean of seed means | s/section (median) | peak MB (max) |"]
+    lines.append("|" + "---|" * (len(datasets) + 6))
     for m in methods:
-        row, secs, mem = [], [], []
+        row, means, secs, mem = [], [], [], []
         for d in datasets:
             rs = [r for r in results if r["task"]["method"] == m and r["task"]["dataset"] == d]
             ok = [r for r in rs if "ari" in r]
             if not ok:
                 row.append(float("nan") if rs else float("inf"))  # inf: not run here
+                means.append(row[-1])
                 continue
             row.append(float(np.median([r["ari"] for r in ok])))
+            means.append(float(np.mean([r["ari"] for r in ok])))
             secs += [r["seconds"] for r in ok]
             mem += [r["peak_mb"] for r in ok]
         vals = np.array(row, dtype=float)
         cells = " | ".join("err" if np.isnan(v) else "–" if np.isinf(v) else f"{v:.3f}" for v in vals)
-        vals = vals[np.isfinite(vals) & np.array([d != "DLPFC" for d in datasets])]  # mean over HER2ST
+        her2st = np.array([d != "DLPFC" for d in datasets])
+        vals = vals[np.isfinite(vals) & her2st]  # mean over HER2ST
+        mvals = np.array(means, dtype=float)
+        mvals = mvals[np.isfinite(mvals) & her2st]
         lines.append(
-            f"| {m} | {cells} | {_stat(np.mean, vals)} | {_stat(np.median, vals)} | "
+            f"| {m} | {cells} | {_stat(np.mean, vals)} | {_stat(np.median, vals)} | {_stat(np.mean, mvals)} | "
             f"{np.median(secs) if secs else float('nan'):.1f} | {max(mem) if mem else float('nan'):.0f} |"
         )
     return "\n".join(lines)
