@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch._dynamo  # noqa: F401  (load before any OpenGL context, see test_napari_widgets)
 
-from napari_senca._qt import ReviewWidget, _common, _review
+from napari_senca._qt import ReviewWidget, _common, _review, _review_actions
 from napari_senca._qt._legend import MAX_ROWS, NAME, SHOW
 from napari_senca.review import ReviewState
 from napari_senca.section import CLUSTER_KEY
@@ -213,3 +213,40 @@ def test_selection_ring_is_thick_and_magenta(docked, notes):
     assert pts.border_width_is_relative
     pts.selected_data = set()
     assert np.allclose(pts.border_width, BORDER_WIDTH)
+
+
+def test_large_sections_recluster_in_a_worker(docked, qtbot, notes, monkeypatch):
+    """k-means for a new count runs off the GUI thread; edits made meanwhile stay; a stale result is dropped."""
+    import threading
+
+    from sklearn.metrics import adjusted_rand_score
+
+    import napari_senca.cluster as cluster_mod
+    from napari_senca.cluster import cluster_embedding
+
+    review, pts = docked
+    st = ReviewState.from_layer(pts)
+    del st.adata.uns["senca"]["linkage"]  # a k-means clustering, as above 10,000 spots
+    monkeypatch.setattr(_review_actions, "RECLUSTER_IN_WORKER", 10)
+    gate, real = threading.Event(), cluster_mod.recluster_labels
+    monkeypatch.setattr(cluster_mod, "recluster_labels", lambda *a: (gate.wait(30), real(*a))[1])
+    review.n_clusters.value = 4
+    assert review.recluster_worker is not None and not review.n_clusters.enabled
+    assert st.clustering_k == 3 and "re-clustering 100 spots into 4 regions" in review.hint.value
+    review.rename("0", "tumour")  # the review goes on meanwhile
+    assert review.set_n_clusters(5) is None and "still re-clustering" in notes["error"][-1]
+    gate.set()
+    qtbot.waitUntil(lambda: review.recluster_worker is None, timeout=30_000)
+    assert st.clustering_k == 4 and review.n_clusters.value == 4 and review.n_clusters.enabled
+    emb = st.adata.obsm["X_senca"]
+    expected = cluster_embedding(emb, 4, "kmeans", int(st.adata.uns["senca"]["config"].get("seed", 0)))[0]
+    assert adjusted_rand_score(expected, st.adata.obs[CLUSTER_KEY].astype(str)) == 1.0
+    assert "tumour" in st.display_names()
+    # a result for an embedding that was replaced meanwhile (a new run) is dropped
+    gate.clear()
+    review.n_clusters.value = 6
+    st.adata.obsm["X_senca"] = emb.copy()
+    gate.set()
+    qtbot.waitUntil(lambda: review.recluster_worker is None, timeout=30_000)
+    assert st.clustering_k == 4 and "dropped: the section changed" in notes["info"][-1]
+    assert review.n_clusters.value == 4

@@ -343,6 +343,15 @@ def test_default_kmeans_recluster_reruns_kmeans(section: AnnData) -> None:
     assert ad.uns["senca"]["n_clusters"] == 4
     again = recluster(ad, 4)  # seeded: the same count gives the same regions
     assert (np.asarray(again) == np.asarray(cats)).all()
+    from napari_senca.cluster import recluster_labels, stored_clustering
+    from napari_senca.errors import ConfigError
+
+    tree, emb, seed = stored_clustering(ad)  # what a worker thread computes, then hands over
+    assert tree is None and emb is ad.obsm["X_senca"]
+    labels = recluster_labels(tree, emb, 3, seed)
+    assert (np.asarray(recluster(ad, 3, labels=labels)).astype(int) == labels).all()
+    with pytest.raises(ConfigError, match="region labels for a section of"):
+        recluster(ad, 3, labels=labels[:-1])
 
 
 def test_annotated_section_writes_to_h5ad(section: AnnData, image_run: Run, tmp_path) -> None:

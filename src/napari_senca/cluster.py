@@ -17,8 +17,8 @@ from .confidence import record_model_call
 from .errors import ConfigError
 from .section import CLUSTER_KEY, EMBED_KEY, UNS_KEY
 
-__all__ = ["ward_linkage", "cut", "cluster_embedding", "recluster", "check_n_clusters", "check_method_size",
-           "WARD_MAX_SPOTS"]
+__all__ = ["ward_linkage", "cut", "cluster_embedding", "recluster", "recluster_labels", "stored_clustering",
+           "check_n_clusters", "check_method_size", "WARD_MAX_SPOTS"]
 
 #: Ward's tree needs the n(n-1)/2 pairwise distances (0.4 GB and ~10 s at 10,000 spots, 1 TB at
 #: 500,000): above this many spots only k-means is offered.
@@ -74,34 +74,65 @@ def cluster_embedding(
     raise ConfigError(f"unknown clustering method {method!r}; use 'agglomerative' or 'kmeans'")
 
 
-def recluster(adata: AnnData, n_clusters: int, key: str = CLUSTER_KEY) -> pd.Categorical:
-    """Re-cut the stored tree (or re-run k-means) and update ``obs[key]``.
+def stored_clustering(adata: AnnData) -> tuple[np.ndarray | None, np.ndarray, int]:
+    """``(Ward tree or None, clustered embedding, seed)`` of the section's SENCA result (nothing copied).
 
     Raises
     ------
     ConfigError
-        When the section has no SENCA result yet or the count is out of range.
+        When the section has no SENCA result yet.
     """
     info = adata.uns.get(UNS_KEY)
     if not isinstance(info, dict) or EMBED_KEY not in adata.obsm:
         raise ConfigError("no SENCA result on this section yet: run the model first")
     tree = info.get("linkage")
-    if tree is not None and np.asarray(tree).size:
-        labels = cut(np.asarray(tree), n_clusters)
-    else:
-        seed = int(info.get("config", {}).get("seed", 0))
-        labels, _ = cluster_embedding(np.asarray(adata.obsm[EMBED_KEY]), n_clusters, "kmeans", seed)
+    tree = np.asarray(tree) if tree is not None and np.asarray(tree).size else None
+    seed = int(info.get("config", {}).get("seed", 0))
+    return tree, np.asarray(adata.obsm[EMBED_KEY]), seed
+
+
+def recluster_labels(tree: np.ndarray | None, embedding: np.ndarray, n_clusters: int, seed: int = 0) -> np.ndarray:
+    """The model's regions for ``n_clusters``: a re-cut of ``tree``, else k-means on ``embedding``.
+
+    Pure (no section is read or changed), so it can run in a worker thread:
+    k-means on 160,000 bins takes seconds.
+    """
+    if tree is not None:
+        return cut(tree, n_clusters)
+    return cluster_embedding(embedding, n_clusters, "kmeans", seed)[0]
+
+
+def recluster(adata: AnnData, n_clusters: int, key: str = CLUSTER_KEY, labels: np.ndarray | None = None) -> pd.Categorical:
+    """Re-cut the stored tree (or re-run k-means) and update ``obs[key]``.
+
+    ``labels`` are the new regions when already computed (by
+    :func:`recluster_labels`, e.g. in a worker thread).
+
+    Raises
+    ------
+    ConfigError
+        When the section has no SENCA result yet, the count is out of range
+        or ``labels`` do not fit the section.
+    """
+    tree, embedding, seed = stored_clustering(adata)
+    check_n_clusters(n_clusters, adata.n_obs)
+    if labels is None:
+        labels = recluster_labels(tree, embedding, n_clusters, seed)
+    labels = np.asarray(labels)
+    if labels.shape != (adata.n_obs,):
+        raise ConfigError(f"{labels.shape[0] if labels.ndim else 0} region labels for a section of {adata.n_obs} spots")
     cats = as_categorical(labels)
     adata.obs[key] = cats
-    info["n_clusters"] = int(n_clusters)
+    adata.uns[UNS_KEY]["n_clusters"] = int(n_clusters)
     record_model_call(adata, key)  # obs["senca_confidence"] for the new regions
     return cats
 
 
 def as_categorical(labels: np.ndarray) -> pd.Categorical:
     """Integer labels as a categorical of strings '0', '1', ... in order."""
-    k = int(labels.max()) + 1 if len(labels) else 0
-    return pd.Categorical([str(v) for v in labels], categories=[str(i) for i in range(k)])
+    codes = np.asarray(labels).astype(np.int64)
+    k = int(codes.max()) + 1 if len(codes) else 0
+    return pd.Categorical.from_codes(codes, categories=[str(i) for i in range(k)])  # no string per spot
 
 
 def _by_size(labels: np.ndarray) -> np.ndarray:

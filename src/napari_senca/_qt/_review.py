@@ -78,6 +78,7 @@ class ReviewWidget(ReviewActionsMixin, ReviewMarkersMixin, ReviewSyncMixin, Rast
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__(napari_viewer)
         self.marker_worker: Any = None
+        self.recluster_worker: Any = None
         self._layer: Any = None
         self._refreshing = False
         self._marker_key: tuple[int, str] | None = None

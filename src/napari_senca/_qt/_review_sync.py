@@ -36,6 +36,7 @@ class ReviewSyncMixin:
     _refreshing: bool
     _mode_warned: bool
     _merge_version: tuple[int, int] | None
+    recluster_worker: Any
 
     def _on_layer(self, *_: Any) -> None:
         layer = self.layer.value
@@ -135,7 +136,7 @@ class ReviewSyncMixin:
         with self.n_clusters.changed.blocked():
             self.n_clusters.max = max(2, min(50, st.n_spots))
             self.n_clusters.value = max(2, min(self.n_clusters.max, st.clustering_k))
-        self.n_clusters.enabled = st.can_recluster
+        self.n_clusters.enabled = st.can_recluster and self.recluster_worker is None
         self._refresh_choices(st)
         self.show_markers(compute=False)
 

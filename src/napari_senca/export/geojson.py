@@ -176,7 +176,7 @@ def write_geojson(
     The file is byte for byte the compact ``json.dumps`` of the collection,
     written as text in pieces of :data:`CHUNK` spots: no dict or list per
     vertex (62,500 spots in a napari viewer: 7.0 s -> 2 s; see
-    ``benchmarks/export_stall.py``), less memory, and a thread writing it
+    ``benchmarks/gui_pauses.py``), less memory, and a thread writing it
     lets the others run between pieces.
     """
     spots = _Spots(adata, key, names, frame, 32)

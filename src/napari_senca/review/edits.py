@@ -56,7 +56,7 @@ class EditsMixin:
     _complete_names_colours: Callable[[], None]
     _changed: Callable[..., None]
 
-    def set_n_clusters(self, n_clusters: int, keep_manual: bool = True) -> None:
+    def set_n_clusters(self, n_clusters: int, keep_manual: bool = True, labels: np.ndarray | None = None) -> None:
         """Re-cluster the stored embedding into ``n_clusters`` regions (no retraining).
 
         The review is carried over: each new region takes the id, name and
@@ -65,7 +65,10 @@ class EditsMixin:
         cut or merge made disappear and that comes back with nearly the same
         spots gets its id, name and colour back (:class:`.matching.RegionMemory`),
         and spots assigned by hand keep their region unless ``keep_manual``
-        is False. Undo brings back the previous cut.
+        is False. Undo brings back the previous cut. ``labels`` are the model's
+        new regions when already computed (:func:`napari_senca.cluster.recluster_labels`,
+        e.g. in a worker thread); they depend only on the stored embedding and
+        ``n_clusters``, not on the review.
 
         Raises
         ------
@@ -83,7 +86,7 @@ class EditsMixin:
         old = np.asarray(self._labels().astype(object), dtype=object)
         edit = self._capture(f"cluster count {self.clustering_k} -> {k}", None)
         try:
-            new = recluster(self.adata, k, key=self.key)
+            new = recluster(self.adata, k, key=self.key, labels=labels)
         except Exception:
             self._restore(edit)
             raise

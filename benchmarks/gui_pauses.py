@@ -1,18 +1,21 @@
-"""Does exporting freeze napari? The longest pause of the event loop while the Export widget writes.
+"""Does exporting or re-clustering freeze napari? The longest pause of the event loop while they run.
 
-A synthetic Visium-HD-like section (:func:`viewer.hd_section`, clusters set) is
-opened in a real viewer; each export (CSV, GeoJSON, ``.h5ad``) is started from
-the Export widget while a 5 ms Qt timer ticks. The longest gap between two
-ticks is how long the viewer could not redraw or answer a click; the wall time
-is until the file is written. Run under Xvfb::
+A synthetic Visium-HD-like section (:func:`viewer.hd_section`, clusters and a
+SENCA-like embedding set) is opened in a real viewer; each export (CSV,
+GeoJSON, ``.h5ad``) is started from the Export widget, and a new cluster count
+from the Review widget (k-means on the stored embedding), while a 5 ms Qt
+timer ticks. The longest gap between two ticks is how long the viewer could
+not redraw or answer a click; the wall time is until the file is written or
+the regions have changed. Run under Xvfb::
 
     xvfb-run -a -s "-screen 0 1600x1000x24" env QT_API=pyqt6 PYTHONPATH=src \\
-        python benchmarks/export_stall.py --bins 62500 160000
-    ... python benchmarks/export_stall.py --bins 160000 --counts-per-bin 300   # a realistic .h5ad (600 MB)
+        python benchmarks/gui_pauses.py --bins 62500 160000
+    ... python benchmarks/gui_pauses.py --bins 160000 --counts-per-bin 300   # a realistic .h5ad (600 MB)
 
-Each size runs in a fresh process. Works with widgets that write on the GUI
-thread (the export methods return the path) and with ones that write in a
-worker (they return the worker; the widget's ``worker`` is None when done).
+Each size runs in a fresh process. Works with widgets that work on the GUI
+thread (the methods return a path or None) and with ones that work in a
+worker (they return the worker; the widget's ``worker`` / ``recluster_worker``
+is None when done).
 """
 
 from __future__ import annotations
@@ -30,9 +33,11 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(__file__))
 
 FORMATS = ("csv", "geojson", "h5ad")
+ACTIONS = (*FORMATS, "recluster")
 
 
-def _one_export(app: Any, export: Any, fmt: str, target: Path) -> dict[str, float]:
+def _paused(app: Any, start: Any, busy: Any) -> dict[str, float]:
+    """Wall time of ``start()`` until ``busy()`` is False, and the longest gap of a 5 ms timer meanwhile."""
     from qtpy.QtCore import QTimer
 
     ticks: list[float] = []
@@ -45,9 +50,9 @@ def _one_export(app: Any, export: Any, fmt: str, target: Path) -> dict[str, floa
         time.sleep(0.005)
     t0 = time.perf_counter()
     ticks.append(t0)
-    ret = getattr(export, f"export_{fmt}")(target)
-    if ret is not None and hasattr(ret, "finished"):  # written in a worker
-        while getattr(export, "worker", None) is not None:
+    ret = start()
+    if ret is not None and hasattr(ret, "finished"):  # in a worker
+        while busy():
             app.processEvents()
             time.sleep(0.002)
     t1 = time.perf_counter()
@@ -55,9 +60,24 @@ def _one_export(app: Any, export: Any, fmt: str, target: Path) -> dict[str, floa
     ticks.append(time.perf_counter())
     timer.stop()
     gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False) if b >= t0]
+    return {"wall_s": t1 - t0, "longest_pause_s": max(gaps)}
+
+
+def _one_export(app: Any, export: Any, fmt: str, target: Path) -> dict[str, float]:
+    out = _paused(app, lambda: getattr(export, f"export_{fmt}")(target), lambda: export.worker is not None)
     if not target.exists():
         raise SystemExit(f"{fmt}: {target} was not written")
-    return {"wall_s": t1 - t0, "longest_pause_s": max(gaps), "mb": target.stat().st_size / 1e6}
+    return {**out, "mb": target.stat().st_size / 1e6}
+
+
+def _recluster(app: Any, review: Any, layer: Any, k: int) -> dict[str, float]:
+    from napari_senca.review import ReviewState
+
+    st = ReviewState.from_layer(layer)
+    out = _paused(app, lambda: review.set_n_clusters(k), lambda: getattr(review, "recluster_worker", None) is not None)
+    if st.clustering_k != k:
+        raise SystemExit(f"re-cluster: {st.clustering_k} regions, not {k}")
+    return {**out, "mb": 0.0}
 
 
 def _realistic_counts(adata: Any, n_genes: int, per_bin: int, seed: int = 0) -> Any:
@@ -81,22 +101,24 @@ def _realistic_counts(adata: Any, n_genes: int, per_bin: int, seed: int = 0) -> 
 def run_one(n_bins: int, per_bin: int = 0) -> dict[str, Any]:
     import napari
     from qtpy.QtWidgets import QApplication
-    from viewer import hd_section
+    from viewer import hd_section, with_embedding
 
-    from napari_senca._qt import ExportWidget, _common
+    from napari_senca._qt import ExportWidget, ReviewWidget, _common
 
     adata = hd_section(n_bins)
     if per_bin:
         adata = _realistic_counts(adata, 18_000, per_bin)
+    adata = with_embedding(adata, dim=30)  # 30 columns, as the default's clustered embedding
     viewer = napari.Viewer(show=True)
     app = QApplication.instance()
-    export = ExportWidget(viewer)
-    _common.add_section(viewer, adata, "HD")
+    export, review = ExportWidget(viewer), ReviewWidget(viewer)
+    layer = _common.add_section(viewer, adata, "HD")
     app.processEvents()
     out: dict[str, Any] = {"bins": adata.n_obs}
     with tempfile.TemporaryDirectory() as tmp:
         for fmt in FORMATS:
             out[fmt] = _one_export(app, export, fmt, Path(tmp) / f"hd.{fmt}")
+    out["recluster"] = _recluster(app, review, layer, 8)
     viewer.close()
     return out
 
@@ -119,10 +141,12 @@ def main() -> None:
         if not line:
             raise SystemExit(p.stderr[-3000:])
         rows.append(json.loads(line[0][7:]))
-    print("| bins | " + " | ".join(f"{f}: wall s / longest pause s / MB" for f in FORMATS) + " |")
-    print("|---|" + "---|" * len(FORMATS))
+    print("| bins | " + " | ".join(f"{f}: wall s / longest pause s / MB" for f in FORMATS)
+          + " | re-cluster into 8: wall s / longest pause s |")  # fmt: skip
+    print("|---|" + "---|" * len(ACTIONS))
     for r in rows:
         cells = [f"{r[f]['wall_s']:.2f} / {r[f]['longest_pause_s']:.2f} / {r[f]['mb']:.0f}" for f in FORMATS]
+        cells.append(f"{r['recluster']['wall_s']:.2f} / {r['recluster']['longest_pause_s']:.2f}")
         print(f"| {r['bins']:,} | " + " | ".join(cells) + " |")
 
 
