@@ -410,15 +410,3 @@ def test_export_error_in_the_worker_is_one_notification(qtbot, viewer, notes, mo
     assert "No space left on device" in notes["error"][-1] and "c.h5ad" in notes["error"][-1]
     assert export.status.value.startswith("not written") and export.h5ad_btn.enabled
     assert not (tmp_path / "c.h5ad").exists()
-
-
-@pytest.mark.qt
-def test_labels_colouring_is_compiled_in_a_worker_once(qtbot, viewer):
-    """Opening a dock widget compiles napari's labels colouring off the GUI thread, once per process."""
-    from napari_senca._qt import _workers
-
-    ExportWidget(viewer)
-    worker = _workers.start_labels_warm_up()
-    assert worker is _workers.start_labels_warm_up() and worker is _workers._labels_warm_up
-    qtbot.waitUntil(lambda: not worker.is_running, timeout=60_000)
-    _workers.warm_labels_colouring()  # also fine on the GUI thread (compiled already: fast)

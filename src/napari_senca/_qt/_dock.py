@@ -7,16 +7,14 @@ from typing import Any
 from qtpy.QtWidgets import QWidget
 
 from ._sections import place_on_insert
-from ._workers import WorkerBox, start_labels_warm_up
+from ._workers import WorkerBox
 
 __all__ = ["DockWidget", "fit_width"]
 
 
 class DockWidget(QWidget):
-    """Base of the dock widgets: the viewer and a box of worker threads that
-    are asked to quit when the widget goes away. The first one opened starts
-    compiling napari's labels colouring in a worker thread
-    (:func:`._workers.start_labels_warm_up`)."""
+    """Base of the four dock widgets: the viewer and a box of worker threads
+    that are asked to quit when the widget goes away."""
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
@@ -24,7 +22,6 @@ class DockWidget(QWidget):
         self._box = WorkerBox()
         place_on_insert(napari_viewer)
         self.destroyed.connect(self._box.quit_all)
-        start_labels_warm_up()  # the first square-grid section then opens 2-3 s sooner
 
 
 def fit_width(*widgets: Any, min_chars: int = 16) -> None:

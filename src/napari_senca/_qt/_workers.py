@@ -10,10 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["preimport", "import_torch", "is_alive", "WorkerBox", "warm_labels_colouring", "start_labels_warm_up"]
-
-#: the thread compiling napari's labels colouring, started once per process (see :func:`start_labels_warm_up`)
-_labels_warm_up: Any = None
+__all__ = ["preimport", "import_torch", "is_alive", "WorkerBox"]
 
 
 def preimport(*modules: str) -> None:
@@ -57,33 +54,6 @@ def import_torch(with_torchvision: bool = True) -> None:
     finally:
         if blocked and sys.modules.get("triton", 0) is None:
             del sys.modules["triton"]
-
-
-def warm_labels_colouring() -> None:
-    """Compile napari's labels colouring for the data types a section raster uses.
-
-    napari colours a labels layer with numba functions that are compiled on
-    first use (for each data type): 2-3 s of a frozen viewer when the first
-    square-grid section (Visium HD) opens. Making three tiny ``Labels`` layers
-    (never shown) compiles them; run in a worker thread when a dock widget
-    opens, it takes that time off the first open.
-    """
-    import numpy as np
-    from napari.layers import Labels
-
-    colours = {None: "#00000000", 0: "#00000000", 1: "#ff0000"}
-    for dtype in (np.uint8, np.uint16, np.int32):  # review.raster._dtype: uint8 up to 255 regions ...
-        Labels(np.ones((2, 2), dtype=dtype), colormap=colours)
-
-
-def start_labels_warm_up() -> Any:
-    """Start :func:`warm_labels_colouring` in a worker thread, once per process; returns that worker."""
-    global _labels_warm_up
-    if _labels_warm_up is None:
-        from napari.qt.threading import create_worker
-
-        _labels_warm_up = create_worker(warm_labels_colouring, _start_thread=True)
-    return _labels_warm_up
 
 
 def is_alive(obj: Any) -> bool:
