@@ -346,17 +346,33 @@ def apply_visibility(state: ReviewState, layer: Any) -> None:
         if face.shape == (len(mask), 4):
             face[~mask, 3] = 0.0
             layer.face_color = face
-    layer.shown = mask
+    if not _same(getattr(layer, "shown", None), mask):  # each set redraws every point (0.3 s at 50,000)
+        layer.shown = mask
     apply_borders(layer, mask)
 
 
+def _same(current: Any, wanted: np.ndarray, atol: float = 0.0) -> bool:
+    """True when a layer property already holds ``wanted`` (then setting it again would only redraw)."""
+    cur = np.asarray(current) if current is not None else None
+    if cur is None or cur.shape != wanted.shape:
+        return False
+    return bool(np.array_equal(cur, wanted)) if atol == 0 else bool(np.allclose(cur, wanted, atol=atol))
+
+
 def apply_borders(layer: Any, shown: np.ndarray | None = None) -> None:
-    """White borders, a thick magenta ring on the layer's selected spots, none on hidden spots."""
+    """White borders, a thick magenta ring on the layer's selected spots, none on hidden spots.
+
+    Only what differs from the layer is set: a rename or recolour leaves the
+    borders as they are, and each set redraws every point.
+    """
     n = len(getattr(layer, "data", ()))
     colours, widths = selection_borders(n, getattr(layer, "selected_data", ()) or (), shown)
-    layer.border_width_is_relative = True
-    layer.border_color = colours
-    layer.border_width = widths
+    if not getattr(layer, "border_width_is_relative", True):
+        layer.border_width_is_relative = True
+    if not _same(getattr(layer, "border_color", None), np.asarray(colours, dtype=np.float64), atol=1e-6):
+        layer.border_color = colours
+    if not _same(getattr(layer, "border_width", None), np.asarray(widths, dtype=np.float64), atol=1e-9):
+        layer.border_width = widths
 
 
 def state_from_layer(cls: type[ReviewState], layer: Any) -> ReviewState:
