@@ -87,8 +87,7 @@ def test_only_if_busy_measures_before_setting(monkeypatch):
 
 
 def test_busy_cores_elsewhere_leaves_out_this_process():
-    before = threads.busy_cores_elsewhere(0.3)  # other programs' load, whatever it is on this machine
-    if before is None:
+    if threads.busy_cores_elsewhere(0.05) is None:
         pytest.skip("no /proc/stat here")
     stop = threading.Event()
 
@@ -96,14 +95,21 @@ def test_busy_cores_elsewhere_leaves_out_this_process():
         while not stop.is_set():
             pass
 
-    t = threading.Thread(target=spin, daemon=True)
-    t.start()
-    try:
-        # a core of our own spinning adds (almost) nothing to what is busy elsewhere
-        assert threads.busy_cores_elsewhere(0.3) < before + threads.BUSY_CORES
-    finally:
-        stop.set()
-        t.join()
+    seen = []
+    for _ in range(3):  # other programs' load may change between two samples: a few tries
+        before = threads.busy_cores_elsewhere(0.3)
+        t = threading.Thread(target=spin, daemon=True)
+        t.start()
+        try:
+            during = threads.busy_cores_elsewhere(0.3)
+        finally:
+            stop.set()
+            t.join()
+            stop.clear()
+        seen.append((before, during))
+        if during < before + threads.BUSY_CORES:  # a core of our own spinning adds (almost) nothing
+            return
+    pytest.fail(f"our own spinning thread counted as load elsewhere: (before, during) = {seen}")
 
 
 @pytest.mark.parametrize(("busy", "policy"), [(1.0, "PASSIVE"), (0.0, "None")])
