@@ -41,3 +41,25 @@ def test_reference_names_carry_over_and_split_regions_join():
     b.obs[CLUSTER_KEY] = pd.Categorical(lab)
     mapping, _ = match_sections([("B", b)], reference=ref, reference_names=names)
     assert mapping["B"] == {"0": "invasive cancer", "3": "invasive cancer", "1": "stroma", "2": "immune"}
+
+
+def test_vocabulary_stays_sparse_and_matches_the_dense_computation():
+    """A Visium HD section over every shared gene would not fit in memory as a dense copy."""
+    import anndata as ad
+    import numpy as np
+    import pandas as pd
+    import scipy.sparse as sp
+
+    from napari_senca import vocabulary
+
+    rng = np.random.default_rng(0)
+    x = sp.random(400, 250, density=0.1, format="csr", random_state=0, dtype=np.float32)
+    x.data = np.round(x.data * 20) + 1
+    sparse = ad.AnnData(X=x, obs=pd.DataFrame({"senca_cluster": pd.Categorical(rng.integers(0, 4, 400).astype(str))}))
+    sparse.var_names = [f"g{i}" for i in range(250)]
+    dense = ad.AnnData(X=x.toarray(), obs=sparse.obs.copy(), var=sparse.var.copy())
+    assert sp.issparse(vocabulary._lognorm(sparse, list(sparse.var_names[:50])))
+    genes = vocabulary.shared_genes([sparse], sparse, 80)
+    assert genes == vocabulary.shared_genes([dense], dense, 80)
+    (rs, cs), (rd, cd) = (vocabulary.region_centroids(a, genes) for a in (sparse, dense))
+    assert rs == rd and np.allclose(cs, cd, atol=1e-12)

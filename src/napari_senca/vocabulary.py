@@ -55,15 +55,34 @@ class Vocabulary:
         return np.vstack(self.centroids) if self.centroids else np.zeros((0, len(self.genes)))
 
 
-def _lognorm(adata: AnnData, genes: Sequence[str]) -> np.ndarray:
+def _lognorm(adata: AnnData, genes: Sequence[str]) -> np.ndarray | sp.csr_matrix:
+    """``log1p(counts / library size * 1e4)`` of ``genes``; sparse when ``X`` is (log1p keeps zeros).
+
+    A dense copy of a Visium HD section over every shared gene would not fit
+    in memory (160,000 bins x 18,000 genes: 23 GB in float64).
+    """
     x = adata.X
     x = x.tocsr() if sp.issparse(x) else np.asarray(x)
     lib = np.asarray(x.sum(1)).ravel().astype(np.float64)
     lib[lib <= 0] = 1.0
     idx = adata.var_names.get_indexer(list(genes))
     sub = x[:, idx]
-    sub = sub.toarray() if sp.issparse(sub) else np.asarray(sub)
-    return np.log1p(sub.astype(np.float64) / lib[:, None] * 1e4)
+    if sp.issparse(sub):
+        out = sp.csr_matrix(sp.diags(1e4 / lib) @ sp.csr_matrix(sub, dtype=np.float64))
+        out.data = np.log1p(out.data)
+        return out
+    return np.log1p(np.asarray(sub).astype(np.float64) / lib[:, None] * 1e4)
+
+
+def _column_mean(x: np.ndarray | sp.spmatrix) -> np.ndarray:
+    return np.asarray(x.mean(0), dtype=np.float64).ravel()
+
+
+def _column_var(x: np.ndarray | sp.spmatrix) -> np.ndarray:
+    if not sp.issparse(x):
+        return np.asarray(x).var(0)
+    mean = _column_mean(x)
+    return np.maximum(_column_mean(x.multiply(x)) - mean**2, 0.0)
 
 
 def shared_genes(adatas: Sequence[AnnData], reference: AnnData, n_genes: int = 2000) -> list[str]:
@@ -74,22 +93,21 @@ def shared_genes(adatas: Sequence[AnnData], reference: AnnData, n_genes: int = 2
     genes = [g for g in reference.var_names if g in common]
     if not genes:
         return []
-    x = _lognorm(reference, genes)
-    order = np.argsort(-x.var(0), kind="stable")[:n_genes]
+    order = np.argsort(-_column_var(_lognorm(reference, genes)), kind="stable")[:n_genes]
     return [genes[i] for i in sorted(order)]
 
 
 def region_centroids(adata: AnnData, genes: Sequence[str], key: str = CLUSTER_KEY) -> tuple[list[str], np.ndarray]:
     """Regions of ``obs[key]`` and their centred mean log-normalised expression (regions x genes)."""
     x = _lognorm(adata, genes)
-    x = x - x.mean(0, keepdims=True)
+    overall = _column_mean(x)
     lab = adata.obs[key].astype(str).to_numpy()
     ok = adata.obs[key].notna().to_numpy()
     regions = [str(c) for c in pd.unique(lab[ok])]
     cats = getattr(adata.obs[key], "cat", None)
     if cats is not None:
         regions = [str(c) for c in adata.obs[key].cat.categories if str(c) in set(regions)]
-    return regions, np.vstack([x[ok & (lab == r)].mean(0) for r in regions])
+    return regions, np.vstack([_column_mean(x[ok & (lab == r)]) - overall for r in regions])
 
 
 def _corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
