@@ -55,6 +55,16 @@ def test_hexagonal_visium_grid_is_not_a_raster(array):
     assert [t[2] for t in section_layer_data(ad, raster_min_spots=0)] == ["points"]
 
 
+def test_two_spots_on_one_cell_is_not_a_raster():
+    import anndata as ad_
+
+    ad = grid_section()
+    twice = ad_.concat([ad, ad[:1]])  # the first bin again, on the same cell
+    twice.obs_names_make_unique()
+    twice.uns = ad.uns
+    assert square_grid(ad) is not None and square_grid(twice) is None
+
+
 def test_large_square_grid_opens_as_labels_with_region_values(monkeypatch):
     ad = grid_section()
     assert [t[2] for t in section_layer_data(ad)] == ["points"]  # below the threshold

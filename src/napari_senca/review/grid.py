@@ -142,7 +142,9 @@ def _fit(rows: np.ndarray, cols: np.ndarray, yx: np.ndarray, tol: float) -> Grid
     if shape[0] * shape[1] > MAX_RASTER_PIXELS:
         return None
     flat = rows * shape[1] + cols
-    if np.unique(flat).size != flat.size:
+    seen = np.zeros(shape[0] * shape[1], dtype=bool)  # at most 64 MB; np.unique sorted: 0.5 s at 500,000 bins
+    seen[flat] = True
+    if int(np.count_nonzero(seen)) != flat.size:
         return None  # two spots on one cell: not a grid of bins
     a = np.stack([rows, cols, np.ones_like(rows)], 1).astype(np.float64)
     coef, *_ = np.linalg.lstsq(a, yx, rcond=None)
