@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from magicgui.widgets import Container, Label, PushButton, SpinBox
-from napari.qt.threading import create_worker
 from qtpy.QtWidgets import QLabel, QTableWidgetItem, QVBoxLayout
 
 from ..errors import ConfigError, OutputError, SencaError
@@ -97,12 +96,9 @@ class CohortWidget(DockWidget):
         if not target:
             return None
         self.status.value = f"reading {target} …"
-        worker = create_worker(_read_cohort, target, _start_thread=False,
-                               _connect={"returned": self._on_read, "errored": self._on_error,
-                                         "finished": self._on_finished})  # fmt: skip
-        self.worker = self._box.add(worker)
-        worker.start()
-        return worker
+        self.worker = self.start_worker(_read_cohort, target, returned=self._on_read, errored=self._on_error,
+                                        finished=self._on_finished)  # fmt: skip
+        return self.worker
 
     @qt_callback
     def _on_read(self, sections: list[tuple[str, Any]]) -> None:
@@ -177,12 +173,9 @@ class CohortWidget(DockWidget):
                 return None
         self.status.value = f"writing to {target} …"
         self._set_export_enabled(False)
-        worker = create_worker(job, _start_thread=False,
-                               _connect={"returned": lambda paths: self._on_written(target, paths),
-                                         "errored": self._on_error, "finished": self._on_finished})  # fmt: skip
-        self.worker = self._box.add(worker)
-        worker.start()
-        return worker
+        self.worker = self.start_worker(job, returned=lambda paths: self._on_written(target, paths),
+                                        errored=self._on_error, finished=self._on_finished)  # fmt: skip
+        return self.worker
 
     @qt_callback
     def _on_written(self, target: Any, paths: list[Path]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from qtpy.QtWidgets import QWidget
@@ -22,6 +23,17 @@ class DockWidget(QWidget):
         self._box = WorkerBox()
         place_on_insert(napari_viewer)
         self.destroyed.connect(self._box.quit_all)
+
+    def start_worker(self, fn: Callable[..., Any], *args: Any, **connect: Callable[..., Any]) -> Any:
+        """Run ``fn(*args)`` in a napari worker thread kept in this widget's box; returns the worker.
+
+        ``connect`` maps worker signals to slots (``returned=..., errored=...``).
+        """
+        from napari.qt.threading import create_worker
+
+        worker = self._box.add(create_worker(fn, *args, _start_thread=False, _connect=connect))
+        worker.start()
+        return worker
 
 
 def fit_width(*widgets: Any, min_chars: int = 16) -> None:

@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton
-from napari.qt.threading import create_worker
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QGuiApplication
 from qtpy.QtWidgets import QVBoxLayout
@@ -118,14 +117,10 @@ class EmbeddingWidget(PlotMixin, DockWidget):
         z = np.asarray(st.adata.obsm[emb.EMBED_KEY])
         self.status.value = "computing UMAP…"
         self._draw_message("computing UMAP…")
-        worker = create_worker(
-            emb.compute_layout, z, "umap", _start_thread=False,
-            _connect={"returned": lambda xy, st=st, z=z: self._on_umap(st, z, xy),
-                      "errored": self._on_worker_error, "finished": self._on_worker_finished},
-        )  # fmt: skip
-        self.worker = self._box.add(worker)
-        worker.start()
-        return worker
+        self.worker = self.start_worker(emb.compute_layout, z, "umap",
+                                        returned=lambda xy, st=st, z=z: self._on_umap(st, z, xy),
+                                        errored=self._on_worker_error, finished=self._on_worker_finished)  # fmt: skip
+        return self.worker
 
     @guarded
     def select_in_plot(self, indices: Any, add: bool = False) -> list[int] | None:

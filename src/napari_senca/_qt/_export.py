@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton
-from napari.qt.threading import create_worker
 from qtpy.QtWidgets import QVBoxLayout
 
 from ..errors import SencaError
@@ -136,15 +135,9 @@ class ExportWidget(DockWidget):
         self.status.value = f"writing {p.name} …"
         self._writing = p
         self._set_enabled(False)
-        worker = create_worker(
-            job,
-            _start_thread=False,
-            _connect={"returned": lambda _=None: self._done(p, what), "errored": self._on_error,
-                      "finished": self._on_finished},
-        )  # fmt: skip
-        self.worker = self._box.add(worker)
-        worker.start()
-        return worker
+        self.worker = self.start_worker(job, returned=lambda _=None: self._done(p, what), errored=self._on_error,
+                                        finished=self._on_finished)  # fmt: skip
+        return self.worker
 
     def _require_idle(self) -> None:
         if self.worker is not None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from magicgui.widgets import Container, Label, LineEdit, PushButton
-from napari.qt.threading import create_worker
 from qtpy.QtWidgets import QVBoxLayout
 
 from ..errors import SencaError
@@ -104,16 +103,9 @@ class LoadWidget(DockWidget):
         preimport("napari_senca.io", "napari_senca.datasets")
         self.status.value = f"reading {target} …"
         self._set_enabled(False)
-        worker = create_worker(
-            _read,
-            target,
-            section,
-            _start_thread=False,
-            _connect={"returned": self._on_loaded, "errored": self._on_error, "finished": self._on_finished},
-        )
-        self.worker = self._box.add(worker)
-        worker.start()
-        return worker
+        self.worker = self.start_worker(_read, target, section, returned=self._on_loaded, errored=self._on_error,
+                                        finished=self._on_finished)  # fmt: skip
+        return self.worker
 
     @qt_callback
     def _on_loaded(self, adata: Any) -> None:

@@ -7,10 +7,10 @@ select inside drawn shapes, merge, undo / redo, colour by a gene or by region.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from napari.qt.threading import create_worker
 
 from ..errors import ConfigError
 from ..review import ReviewState
@@ -47,7 +47,7 @@ class ReviewActionsMixin:
     hint: Any
     n_clusters: Any
     recluster_worker: Any
-    _box: Any
+    start_worker: Callable[..., Any]
 
     @guarded
     def set_n_clusters(self, k: int, keep_manual: bool = True) -> Any:
@@ -59,14 +59,12 @@ class ReviewActionsMixin:
         change when it is done (the worker is returned; the review can go on
         meanwhile, and edits made meanwhile are kept as by any re-cluster).
         """
-        from ..cluster import check_n_clusters, recluster_labels, stored_clustering
+        from ..cluster import recluster_labels, stored_clustering
 
         st = self.state()
-        k = int(k)
         if self.recluster_worker is not None:
             raise ConfigError("still re-clustering: wait for the regions to change, then choose the count again")
-        st.require_result()
-        check_n_clusters(k, st.n_spots)
+        k = st.check_recluster(k)
         tree, embedding, seed = stored_clustering(st.adata)
         if tree is not None or st.n_spots <= RECLUSTER_IN_WORKER:
             st.set_n_clusters(k, keep_manual=keep_manual)
@@ -75,14 +73,12 @@ class ReviewActionsMixin:
         layer = self.layer.require()
         self.hint.value = f"re-clustering {st.n_spots:,} spots into {k} regions …"
         self.n_clusters.enabled = False
-        worker = create_worker(
-            recluster_labels, None, embedding, k, seed, _start_thread=False,
-            _connect={"returned": lambda labels: self._on_reclustered(layer, st, embedding, k, keep_manual, labels),
-                      "errored": self._on_recluster_error, "finished": self._on_recluster_finished},
+        self.recluster_worker = self.start_worker(
+            recluster_labels, None, embedding, k, seed,
+            returned=lambda labels: self._on_reclustered(layer, st, embedding, k, keep_manual, labels),
+            errored=self._on_recluster_error, finished=self._on_recluster_finished,
         )  # fmt: skip
-        self.recluster_worker = self._box.add(worker)
-        worker.start()
-        return worker
+        return self.recluster_worker
 
     @qt_callback
     def _on_reclustered(self, layer: Any, st: Any, embedding: Any, k: int, keep_manual: bool, labels: Any) -> None:

@@ -6,10 +6,10 @@ each change of the regions; the results are cached in the review state.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from magicgui.widgets import ComboBox, Container, Label, PushButton
-from napari.qt.threading import create_worker
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
 from ..review import ReviewState
@@ -22,11 +22,11 @@ __all__ = ["ReviewMarkersMixin"]
 class ReviewMarkersMixin:
     """Marker genes of :class:`~napari_senca._qt.ReviewWidget`.
 
-    Uses the widget's ``_box`` (worker threads) and ``_current_state``; keeps
+    Uses the widget's ``start_worker`` and ``_current_state``; keeps
     ``marker_worker`` and the ``_marker_*`` flags the widget starts with.
     """
 
-    _box: Any
+    start_worker: Callable[..., Any]
     marker_worker: Any
     _marker_key: tuple[int, str] | None
     _marker_failed: int | None
@@ -84,20 +84,12 @@ class ReviewMarkersMixin:
         self._marker_key = (st.version, cid)
         snap, version = st.marker_snapshot()
         preimport("scanpy", "napari_senca.markers")
-        worker = create_worker(
-            _compute_markers,
-            snap,
-            st.key,
-            _start_thread=False,
-            _connect={
-                "returned": lambda df, st=st, v=version: self._on_markers(st, v, df),
-                "errored": self._on_marker_error,
-                "finished": self._on_marker_finished,
-            },
-        )
-        self.marker_worker = self._box.add(worker)
-        worker.start()
-        return worker
+        self.marker_worker = self.start_worker(
+            _compute_markers, snap, st.key,
+            returned=lambda df, st=st, v=version: self._on_markers(st, v, df),
+            errored=self._on_marker_error, finished=self._on_marker_finished,
+        )  # fmt: skip
+        return self.marker_worker
 
     @qt_callback
     def _on_markers(self, st: ReviewState, version: int, df: Any) -> None:

@@ -17,7 +17,6 @@ from magicgui.widgets import (
     PushButton,
     SpinBox,
 )
-from napari.qt.threading import create_worker
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QVBoxLayout
 
@@ -239,15 +238,8 @@ class RunWidget(DockWidget):
     def _start_warm_up(self) -> None:
         """Import the heavy modules in a worker thread (once per widget)."""
         backbone = self.encoder_name()
-        worker = create_worker(
-            warm_up,
-            backbone,
-            _start_thread=False,
-            _connect={"returned": self._on_warm, "errored": self._on_warm_error},
-        )
-        worker.finished.connect(self._on_warm_finished)
-        self.warm_worker = self._box.add(worker)
-        worker.start()
+        self.warm_worker = self.start_worker(warm_up, backbone, returned=self._on_warm, errored=self._on_warm_error,
+                                             finished=self._on_warm_finished)  # fmt: skip
 
     @qt_callback
     def _on_warm(self, cached: bool | None) -> None:
@@ -350,24 +342,12 @@ class RunWidget(DockWidget):
         self._show_bar()
         self._timer.start()
         self.status.value = "starting…"
-        worker = create_worker(
-            train,
-            adata,
-            cfg,
-            _start_thread=False,
-            _connect={
-                "yielded": self._on_progress,
-                "returned": self._on_returned,
-                "errored": self._on_error,
-                "aborted": self._on_aborted,
-                "finished": self._on_finished,
-            },
-        )
-        self.worker = self._box.add(worker)
         self.run_btn.enabled = False
         self.stop_btn.enabled = True
-        worker.start()
-        return worker
+        self.worker = self.start_worker(train, adata, cfg, yielded=self._on_progress, returned=self._on_returned,
+                                        errored=self._on_error, aborted=self._on_aborted,
+                                        finished=self._on_finished)  # fmt: skip
+        return self.worker
 
     def _may_replace(self, layer: Any, state: ReviewState, when: str = "") -> bool:
         """True when the layer has no review edits or the user agreed to replace them."""

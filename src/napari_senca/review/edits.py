@@ -75,13 +75,9 @@ class EditsMixin:
         ConfigError
             No SENCA result yet, or a count outside ``2..n_spots``.
         """
-        from ..cluster import check_n_clusters, recluster
+        from ..cluster import recluster
 
-        self.require_result()
-        if not self.can_recluster:
-            raise ConfigError("this clustering has no stored SENCA embedding to re-cut: run the model first")
-        k = int(n_clusters)
-        check_n_clusters(k, self.n_spots)
+        k = self.check_recluster(n_clusters)
         old_cats = self.clusters
         old = np.asarray(self._labels().astype(object), dtype=object)
         edit = self._capture(f"cluster count {self.clustering_k} -> {k}", None)
@@ -104,6 +100,23 @@ class EditsMixin:
         n_kept = int(self.manual.sum())
         extra = f", {n_kept} spots assigned by hand kept" if n_kept else ""
         self._changed(f"re-cluster into {k} regions{extra}", labels=True, spots=None)
+
+    def check_recluster(self, n_clusters: int) -> int:
+        """``n_clusters`` as an int when :meth:`set_n_clusters` can use it.
+
+        Raises
+        ------
+        ConfigError
+            No SENCA result yet, or a count outside ``2..n_spots``.
+        """
+        from ..cluster import check_n_clusters
+
+        self.require_result()
+        if not self.can_recluster:
+            raise ConfigError("this clustering has no stored SENCA embedding to re-cut: run the model first")
+        k = int(n_clusters)
+        check_n_clusters(k, self.n_spots)
+        return k
 
     def _carry_ids(self, old: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, list[str], list[str]]:
         """New labels renamed to old ids: remembered, matched, else fresh.
