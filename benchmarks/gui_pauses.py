@@ -12,6 +12,9 @@ the regions have changed. Run under Xvfb::
         python benchmarks/gui_pauses.py --bins 62500 160000
     ... python benchmarks/gui_pauses.py --bins 160000 --counts-per-bin 300   # a realistic .h5ad (600 MB)
     ... python benchmarks/gui_pauses.py --bins 160000 --first-open   # the first section of a session
+    ... python benchmarks/gui_pauses.py --bins 62500 --click markers   # the first "Find marker genes"
+    ... python benchmarks/gui_pauses.py --bins 160000 --counts-per-bin 300 --click run   # pressing Run
+    ... python benchmarks/gui_pauses.py --bins 500000 --click recluster   # only the re-clustering
 
 Each size runs in a fresh process. Works with widgets that work on the GUI
 thread (the methods return a path or None) and with ones that work in a
@@ -143,6 +146,59 @@ def first_open(n_bins: int) -> dict[str, Any]:
     return {"bins": adata.n_obs, **_paused(app, lambda: _common.add_section(viewer, adata, "HD"), lambda: False)}
 
 
+def _watch(app: Any, start: Any, busy: Any, at_least: float) -> dict[str, float]:
+    """Longest pause from ``start()`` until ``busy()`` is False, watching the event loop for ``at_least`` seconds."""
+    def wait() -> Any:
+        ret = start()
+        t = time.perf_counter()
+        while busy() or time.perf_counter() - t < at_least:
+            app.processEvents()
+            time.sleep(0.002)
+        return ret
+
+    return _paused(app, wait, lambda: False)
+
+
+def click(what: str, n_bins: int, per_bin: int) -> dict[str, Any]:
+    """The first "Find marker genes" of a session, pressing Run (the click, not the training) or re-clustering, in a fresh viewer."""
+    import napari
+    from qtpy.QtWidgets import QApplication
+    from viewer import hd_section, with_embedding
+
+    from napari_senca._qt import ReviewWidget, RunWidget, _common
+
+    adata = hd_section(n_bins)
+    if per_bin:
+        adata = _realistic_counts(adata, 18_000, per_bin)
+    adata = with_embedding(adata, dim=30)
+    viewer = napari.Viewer(show=True)
+    app = QApplication.instance()
+    layer = _common.add_section(viewer, adata, "HD")
+    out: dict[str, Any] = {"bins": adata.n_obs, "genes": adata.n_vars, "click": what}
+    if what == "recluster":
+        review = ReviewWidget(viewer)
+        viewer.window.add_dock_widget(review)
+        out.update(_recluster(app, review, layer, 8))
+    elif what == "markers":
+        review = ReviewWidget(viewer)
+        viewer.window.add_dock_widget(review)
+        out["scanpy_imported_before"] = "scanpy" in sys.modules
+        out.update(_watch(app, lambda: review.show_markers("0"), lambda: review.marker_worker is not None, 1.0))
+    else:
+        run = RunWidget(viewer)
+        viewer.window.add_dock_widget(run)
+        while run.warm_worker is not None:  # the widget's warm-up import (torch, the pipeline) ends first
+            app.processEvents()
+            time.sleep(0.01)
+        out.update(_watch(app, run.run, lambda: False, 1.0))
+        run.stop()
+        while run.worker is not None:
+            app.processEvents()
+            time.sleep(0.01)
+    viewer.close()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bins", type=int, nargs="+", default=[62_500])
@@ -150,21 +206,33 @@ def main() -> None:
                     help="random nonzero counts per bin over 18,000 genes (0: the synthetic section's 100 genes)")
     ap.add_argument("--first-open", action="store_true",
                     help="only the first add_section of a session (napari compiles its labels colouring on first use)")
+    ap.add_argument("--click", choices=("markers", "run", "recluster"),
+                    help="only this click: the first 'Find marker genes' of a session, pressing Run (1 s watched), "
+                         "or a new cluster count (8)")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        res = first_open(args.one) if args.first_open else run_one(args.one, args.counts_per_bin)
+        if args.click:
+            res = click(args.click, args.one, args.counts_per_bin)
+        else:
+            res = first_open(args.one) if args.first_open else run_one(args.one, args.counts_per_bin)
         print("RESULT " + json.dumps(res))
         return
     rows = []
     for n in args.bins:
         cmd = [sys.executable, __file__, "--one", str(n), "--counts-per-bin", str(args.counts_per_bin)]
         cmd += ["--first-open"] if args.first_open else []
+        cmd += ["--click", args.click] if args.click else []
         p = subprocess.run(cmd, capture_output=True, text=True)
         line = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
         if not line:
             raise SystemExit(p.stderr[-3000:])
         rows.append(json.loads(line[0][7:]))
+    if args.click:
+        print(f"| bins | genes | {args.click}: wall s / longest pause s |\n|---|---|---|")
+        for r in rows:
+            print(f"| {r['bins']:,} | {r['genes']:,} | {r['wall_s']:.2f} / {r['longest_pause_s']:.2f} |")
+        return
     if args.first_open:
         print("| bins | first add_section: wall s / longest pause s |\n|---|---|")
         for r in rows:

@@ -70,6 +70,24 @@ def test_annotate_and_recluster_store_it():
     assert np.isfinite(new).all()
 
 
+def test_confidence_computed_in_a_worker_is_the_one_recluster_computes():
+    """recluster_in_worker's confidence (off the GUI thread) is what recluster would store itself."""
+    from napari_senca.cluster import recluster_in_worker, stored_clustering
+
+    a, b = annotated_section(k=3), annotated_section(k=3)
+    tree, emb, seed = stored_clustering(a)
+    labels, conf = recluster_in_worker(tree, emb, 5, seed)
+    ReviewState(a).set_n_clusters(5, labels=labels, confidence=conf)
+    ReviewState(b).set_n_clusters(5)
+    assert (a.obs[CLUSTER_KEY].astype(str).to_numpy() == b.obs[CLUSTER_KEY].astype(str).to_numpy()).all()
+    np.testing.assert_allclose(a.obs[CONFIDENCE_KEY].to_numpy(), b.obs[CONFIDENCE_KEY].to_numpy())
+    assert not np.allclose(conf, annotated_section(k=3).obs[CONFIDENCE_KEY].to_numpy())
+    before = a.obs[CLUSTER_KEY].copy()
+    with pytest.raises(ConfigError, match="confidence values"):
+        recluster(a, 4, labels=recluster_in_worker(tree, emb, 4, seed)[0], confidence=conf[:-1])
+    assert a.obs[CLUSTER_KEY].equals(before)  # refused before anything changed
+
+
 def test_hand_assigned_spots_get_nan_merges_do_not():
     adata = annotated_section(k=3)
     st = ReviewState(adata)

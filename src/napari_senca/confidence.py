@@ -58,13 +58,14 @@ __all__ = [
     "record_model_call",
     "update_confidence",
     "uncertain_spots",
+    "factorize_labels",
 ]
 
 CONFIDENCE_KEY = "senca_confidence"
 MODEL_LABELS_KEY = "model_labels"
 
 
-def _factorize(labels: np.ndarray, as_str: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def factorize_labels(labels: np.ndarray, as_str: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Sorted distinct labels and the code of every label (as ``np.unique(..., return_inverse=True)``,
     but hashing instead of sorting all the labels: 500,000 strings in milliseconds).
 
@@ -87,7 +88,7 @@ def region_centres(embedding: np.ndarray, labels: np.ndarray) -> tuple[np.ndarra
         The distinct labels (sorted) and their ``(n_regions, dim)`` centres.
     """
     z = np.asarray(embedding, dtype=np.float64)
-    regions, codes = _factorize(labels)
+    regions, codes = factorize_labels(labels)
     return regions, region_means(z, codes, len(regions))
 
 
@@ -120,7 +121,7 @@ def silhouette_confidence(embedding: np.ndarray, labels: np.ndarray) -> np.ndarr
     lab = np.asarray(labels)
     if z.ndim != 2 or len(z) != len(lab):
         raise ConfigError(f"embedding {z.shape} and labels ({len(lab)}) do not match")
-    regions, own = _factorize(lab)
+    regions, own = factorize_labels(lab)
     return silhouette_from_codes(z, own, len(regions))
 
 
@@ -145,10 +146,10 @@ def silhouette_from_codes(embedding: np.ndarray, codes: np.ndarray, k: int) -> n
 def label_codes(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_factorize` of ``column.astype(str)``, from a categorical's codes when it is one (no string per spot)."""
     if not isinstance(column.dtype, pd.CategoricalDtype):
-        return _factorize(np.asarray(column), as_str=True)
+        return factorize_labels(np.asarray(column), as_str=True)
     cat = column.array
     names = [str(c) for c in cat.categories] + ["nan"]  # code -1 (missing) reads "nan", as astype(str) says
-    uniq, remap = _factorize(np.asarray(names, dtype=object))
+    uniq, remap = factorize_labels(np.asarray(names, dtype=object))
     codes = np.where(cat.codes < 0, len(names) - 1, cat.codes)
     return uniq, remap[codes]
 
@@ -162,13 +163,13 @@ def hand_assigned(current: np.ndarray, model: np.ndarray) -> np.ndarray:
     """
     if len(current) != len(model):
         return np.zeros(len(current), dtype=bool)
-    cur_names, cc = _factorize(current, as_str=True)
+    cur_names, cc = factorize_labels(current, as_str=True)
     return _moved(cur_names, cc, model)
 
 
 def _moved(cur_names: np.ndarray, cc: np.ndarray, model: np.ndarray) -> np.ndarray:
     """:func:`hand_assigned` with the current regions already factorised (names sorted as strings, codes)."""
-    mod_names, mc = _factorize(model, as_str=True)
+    mod_names, mc = factorize_labels(model, as_str=True)
     table = np.bincount(mc * len(cur_names) + cc, minlength=len(mod_names) * len(cur_names))
     home = table.reshape(len(mod_names), len(cur_names)).argmax(1)  # ties: the first in sorted order
     return (cc != home[mc]).astype(bool)
@@ -180,13 +181,16 @@ def _n_clusters(adata: AnnData, key: str) -> str:
     return str(int(k)) if k is not None else str(adata.obs[key].nunique())
 
 
-def record_model_call(adata: AnnData, key: str = CLUSTER_KEY) -> np.ndarray:
+def record_model_call(adata: AnnData, key: str = CLUSTER_KEY, confidence: np.ndarray | None = None) -> np.ndarray:
     """Remember the model's regions for the current count and store the confidence.
 
     Called where the model assigns regions: :func:`napari_senca.pipeline.annotate`
     and :func:`napari_senca.cluster.recluster`. The call is kept per region count
     in ``uns["senca"]["model_labels"]`` so that undoing a re-clustering still
-    finds the matching call. Returns :func:`update_confidence`'s values.
+    finds the matching call. Returns :func:`update_confidence`'s values;
+    ``confidence`` is stored instead when given (the
+    :func:`silhouette_confidence` of these regions, computed in a worker: no
+    spot is moved by hand in a fresh model call, so it is the same values).
     """
     info = adata.uns.get(UNS_KEY)
     if isinstance(info, dict) and key in adata.obs:
@@ -194,7 +198,13 @@ def record_model_call(adata: AnnData, key: str = CLUSTER_KEY) -> np.ndarray:
         calls = dict(calls) if isinstance(calls, dict) else {}
         calls[_n_clusters(adata, key)] = np.asarray(adata.obs[key].astype(str), dtype=object)
         info[MODEL_LABELS_KEY] = calls
-    return update_confidence(adata, key)
+    if confidence is None:
+        return update_confidence(adata, key)
+    conf = np.asarray(confidence, dtype=np.float64)
+    if conf.shape != (adata.n_obs,):
+        raise ConfigError(f"{conf.size} confidence values for a section of {adata.n_obs} spots")
+    adata.obs[CONFIDENCE_KEY] = conf
+    return conf
 
 
 def update_confidence(adata: AnnData, key: str = CLUSTER_KEY) -> np.ndarray:

@@ -59,7 +59,7 @@ class ReviewActionsMixin:
         change when it is done (the worker is returned; the review can go on
         meanwhile, and edits made meanwhile are kept as by any re-cluster).
         """
-        from ..cluster import recluster_labels, stored_clustering
+        from ..cluster import recluster_in_worker, stored_clustering
 
         st = self.state()
         if self.recluster_worker is not None:
@@ -74,14 +74,15 @@ class ReviewActionsMixin:
         self.hint.value = f"re-clustering {st.n_spots:,} spots into {k} regions …"
         self.n_clusters.enabled = False
         self.recluster_worker = self.start_worker(
-            recluster_labels, None, embedding, k, seed,
-            returned=lambda labels: self._on_reclustered(layer, st, embedding, k, keep_manual, labels),
+            recluster_in_worker, None, embedding, k, seed,
+            returned=lambda res: self._on_reclustered(layer, st, embedding, k, keep_manual, *res),
             errored=self._on_recluster_error, finished=self._on_recluster_finished,
         )  # fmt: skip
         return self.recluster_worker
 
     @qt_callback
-    def _on_reclustered(self, layer: Any, st: Any, embedding: Any, k: int, keep_manual: bool, labels: Any) -> None:
+    def _on_reclustered(self, layer: Any, st: Any, embedding: Any, k: int, keep_manual: bool, labels: Any,
+                        confidence: Any) -> None:
         from ..section import EMBED_KEY
 
         same = (layer in self.viewer.layers and ReviewState.from_layer(layer) is st
@@ -89,7 +90,7 @@ class ReviewActionsMixin:
         if not same:  # a new run or another section meanwhile: these regions belong to nothing shown
             notify_info(f"re-clustering into {k} regions dropped: the section changed meanwhile")
             return
-        st.set_n_clusters(k, keep_manual=keep_manual, labels=labels)
+        st.set_n_clusters(k, keep_manual=keep_manual, labels=labels, confidence=confidence)
         if self.layer.value is layer:
             self._apply(st)
         else:

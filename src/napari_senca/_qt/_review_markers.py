@@ -14,7 +14,7 @@ from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableW
 
 from ..review import ReviewState
 from . import _common
-from ._common import guarded, notify_error, preimport, qt_callback
+from ._common import guarded, notify_error, qt_callback
 
 __all__ = ["ReviewMarkersMixin"]
 
@@ -83,7 +83,6 @@ class ReviewMarkersMixin:
         self.marker_status.value = "computing marker genes…"
         self._marker_key = (st.version, cid)
         snap, version = st.marker_snapshot()
-        preimport("scanpy", "napari_senca.markers")
         self.marker_worker = self.start_worker(
             _compute_markers, snap, st.key,
             returned=lambda df, st=st, v=version: self._on_markers(st, v, df),
@@ -132,6 +131,7 @@ class ReviewMarkersMixin:
 
 
 def _compute_markers(adata: Any, key: str) -> Any:
+    """Worker: the Wilcoxon tests; the first call also imports scanpy here (0.7 s, not on the GUI thread)."""
     from ..markers import rank_markers
 
     return rank_markers(adata, key, n_genes=25)

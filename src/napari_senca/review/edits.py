@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from ..confidence import factorize_labels
 from ..errors import ConfigError
 from ..section import UNS_KEY
 from .colours import PALETTE, to_hex
@@ -56,7 +57,8 @@ class EditsMixin:
     _complete_names_colours: Callable[[], None]
     _changed: Callable[..., None]
 
-    def set_n_clusters(self, n_clusters: int, keep_manual: bool = True, labels: np.ndarray | None = None) -> None:
+    def set_n_clusters(self, n_clusters: int, keep_manual: bool = True, labels: np.ndarray | None = None,
+                       confidence: np.ndarray | None = None) -> None:
         """Re-cluster the stored embedding into ``n_clusters`` regions (no retraining).
 
         The review is carried over: each new region takes the id, name and
@@ -68,7 +70,9 @@ class EditsMixin:
         is False. Undo brings back the previous cut. ``labels`` are the model's
         new regions when already computed (:func:`napari_senca.cluster.recluster_labels`,
         e.g. in a worker thread); they depend only on the stored embedding and
-        ``n_clusters``, not on the review.
+        ``n_clusters``, not on the review; ``confidence`` is their
+        :func:`~napari_senca.confidence.silhouette_confidence`, when also computed
+        (both: :func:`napari_senca.cluster.recluster_in_worker`).
 
         Raises
         ------
@@ -82,7 +86,7 @@ class EditsMixin:
         old = np.asarray(self._labels().astype(object), dtype=object)
         edit = self._capture(f"cluster count {self.clustering_k} -> {k}", None)
         try:
-            new = recluster(self.adata, k, key=self.key, labels=labels)
+            new = recluster(self.adata, k, key=self.key, labels=labels, confidence=confidence)
         except Exception:
             self._restore(edit)
             raise
@@ -141,7 +145,7 @@ class EditsMixin:
             fresh.append(str(nxt))
             taken.add(str(nxt))
         fresh.sort(key=lambda c: int(c) if c.isdigit() else 0)
-        uniq, inv = np.unique(new.astype(str), return_inverse=True)
+        uniq, inv = factorize_labels(new, as_str=True)
         return np.asarray([mapping[v] for v in uniq], dtype=object)[inv], fresh, list(back.values())
 
     def _give_back(self, ids: list[str]) -> None:

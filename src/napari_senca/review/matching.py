@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..confidence import factorize_labels
+
 __all__ = ["match_clusters", "RegionMemory", "Remembered", "RECALL_MIN_JACCARD"]
 
 #: a remembered region comes back when it and a new region share at least this
@@ -40,12 +42,9 @@ def match_clusters(old: Sequence[str], new: Sequence[str]) -> dict[str, str]:
     """
     from scipy.optimize import linear_sum_assignment
 
-    o = np.asarray(old, dtype=object).astype(str)
-    n = np.asarray(new, dtype=object).astype(str)
-    old_ids, oi = np.unique(o, return_inverse=True)
-    new_ids, ni = np.unique(n, return_inverse=True)
-    table = np.zeros((new_ids.size, old_ids.size), dtype=np.int64)
-    np.add.at(table, (ni, oi), 1)
+    old_ids, oi = factorize_labels(np.asarray(old, dtype=object), as_str=True)
+    new_ids, ni = factorize_labels(np.asarray(new, dtype=object), as_str=True)
+    table = _contingency(ni, oi, new_ids.size, old_ids.size)
     rows, cols = linear_sum_assignment(table, maximize=True)
     return {str(new_ids[r]): str(old_ids[c]) for r, c in zip(rows, cols, strict=True) if table[r, c] > 0}
 
@@ -110,14 +109,14 @@ class RegionMemory:
         """
         from scipy.optimize import linear_sum_assignment
 
-        cur = np.asarray(current, dtype=object).astype(str)
-        present = set(np.unique(cur))
+        cur_ids, ci = factorize_labels(np.asarray(current, dtype=object), as_str=True)
+        present = set(cur_ids.tolist())
         keys = [c for c in self._regions if c not in present]
         if not keys:
             return {}
-        new_ids, ni = np.unique(np.asarray(new, dtype=object).astype(str), return_inverse=True)
+        new_ids, ni = factorize_labels(np.asarray(new, dtype=object), as_str=True)
         sizes = np.bincount(ni, minlength=new_ids.size)
-        best_now = _best_jaccard(ni, sizes, cur)
+        best_now = _best_jaccard(ni, sizes, ci, cur_ids.size)
         table = np.zeros((new_ids.size, len(keys)))
         for j, cid in enumerate(keys):
             reg = self._regions[cid]
@@ -129,11 +128,14 @@ class RegionMemory:
         return {str(new_ids[r]): keys[c] for r, c in zip(rows, cols, strict=True) if table[r, c] > 0}
 
 
-def _best_jaccard(ni: np.ndarray, sizes: np.ndarray, current: np.ndarray) -> np.ndarray:
-    """For every new cluster (codes ``ni``), its highest Jaccard index with a current cluster."""
-    _, oi = np.unique(current, return_inverse=True)
-    table = np.zeros((sizes.size, int(oi.max()) + 1 if oi.size else 0), dtype=np.int64)
-    np.add.at(table, (ni, oi), 1)
+def _contingency(a: np.ndarray, b: np.ndarray, na: int, nb: int) -> np.ndarray:
+    """``(na, nb)`` counts of the code pairs ``(a[i], b[i])`` (one bincount; 500,000 spots in milliseconds)."""
+    return np.bincount(a * nb + b, minlength=na * nb).reshape(na, nb)
+
+
+def _best_jaccard(ni: np.ndarray, sizes: np.ndarray, ci: np.ndarray, n_current: int) -> np.ndarray:
+    """For every new cluster (codes ``ni``), its highest Jaccard index with a current cluster (codes ``ci``)."""
+    table = _contingency(ni, ci, sizes.size, n_current)
     osz = table.sum(axis=0)
     jac = table / (sizes[:, None] + osz[None, :] - table)
     return jac.max(axis=1) if jac.size else np.zeros(sizes.size)
