@@ -15,6 +15,7 @@ the regions have changed. Run under Xvfb::
     ... python benchmarks/gui_pauses.py --bins 62500 --click markers   # the first "Find marker genes"
     ... python benchmarks/gui_pauses.py --bins 160000 --counts-per-bin 300 --click run   # pressing Run
     ... python benchmarks/gui_pauses.py --bins 500000 --click recluster   # only the re-clustering
+    ... python benchmarks/gui_pauses.py --bins 62500 --click umap   # the Embedding view's UMAP (first in a session)
 
 Each size runs in a fresh process. Works with widgets that work on the GUI
 thread (the methods return a path or None) and with ones that work in a
@@ -175,7 +176,20 @@ def click(what: str, n_bins: int, per_bin: int) -> dict[str, Any]:
     app = QApplication.instance()
     layer = _common.add_section(viewer, adata, "HD")
     out: dict[str, Any] = {"bins": adata.n_obs, "genes": adata.n_vars, "click": what}
-    if what == "recluster":
+    if what == "umap":
+        from napari_senca._qt import EmbeddingWidget
+
+        view = EmbeddingWidget(viewer)
+        viewer.window.add_dock_widget(view)
+        app.processEvents()
+
+        def start() -> Any:
+            view.method.value = "umap"
+            return view.worker
+
+        out.update(_watch(app, start, lambda: view.worker is not None, 1.0))
+        out["drawn"] = view.xy is not None and view.method.value == "umap"
+    elif what == "recluster":
         review = ReviewWidget(viewer)
         viewer.window.add_dock_widget(review)
         out.update(_recluster(app, review, layer, 8))
@@ -206,9 +220,9 @@ def main() -> None:
                     help="random nonzero counts per bin over 18,000 genes (0: the synthetic section's 100 genes)")
     ap.add_argument("--first-open", action="store_true",
                     help="only the first add_section of a session (napari compiles its labels colouring on first use)")
-    ap.add_argument("--click", choices=("markers", "run", "recluster"),
+    ap.add_argument("--click", choices=("markers", "run", "recluster", "umap"),
                     help="only this click: the first 'Find marker genes' of a session, pressing Run (1 s watched), "
-                         "or a new cluster count (8)")
+                         "a new cluster count (8), or the UMAP layout of the Embedding view")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:

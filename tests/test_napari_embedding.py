@@ -149,7 +149,7 @@ def test_umap_runs_in_a_worker_and_is_cached(section, qtbot, monkeypatch):
         calls.append(method)
         return np.asarray(z)[:, :2] * 10.0
 
-    monkeypatch.setattr(embedding, "compute_layout", fake)
+    monkeypatch.setattr(embedding, "compute_layout_isolated", fake)
     w.method.value = "umap"
     assert w.worker is not None  # never computed on the GUI thread
     qtbot.waitUntil(lambda: w.worker is None, timeout=30_000)
@@ -168,7 +168,7 @@ def test_umap_failure_falls_back_to_pca(section, qtbot, monkeypatch, notes):
     def broken(z, method="pca", seed=0):
         raise ConfigError("UMAP needs the umap-learn package")
 
-    monkeypatch.setattr(embedding, "compute_layout", broken)
+    monkeypatch.setattr(embedding, "compute_layout_isolated", broken)
     w.method.value = "umap"
     qtbot.waitUntil(lambda: w.worker is None, timeout=30_000)
     assert "umap-learn" in notes["error"][-1]

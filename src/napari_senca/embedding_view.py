@@ -40,6 +40,7 @@ __all__ = [
     "layout_key",
     "cached_layout",
     "compute_layout",
+    "compute_layout_isolated",
     "store_layout",
     "layout_2d",
     "points_in_lasso",
@@ -104,6 +105,20 @@ def cached_layout(adata: AnnData, method: str = "pca") -> np.ndarray | None:
         return None
     xy = np.asarray(adata.obsm[key], dtype=np.float64)
     return xy if xy.shape == (adata.n_obs, 2) else None
+
+
+def compute_layout_isolated(embedding: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
+    """:func:`compute_layout`, UMAP in the session's helper process (:func:`napari_senca.isolated.call_isolated`).
+
+    For a worker thread: umap-learn's kernels hold the GIL for seconds at a
+    time, which would pause the viewer again and again; in another process
+    they cannot.
+    """
+    if _method(method) != "umap":
+        return compute_layout(embedding, method, seed)
+    from .isolated import call_isolated
+
+    return call_isolated(compute_layout, np.asarray(embedding), "umap", seed)
 
 
 def compute_layout(embedding: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:

@@ -117,7 +117,7 @@ class EmbeddingWidget(PlotMixin, DockWidget):
         z = np.asarray(st.adata.obsm[emb.EMBED_KEY])
         self.status.value = "computing UMAP…"
         self._draw_message("computing UMAP…")
-        self.worker = self.start_worker(emb.compute_layout, z, "umap",
+        self.worker = self.start_worker(emb.compute_layout_isolated, z, "umap",
                                         returned=lambda xy, st=st, z=z: self._on_umap(st, z, xy),
                                         errored=self._on_worker_error, finished=self._on_worker_finished)  # fmt: skip
         return self.worker
