@@ -57,3 +57,29 @@ def test_tile_link_rename_everywhere_and_export(qtbot, viewer, tmp_path, monkeyp
     # exporting again asks before overwriting; "no" writes nothing
     monkeypatch.setattr(_common, "ask_overwrite", lambda *a: False)
     assert w.export(tmp_path / "cohort") is None and w.worker is None
+
+
+def test_open_cohort_folder_adds_sections_one_per_turn_and_links_with_the_workers_matching(
+        qtbot, viewer, tmp_path, monkeypatch, notes):  # fmt: skip
+    from napari_senca import vocabulary
+    from napari_senca.shared_legend import SharedLegend
+
+    root = tmp_path / "batch"
+    for i, s in enumerate(("S1", "S2", "S3")):
+        (root / s).mkdir(parents=True)
+        annotated_section(seed=i).write_h5ad(root / s / "annotated.h5ad")
+    (root / "cohort.csv").write_text("section,status\nS1,done\nS2,done\nS3,failed\n")
+    calls = []
+    real = vocabulary.match_sections
+    monkeypatch.setattr(vocabulary, "match_sections", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    w = CohortWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    assert w.open_cohort(str(root)) is not None and w.busy
+    w.open_cohort(str(root))  # a second click while reading: refused, nothing read twice
+    assert "still reading" in notes["error"][-1]
+    qtbot.waitUntil(lambda: not w.busy and w.shared is not None, timeout=60_000)
+    assert [ly.name for ly in _common.section_layers(viewer)] == ["S1 spots", "S2 spots"]  # S3 failed: not opened
+    assert "2 sections linked (regions matched now" in w.status.value
+    assert len(calls) == 1  # matched once, in the read worker; link() used it
+    again = SharedLegend.link(list(w.shared.sections))  # matching now gives the same legend
+    assert again.entry_ids() == w.shared.entry_ids() and len(calls) == 2

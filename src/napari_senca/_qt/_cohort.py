@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from magicgui.widgets import Container, Label, PushButton, SpinBox
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QLabel, QTableWidgetItem, QVBoxLayout
 
 from ..errors import ConfigError, OutputError, SencaError
@@ -39,9 +40,13 @@ def _section_name(layer: Any) -> str:
 
 
 def _read_cohort(folder: str) -> Any:
-    from ..shared_legend import read_cohort
+    """Worker: the sections of a cohort folder and their region matching (None when linking needs none)."""
+    from ..section import CLUSTER_KEY
+    from ..shared_legend import match_for_link, read_cohort
 
-    return read_cohort(folder)
+    sections = read_cohort(folder)
+    matched = match_for_link(sections, CLUSTER_KEY) if len(sections) > 1 else None
+    return sections, matched
 
 
 class CohortWidget(DockWidget):
@@ -58,6 +63,8 @@ class CohortWidget(DockWidget):
         self.shared: SharedLegend | None = None
         self.layers: dict[str, Any] = {}
         self.worker: Any = None
+        self._pending: list[tuple[str, Any]] = []  # read sections still to add
+        self._matched: Any = None  # their region matching, from the read worker
         self.last_paths: list[Path] = []
         self.open_btn = PushButton(text="Open cohort folder…", tooltip="a 'napari-senca batch' output folder")
         self.columns = SpinBox(label="columns", min=0, max=20, value=0, tooltip="grid columns (0: automatic)")
@@ -90,7 +97,7 @@ class CohortWidget(DockWidget):
     @guarded
     def open_cohort(self, folder: str | None = None) -> Any:
         """Read every finished section of a cohort folder in a worker, then add, tile and link them."""
-        if self.worker is not None:
+        if self.busy:
             raise SencaError("still reading or writing a cohort: wait for it")
         target = folder or _common.ask_open_path(self, folder=True)
         if not target:
@@ -101,11 +108,27 @@ class CohortWidget(DockWidget):
         return self.worker
 
     @qt_callback
-    def _on_read(self, sections: list[tuple[str, Any]]) -> None:
-        for name, adata in sections:
+    def _on_read(self, result: tuple[list[tuple[str, Any]], Any]) -> None:
+        """Add the sections one per turn of the event loop (the viewer redraws in between), then tile and link."""
+        sections, self._matched = result
+        self._pending = list(sections)
+        QTimer.singleShot(0, self._add_next)
+
+    @qt_callback
+    def _add_next(self) -> None:
+        if self._pending:
+            name, adata = self._pending.pop(0)
             add_section(self.viewer, adata, name=name)
+            self.status.value = f"opened {name}" + (f"; {len(self._pending)} to go" if self._pending else "")
+            QTimer.singleShot(0, self._add_next)
+            return
         self.tile()
         self.link()
+
+    @property
+    def busy(self) -> bool:
+        """True while a cohort is read, its sections added, or a cohort written."""
+        return self.worker is not None or bool(self._pending)
 
     @qt_callback
     def _on_error(self, exc: BaseException) -> None:
@@ -131,7 +154,9 @@ class CohortWidget(DockWidget):
         self.layers = {_section_name(ly): ly for ly in layers}
         if len(self.layers) != len(layers):
             raise ConfigError("two open sections have the same layer name; rename one layer first")
-        self.shared = SharedLegend.link([(n, ReviewState.from_layer(ly)) for n, ly in self.layers.items()])
+        matched, self._matched = self._matched, None  # computed while the cohort was read; used once
+        self.shared = SharedLegend.link([(n, ReviewState.from_layer(ly)) for n, ly in self.layers.items()],
+                                        matched=matched)
         self._redraw()
         self.status.value = f"{len(layers)} sections linked ({self.shared.how})"
         return self.shared
@@ -159,7 +184,7 @@ class CohortWidget(DockWidget):
         nothing will be written.
         """
         shared = self._require()
-        if self.worker is not None:
+        if self.busy:
             raise SencaError("still reading or writing a cohort: wait for it, then export again")
         target = folder or _common.ask_open_path(self, folder=True)
         if not target:
