@@ -410,3 +410,24 @@ def test_export_error_in_the_worker_is_one_notification(qtbot, viewer, notes, mo
     assert "No space left on device" in notes["error"][-1] and "c.h5ad" in notes["error"][-1]
     assert export.status.value.startswith("not written") and export.h5ad_btn.enabled
     assert not (tmp_path / "c.h5ad").exists()
+
+
+@pytest.mark.qt
+def test_labels_colouring_is_compiled_in_a_daemon_thread_once(viewer):
+    """Opening a dock widget compiles napari's labels colouring off the GUI thread, once per process, no layer made."""
+    import time
+
+    import numpy as np
+    from napari.utils.colormaps import DirectLabelColormap
+
+    from napari_senca._qt import _workers
+
+    n_layers = len(viewer.layers)
+    ExportWidget(viewer)
+    thread = _workers.start_labels_warm_up()
+    assert thread is _workers.start_labels_warm_up() and thread.daemon
+    thread.join(60)
+    assert not thread.is_alive() and len(viewer.layers) == n_layers
+    t = time.perf_counter()
+    DirectLabelColormap(color_dict={None: "#00000000", 0: "#00000000", 5: "#ff0000"}).map(np.ones((3, 3), np.uint16))
+    assert time.perf_counter() - t < 0.5  # compiled already (cold: 1-2 s)

@@ -8,9 +8,13 @@ thread); :func:`is_alive` tells whether a widget's C++ side still exists;
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
-__all__ = ["preimport", "import_torch", "is_alive", "WorkerBox"]
+__all__ = ["preimport", "import_torch", "is_alive", "WorkerBox", "warm_labels_colormap", "start_labels_warm_up"]
+
+#: the daemon thread compiling napari's labels colouring, started once per process (:func:`start_labels_warm_up`)
+_labels_warm_up: threading.Thread | None = None
 
 
 def preimport(*modules: str) -> None:
@@ -97,3 +101,41 @@ class WorkerBox:
                 w.quit()
             except RuntimeError:  # pragma: no cover
                 pass
+
+
+def warm_labels_colormap() -> None:
+    """Compile napari's labels colouring for the data types a section raster uses.
+
+    napari colours a labels layer through numba functions and typed dicts
+    compiled on first use for each data type (the typed dicts are not cached
+    on disk): 1.7-2.3 s of a frozen viewer when the first square-grid section
+    (Visium HD) of a session opens. Mapping a tiny array through a
+    ``DirectLabelColormap`` compiles the same code; no layer is made (layers
+    touch napari's unit registry, which is not thread-safe).
+    """
+    import numpy as np
+    from napari.utils.colormaps import DirectLabelColormap
+
+    colours = {None: "#00000000", 0: "#00000000", 1: "#ff0000", 2: "#0000ff"}
+    for dtype in (np.uint8, np.uint16):  # review.raster._dtype: up to 65,535 regions
+        DirectLabelColormap(color_dict=colours).map(np.ones((2, 2), dtype=dtype))
+
+
+def _warm_quietly() -> None:
+    try:
+        warm_labels_colormap()
+    except Exception:  # only a warm-up: the first layer compiles it instead
+        pass
+
+
+def start_labels_warm_up() -> threading.Thread:
+    """Start :func:`warm_labels_colormap` in a daemon thread, once per process; returns the thread.
+
+    A plain thread, no Qt signals: nothing is emitted to a widget that may be
+    gone, and the process never waits for it at exit.
+    """
+    global _labels_warm_up
+    if _labels_warm_up is None:
+        _labels_warm_up = threading.Thread(target=_warm_quietly, name="napari-senca labels warm-up", daemon=True)
+        _labels_warm_up.start()
+    return _labels_warm_up
