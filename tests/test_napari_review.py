@@ -113,6 +113,11 @@ def test_legend_click_selects_and_checkbox_hides(docked, notes):
     review.legend.item(row, SHOW).setCheckState(_review.Qt.CheckState.Checked)
     pts.selected_data = set()
     assert pts.shown.all() and drawn() > 50
+    # a recolour reaches the canvas (the colour writes of an edit are drawn in one redraw at the end)
+    before = drawn()
+    review.recolour(cid, "#00ff7f")
+    colour = np.array([0x00, 0xFF, 0x7F])
+    assert drawn() >= before * 0.8 and np.allclose(pts.face_color[hidden][:, :3], colour / 255, atol=1e-3)
     assert not notes["error"], notes["error"]
 
 

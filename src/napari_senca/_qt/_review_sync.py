@@ -14,7 +14,7 @@ from qtpy.QtCore import QTimer
 from ..review import ReviewState
 from ..review import raster as _raster
 from ..review.colours import VALUE_COLOURS
-from ..review.layers import apply_borders, describe_changes
+from ..review.layers import apply_borders, describe_changes, one_redraw
 from . import _common
 from ._common import notify_error, notify_warning
 from ._review_actions import NEW_REGION
@@ -69,7 +69,8 @@ class ReviewSyncMixin:
         if layer is None or not _common.is_alive(layer):
             return
         st = self._current_state()
-        apply_borders(layer, st.shown_mask() if st is not None else None)
+        with one_redraw(layer):  # border colours and widths: one redraw
+            apply_borders(layer, st.shown_mask() if st is not None else None)
 
     def _layer_events(self) -> list[tuple[str, Any]]:
         if _raster.is_raster_layer(self._layer):  # the raster is only written by the review (and the brush)
