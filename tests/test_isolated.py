@@ -46,3 +46,21 @@ def test_runs_here_when_no_helper_can_start(helper, monkeypatch):
     monkeypatch.setattr(isolated.sys, "executable", "/nonexistent/python")
     assert helper.call_isolated(os.getpid) == os.getpid()
     assert helper.helper_pid() is None and helper._unavailable
+
+
+def test_prints_to_stdout_and_calls_it_cannot_read_leave_the_helper_working(helper):
+    import sys
+    import types
+
+    pid = helper.call_isolated(os.getpid)
+    assert helper.call_isolated(os.write, 1, b"\x08\x00garbage") == 9  # C-level write to fd 1: not in the answers
+    assert helper.call_isolated(print, "to stdout") is None
+    mod = types.ModuleType("only_in_this_process")
+    exec("def f():\n    return 1\n", mod.__dict__)
+    sys.modules[mod.__name__] = mod
+    try:
+        with pytest.raises(SencaError, match="could not read the call"):
+            helper.call_isolated(mod.f)
+    finally:
+        del sys.modules[mod.__name__]
+    assert helper.call_isolated(os.getpid) == pid  # the same helper, still in step

@@ -77,9 +77,40 @@ def test_open_cohort_folder_adds_sections_one_per_turn_and_links_with_the_worker
     assert w.open_cohort(str(root)) is not None and w.busy
     w.open_cohort(str(root))  # a second click while reading: refused, nothing read twice
     assert "still reading" in notes["error"][-1]
+    seen = []  # sections open at each step of the queue (each step is its own turn of the event loop)
+    monkeypatch.setattr(w, "_add_next", lambda real=w._add_next: (seen.append(
+        len(_common.section_layers(viewer))), real())[1])  # fmt: skip
     qtbot.waitUntil(lambda: not w.busy and w.shared is not None, timeout=60_000)
+    assert seen == [0, 1, 2]  # one section per step, then tile and link
     assert [ly.name for ly in _common.section_layers(viewer)] == ["S1 spots", "S2 spots"]  # S3 failed: not opened
     assert "2 sections linked (regions matched now" in w.status.value
     assert len(calls) == 1  # matched once, in the read worker; link() used it
     again = SharedLegend.link(list(w.shared.sections))  # matching now gives the same legend
     assert again.entry_ids() == w.shared.entry_ids() and len(calls) == 2
+
+
+def test_a_section_that_cannot_be_added_stops_the_open_and_frees_the_widget(qtbot, viewer, tmp_path, monkeypatch,
+                                                                         notes):  # fmt: skip
+    from napari_senca._qt import _cohort
+
+    root = tmp_path / "batch"
+    for i, s in enumerate(("S1", "S2", "S3")):
+        (root / s).mkdir(parents=True)
+        annotated_section(seed=i).write_h5ad(root / s / "annotated.h5ad")
+    (root / "cohort.csv").write_text("section,status\nS1,done\nS2,done\nS3,done\n")
+    real = _cohort.add_section
+
+    def add(viewer, adata, name):
+        if name == "S2":
+            raise _cohort.ConfigError("S2 is broken")
+        return real(viewer, adata, name=name)
+
+    monkeypatch.setattr(_cohort, "add_section", add)
+    w = CohortWidget(viewer)
+    w.open_cohort(str(root))
+    qtbot.waitUntil(lambda: not w.busy, timeout=60_000)
+    assert "S2 is broken" in notes["error"][-1] and "stopped at S2" in w.status.value
+    assert [ly.name for ly in _common.section_layers(viewer)] == ["S1 spots"] and w._matched is None
+    monkeypatch.setattr(_cohort, "add_section", real)
+    assert w.open_cohort(str(root)) is not None  # free again
+    qtbot.waitUntil(lambda: not w.busy and w.shared is not None, timeout=60_000)

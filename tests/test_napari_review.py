@@ -255,3 +255,25 @@ def test_large_sections_recluster_in_a_worker(docked, qtbot, notes, monkeypatch)
     qtbot.waitUntil(lambda: review.recluster_worker is None, timeout=30_000)
     assert st.clustering_k == 4 and "dropped: the section changed" in notes["info"][-1]
     assert review.n_clusters.value == 4
+
+
+def test_one_redraw_draws_once_and_also_after_an_error():
+    from napari.layers import Points
+
+    from napari_senca.review.layers import one_redraw
+
+    layer = Points(np.random.default_rng(0).uniform(0, 10, (20, 2)))
+    drawn = []
+    layer.events.set_data.connect(lambda e: drawn.append(1))
+    with one_redraw(layer):
+        layer.face_color = "red"
+        layer.border_color = "blue"
+        layer.border_width = 0.2
+    assert len(drawn) == 1 and np.allclose(layer.face_color[:, :3], [1, 0, 0])
+    with one_redraw(layer):  # nothing written: no redraw
+        pass
+    assert len(drawn) == 1
+    with pytest.raises(RuntimeError), one_redraw(layer):
+        layer.face_color = "green"
+        raise RuntimeError("half-way")
+    assert len(drawn) == 2  # what was written before the error is drawn

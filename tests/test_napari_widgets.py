@@ -428,6 +428,10 @@ def test_labels_colouring_is_compiled_in_a_daemon_thread_once(viewer):
     assert thread is _workers.start_labels_warm_up() and thread.daemon
     thread.join(60)
     assert not thread.is_alive() and len(viewer.layers) == n_layers
+    from napari.utils.colormaps import _accelerated_cmap
+
+    compiled = {str(sig[0].dtype) for sig in _accelerated_cmap._labels_raw_to_texture_direct_inner_loop.signatures}
+    assert {"uint8", "uint16"} <= compiled  # no test before makes a uint16 labels layer: the warm-up compiled it
     t = time.perf_counter()
     DirectLabelColormap(color_dict={None: "#00000000", 0: "#00000000", 5: "#ff0000"}).map(np.ones((3, 3), np.uint16))
     assert time.perf_counter() - t < 0.5  # compiled already (cold: 1-2 s)

@@ -74,7 +74,8 @@ def factorize_labels(labels: np.ndarray, as_str: bool = False) -> tuple[np.ndarr
     series = pd.Series(np.asarray(labels).ravel(), dtype=object)
     codes, uniques = pd.factorize(series, sort=not as_str, use_na_sentinel=False)  # NaN is a label too
     if as_str:
-        ucodes, uniques = pd.factorize(pd.Series(np.asarray(uniques, dtype=object)).astype(str), sort=True)
+        # str() of each distinct value, as astype(str) of the labels did (also NaN -> "nan" under pandas 3)
+        ucodes, uniques = pd.factorize(pd.Series([str(u) for u in uniques], dtype=object), sort=True)
         codes = ucodes[codes]
     return np.asarray(uniques, dtype=object), np.asarray(codes, dtype=np.int64)
 
@@ -192,6 +193,8 @@ def record_model_call(adata: AnnData, key: str = CLUSTER_KEY, confidence: np.nda
     :func:`silhouette_confidence` of these regions, computed in a worker: no
     spot is moved by hand in a fresh model call, so it is the same values).
     """
+    if confidence is not None and np.shape(confidence) != (adata.n_obs,):
+        raise ConfigError(f"{np.size(confidence)} confidence values for a section of {adata.n_obs} spots")
     info = adata.uns.get(UNS_KEY)
     if isinstance(info, dict) and key in adata.obs:
         calls = info.get(MODEL_LABELS_KEY)
@@ -201,8 +204,6 @@ def record_model_call(adata: AnnData, key: str = CLUSTER_KEY, confidence: np.nda
     if confidence is None:
         return update_confidence(adata, key)
     conf = np.asarray(confidence, dtype=np.float64)
-    if conf.shape != (adata.n_obs,):
-        raise ConfigError(f"{conf.size} confidence values for a section of {adata.n_obs} spots")
     adata.obs[CONFIDENCE_KEY] = conf
     return conf
 

@@ -61,24 +61,33 @@ def _start() -> subprocess.Popen | None:
     """A new helper that has answered the handshake, or None when none can start."""
     proc = None
     try:
+        # its own session: Ctrl-C in the terminal stops the viewer, not the helper's answer half-way
         proc = subprocess.Popen([sys.executable, "-m", "napari_senca.isolated"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE)  # fmt: skip
+                                stdout=subprocess.PIPE, start_new_session=True)  # fmt: skip
         assert proc.stdin is not None and proc.stdout is not None
         _send(proc.stdin, list(sys.path))  # the helper imports what this process can import
         if _recv(proc.stdout) == _READY:
             return proc
-    except (OSError, EOFError, pickle.UnpicklingError, ValueError):
+    except Exception:  # anything that is not the handshake: no helper
         pass
     if proc is not None:
-        proc.kill()
+        _kill(proc)
     return None
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    proc.kill()
+    try:
+        proc.wait(timeout=5)  # reaped: no zombie left
+    except subprocess.TimeoutExpired:
+        pass
 
 
 @atexit.register
 def _stop_at_exit() -> None:
     """The helper ends with the session, also in the middle of a call."""
     if _proc is not None:
-        _proc.kill()
+        _kill(_proc)
 
 
 def shutdown() -> None:
@@ -90,7 +99,7 @@ def shutdown() -> None:
             proc.stdin.close()  # type: ignore[union-attr]  # the helper's loop ends at EOF
             proc.wait(timeout=5)
         except Exception:
-            proc.kill()
+            _kill(proc)
 
 
 def helper_pid() -> int | None:
@@ -126,13 +135,18 @@ def call_isolated(fn: Callable[..., T], *args: Any) -> T:
         if _proc is None:
             return fn(*args)
         proc = _proc
+        request = pickle.dumps((fn, args), protocol=pickle.HIGHEST_PROTOCOL)  # raises here if it cannot be sent
         try:
-            _send(proc.stdin, (fn, args))  # type: ignore[arg-type]
+            proc.stdin.write(struct.pack("<Q", len(request)) + request)  # type: ignore[union-attr]
+            proc.stdin.flush()  # type: ignore[union-attr]
             ok, value = _recv(proc.stdout)  # type: ignore[arg-type]
-        except (OSError, EOFError) as exc:
-            code = proc.poll()
+        except Exception as exc:  # died, or its answer is unreadable: this helper is done
+            try:
+                code: int | str = proc.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                code = "still running"
             shutdown()
-            raise SencaError(f"the helper process running {getattr(fn, '__name__', fn)} stopped"
+            raise SencaError(f"the helper process running {getattr(fn, '__name__', fn)} stopped answering"
                              f" (exit code {code}; out of memory?)") from exc  # fmt: skip
     if not ok:
         raise value
@@ -150,15 +164,29 @@ def _round_trips(exc: BaseException) -> bool:
 
 def _serve() -> None:
     """The helper's loop: read ``(fn, args)``, answer ``(True, result)`` or ``(False, exception)``, until EOF."""
-    inp, out = sys.stdin.buffer, sys.stdout.buffer
-    sys.stdout = sys.stderr  # whatever the functions print must not mix with the answers
+    import os
+
+    inp = sys.stdin.buffer
+    # the answers go to a private copy of the pipe; file descriptor 1 becomes stderr, so whatever the functions
+    # print (Python, C libraries, child processes) cannot mix with them
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
     sys.path[:] = _recv(inp)
     _send(out, _READY)
     while True:
         try:
-            fn, args = _recv(inp)
-        except EOFError:
+            head = inp.read(8)
+            if len(head) < 8:
+                return
+            data = inp.read(struct.unpack("<Q", head)[0])
+        except (OSError, ValueError):
             return
+        try:
+            fn, args = pickle.loads(data)  # the whole request is read: a failure here is answered
+        except Exception as exc:
+            _send(out, (False, SencaError(f"the helper could not read the call: {type(exc).__name__}: {exc}")))
+            continue
         try:
             answer = (True, fn(*args))
         except BaseException as exc:  # sent back and raised by the caller

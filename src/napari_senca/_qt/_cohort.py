@@ -118,7 +118,13 @@ class CohortWidget(DockWidget):
     def _add_next(self) -> None:
         if self._pending:
             name, adata = self._pending.pop(0)
-            add_section(self.viewer, adata, name=name)
+            try:
+                add_section(self.viewer, adata, name=name)
+            except Exception as exc:  # the rest is not added: the widget is free again, the error one line
+                self._pending, self._matched = [], None
+                notify_error(exc)
+                self.status.value = f"stopped at {name}: " + _common.error_message(exc)[:100]
+                return
             self.status.value = f"opened {name}" + (f"; {len(self._pending)} to go" if self._pending else "")
             QTimer.singleShot(0, self._add_next)
             return

@@ -299,16 +299,22 @@ def one_redraw(layer: Any) -> Iterator[None]:
     one ``refresh`` follows; ``features`` and other events still fire. A layer
     without them (not a napari points layer) is written as it is.
     """
+    redraw = False
     emitters = [getattr(getattr(layer, "events", None), name, None)
                 for name in ("face_color", "border_color", "border_width", "set_data")]  # fmt: skip
     for part in ("_face", "_border"):  # the colour managers napari's canvas also listens to
         emitters += list(getattr(getattr(getattr(layer, part, None), "events", None), "emitters", {}).values())
-    with ExitStack() as stack:
-        held = [stack.enter_context(em.blocker()) for em in emitters if hasattr(em, "blocker")]
-        yield
-        redraw = any(b.count for b in held)
-    if redraw or not held:
-        layer.refresh()
+    held: list[Any] = []
+    try:
+        with ExitStack() as stack:
+            held = [stack.enter_context(em.blocker()) for em in emitters if hasattr(em, "blocker")]
+            try:
+                yield
+            finally:
+                redraw = not held or any(b.count for b in held)
+    finally:  # also after an error: what was written before it is drawn
+        if redraw:
+            layer.refresh()
 
 
 def apply_to_layer(state: ReviewState, layer: Any) -> None:
