@@ -12,6 +12,7 @@ from anndata import AnnData
 
 from napari_senca import ConfigError, SencaConfig
 from napari_senca.datasets import synthetic_section
+from napari_senca.embedding import clusters_reconstruction
 from napari_senca.generators import drain
 from napari_senca.pipeline import (
     Progress,
@@ -87,10 +88,15 @@ def _collapse(stages: list[str]) -> list[str]:
 
 def _check_result(result: SencaResult, cfg: SencaConfig, n: int = N_SPOTS) -> None:
     assert isinstance(result, SencaResult)
-    skip = min(cfg.skip_pcs, n, len(result.genes)) if cfg.skip_pcs else 0
-    both = cfg.skip_pcs and cfg.skip_mode == "both" and result.image_gate  # image skip block (fusion)
-    img = min(cfg.skip_pcs, n) if both else 0
-    assert result.embedding.shape == (n, cfg.shared_dim + skip + img)  # [skip block(s), S]
+    if clusters_reconstruction(cfg, not result.rna_only and bool(result.image_gate)):  # the decoder's expression
+        inputs = min(cfg.input_pcs, n, len(result.genes)) if cfg.input_pcs else len(result.genes)
+        assert result.embedding.shape == (n, inputs)
+        assert np.sqrt((result.embedding.astype(np.float64) ** 2).sum(1).mean()) == pytest.approx(1.0, rel=1e-4)
+    else:
+        skip = min(cfg.skip_pcs, n, len(result.genes)) if cfg.skip_pcs else 0
+        both = cfg.skip_pcs and cfg.skip_mode == "both" and result.image_gate  # image skip block (fusion)
+        img = min(cfg.skip_pcs, n) if both else 0
+        assert result.embedding.shape == (n, cfg.shared_dim + skip + img)  # [skip block(s), S]
     assert np.isfinite(result.embedding).all()
     assert result.labels.shape == (n,)
     assert np.issubdtype(result.labels.dtype, np.integer)
@@ -426,14 +432,32 @@ def test_run_on_cuda(section: AnnData) -> None:
 
 
 def test_skip_connection_off_clusters_s_alone(section: AnnData) -> None:
-    cfg = small_config(skip_pcs=0, epochs=1)
+    cfg = small_config(skip_pcs=0, epochs=1, cluster_on="s")
     r = drive(section, cfg).result
     assert r.embedding.shape == (N_SPOTS, cfg.shared_dim)
 
 
 def test_skip_block_and_s_are_unit_scaled(section: AnnData) -> None:
-    cfg = small_config(skip_pcs=4, skip_weight=0.5, epochs=1, skip_mode="rna")  # the RNA skip block alone
+    cfg = small_config(skip_pcs=4, skip_weight=0.5, epochs=1, skip_mode="rna", cluster_on="s")  # RNA skip alone
     z = drive(section, cfg).result.embedding.astype(np.float64)
     skip, s = z[:, :4], z[:, 4:]
     assert np.sqrt((skip**2).sum(1).mean()) == pytest.approx(1.0, rel=1e-4)
     assert np.sqrt((s**2).sum(1).mean()) == pytest.approx(0.5, rel=1e-4)
+
+
+def test_what_is_clustered_follows_cluster_on(section: AnnData) -> None:
+    """Runs where the image does not count cluster the gene decoder's reconstruction by default (auto); "s" clusters
+    [skip, S]."""
+    from napari_senca.pipeline import annotate
+
+    auto = drive(section, small_config(epochs=1)).result
+    assert auto.image_gate == 0.0  # random image weights do not count: the image-less path
+    assert auto.embedding.shape == (N_SPOTS, small_config().input_pcs)
+    s = drive(section, small_config(epochs=1, cluster_on="s")).result
+    assert s.embedding.shape == (N_SPOTS, small_config().shared_dim + small_config().skip_pcs)
+    recon = drive(section, small_config(epochs=1, cluster_on="reconstruction")).result
+    np.testing.assert_array_equal(recon.embedding, auto.embedding)  # the same model, the same output
+    assert annotate(section.copy(), auto).uns["senca"]["clustered"] == "reconstruction"
+    assert annotate(section.copy(), s).uns["senca"]["clustered"] == "S"
+    with pytest.raises(ConfigError, match="cluster_on"):
+        SencaConfig(cluster_on="x").validate()

@@ -24,7 +24,7 @@ import torch
 
 from .config import SencaConfig
 
-__all__ = ["pcs", "unit", "smooth", "modality_agreement", "image_gate", "clustered_embedding", "GATE_NULL", "GATE_FULL", "AGREEMENT_KS"]
+__all__ = ["pcs", "unit", "smooth", "modality_agreement", "image_gate", "clustered_embedding", "clusters_reconstruction", "GATE_NULL", "GATE_FULL", "AGREEMENT_KS"]
 
 #: Cross-modal agreement at or below which the image counts 0, and at or above which it counts fully
 #: (between: linear). Set from measured agreements: 0.08-0.10 on HER2ST A1 with random image weights (image-only
@@ -94,6 +94,13 @@ def modality_agreement(
 def image_gate(agreement: float) -> float:
     """How much the image counts (0..1) for a cross-modal ``agreement`` (see :data:`GATE_NULL`)."""
     return float(np.clip((agreement - GATE_NULL) / (GATE_FULL - GATE_NULL), 0.0, 1.0))
+
+
+def clusters_reconstruction(cfg: SencaConfig, image_counts: bool) -> bool:
+    """True when the run clusters the gene decoder's reconstruction rather than S (``cfg.cluster_on``)."""
+    if cfg.cluster_on == "auto":
+        return not image_counts
+    return cfg.cluster_on == "reconstruction"
 
 
 def clustered_embedding(

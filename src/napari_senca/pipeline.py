@@ -29,7 +29,15 @@ from .batches import HaloSampler, sparse_tensor
 from .cluster import as_categorical, check_method_size, check_n_clusters, cluster_embedding
 from .confidence import record_model_call
 from .config import SencaConfig
-from .embedding import clustered_embedding, image_gate, modality_agreement, pcs, smooth
+from .embedding import (
+    clustered_embedding,
+    clusters_reconstruction,
+    image_gate,
+    modality_agreement,
+    pcs,
+    smooth,
+    unit,
+)
 from .errors import ConfigError
 from .features import encode_iter, image_block, standardise, weights_are_random
 from .generators import drain, relay
@@ -72,7 +80,7 @@ def _with_overall(fn: Callable[..., Generator[Progress, None, SencaResult]]) -> 
 class SencaResult:
     """What one run produces (see :func:`annotate` for where it is stored)."""
 
-    embedding: np.ndarray  # (n_spots, shared_dim [+ skip_pcs]) the clustered embedding
+    embedding: np.ndarray  # (n_spots, input_pcs) reconstruction, or (n_spots, shared_dim [+ skip_pcs]) S: the clustered embedding
     labels: np.ndarray  # (n_spots,) int, cluster 0 the largest
     linkage: np.ndarray | None  # Ward tree, None for k-means
     n_clusters: int
@@ -223,14 +231,18 @@ def run_senca_iter(
     timings["train"] = time.perf_counter() - t2
 
     t3 = time.perf_counter()
+    recon = clusters_reconstruction(cfg, use_image and sec.data.image_gate > 0)
     s_raw = yield from relay(  # a tile report only when the section is embedded in tiles
-        embed_iter(model, sec.data),
+        embed_iter(model, sec.data, "x_hat" if recon else "s"),
         lambda t: Progress("cluster", 0, 1, f"embedding spots: tile {t[0]}/{t[1]}") if t[1] > 1 else None,
     )
-    s = smooth(s_raw, sec.data.adj, cfg.smooth_hops)  # (n, S)
+    s = smooth(s_raw, sec.data.adj, cfg.smooth_hops)  # (n, S) or (n, input PCs)
     timings["embed"] = time.perf_counter() - t3
     t4 = time.perf_counter()
-    z = clustered_embedding(s, expr.X, img.std, sec.data.adj, cfg, sec.data.image_gate)  # (n, S [+ skip blocks])
+    if recon:  # the model's denoised expression, no skip block (cluster_on)
+        z = unit(s).astype(np.float32)
+    else:
+        z = clustered_embedding(s, expr.X, img.std, sec.data.adj, cfg, sec.data.image_gate)  # (n, S [+ skip blocks])
     yield Progress("cluster", 0, 1, f"clustering into {k} regions ({cfg.cluster_method})")
     labels, tree = cluster_embedding(z, k, cfg.cluster_method, cfg.seed)
     timings["cluster"] = time.perf_counter() - t4
@@ -415,6 +427,9 @@ def annotate(adata: AnnData, result: SencaResult, key: str = CLUSTER_KEY) -> Ann
         # True only when the image branch ran on trained weights (random ones: features.WEAK_FEATURES_NOTE)
         "image_features_informative": bool(not result.rna_only and not weights_are_random(result.image_weights_used)),
         "timings": {k: float(v) for k, v in result.timings.items()},
+        # what X_senca is: the gene decoder's reconstruction, or S with its skip blocks (config.cluster_on)
+        "clustered": "reconstruction" if clusters_reconstruction(
+            result.config, not result.rna_only and bool(result.image_gate)) else "S",  # fmt: skip
     }
     if result.image_gate is not None:  # how much the image counted (docs/method.md, "Fusion")
         adata.uns[UNS_KEY]["image_gate"] = float(result.image_gate)

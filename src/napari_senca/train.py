@@ -227,10 +227,12 @@ def _all_features(data: TrainData, dev: torch.device) -> Tensor | None:
     return torch.cat(out)
 
 
-def embed_iter(model: SencaModel, data: TrainData) -> Generator[tuple[int, int], None, np.ndarray]:
+def embed_iter(model: SencaModel, data: TrainData, output: str = "s") -> Generator[tuple[int, int], None, np.ndarray]:
     """S (n, shared_dim) of the trained model in eval mode, tile by tile for large sections.
 
-    Yields ``(tiles done, tiles)`` after each tile; returns S.
+    ``output="x_hat"`` returns the gene decoder's reconstruction from S
+    instead, (n, n_inputs). Yields ``(tiles done, tiles)`` after each tile;
+    returns the array.
     """
     model.eval()
     dev = _device(model)
@@ -238,17 +240,17 @@ def embed_iter(model: SencaModel, data: TrainData) -> Generator[tuple[int, int],
         feats = _all_features(data, dev)
         full = TrainData(**{**data.__dict__, "feats": feats})
         if data.halo is None:
-            s = model(full.x, full.adj, full.index, full.mask, feats).s.float().cpu().numpy()
+            z = getattr(model(full.x, full.adj, full.index, full.mask, feats), output).float().cpu().numpy()
             yield (1, 1)
-            return s
+            return z
         cores = tile_cores(data.xy, data.batch_side)
-        s = np.empty((data.x.shape[0], model.cfg.shared_dim), dtype=np.float32)
+        z = np.empty((data.x.shape[0], model.cfg.shared_dim if output == "s" else data.x.shape[1]), dtype=np.float32)
         for i, core in enumerate(cores, 1):
             bt = _batch(full, core, dev)
-            out = model(bt.x, bt.adj, bt.index, bt.mask, bt.feats)
-            s[core] = out.s[: bt.n_core].float().cpu().numpy()
+            out = getattr(model(bt.x, bt.adj, bt.index, bt.mask, bt.feats), output)
+            z[core] = out[: bt.n_core].float().cpu().numpy()
             yield (i, len(cores))
-        return s
+        return z
 
 
 def shared_embedding(model: SencaModel, data: TrainData) -> np.ndarray:
