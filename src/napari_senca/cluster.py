@@ -13,7 +13,7 @@ import pandas as pd
 from anndata import AnnData
 from scipy.cluster.hierarchy import cut_tree, linkage
 
-from .confidence import record_model_call
+from .confidence import check_confidence, record_model_call
 from .errors import ConfigError
 from .section import CLUSTER_KEY, EMBED_KEY, UNS_KEY
 
@@ -137,8 +137,7 @@ def recluster(adata: AnnData, n_clusters: int, key: str = CLUSTER_KEY, labels: n
     labels = np.asarray(labels)
     if labels.shape != (adata.n_obs,):
         raise ConfigError(f"{labels.shape[0] if labels.ndim else 0} region labels for a section of {adata.n_obs} spots")
-    if confidence is not None and np.shape(confidence) != (adata.n_obs,):
-        raise ConfigError(f"{np.size(confidence)} confidence values for a section of {adata.n_obs} spots")
+    check_confidence(confidence, adata.n_obs)  # before anything changes
     cats = as_categorical(labels)
     adata.obs[key] = cats
     adata.uns[UNS_KEY]["n_clusters"] = int(n_clusters)

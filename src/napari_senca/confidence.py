@@ -59,6 +59,8 @@ __all__ = [
     "update_confidence",
     "uncertain_spots",
     "factorize_labels",
+    "contingency",
+    "check_confidence",
 ]
 
 CONFIDENCE_KEY = "senca_confidence"
@@ -78,6 +80,17 @@ def factorize_labels(labels: np.ndarray, as_str: bool = False) -> tuple[np.ndarr
         ucodes, uniques = pd.factorize(pd.Series([str(u) for u in uniques], dtype=object), sort=True)
         codes = ucodes[codes]
     return np.asarray(uniques, dtype=object), np.asarray(codes, dtype=np.int64)
+
+
+def contingency(a: np.ndarray, b: np.ndarray, na: int, nb: int) -> np.ndarray:
+    """``(na, nb)`` counts of the code pairs ``(a[i], b[i])`` (one bincount; 500,000 spots in milliseconds)."""
+    return np.bincount(a * nb + b, minlength=na * nb).reshape(na, nb)
+
+
+def check_confidence(confidence: np.ndarray | None, n_spots: int) -> None:
+    """Raise ``ConfigError`` unless ``confidence`` is None or one value per spot."""
+    if confidence is not None and np.shape(confidence) != (n_spots,):
+        raise ConfigError(f"{np.size(confidence)} confidence values for a section of {n_spots} spots")
 
 
 def region_centres(embedding: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -171,8 +184,7 @@ def hand_assigned(current: np.ndarray, model: np.ndarray) -> np.ndarray:
 def _moved(cur_names: np.ndarray, cc: np.ndarray, model: np.ndarray) -> np.ndarray:
     """:func:`hand_assigned` with the current regions already factorised (names sorted as strings, codes)."""
     mod_names, mc = factorize_labels(model, as_str=True)
-    table = np.bincount(mc * len(cur_names) + cc, minlength=len(mod_names) * len(cur_names))
-    home = table.reshape(len(mod_names), len(cur_names)).argmax(1)  # ties: the first in sorted order
+    home = contingency(mc, cc, len(mod_names), len(cur_names)).argmax(1)  # ties: the first in sorted order
     return (cc != home[mc]).astype(bool)
 
 
@@ -193,8 +205,7 @@ def record_model_call(adata: AnnData, key: str = CLUSTER_KEY, confidence: np.nda
     :func:`silhouette_confidence` of these regions, computed in a worker: no
     spot is moved by hand in a fresh model call, so it is the same values).
     """
-    if confidence is not None and np.shape(confidence) != (adata.n_obs,):
-        raise ConfigError(f"{np.size(confidence)} confidence values for a section of {adata.n_obs} spots")
+    check_confidence(confidence, adata.n_obs)
     info = adata.uns.get(UNS_KEY)
     if isinstance(info, dict) and key in adata.obs:
         calls = info.get(MODEL_LABELS_KEY)

@@ -40,13 +40,18 @@ _proc: subprocess.Popen | None = None
 _unavailable = False  # a helper could not start: run everything here
 
 
-def _send(stream: IO[bytes], obj: Any) -> None:
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+def _dumps(obj: Any) -> bytes:
+    return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _write_frame(stream: IO[bytes], data: bytes) -> None:
+    """One message: its length (8 bytes) and its bytes."""
     stream.write(struct.pack("<Q", len(data)) + data)
     stream.flush()
 
 
-def _recv(stream: IO[bytes]) -> Any:
+def _read_frame(stream: IO[bytes]) -> bytes:
+    """One message's bytes; ``EOFError`` when the stream ends before it does."""
     head = stream.read(8)
     if len(head) < 8:
         raise EOFError
@@ -54,7 +59,15 @@ def _recv(stream: IO[bytes]) -> Any:
     data = stream.read(size)
     if len(data) < size:
         raise EOFError
-    return pickle.loads(data)
+    return data
+
+
+def _send(stream: IO[bytes], obj: Any) -> None:
+    _write_frame(stream, _dumps(obj))
+
+
+def _recv(stream: IO[bytes]) -> Any:
+    return pickle.loads(_read_frame(stream))
 
 
 def _start() -> subprocess.Popen | None:
@@ -135,10 +148,9 @@ def call_isolated(fn: Callable[..., T], *args: Any) -> T:
         if _proc is None:
             return fn(*args)
         proc = _proc
-        request = pickle.dumps((fn, args), protocol=pickle.HIGHEST_PROTOCOL)  # raises here if it cannot be sent
+        request = _dumps((fn, args))  # raises here if it cannot be sent
         try:
-            proc.stdin.write(struct.pack("<Q", len(request)) + request)  # type: ignore[union-attr]
-            proc.stdin.flush()  # type: ignore[union-attr]
+            _write_frame(proc.stdin, request)  # type: ignore[arg-type]
             ok, value = _recv(proc.stdout)  # type: ignore[arg-type]
         except Exception as exc:  # died, or its answer is unreadable: this helper is done
             try:
@@ -176,11 +188,8 @@ def _serve() -> None:
     _send(out, _READY)
     while True:
         try:
-            head = inp.read(8)
-            if len(head) < 8:
-                return
-            data = inp.read(struct.unpack("<Q", head)[0])
-        except (OSError, ValueError):
+            data = _read_frame(inp)
+        except (EOFError, OSError, ValueError):  # the caller closed the pipe: the session is over
             return
         try:
             fn, args = pickle.loads(data)  # the whole request is read: a failure here is answered

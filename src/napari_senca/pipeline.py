@@ -93,6 +93,7 @@ class SencaResult:
     timings: dict[str, float]
     image_gate: float | None = None  # how much the image counted (None: RNA-only)
     modality_agreement: float | None = None  # the label-free measure the gate came from
+    clustered: str = "S"  # what `embedding` is: "reconstruction" (gene decoder's output) or "S" (config.cluster_on)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -262,6 +263,7 @@ def run_senca_iter(
         timings=timings,
         image_gate=sec.data.image_gate if use_image else None,
         modality_agreement=img.agreement,
+        clustered="reconstruction" if recon else "S",
     )
 
 
@@ -427,9 +429,7 @@ def annotate(adata: AnnData, result: SencaResult, key: str = CLUSTER_KEY) -> Ann
         # True only when the image branch ran on trained weights (random ones: features.WEAK_FEATURES_NOTE)
         "image_features_informative": bool(not result.rna_only and not weights_are_random(result.image_weights_used)),
         "timings": {k: float(v) for k, v in result.timings.items()},
-        # what X_senca is: the gene decoder's reconstruction, or S with its skip blocks (config.cluster_on)
-        "clustered": "reconstruction" if clusters_reconstruction(
-            result.config, not result.rna_only and bool(result.image_gate)) else "S",  # fmt: skip
+        "clustered": result.clustered,  # what X_senca is (config.cluster_on)
     }
     if result.image_gate is not None:  # how much the image counted (docs/method.md, "Fusion")
         adata.uns[UNS_KEY]["image_gate"] = float(result.image_gate)

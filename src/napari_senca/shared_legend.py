@@ -59,6 +59,10 @@ def match_for_link(sections: Sequence[tuple[str, Any]], key: str, min_corr: floa
     """
     if _how_linked([a for _, a in sections]) != "match":
         return None
+    return _match(sections, key, min_corr)
+
+
+def _match(sections: Sequence[tuple[str, Any]], key: str, min_corr: float) -> dict[str, dict[str, str]]:
     from .vocabulary import match_sections
 
     return match_sections(sections, key=key, min_corr=min_corr)[0]
@@ -125,9 +129,8 @@ class SharedLegend:
             names = [n for n, _ in sections]
             covered = matched is not None and list(matched) == names and all(
                 set(matched[n]) >= set(st.clusters) for n, st in sections)  # fmt: skip
-            mapping = matched if covered else match_for_link([(n, st.adata) for n, st in sections],
-                                                             sections[0][1].key, min_corr)  # fmt: skip
-            assert mapping is not None
+            mapping = matched if covered else _match([(n, st.adata) for n, st in sections], sections[0][1].key,
+                                                     min_corr)  # fmt: skip
             entries = {n: {c: mapping[n].get(c, f"{n}:{c}") for c in st.clusters} for n, st in sections}
             how = f"regions matched now by expression centroids (reference {sections[0][0]})"
         legend = cls(sections, entries)
