@@ -59,6 +59,7 @@ METHODS: dict[str, dict | str] = {
     "new: RNA-only skip (skip_mode=rna)": dict(NEW, skip_mode="rna"),
     "new: no skip (S alone)": dict(NEW, skip_pcs=0),
     "old: S alone (skip_pcs=0)": dict(V1, skip_pcs=0),
+    "new: decoder losses balanced by their values (recon_balance=loss)": dict(NEW, recon_balance="loss"),
     "new: 20 epochs": dict(NEW, epochs=20),
     "new: 30 epochs": dict(NEW, epochs=30),
 }

@@ -52,6 +52,7 @@ BAD_VALUES = [
     ("dropout", 1.0),
     ("dropout", -0.1),
     ("fusion", "mean"),
+    ("recon_balance", "learned"),
     ("window_spacings", 0.0),
     ("pool_factor", 0),
     ("temperature", 0.0),

@@ -172,3 +172,32 @@ def test_the_random_weights_gate_scales_a_fixed_gate_and_spares_fine_tuning() ->
     assert _fixed_gate(tuned, rnd) == 1.0 and not _skip_random(tuned)
     measured = SencaConfig(**GATED)
     assert _fixed_gate(measured, rnd) is None and not _skip_random(measured)
+
+
+def test_loss_balance_gives_both_decoders_the_same_relative_push() -> None:
+    """recon_balance='loss': each decoder loss weighted by mean / own value (gradients as d log L); 'scale' keeps
+    the fixed weights; with one decoder the balance has nothing to balance."""
+    import torch
+
+    from napari_senca.train import _recon_weights
+
+    rna = torch.tensor(0.4, requires_grad=True)
+    img = torch.tensor(0.1, requires_grad=True)
+    cfg = SencaConfig(image_recon_weight=1.0, recon_balance="loss")
+    w_rna, w_img = _recon_weights(cfg, rna, img)
+    (w_rna * rna + w_img * img).backward()
+    assert float(rna.grad) * 0.4 == pytest.approx(float(img.grad) * 0.1)  # same push per unit of log loss
+    assert float(w_rna * rna + w_img * img) == pytest.approx(0.5)  # the sum keeps the scale of the two losses
+    assert _recon_weights(cfg.replace(recon_balance="scale"), rna, img) == (1.0, 1.0)
+    no_image = torch.zeros(())
+    assert _recon_weights(cfg.replace(image_recon_weight=0.0), rna, no_image) == (1.0, 0.0)
+
+
+def test_loss_balance_changes_training_and_keeps_the_image_counting() -> None:
+    ad = crossmodal_section(150, "square", n_genes=80, fold=4.0, expression_of=(0, 0, 1), texture_of=(0, 1, 2),
+                            seed=0)
+    fixed = run_senca(ad, SencaConfig(seed=0, **FAST, **GATED))
+    balanced = run_senca(ad, SencaConfig(seed=0, recon_balance="loss", **FAST, **GATED))
+    assert not np.allclose(fixed.embedding, balanced.embedding)
+    rna = run_senca(ad, SencaConfig(seed=0, use_image=False, **FAST)).labels
+    assert _ari(ad, balanced.labels) >= _ari(ad, rna) + MARGIN

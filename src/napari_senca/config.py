@@ -153,6 +153,15 @@ class SencaConfig:
         ``image_pcs`` block) from S, relative to the RNA decoder (both targets
         have the same scale). 0: S is never asked to keep what only the image
         sees (docs/method.md, "Fusion").
+    recon_balance
+        How the two decoders' losses are weighed when both train. ``"scale"``
+        (default): as they are, each times its weight (the targets share one
+        mean square). ``"loss"``: each divided by its own current value (no
+        gradient through the divisor) and multiplied by their mean, so each
+        modality's reconstruction improves at the same relative rate whatever
+        its error (a fixed-point form of learned per-modality weights). On the
+        twelve cross-modal sections: +0.004 paired, level with the naive
+        concatenation; not the default (docs/method.md, "Fusion").
     projection_heads
         Compute the NT-Xent terms on small projection MLPs of the pooled R and
         H (SimCLR) instead of on R and H themselves, so that aligning the two
@@ -281,6 +290,7 @@ class SencaConfig:
     recon_weight: float = 1.0
     recon_smooth_hops: int = 2
     image_recon_weight: float = 0.0
+    recon_balance: str = "scale"
     projection_heads: bool = False
     # training (section 4.1.1)
     epochs: int = 10
@@ -361,6 +371,8 @@ class SencaConfig:
             need(0 <= getattr(self, hops) <= 10, f"{hops} must be 0-10, got {getattr(self, hops)}")
         need(self.image_pcs >= 0, f"image_pcs must be >= 0 (0: the raw features), got {self.image_pcs}")
         need(self.image_recon_weight >= 0, f"image_recon_weight must be >= 0, got {self.image_recon_weight}")
+        need(self.recon_balance in ("scale", "loss"),
+             f"recon_balance must be 'scale' or 'loss', got {self.recon_balance!r}")  # fmt: skip
         need(self.skip_mode in ("rna", "both"), f"skip_mode must be 'rna' or 'both', got {self.skip_mode!r}")
         need(self.skip_pcs >= 0, f"skip_pcs must be >= 0, got {self.skip_pcs}")
         need(self.cluster_on in ("auto", "s", "reconstruction"),

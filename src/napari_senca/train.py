@@ -169,12 +169,12 @@ def _step(model: SencaModel, data: TrainData, cfg: SencaConfig, opt: FusedAdam |
         f_step[sel.to(dev)] = f_sel
     out = model(bt.x, bt.adj, bt.index, bt.mask, f_step)
     mse = F.mse_loss(out.d[:c], out.e[:c].detach())
-    if cfg.recon_weight:
-        mse = mse + cfg.recon_weight * F.mse_loss(out.x_hat[:c], bt.x_target)
+    rna = F.mse_loss(out.x_hat[:c], bt.x_target) if cfg.recon_weight else torch.zeros((), device=dev)
     img = torch.zeros((), device=dev)
     if out.f_hat is not None and bt.f_target is not None:
         img = F.mse_loss(out.f_hat[:c], bt.f_target)
-        mse = mse + cfg.image_recon_weight * data.image_gate * img
+    rna_w, img_w = _recon_weights(cfg, rna, img)
+    mse = mse + rna_w * rna + img_w * data.image_gate * img
     loss = cfg.lambda_mse * mse
     ntw = ntp = torch.zeros((), device=dev)
     if cfg.hierarchical and not model.rna_only:
@@ -187,6 +187,20 @@ def _step(model: SencaModel, data: TrainData, cfg: SencaConfig, opt: FusedAdam |
         src = sel if bt.nodes is None else torch.from_numpy(bt.nodes[sel.numpy()])
         data.feats[src.to(data.feats.device)] = f_sel.detach().to(data.feats.device)
     return loss, mse, ntw, ntp, img
+
+
+def _recon_weights(cfg: SencaConfig, rna: Tensor, img: Tensor) -> tuple[Tensor | float, Tensor | float]:
+    """Weights of the RNA and image decoders' losses (``cfg.recon_balance``).
+
+    ``"scale"``: ``recon_weight`` and ``image_recon_weight``. ``"loss"``: each
+    loss divided by its detached value and multiplied by the mean of the two,
+    so both decoders get the same relative push; only where both train.
+    """
+    if cfg.recon_balance == "scale" or not (cfg.recon_weight and cfg.image_recon_weight and img.requires_grad):
+        return cfg.recon_weight, cfg.image_recon_weight
+    r0, i0 = rna.detach().clamp_min(1e-8), img.detach().clamp_min(1e-8)
+    mean = 0.5 * (r0 + i0)
+    return cfg.recon_weight * mean / r0, cfg.image_recon_weight * mean / i0
 
 
 def make_optimizer(groups: list[dict], cfg: SencaConfig, device: torch.device) -> FusedAdam | torch.optim.Optimizer:

@@ -1,0 +1,107 @@
+"""Can a different read-out of the gated fusion beat the naive concatenation? (issue 9, twelfth session)
+
+One gated-fusion run (``config.GATED_FUSION``, random image weights) per cross-modal section
+(600 spots); from the trained model, without retraining, k-means on:
+
+* the two decoders' reconstructions from S, the RNA input (``x_hat``) and the image block
+  (``f_hat``), each neighbour-averaged over 1 or 2 hops and unit-scaled, the image block at
+  x0.5 / x0.7 / x1 (what the RNA-only default clusters since the eleventh session, extended
+  to both modalities: the model's denoised inputs in their own metric, no skip block);
+* either reconstruction alone, S alone, and both reconstructions beside S;
+
+and, on the labels themselves, SpaGCN's majority-vote refinement over 4, 6 or 8 nearest
+spots (1 or 3 rounds) of the gated fusion's and of the two concatenations' labels. One JSON
+line per section; ``--table`` prints medians over sections, seeds 0-2 and 3-5 apart, and
+how often a row beats the better of the two concatenations on the same section.
+
+    PYTHONPATH=src python benchmarks/fused_readout.py square 0 >> readout.jsonl
+    python benchmarks/fused_readout.py --table readout.jsonl
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+REFINEMENTS = ((4, 1), (4, 3), (6, 1), (8, 1))
+
+
+def measure(grid: str, seed: int, spots: int = 600) -> dict:
+    import numpy as np
+    import torch
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score as ari
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from crossmodal import _baseline
+    from label_refinement import refine
+
+    import napari_senca.pipeline as pipeline
+    from napari_senca.config import GATED_FUSION, SencaConfig
+    from napari_senca.datasets import crossmodal_section
+    from napari_senca.embedding import smooth, unit
+
+    torch.set_num_threads(1)
+    kept: dict = {}
+    embed_iter = pipeline.embed_iter
+
+    def keep(model, data, output="s"):  # the trained model and its inputs, as the pipeline embeds them
+        kept.update(model=model, data=data)
+        return (yield from embed_iter(model, data, output))
+
+    pipeline.embed_iter = keep
+    ad = crossmodal_section(spots, grid, seed=seed)
+    truth = ad.obs["label"].astype(str).to_numpy()
+    k = len(set(truth))
+    res = pipeline.run_senca(ad, SencaConfig(n_clusters=k, seed=seed, image_weights="none", **GATED_FUSION))
+    pipeline.embed_iter = embed_iter
+    out = {"grid": grid, "seed": seed, "gate": res.image_gate, "gated": ari(truth, res.labels)}
+    model, d = kept["model"], kept["data"]
+    model.eval()
+    with torch.no_grad():
+        o = model(d.x, d.adj, d.index, d.mask, d.feats)
+    x_hat, f_hat, s = o.x_hat.numpy(), o.f_hat.numpy(), o.s.numpy()
+
+    def km(z):
+        return KMeans(k, n_init=10, random_state=seed).fit_predict(z)
+
+    for hops in (1, 2):
+        xr, fr, sr = (unit(smooth(a, d.adj, hops)) for a in (x_hat, f_hat, s))
+        for w in (0.5, 0.7, 1.0):
+            out[f"x_hat + f_hat x{w}, {hops} hop"] = ari(truth, km(np.hstack([xr, w * fr])))
+        out[f"x_hat alone, {hops} hop"] = ari(truth, km(xr))
+        out[f"f_hat alone, {hops} hop"] = ari(truth, km(fr))
+        out[f"S alone, {hops} hop"] = ari(truth, km(sr))
+        out[f"x_hat + f_hat + S, {hops} hop"] = ari(truth, km(np.hstack([xr, fr, sr])))
+    xy = np.asarray(ad.obsm["spatial"])[:, :2]
+    labels = {"gated": res.labels, **{c: _baseline(ad, c, k, seed, "none") for c in ("concat", "concat_half")}}
+    for name, lab in labels.items():
+        out.setdefault(name, ari(truth, lab))
+        for nb, rounds in REFINEMENTS:
+            out[f"{name}, refined {nb} nbrs x{rounds}"] = ari(truth, refine(np.asarray(lab), xy, nb, rounds))
+    return out
+
+
+def table(paths: list[str]) -> str:
+    rows = [json.loads(line) for p in paths for line in open(p)]
+    keys = [k for k in rows[0] if k not in ("grid", "seed", "gate")]
+    lines = ["| read-out | median, 12 sections | seeds 0-2 | seeds 3-5 | min | beats the better concat | "
+             "paired median vs it |", "|---|---|---|---|---|---|---|"]
+    for key in keys:
+        vals = [r[key] for r in rows]
+        half = [statistics.median([r[key] for r in rows if (r["seed"] < 3) == first]) for first in (True, False)]
+        best = [max(r["concat"], r["concat_half"]) for r in rows]
+        wins = sum(v > b for v, b in zip(vals, best, strict=True))
+        paired = statistics.median(v - b for v, b in zip(vals, best, strict=True))
+        lines.append(f"| {key} | {statistics.median(vals):.3f} | {half[0]:.3f} | {half[1]:.3f} | {min(vals):.3f} | "
+                     f"{wins} / {len(rows)} | {paired:+.3f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--table":
+        print(table(sys.argv[2:]))
+    else:
+        print(json.dumps(measure(sys.argv[1], int(sys.argv[2]))))
