@@ -16,6 +16,7 @@ how often a row beats the better of the two concatenations on the same section.
 
     PYTHONPATH=src python benchmarks/fused_readout.py square 0 >> readout.jsonl
     python benchmarks/fused_readout.py --table readout.jsonl
+    PYTHONPATH=src python benchmarks/fused_readout.py --errors square 0   # where the concatenation errs
 """
 
 from __future__ import annotations
@@ -84,6 +85,43 @@ def measure(grid: str, seed: int, spots: int = 600) -> dict:
     return out
 
 
+def concat_errors(grid: str, seed: int, spots: int = 600) -> dict:
+    """Where the naive concatenation's k-means goes wrong: spots off their region after the best matching of
+    clusters to regions, how many of them lie on a region border (a true neighbour among the 8 nearest spots
+    in another region), and whether k-means found a lower within-cluster sum of squares than the true regions
+    (then no better clusterer of the same objective can recover them)."""
+    import numpy as np
+    import torch
+    from scipy.optimize import linear_sum_assignment
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score as ari
+    from sklearn.metrics import confusion_matrix
+    from sklearn.neighbors import NearestNeighbors
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from crossmodal import _blocks
+
+    from napari_senca.datasets import crossmodal_section
+
+    torch.set_num_threads(1)
+    ad = crossmodal_section(spots, grid, seed=seed)
+    truth = ad.obs["label"].cat.codes.to_numpy().astype(int)
+    k = int(truth.max()) + 1
+    z = np.hstack(_blocks(ad, seed, "none"))
+    km = KMeans(k, n_init=10, random_state=seed).fit(z)
+    rows, cols = linear_sum_assignment(-confusion_matrix(truth, km.labels_))
+    region_of = dict(zip(cols, rows, strict=True))
+    wrong = np.array([region_of[c] for c in km.labels_]) != truth
+    xy = np.asarray(ad.obsm["spatial"])[:, :2]
+    nbrs = NearestNeighbors(n_neighbors=9).fit(xy).kneighbors(xy, return_distance=False)[:, 1:]
+    border = (truth[nbrs] != truth[:, None]).any(1)
+    centres = np.stack([z[truth == r].mean(0) for r in range(k)])
+    return {"grid": grid, "seed": seed, "concat": ari(truth, km.labels_), "wrong": int(wrong.sum()),
+            "wrong on a border": int((wrong & border).sum()), "border spots": int(border.sum()),
+            "smallest region": int(np.bincount(truth).min()), "k-means SSE": float(km.inertia_),
+            "true regions SSE": float(((z - centres[truth]) ** 2).sum())}
+
+
 def table(paths: list[str]) -> str:
     rows = [json.loads(line) for p in paths for line in open(p)]
     keys = [k for k in rows[0] if k not in ("grid", "seed", "gate")]
@@ -103,5 +141,7 @@ def table(paths: list[str]) -> str:
 if __name__ == "__main__":
     if sys.argv[1] == "--table":
         print(table(sys.argv[2:]))
+    elif sys.argv[1] == "--errors":
+        print(json.dumps(concat_errors(sys.argv[2], int(sys.argv[3]))))
     else:
         print(json.dumps(measure(sys.argv[1], int(sys.argv[2]))))
