@@ -32,16 +32,12 @@ SETTINGS = [(h, t) for h in (1, 2) for t in (0, 0.5, 1, 2)]
 
 
 def neighbours(xy: np.ndarray, k: int = 4) -> tuple[np.ndarray, np.ndarray]:
-    """(n, m) neighbour index and 0/1 mask of the spot graph (``graph.build_graph``, ``k`` neighbours)."""
-    from napari_senca.graph import build_graph
+    """(n, m) neighbour index and 0/1 mask of the spot graph (``graph.build_graph``, ``k`` neighbours), the
+    spot itself left out (``graph.neighbour_index`` without its first column)."""
+    from napari_senca.graph import build_graph, neighbour_index
 
-    g = build_graph(xy, k).adjacency.tocsr()
-    m = int(np.diff(g.indptr).max())
-    idx, mask = np.zeros((g.shape[0], m), int), np.zeros((g.shape[0], m))
-    for i in range(g.shape[0]):
-        js = g.indices[g.indptr[i] : g.indptr[i + 1]]
-        idx[i, : len(js)], mask[i, : len(js)] = js, 1
-    return idx, mask
+    idx, mask = neighbour_index(build_graph(xy, k))
+    return idx[:, 1:], mask[:, 1:].astype(np.float64)
 
 
 def bilateral(z: np.ndarray, idx: np.ndarray, mask: np.ndarray, hops: int, tau: float, soft: bool) -> np.ndarray:

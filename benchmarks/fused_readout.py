@@ -52,12 +52,14 @@ def measure(grid: str, seed: int, spots: int = 600) -> dict:
         kept.update(model=model, data=data)
         return (yield from embed_iter(model, data, output))
 
-    pipeline.embed_iter = keep
     ad = crossmodal_section(spots, grid, seed=seed)
     truth = ad.obs["label"].astype(str).to_numpy()
     k = len(set(truth))
-    res = pipeline.run_senca(ad, SencaConfig(n_clusters=k, seed=seed, image_weights="none", **GATED_FUSION))
-    pipeline.embed_iter = embed_iter
+    pipeline.embed_iter = keep
+    try:
+        res = pipeline.run_senca(ad, SencaConfig(n_clusters=k, seed=seed, image_weights="none", **GATED_FUSION))
+    finally:
+        pipeline.embed_iter = embed_iter
     out = {"grid": grid, "seed": seed, "gate": res.image_gate, "gated": ari(truth, res.labels)}
     model, d = kept["model"], kept["data"]
     model.eval()

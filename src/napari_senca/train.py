@@ -171,9 +171,10 @@ def _step(model: SencaModel, data: TrainData, cfg: SencaConfig, opt: FusedAdam |
     mse = F.mse_loss(out.d[:c], out.e[:c].detach())
     rna = F.mse_loss(out.x_hat[:c], bt.x_target) if cfg.recon_weight else torch.zeros((), device=dev)
     img = torch.zeros((), device=dev)
+    rna_w, img_w = cfg.recon_weight, cfg.image_recon_weight
     if out.f_hat is not None and bt.f_target is not None:
         img = F.mse_loss(out.f_hat[:c], bt.f_target)
-    rna_w, img_w = _recon_weights(cfg, rna, img)
+        rna_w, img_w = _recon_weights(cfg, rna, img)
     mse = mse + rna_w * rna + img_w * data.image_gate * img
     loss = cfg.lambda_mse * mse
     ntw = ntp = torch.zeros((), device=dev)
@@ -194,9 +195,9 @@ def _recon_weights(cfg: SencaConfig, rna: Tensor, img: Tensor) -> tuple[Tensor |
 
     ``"scale"``: ``recon_weight`` and ``image_recon_weight``. ``"loss"``: each
     loss divided by its detached value and multiplied by the mean of the two,
-    so both decoders get the same relative push; only where both train.
+    so both decoders get the same relative push; only where both weights are above 0.
     """
-    if cfg.recon_balance == "scale" or not (cfg.recon_weight and cfg.image_recon_weight and img.requires_grad):
+    if cfg.recon_balance == "scale" or not (cfg.recon_weight and cfg.image_recon_weight):
         return cfg.recon_weight, cfg.image_recon_weight
     r0, i0 = rna.detach().clamp_min(1e-8), img.detach().clamp_min(1e-8)
     mean = 0.5 * (r0 + i0)
