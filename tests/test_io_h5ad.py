@@ -168,3 +168,16 @@ def test_cli_section_picks_the_library(tmp_path, capsys):
     assert main(["info", str(p), "--section", "secB"]) == 0
     out = capsys.readouterr().out
     assert "spots:         8" in out and "library id:    secB" in out
+
+
+def test_pandas_string_arrays_are_written(tmp_path):
+    """Text as pandas string arrays (pandas >= 3's default; pyarrow-backed tables) is written and read back."""
+    a = synthetic_section(n_side=6, n_genes=20, with_image=False)
+    a.obs["note"] = pd.array([f"spot {i}" for i in range(a.n_obs)], dtype="string")
+    a.obs.index = pd.Index(a.obs_names.astype(str), dtype="string")
+    a.var["symbol"] = pd.array(list(a.var_names), dtype="string")
+    write_h5ad(a, tmp_path / "s.h5ad")
+    back = read_h5ad(tmp_path / "s.h5ad")
+    assert list(back.obs["note"].astype(str)) == [f"spot {i}" for i in range(a.n_obs)]
+    assert list(back.obs_names) == list(a.obs_names.astype(str))
+    assert list(back.var["symbol"].astype(str)) == list(a.var_names)

@@ -61,6 +61,14 @@ def test_round_trip(section, tmp_path):
     assert s.shapes[shapes_name]["radius"].iloc[0] == pytest.approx(spot_diameter(a) / 2)
 
 
+def test_text_as_pandas_string_arrays_is_written(section, tmp_path):
+    """pandas >= 3 keeps text as string arrays, which anndata writes only when allowed."""
+    a = _annotated(section)
+    a.obs["note"] = pd.array([f"spot {i}" for i in range(a.n_obs)], dtype="string")
+    b = read_section(sds.write_spatialdata(a, tmp_path / "s.zarr"))
+    assert b.obs["note"].astype(str).tolist() == [f"spot {i}" for i in range(a.n_obs)]
+
+
 def test_write_refuses_to_overwrite(section, tmp_path):
     store = sds.write_spatialdata(section, tmp_path / "s.zarr")
     with pytest.raises(FileExistsError, match="already exists"):

@@ -246,9 +246,16 @@ class SencaConfig:
         embedding, tens of milliseconds) or ``"agglomerative"`` (Ward, the
         paper's choice; keeps the tree, so a new count is a re-cut).
     seed
-        Random seed: the same seed on the same device gives the same clusters.
+        Random seed: the same seed on the same device gives the same clusters
+        (on CUDA through ``deterministic``).
     device
         ``"auto"`` picks CUDA, then Apple MPS, then the CPU.
+    deterministic
+        On CUDA, use PyTorch's deterministic kernels for the run
+        (:mod:`napari_senca.determinism`), so that the same seed on the same GPU
+        gives the same regions; ``False`` lets CUDA sum in any order (faster,
+        results vary in the last bits and sometimes in the regions; measured in
+        docs/benchmarks.md, "GPU"). CPU runs are deterministic either way.
     """
 
     # preprocessing (paper section 3.1)
@@ -311,6 +318,7 @@ class SencaConfig:
     cluster_method: str = "kmeans"
     seed: int = 0
     device: Device = "auto"
+    deterministic: bool = True
 
     def __post_init__(self) -> None:
         self.validate()

@@ -29,6 +29,7 @@ from .batches import HaloSampler, sparse_tensor
 from .cluster import as_categorical, check_method_size, check_n_clusters, cluster_embedding
 from .confidence import record_model_call
 from .config import SencaConfig
+from .determinism import deterministic_kernels
 from .embedding import (
     clustered_embedding,
     clusters_reconstruction,
@@ -62,6 +63,14 @@ __all__ = [
 ]
 
 
+def _device_or_cpu(device: str) -> torch.device:
+    """The device a run will use; the CPU for a bad name (the run itself then says what is wrong)."""
+    try:
+        return resolve_device(device)
+    except ConfigError:
+        return torch.device("cpu")
+
+
 def _with_overall(fn: Callable[..., Generator[Progress, None, SencaResult]]) -> Any:
     """Decorate :func:`run_senca_iter` so that every report carries ``overall``."""
 
@@ -71,7 +80,8 @@ def _with_overall(fn: Callable[..., Generator[Progress, None, SencaResult]]) -> 
     ) -> Generator[Progress, None, SencaResult]:
         cfg = config or SencaConfig()
         tracker = OverallProgress(bool(cfg.use_image) and get_image(adata) is not None)
-        return (yield from relay(fn(adata, config, **kwargs), tracker.update))
+        with deterministic_kernels(_device_or_cpu(cfg.device), cfg.deterministic):
+            return (yield from relay(fn(adata, config, **kwargs), tracker.update))
 
     return wrapper
 

@@ -187,6 +187,13 @@ def write_h5ad(adata: AnnData, path: str | PathLike, *, overwrite: bool = False)
     OSError
         ``ENOSPC`` naming ``path`` when its disk has too little space (checked
         before HDF5 starts: it can crash the process on a full disk).
+
+    Notes
+    -----
+    With pandas >= 3 every string column and index is a pandas string array,
+    which anndata (0.11-0.12) refuses to write unless
+    ``anndata.settings.allow_write_nullable_strings`` is on; it is switched on
+    for this write only (such files need anndata >= 0.11 to read).
     """
     from ..export import atomic_path
 
@@ -198,11 +205,24 @@ def write_h5ad(adata: AnnData, path: str | PathLike, *, overwrite: bool = False)
         if isinstance(spatial, dict):
             adata.uns["spatial"] = compact
         try:
-            adata.write_h5ad(tmp)
+            with string_arrays_allowed():
+                adata.write_h5ad(tmp)
         finally:
             if isinstance(spatial, dict):
                 adata.uns["spatial"] = spatial
     return p
+
+
+def string_arrays_allowed() -> Any:
+    """A context in which anndata writes pandas string arrays (pandas >= 3's default for text)."""
+    import contextlib
+
+    import anndata
+
+    settings = getattr(anndata, "settings", None)
+    if settings is None or not hasattr(settings, "allow_write_nullable_strings"):
+        return contextlib.nullcontext()  # anndata < 0.11: pandas < 3, no such arrays by default
+    return settings.override(allow_write_nullable_strings=True)
 
 
 def compact_spatial(spatial: dict[str, Any]) -> dict[str, Any]:

@@ -55,6 +55,7 @@ def write_spatialdata(adata: AnnData, path: str | PathLike, *, overwrite: bool =
         ``spatialdata`` is not installed.
     """
     from ...outputs import replace_folder
+    from ..h5ad import string_arrays_allowed
 
     p = Path(path)
     if p.exists():
@@ -63,7 +64,8 @@ def write_spatialdata(adata: AnnData, path: str | PathLike, *, overwrite: bool =
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent))
     try:
-        sdata.write(tmp / p.name)
+        with string_arrays_allowed():  # the table's text columns as pandas string arrays
+            sdata.write(tmp / p.name)
         _mark_ours(tmp / p.name)
         replace_folder(tmp / p.name, p)
     finally:
