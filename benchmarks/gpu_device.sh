@@ -6,6 +6,8 @@
 # files (no napari/Qt) with device "auto" resolving to CUDA; real = benchmarks/gpu_check.py;
 # scale = benchmarks/scale.py on cuda; cross = benchmarks/crossmodal.py at 5,000 spots.
 # Each step has a time limit and writes $OUT/<step>.log; the next step runs whatever happened.
+# Left for the next lent GPU (docs/benchmarks.md, thirteenth session): `... gpu_device.sh "env real"`
+# says whether the all-pairs attention path is now reproducible (C2 first) and times the whole command.
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_out}
