@@ -17,6 +17,7 @@ how often a row beats the better of the two concatenations on the same section.
     PYTHONPATH=src python benchmarks/fused_readout.py square 0 >> readout.jsonl
     python benchmarks/fused_readout.py --table readout.jsonl
     PYTHONPATH=src python benchmarks/fused_readout.py --errors square 0   # where the concatenation errs
+    PYTHONPATH=src python benchmarks/fused_readout.py --attention square 0 >> attn.jsonl  # attention-weighted averaging
 """
 
 from __future__ import annotations
@@ -124,6 +125,80 @@ def concat_errors(grid: str, seed: int, spots: int = 600) -> dict:
             "true regions SSE": float(((z - centres[truth]) ** 2).sum())}
 
 
+def attention_readout(grid: str, seed: int, spots: int = 600) -> dict:
+    """The naive concatenation's blocks averaged with the trained gated fusion's cross-attention weights
+    (eqs. 3-4: each spot's weights over its neighbourhood, learned from both modalities) instead of the
+    fixed normalised adjacency: can the model say where a border is? (thirteenth session)"""
+    import numpy as np
+    import torch
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score as ari
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from crossmodal import _blocks
+
+    import napari_senca.pipeline as pipeline
+    from napari_senca.config import GATED_FUSION, SencaConfig
+    from napari_senca.datasets import crossmodal_section
+    from napari_senca.embedding import smooth, unit
+    from napari_senca.model.modules import gather
+
+    torch.set_num_threads(1)
+    kept: dict = {}
+    embed_iter = pipeline.embed_iter
+
+    def keep(model, data, output="s"):
+        kept.update(model=model, data=data)
+        return (yield from embed_iter(model, data, output))
+
+    ad = crossmodal_section(spots, grid, seed=seed)
+    truth = ad.obs["label"].astype(str).to_numpy()
+    k = len(set(truth))
+    pipeline.embed_iter = keep
+    try:
+        res = pipeline.run_senca(ad, SencaConfig(n_clusters=k, seed=seed, image_weights="none", **GATED_FUSION))
+    finally:
+        pipeline.embed_iter = embed_iter
+    model, d = kept["model"], kept["data"]
+    model.eval()
+    xa = model.xattn
+    with torch.no_grad():
+        o = model(d.x, d.adj, d.index, d.mask, d.feats)
+        rp, hp = xa.proj_r(o.r), xa.proj_h(o.h)  # (n, E)
+
+        def weights(q, keys):  # (n, m) softmax over each spot's neighbourhood, the spot first
+            logits = torch.einsum("ne,nme->nm", q, gather(keys, d.index)) * xa.scale
+            return torch.softmax(logits.masked_fill(~d.mask, float("-inf")), dim=-1)
+
+        w_img = weights(xa.q1(hp), xa.k1(rp))  # image query over the RNA neighbourhood (A1)
+        w_rna = weights(xa.q2(rp), xa.k2(hp))  # RNA query over the image neighbourhood (A2)
+    idx = d.index.numpy()
+    rna0, img0 = _blocks(ad, seed, "none", hops=0)  # un-averaged, unit-scaled PCs
+
+    def average(z, w, rounds=1):
+        for _ in range(rounds):
+            z = (w[:, :, None] * z[idx]).sum(1)
+        return z
+
+    def km(z):
+        return KMeans(k, n_init=10, random_state=seed).fit_predict(z)
+
+    out = {"grid": grid, "seed": seed, "gate": res.image_gate, "gated": ari(truth, res.labels)}
+    rna1, img1 = (unit(smooth(b, d.adj, 1)) for b in (rna0, img0))
+    out["concat"] = ari(truth, km(np.hstack([rna1, img1])))
+    out["concat_half"] = ari(truth, km(np.hstack([rna1, 0.5 * img1])))
+    uniform = d.mask.numpy() / d.mask.numpy().sum(1, keepdims=True)
+    ws = {"uniform over the neighbourhood": uniform, "cross-attention, mean of both": (w_img + w_rna).numpy() / 2,
+          "cross-attention, image query": w_img.numpy(), "cross-attention, RNA query": w_rna.numpy()}
+    for name, w in ws.items():
+        for rounds in (1, 2):
+            z = np.hstack([unit(average(rna0, w, rounds)), unit(average(img0, w, rounds))])
+            out[f"concat, {name}, {rounds} round(s)"] = ari(truth, km(z))
+    own = (w_img + w_rna).numpy()[:, 0] / 2
+    out["mean own weight (uniform 1/m)"] = float(own.mean())
+    return out
+
+
 def table(paths: list[str]) -> str:
     rows = [json.loads(line) for p in paths for line in open(p)]
     keys = [k for k in rows[0] if k not in ("grid", "seed", "gate")]
@@ -143,6 +218,8 @@ def table(paths: list[str]) -> str:
 if __name__ == "__main__":
     if sys.argv[1] == "--table":
         print(table(sys.argv[2:]))
+    elif sys.argv[1] == "--attention":
+        print(json.dumps(attention_readout(sys.argv[2], int(sys.argv[3]))))
     elif sys.argv[1] == "--errors":
         print(json.dumps(concat_errors(sys.argv[2], int(sys.argv[3]))))
     else:
