@@ -1,0 +1,120 @@
+"""Is it the clusterer, on real sections? k-means against Gaussian mixtures (mclust's EEE, the
+clusterer of GraphST, STAGATE and DeepST, is sklearn's tied covariance) on the default model's
+clustered embedding and on the smoothed-PCA baseline's features, HER2ST's eight sections and
+DLPFC 151510 (thirteenth session, issue 9's HER2ST target).
+
+One JSON line per (section, seed): ARI on the labelled spots, k = the labelled regions.
+``--table`` prints the HER2ST mean of the per-seed means (± SD over seeds) and each section's
+mean over seeds, as `her2st.py --seeds 9` does.
+
+Usage::
+
+    PYTHONPATH=src python benchmarks/her2st_clusterers.py A1,B1,C1,D1 0-8 >> clus.jsonl   # and the rest beside it
+    python benchmarks/her2st_clusterers.py --table clus.jsonl
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+HER2ST = ["A1", "B1", "C1", "D1", "E1", "F1", "G2", "H1"]
+
+
+def clusterers(z: np.ndarray, k: int, seed: int) -> dict[str, np.ndarray]:
+    """k-means (the default), and Gaussian mixtures with tied (mclust EEE) and full covariance, on
+    ``z`` and on its first 10 PCs (mclust is usually run on a few PCs of an embedding)."""
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA
+    from sklearn.mixture import GaussianMixture
+
+    out = {"k-means": KMeans(k, n_init=10, random_state=seed).fit_predict(z)}
+    zp = PCA(min(10, z.shape[1]), random_state=seed).fit_transform(z)
+    for name, feats in (("", z), (", 10 PCs", zp)):
+        for cov in ("tied", "full"):
+            g = GaussianMixture(k, covariance_type=cov, n_init=3, random_state=seed, reg_covar=1e-4)
+            try:
+                out[f"GMM {cov}{name}"] = g.fit_predict(feats)
+            except (ValueError, np.linalg.LinAlgError):
+                pass  # reported as missing
+    return out
+
+
+def measure(section: str, seed: int) -> dict:
+    import torch
+    from sklearn.metrics import adjusted_rand_score as ari
+
+    sys.path.insert(0, str(HERE))
+    from her2st import shared_data
+
+    from napari_senca.config import SencaConfig
+    from napari_senca.graph import build_graph
+    from napari_senca.io import read_section
+    from napari_senca.pipeline import run_senca
+    from napari_senca.preprocess import preprocess_expression
+
+    torch.set_num_threads(1)
+    data = shared_data()
+    path = data / "dlpfc_151510" if section == "DLPFC" else data / "her2st" / section
+    adata = read_section(path)
+    labelled = adata.obs["label"].notna().to_numpy()
+    truth = adata.obs["label"].to_numpy()[labelled].astype(str)
+    k = len(set(truth))
+    res = run_senca(adata, SencaConfig(n_clusters=k, seed=seed, image_weights="none"))
+    out = {"section": section, "seed": seed, "senca (run)": float(ari(truth, res.labels[labelled]))}
+    for name, lab in clusterers(np.asarray(res.embedding, dtype=np.float64), k, seed).items():
+        out[f"senca, {name}"] = float(ari(truth, lab[labelled]))
+    # the smoothed-PCA baseline's features (her2st.py's pca_nbr_kmeans): 10 PCs averaged over 4 neighbours
+    import scipy.sparse as sp
+    from sklearn.decomposition import PCA
+
+    x = preprocess_expression(adata, SencaConfig()).X
+    z = PCA(10, random_state=seed).fit_transform(x)
+    a = build_graph(adata.obsm["spatial"], 4).adjacency + sp.identity(adata.n_obs)
+    z = np.asarray(sp.diags(1.0 / np.asarray(a.sum(1)).ravel()) @ a @ z)
+    for name, lab in clusterers(z, k, seed).items():
+        out[f"smoothed PCA, {name}"] = float(ari(truth, lab[labelled]))
+    return out
+
+
+def table(paths: list[str]) -> str:
+    rows = [json.loads(line) for p in paths for line in open(p)]
+    keys = [key for key in rows[0] if key not in ("section", "seed")]
+    seeds = sorted({r["seed"] for r in rows})
+    sections = [s for s in [*HER2ST, "DLPFC"] if any(r["section"] == s for r in rows)]
+    lines = [f"| features, clusterer | HER2ST mean ({len(seeds)} seeds) | " + " | ".join(sections) + " |",
+             "|---|---|" + "---|" * len(sections)]
+    for key in keys:
+        per_seed = []
+        for s in seeds:
+            vals = [r.get(key) for r in rows if r["seed"] == s and r["section"] in HER2ST]
+            if len(vals) == len(HER2ST) and None not in vals:
+                per_seed.append(statistics.mean(vals))
+        head = (f"{statistics.mean(per_seed):.4f} ± {statistics.pstdev(per_seed):.3f}" if per_seed else "–")
+        cells = []
+        for sec in sections:
+            vals = [r[key] for r in rows if r["section"] == sec and r.get(key) is not None]
+            cells.append(f"{statistics.mean(vals):.3f}" if vals else "–")
+        lines.append(f"| {key} | {head} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def seed_range(text: str) -> list[int]:
+    lo, _, hi = text.partition("-")
+    return list(range(int(lo), int(hi or lo) + 1))
+
+
+if __name__ == "__main__":
+    warnings.filterwarnings("ignore")
+    if sys.argv[1] == "--table":
+        print(table(sys.argv[2:]))
+    else:
+        for sec in sys.argv[1].split(","):
+            for sd in seed_range(sys.argv[2]):
+                print(json.dumps(measure(sec, sd)), flush=True)
