@@ -40,6 +40,7 @@ STAGES = ("preprocess", "graph", "patches", "train", "embed", "cluster", "total"
 SETTINGS = {
     "default": {},
     # CUDA's own summation order (napari_senca.determinism off): the speed it costs, and what it changes
+    # (run after the deterministic rows in the same process, so CUBLAS_WORKSPACE_CONFIG is already set)
     "default, deterministic=False": {"deterministic": False},
     # fusion v2 with the image fully counted (gate 1): every part of the image branch trains
     "fusion v2, image counted": {"image_pcs": 30, "image_recon_weight": 1.0, "projection_heads": True,
@@ -72,7 +73,7 @@ def run_one(adata, truth, labelled, device: str, seed: int, settings: dict) -> d
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         res = run_senca(adata, cfg)
-    NONDETERMINISTIC.update(str(w.message).split(".")[0] for w in caught if "determinis" in str(w.message))
+    NONDETERMINISTIC.update(str(w.message)[:120] for w in caught if "determinis" in str(w.message))
     out = {"timings": dict(res.timings), "device": res.device, "labels": np.asarray(res.labels),
            "embedding": np.asarray(res.embedding), "gate": res.image_gate, "rna_only": res.rna_only}
     out["ari"] = (float(adjusted_rand_score(truth, out["labels"][labelled])) if truth is not None else None)

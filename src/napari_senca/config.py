@@ -398,6 +398,9 @@ class SencaConfig:
             self.n_clusters is None or self.n_clusters >= 2,
             f"n_clusters must be >= 2, got {self.n_clusters}",
         )
+        # np.bool_ too: a config read back from an .h5ad (uns["senca"]["config"]) holds numpy booleans
+        need(type(self.deterministic).__name__ in ("bool", "bool_"),
+             f"deterministic must be True or False, got {self.deterministic!r}")
         need(
             self.cluster_method in ("agglomerative", "kmeans"),
             f"cluster_method must be 'agglomerative' or 'kmeans', got {self.cluster_method!r}",

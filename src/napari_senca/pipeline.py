@@ -29,7 +29,7 @@ from .batches import HaloSampler, sparse_tensor
 from .cluster import as_categorical, check_method_size, check_n_clusters, cluster_embedding
 from .confidence import record_model_call
 from .config import SencaConfig
-from .determinism import deterministic_kernels
+from .determinism import deterministic_steps
 from .embedding import (
     clustered_embedding,
     clusters_reconstruction,
@@ -80,8 +80,8 @@ def _with_overall(fn: Callable[..., Generator[Progress, None, SencaResult]]) -> 
     ) -> Generator[Progress, None, SencaResult]:
         cfg = config or SencaConfig()
         tracker = OverallProgress(bool(cfg.use_image) and get_image(adata) is not None)
-        with deterministic_kernels(_device_or_cpu(cfg.device), cfg.deterministic):
-            return (yield from relay(fn(adata, config, **kwargs), tracker.update))
+        steps = deterministic_steps(fn(adata, config, **kwargs), _device_or_cpu(cfg.device), cfg.deterministic)
+        return (yield from relay(steps, tracker.update))
 
     return wrapper
 
