@@ -274,6 +274,7 @@ def test_stop_mid_run(qtbot, viewer, notes):
     _wait_idle(qtbot, run)
     assert run.stopped and "stopped" in run.status.value
     assert time.perf_counter() - t0 < epoch + 5.0  # within about one epoch
+    assert worker._gen.gi_frame is None  # the run's generator is closed: its model and tensors are freed now
     assert CLUSTER_KEY not in pts.features and CLUSTER_KEY not in pts.metadata["adata"].obs
     assert not notes["error"]
 

@@ -37,7 +37,7 @@ from ._common import (
     notify_warning,
     qt_callback,
 )
-from ._run_worker import RunFailed, pipeline_loaded, train, warm_up
+from ._run_worker import RunFailed, close_generator, pipeline_loaded, train, warm_up
 
 __all__ = ["RunWidget", "train", "warm_up", "mmss", "STAGE_NAMES"]
 
@@ -449,6 +449,8 @@ class RunWidget(DockWidget):
 
     @qt_callback
     def _on_finished(self) -> None:
+        if self.stopped:
+            close_generator(self.worker)
         self.worker = None
         self._target = None
         self._review0 = None

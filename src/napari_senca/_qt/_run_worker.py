@@ -17,7 +17,8 @@ from ..errors import SencaError
 from ..image_weights import BUILTIN_RESNETS
 from ._workers import import_torch, preimport
 
-__all__ = ["HEAVY_MODULES", "RunFailed", "needs_torchvision", "pipeline_loaded", "train", "warm_up"]
+__all__ = ["HEAVY_MODULES", "RunFailed", "close_generator", "needs_torchvision", "pipeline_loaded", "train",
+           "warm_up"]
 
 #: modules a run needs, imported by :func:`warm_up` off the main thread when the widget opens
 HEAVY_MODULES = (
@@ -87,3 +88,20 @@ def train(adata: Any, config: SencaConfig) -> Any:
     except RuntimeError as exc:
         raise RunFailed(exc) from exc
     return adata, result, time.perf_counter() - t0
+
+
+def close_generator(worker: Any) -> None:
+    """Close the generator of a finished, stopped worker.
+
+    superqt's generator worker only stops asking for reports on Stop; the
+    suspended run (its model, its tensors: GPU memory on CUDA) would then live
+    until a garbage collection frees the worker. Closing it frees them now and
+    runs the run's own clean-up. Nothing happens for a worker without one.
+    """
+    gen = getattr(worker, "_gen", None)  # superqt's GeneratorWorker keeps it there
+    close = getattr(gen, "close", None)
+    if close is not None:
+        try:
+            close()
+        except ValueError:  # still executing in its thread (not after `finished`): leave it to the GC
+            pass
