@@ -30,20 +30,14 @@ from pathlib import Path
 REFINEMENTS = ((4, 1), (4, 3), (6, 1), (8, 1))
 
 
-def measure(grid: str, seed: int, spots: int = 600) -> dict:
-    import numpy as np
+def gated_run(grid: str, seed: int, spots: int) -> tuple:
+    """One gated-fusion run (random image weights) on a cross-modal section, one thread: (section, true
+    labels, k, result, the trained model, its inputs as the pipeline embedded them)."""
     import torch
-    from sklearn.cluster import KMeans
-    from sklearn.metrics import adjusted_rand_score as ari
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from crossmodal import _baseline
-    from label_refinement import refine
 
     import napari_senca.pipeline as pipeline
     from napari_senca.config import GATED_FUSION, SencaConfig
     from napari_senca.datasets import crossmodal_section
-    from napari_senca.embedding import smooth, unit
 
     torch.set_num_threads(1)
     kept: dict = {}
@@ -61,8 +55,23 @@ def measure(grid: str, seed: int, spots: int = 600) -> dict:
         res = pipeline.run_senca(ad, SencaConfig(n_clusters=k, seed=seed, image_weights="none", **GATED_FUSION))
     finally:
         pipeline.embed_iter = embed_iter
+    return ad, truth, k, res, kept["model"], kept["data"]
+
+
+def measure(grid: str, seed: int, spots: int = 600) -> dict:
+    import numpy as np
+    import torch
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score as ari
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from crossmodal import _baseline
+    from label_refinement import refine
+
+    from napari_senca.embedding import smooth, unit
+
+    ad, truth, k, res, model, d = gated_run(grid, seed, spots)
     out = {"grid": grid, "seed": seed, "gate": res.image_gate, "gated": ari(truth, res.labels)}
-    model, d = kept["model"], kept["data"]
     model.eval()
     with torch.no_grad():
         o = model(d.x, d.adj, d.index, d.mask, d.feats)
@@ -137,29 +146,10 @@ def attention_readout(grid: str, seed: int, spots: int = 600) -> dict:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from crossmodal import _blocks
 
-    import napari_senca.pipeline as pipeline
-    from napari_senca.config import GATED_FUSION, SencaConfig
-    from napari_senca.datasets import crossmodal_section
     from napari_senca.embedding import smooth, unit
     from napari_senca.model.modules import gather
 
-    torch.set_num_threads(1)
-    kept: dict = {}
-    embed_iter = pipeline.embed_iter
-
-    def keep(model, data, output="s"):
-        kept.update(model=model, data=data)
-        return (yield from embed_iter(model, data, output))
-
-    ad = crossmodal_section(spots, grid, seed=seed)
-    truth = ad.obs["label"].astype(str).to_numpy()
-    k = len(set(truth))
-    pipeline.embed_iter = keep
-    try:
-        res = pipeline.run_senca(ad, SencaConfig(n_clusters=k, seed=seed, image_weights="none", **GATED_FUSION))
-    finally:
-        pipeline.embed_iter = embed_iter
-    model, d = kept["model"], kept["data"]
+    ad, truth, k, res, model, d = gated_run(grid, seed, spots)
     model.eval()
     xa = model.xattn
     with torch.no_grad():

@@ -48,14 +48,6 @@ SETTINGS = {
 }
 
 
-def shared_data() -> Path:
-    env = os.environ.get("NAPARI_SENCA_SHARED")
-    for p in ([Path(env)] if env else []) + [HERE.parent.parent / "shared" / "data", Path("/work/shared/data")]:
-        if p.is_dir():
-            return p
-    sys.exit("benchmark data not found: set NAPARI_SENCA_SHARED to the folder holding her2st/")
-
-
 def run_one(adata, truth, labelled, device: str, seed: int, settings: dict) -> dict:
     """One ``run_senca`` call: ARI, timings, GPU peak memory, labels and embedding."""
     import torch
@@ -147,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     devices = args.devices.split(",")
     if "cuda" in devices and not torch.cuda.is_available():
         sys.exit("no CUDA device: this script measures the CUDA path (--devices cpu to try it on the CPU)")
+    sys.path.insert(0, str(HERE))
+    from her2st import shared_data
+
     data = shared_data()
     paths = {"A1": data / "her2st" / "A1", "DLPFC": data / "dlpfc_151510"}
     paths.update({s: data / "her2st_unlabelled" / s for s in ("B4", "C2", "C3", "C4", "C5", "C6")})

@@ -114,10 +114,9 @@ def _child(task: dict, queue: mp.Queue) -> None:
     queue.put(outs)
 
 
-def _baseline(adata, k: int, seed: int, smooth: bool) -> np.ndarray:
-    """Scanpy-standard PCA (scaled 500 HVGs, 10 PCs) [+ mean over 4 spatial neighbours] + k-means."""
+def baseline_features(adata, seed: int, smooth: bool = True) -> np.ndarray:
+    """Scanpy-standard PCA (scaled 500 HVGs, 10 PCs) [+ mean over 4 spatial neighbours]: (n, 10)."""
     import scipy.sparse as sp
-    from sklearn.cluster import KMeans
     from sklearn.decomposition import PCA
 
     from napari_senca.config import SencaConfig
@@ -129,7 +128,14 @@ def _baseline(adata, k: int, seed: int, smooth: bool) -> np.ndarray:
     if smooth:
         a = build_graph(adata.obsm["spatial"], 4).adjacency + sp.identity(adata.n_obs)
         z = sp.diags(1.0 / np.asarray(a.sum(1)).ravel()) @ a @ z
-    return KMeans(k, n_init=10, random_state=seed).fit_predict(z)
+    return np.asarray(z)
+
+
+def _baseline(adata, k: int, seed: int, smooth: bool) -> np.ndarray:
+    """:func:`baseline_features` + k-means."""
+    from sklearn.cluster import KMeans
+
+    return KMeans(k, n_init=10, random_state=seed).fit_predict(baseline_features(adata, seed, smooth))
 
 
 def _concat_baseline(adata, k: int, seed: int, image_weights: str) -> np.ndarray:

@@ -51,13 +51,11 @@ def measure(section: str, seed: int) -> dict:
     from sklearn.metrics import adjusted_rand_score as ari
 
     sys.path.insert(0, str(HERE))
-    from her2st import shared_data
+    from her2st import baseline_features, shared_data
 
     from napari_senca.config import SencaConfig
-    from napari_senca.graph import build_graph
     from napari_senca.io import read_section
     from napari_senca.pipeline import run_senca
-    from napari_senca.preprocess import preprocess_expression
 
     torch.set_num_threads(1)
     data = shared_data()
@@ -70,14 +68,7 @@ def measure(section: str, seed: int) -> dict:
     out = {"section": section, "seed": seed, "senca (run)": float(ari(truth, res.labels[labelled]))}
     for name, lab in clusterers(np.asarray(res.embedding, dtype=np.float64), k, seed).items():
         out[f"senca, {name}"] = float(ari(truth, lab[labelled]))
-    # the smoothed-PCA baseline's features (her2st.py's pca_nbr_kmeans): 10 PCs averaged over 4 neighbours
-    import scipy.sparse as sp
-    from sklearn.decomposition import PCA
-
-    x = preprocess_expression(adata, SencaConfig()).X
-    z = PCA(10, random_state=seed).fit_transform(x)
-    a = build_graph(adata.obsm["spatial"], 4).adjacency + sp.identity(adata.n_obs)
-    z = np.asarray(sp.diags(1.0 / np.asarray(a.sum(1)).ravel()) @ a @ z)
+    z = baseline_features(adata, seed)  # the smoothed-PCA baseline's features (her2st.py's pca_nbr_kmeans)
     for name, lab in clusterers(z, k, seed).items():
         out[f"smoothed PCA, {name}"] = float(ari(truth, lab[labelled]))
     return out
