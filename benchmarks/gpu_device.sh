@@ -4,10 +4,11 @@
 #   OUT=gpu_out NAPARI_SENCA_SHARED=.gpu/data bash benchmarks/gpu_device.sh [STEPS]
 # STEPS (default "env tests real scale cross"): env = versions and GPU; tests = the core test
 # files (no napari/Qt) with device "auto" resolving to CUDA; real = benchmarks/gpu_check.py;
+# her2st = benchmarks/her2st.py, default and smoothed PCA, nine seeds, on cuda;
 # scale = benchmarks/scale.py on cuda; cross = benchmarks/crossmodal.py at 5,000 spots.
 # Each step has a time limit and writes $OUT/<step>.log; the next step runs whatever happened.
-# Left for the next lent GPU (docs/benchmarks.md, thirteenth session): `... gpu_device.sh "env real"`
-# says whether the all-pairs attention path is now reproducible (C2 first) and times the whole command.
+# Fourteenth session: SEEDS=2 SECTIONS=C2,A1 DEVICES=cuda bash benchmarks/gpu_device.sh "env real her2st"
+# (the her2st step needs about 400 s for nine seeds: HER2ST_S=420 with nothing else in the call).
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_out}
@@ -38,7 +39,9 @@ print(torch.__version__, torch.cuda.get_device_name(0), anndata.__version__, sca
     # shellcheck disable=SC2086
     tests) step tests "${TESTS_S:-150}" $PY -m pytest -q -p no:cacheprovider -W ignore -p no:qt -p no:xvfb \
              --durations=10 $TESTS ;;
-    real) step real "${REAL_S:-150}" $PY benchmarks/gpu_check.py --seeds "${SEEDS:-3}" --devices "${DEVICES:-cuda,cpu}" --json "$OUT/real.json" ;;
+    real) step real "${REAL_S:-150}" $PY benchmarks/gpu_check.py --seeds "${SEEDS:-3}" --sections "${SECTIONS:-C2,A1,DLPFC}" --devices "${DEVICES:-cuda,cpu}" --json "$OUT/real.json" ;;
+    her2st) step her2st "${HER2ST_S:-300}" $PY benchmarks/her2st.py --seeds "${HSEEDS:-9}" --threads 16 \
+             --methods senca,pca_nbr_kmeans --set 'device="cuda"' --json "$OUT/her2st.json" ;;
     scale) step scale "${SCALE_S:-150}" $PY benchmarks/scale.py --device cuda --threads 16 \
              --sizes 20000,100000,500000 --image-sizes 50000 --json "$OUT/scale.json" ;;
     cross) step cross "${CROSS_S:-100}" $PY benchmarks/crossmodal.py --spots 5000 --seeds 2 --grids square,hex \

@@ -255,7 +255,8 @@ class SencaConfig:
         (:mod:`napari_senca.determinism`), so that the same seed on the same GPU
         gives the same regions; ``False`` lets CUDA sum in any order (faster,
         results vary in the last bits and sometimes in the regions; measured in
-        docs/benchmarks.md, "GPU"). CPU runs are deterministic either way.
+        docs/benchmarks.md, "Thirteenth session" and "Fourteenth session").
+        CPU runs are deterministic either way.
     """
 
     # preprocessing (paper section 3.1)
