@@ -5,7 +5,11 @@ peak memory), twice: the first run encodes the H&E, the second finds the
 features in the disk cache (a fresh cache folder per section). The model time
 is the run's own ``train_total`` from the output's marker file.
 
-    PYTHONPATH=src python benchmarks/whole_command.py [--sections C1,A1,DLPFC]
+``--fresh-install`` gives the runs empty numba and matplotlib caches (``NUMBA_CACHE_DIR``,
+``MPLCONFIGDIR``, shared by the runs of this call): the first run then pays what a user's first
+run after installing pays once (scanpy's numba kernels compiled, matplotlib's font list built).
+
+    PYTHONPATH=src python benchmarks/whole_command.py [--sections C1,A1,DLPFC] [--fresh-install]
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ SECTIONS = {
 }
 
 
-def run_once(path: Path, out: Path, cache: Path, extra: list[str]) -> dict:
-    env = dict(os.environ, NAPARI_SENCA_CACHE=str(cache))
+def run_once(path: Path, out: Path, cache: Path, extra: list[str], env_extra: dict | None = None) -> dict:
+    env = dict(os.environ, NAPARI_SENCA_CACHE=str(cache), **(env_extra or {}))
     cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "napari_senca.cli", "run", str(path), "--out", str(out),
            "--overwrite", *extra]  # fmt: skip
     p = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -57,16 +61,19 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sections", default="C1,A1,DLPFC")
     ap.add_argument("--extra", default="", help="more arguments for every run, e.g. '--image-weights none'")
+    ap.add_argument("--fresh-install", action="store_true",
+                    help="empty numba and matplotlib caches, as on a user's first run after installing")
     args = ap.parse_args(argv)
     print(f"load average at the start: {os.getloadavg()[0]:.1f} (2 cores)\n")
     print("| section | spots | run | whole command, wall (s) | whole command, CPU (s) | model, wall (s) "
           "| of which H&E encoding (s) | peak memory (GB) | ARI |")
     print("|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
+        fresh = {"NUMBA_CACHE_DIR": f"{tmp}/numba", "MPLCONFIGDIR": f"{tmp}/mpl"} if args.fresh_install else None
         for name in args.sections.split(","):
             cache = Path(tmp) / f"cache-{name}"
             for which in ("first", "second (features cached)")[: 1 if name == "DLPFC" else 2]:
-                r = run_once(SECTIONS[name], Path(tmp) / f"out-{name}", cache, args.extra.split())
+                r = run_once(SECTIONS[name], Path(tmp) / f"out-{name}", cache, args.extra.split(), fresh)
                 ari = "" if r["ari"] is None else f"{r['ari']:.3f}"
                 print(f"| {name} | {r['spots']} | {which} | {r['wall']:.1f} | {r['cpu']:.1f} | {r['model']:.1f} "
                       f"| {r['patches']:.1f} "
