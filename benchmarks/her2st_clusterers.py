@@ -1,7 +1,9 @@
 """Is it the clusterer, on real sections? k-means against Gaussian mixtures (mclust's EEE, the
 clusterer of GraphST, STAGATE and DeepST, is sklearn's tied covariance) on the default model's
 clustered embedding and on the smoothed-PCA baseline's features, HER2ST's eight sections and
-DLPFC 151510 (thirteenth session, issue 9's HER2ST target).
+DLPFC 151510 (thirteenth session, issue 9's HER2ST target). ``--potts``: k-means refined under a
+Potts prior on the spot lattice instead of the mixtures; ``--graph``: Leiden and spectral
+clustering instead (fourteenth session).
 
 One JSON line per (section, seed): ARI on the labelled spots, k = the labelled regions.
 ``--table`` prints the HER2ST mean of the per-seed means (± SD over seeds) and each section's
@@ -91,9 +93,9 @@ def graph_clusterers(z: np.ndarray, k: int, seed: int) -> dict[str, np.ndarray]:
 
 
 def clusterers(z: np.ndarray, k: int, seed: int, adj=None, graph: bool = False) -> dict[str, np.ndarray]:
-    """k-means (the default) and, with ``adj`` (the spot lattice), k-means refined under a Potts prior
-    at several strengths; without it Gaussian mixtures with tied (mclust EEE) and full covariance, on
-    ``z`` and on its first 10 PCs (mclust is usually run on a few PCs of an embedding)."""
+    """k-means (the default) and beside it: with ``graph``, Leiden and spectral clustering
+    (:func:`graph_clusterers`); else with ``adj`` (the spot lattice), k-means refined under a Potts
+    prior at ``POTTS_BETAS``; else Gaussian mixtures (:func:`mixtures`)."""
     from sklearn.cluster import KMeans
 
     km = KMeans(k, n_init=10, random_state=seed).fit_predict(z)
@@ -105,9 +107,8 @@ def clusterers(z: np.ndarray, k: int, seed: int, adj=None, graph: bool = False) 
 
 
 def mixtures(z: np.ndarray, k: int, seed: int) -> dict[str, np.ndarray]:
-    """Gaussian mixtures, tied and full covariance, on ``z`` and on its first 10 PCs."""
-    """k-means (the default), and Gaussian mixtures with tied (mclust EEE) and full covariance, on
-    ``z`` and on its first 10 PCs (mclust is usually run on a few PCs of an embedding)."""
+    """Gaussian mixtures with tied (mclust EEE) and full covariance, on ``z`` and on its first 10 PCs
+    (mclust is usually run on a few PCs of an embedding)."""
     from sklearn.decomposition import PCA
     from sklearn.mixture import GaussianMixture
 
