@@ -203,6 +203,7 @@ def table(results: list[dict], methods: list[str], datasets: list[str], image_se
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds FIRST .. FIRST + SEEDS - 1")
     ap.add_argument("--quick", action="store_true", help="1 seed, main methods only")
     ap.add_argument("--ablations", action="store_true", help="paper ablations and k = 4/8/16")
     ap.add_argument("--finetune", action="store_true", help="frozen vs fine-tuned backbone on A1")
@@ -221,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a SencaConfig setting for every senca row (repeatable), e.g. attention_hops=2")
     args = ap.parse_args(argv)
-    seeds = [0] if args.quick else list(range(args.seeds))
+    seeds = [args.first_seed] if args.quick else list(range(args.first_seed, args.first_seed + args.seeds))
     root = shared_data()
     datasets = {s: str(root / "her2st" / s) for s in args.sections.split(",")}
     image_sections = {s for s, p in datasets.items() if any(Path(p).glob("*.png")) or any(Path(p).glob("*.jpg"))}
