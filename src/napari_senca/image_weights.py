@@ -48,7 +48,7 @@ KNOWN_ENCODERS = (
 #: what the CLI, the widget and ``uns["senca"]`` say when the image features come from random weights
 WEAK_FEATURES_NOTE = (
     "image features come from random weights: they see colour and texture, not learned histology (on HER2ST A1 "
-    "they alone reach ARI 0.05-0.2, the expression 0.52-0.76 over nine seeds); use pretrained or pathology "
+    "they alone reach ARI 0.05-0.2, the expression 0.45-0.76 over the seeds measured); use pretrained or pathology "
     "weights (--encoder / --image-weights) for an informative image branch"
 )
 
