@@ -69,10 +69,19 @@ def leiden_k(z: np.ndarray, k: int, seed: int, n_neighbors: int = 15) -> np.ndar
 
     a = ad.AnnData(np.zeros((len(z), 1), dtype=np.float32), obsm={"z": z})
     sc.pp.neighbors(a, n_neighbors=n_neighbors, use_rep="z", random_state=seed)
+    return leiden_at_k(a, k, seed)
+
+
+def leiden_at_k(a, k: int, seed: int, adjacency: sp.spmatrix | None = None) -> np.ndarray:
+    """scanpy's Leiden (igraph flavour) on ``a``'s neighbour graph or on ``adjacency``, the resolution
+    bisected until it gives ``k`` clusters (the closest count after 20 halvings otherwise)."""
+    import scanpy as sc
+
     lo, hi, best = 0.01, 5.0, None
     for _ in range(20):
         res = (lo * hi) ** 0.5
-        sc.tl.leiden(a, resolution=res, flavor="igraph", n_iterations=2, random_state=seed, directed=False)
+        sc.tl.leiden(a, resolution=res, adjacency=adjacency, flavor="igraph", n_iterations=2, random_state=seed,
+                     directed=False)
         lab = a.obs["leiden"].cat.codes.to_numpy()
         n = lab.max() + 1
         if best is None or abs(n - k) < abs(best.max() + 1 - k):

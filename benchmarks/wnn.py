@@ -92,23 +92,13 @@ def wnn_graph(blocks: list[np.ndarray], w: np.ndarray, k: int = K, candidates: i
 
 
 def leiden_graph(g: sp.csr_matrix, k: int, seed: int) -> np.ndarray:
-    """scanpy's Leiden on a given graph, the resolution bisected to ``k`` clusters (closest otherwise)."""
+    """scanpy's Leiden on a given graph at ``k`` clusters (``her2st_clusterers.leiden_at_k``)."""
     import anndata as ad
-    import scanpy as sc
 
-    a = ad.AnnData(np.zeros((g.shape[0], 1), dtype=np.float32))
-    lo, hi, best = 0.01, 5.0, None
-    for _ in range(20):
-        res = (lo * hi) ** 0.5
-        sc.tl.leiden(a, resolution=res, adjacency=g, flavor="igraph", n_iterations=2, random_state=seed,
-                     directed=False)
-        lab = a.obs["leiden"].cat.codes.to_numpy()
-        if best is None or abs(lab.max() + 1 - k) < abs(best.max() + 1 - k):
-            best = lab
-        if lab.max() + 1 == k:
-            break
-        lo, hi = (res, hi) if lab.max() + 1 < k else (lo, res)
-    return best
+    sys.path.insert(0, str(HERE))
+    from her2st_clusterers import leiden_at_k
+
+    return leiden_at_k(ad.AnnData(np.zeros((g.shape[0], 1), dtype=np.float32)), k, seed, adjacency=g)
 
 
 def measure(grid: str, seed: int) -> dict:
@@ -160,6 +150,8 @@ if __name__ == "__main__":
     if sys.argv[1] == "--table":
         print(table(sys.argv[2:]))
     else:
-        lo, _, hi = sys.argv[2].partition("-")
-        for sd in range(int(lo), int(hi or lo) + 1):
+        sys.path.insert(0, str(HERE))
+        from her2st_clusterers import seed_range
+
+        for sd in seed_range(sys.argv[2]):
             print(json.dumps(measure(sys.argv[1], sd)), flush=True)
