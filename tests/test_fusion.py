@@ -99,6 +99,49 @@ def test_gate_maps_agreement_and_scales_the_image_skip_block() -> None:
     assert (rna_block**2).sum(1).mean() == pytest.approx((img_block**2).sum(1).mean(), rel=1e-5)
 
 
+def _grid_adjacency(nx: int = 10, ny: int = 8):
+    import torch
+
+    from napari_senca.pipeline import _graph_tensors
+
+    xy = np.stack(np.meshgrid(np.arange(nx), np.arange(ny)), -1).reshape(-1, 2).astype(float)
+    return xy, _graph_tensors(xy, SencaConfig(), torch.device("cpu"))[0]
+
+
+def test_cross_guided_averaging_keeps_a_border_the_other_modality_sees() -> None:
+    from napari_senca.embedding import cross_guided_smooth, smooth
+
+    xy, adj = _grid_adjacency()
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(len(xy), 3)).astype(np.float32)
+    # a guide that is the same everywhere: exactly the plain average
+    assert np.allclose(cross_guided_smooth(z, np.zeros((len(xy), 2)), adj, 1.0), smooth(z, adj, 1), atol=1e-6)
+    # a border at x = 4.5 that only the guide sees: plain averaging blurs a step across it, the guided one not
+    right = xy[:, 0] >= 5
+    step = right[:, None].astype(np.float32)
+    guide = 10.0 * step + 0.01 * rng.normal(size=(len(xy), 1))
+    plain, guided = smooth(step, adj, 1)[:, 0], cross_guided_smooth(step, guide, adj, 1.0)[:, 0]
+    left_edge = (xy[:, 0] == 4) & (xy[:, 1] > 0) & (xy[:, 1] < 7)
+    assert plain[left_edge].min() > 0.1 and guided[left_edge].max() < 1e-3
+
+
+def test_cross_guided_skip_changes_only_the_fused_skip_blocks() -> None:
+    xy, adj = _grid_adjacency()
+    rng = np.random.default_rng(1)
+    s, expr, img = rng.normal(size=(80, 5)), rng.normal(size=(80, 30)), rng.normal(size=(80, 50))
+    both = SencaConfig(skip_pcs=4, image_weights="none", skip_mode="both")
+    guided = SencaConfig(skip_pcs=4, image_weights="none", skip_mode="both", cross_guided_tau=1.0)
+    z0, z1 = clustered_embedding(s, expr, img, adj, both), clustered_embedding(s, expr, img, adj, guided)
+    assert z0.shape == z1.shape and not np.allclose(z0[:, :8], z1[:, :8]) and np.allclose(z0[:, 8:], z1[:, 8:])
+    # the blocks keep their balance, and without the image (or at gate 0) the setting does nothing
+    assert (z1[:, :4] ** 2).sum(1).mean() == pytest.approx((z1[:, 4:8] ** 2).sum(1).mean(), rel=1e-5)
+    assert np.array_equal(clustered_embedding(s, expr, None, adj, guided), clustered_embedding(s, expr, None, adj, both))
+    assert np.array_equal(clustered_embedding(s, expr, img, adj, guided, gate=0.0),
+                          clustered_embedding(s, expr, img, adj, both, gate=0.0))
+    with pytest.raises(ValueError, match="cross_guided_tau"):
+        SencaConfig(cross_guided_tau=-1.0)
+
+
 def test_rna_only_runs_ignore_every_fusion_setting() -> None:
     """RNA-only sections give bit-identical results under the default and the old fusion v1 settings."""
     ad = crossmodal_section(120, "square", n_genes=60, seed=3)

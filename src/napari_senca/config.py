@@ -18,12 +18,13 @@ from .errors import ConfigError
 __all__ = ["SencaConfig", "GATED_FUSION"]
 
 #: The gated, balanced fusion (docs/method.md, "Fusion"): image PCs on the RNA scale, an image
-#: decoder, SimCLR projection heads, a skip of both modalities, all scaled by the measured image
-#: gate. Not the default: on DLPFC with random image weights the gate opened and ARI fell from
+#: decoder, SimCLR projection heads, a skip of both modalities whose neighbour averaging each
+#: modality guides for the other (``cross_guided_tau``, fourteenth session: +0.012 paired on the
+#: cross-modal sections), all scaled by the measured image gate. Not the default: on DLPFC with random image weights the gate opened and ARI fell from
 #: 0.49 (RNA-led default) to 0.32 (docs/benchmarks.md, "Latest run"). Use it with informative
 #: (pretrained / pathology) image weights: ``SencaConfig(**GATED_FUSION)``.
 GATED_FUSION = {"image_pcs": 30, "image_recon_weight": 1.0, "projection_heads": True, "skip_mode": "both",
-                "image_gate": None}
+                "image_gate": None, "cross_guided_tau": 1.0}
 
 Device = Literal["auto", "cpu", "cuda", "mps"] | str
 
@@ -217,6 +218,13 @@ class SencaConfig:
         only) or ``"both"`` (the same number of neighbour-averaged image-feature
         PCs beside them, each block scaled to half the skip's mean square so
         neither modality dominates; RNA-only runs fall back to ``"rna"``).
+    cross_guided_tau
+        In ``"both"`` mode with the image counting: average each modality's
+        skip block over the spot graph with neighbour weights from the *other*
+        modality, ``exp(-d^2 / (tau * median d^2))`` (renormalised so that a
+        spot's neighbours keep their total weight), so that a border one
+        modality sees is not blurred in the other. 0 (default): plain
+        neighbour averaging (docs/method.md, "Fusion", fourteenth session).
     image_gate
         How much the image counts, 0..1: it scales the image's share of the
         shared encoder's input, the contrastive terms, the image decoder's
@@ -314,6 +322,7 @@ class SencaConfig:
     skip_pcs: int = 20
     skip_mode: str = "rna"
     skip_weight: float = 0.7
+    cross_guided_tau: float = 0.0
     image_gate: float | None = 1.0
     random_weights_gate: float = 0.0
     cluster_method: str = "kmeans"
@@ -383,6 +392,7 @@ class SencaConfig:
         need(self.recon_balance in ("scale", "loss"),
              f"recon_balance must be 'scale' or 'loss', got {self.recon_balance!r}")  # fmt: skip
         need(self.skip_mode in ("rna", "both"), f"skip_mode must be 'rna' or 'both', got {self.skip_mode!r}")
+        need(self.cross_guided_tau >= 0, f"cross_guided_tau must be >= 0 (0: plain averaging), got {self.cross_guided_tau}")
         need(self.skip_pcs >= 0, f"skip_pcs must be >= 0, got {self.skip_pcs}")
         need(self.cluster_on in ("auto", "s", "reconstruction"),
              f"cluster_on must be 'auto', 's' or 'reconstruction', got {self.cluster_on!r}")  # fmt: skip
