@@ -36,8 +36,7 @@ V2 = {"image_pcs": 30, "image_recon_weight": 1.0, "projection_heads": True, "ski
 V1 = {"image_pcs": 0, "image_recon_weight": 0.0, "projection_heads": False, "skip_mode": "rna", "image_gate": 1.0,
       "random_weights_gate": 1.0}
 # v2 with the measured image gate (config.GATED_FUSION, spelled out so the benchmark imports nothing at module level)
-# (and, since the fourteenth session, the skip blocks' averaging guided by the other modality)
-NEW: dict = {**V2, "image_gate": None, "cross_guided_tau": 1.0}  # not the default: docs/method.md, "Fusion"
+NEW: dict = {**V2, "image_gate": None}  # v2 with the measured image gate (not the default: docs/method.md, "Fusion")
 
 METHODS: dict[str, dict | str] = {
     "image-only (image PCs nbr-averaged + k-means)": "image",

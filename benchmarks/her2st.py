@@ -40,7 +40,7 @@ FUSION_V1 = {"image_pcs": 0, "image_recon_weight": 0.0, "projection_heads": Fals
              "random_weights_gate": 1.0}
 FUSION_V2 = {"image_pcs": 30, "image_recon_weight": 1.0, "projection_heads": True, "skip_mode": "both", "image_gate": 1.0,
              "random_weights_gate": 1.0}
-GATED = {**FUSION_V2, "image_gate": None, "cross_guided_tau": 1.0}  # config.GATED_FUSION
+GATED = {**FUSION_V2, "image_gate": None}  # config.GATED_FUSION: v2 with the measured image gate
 IMAGE_ONLY = {
     "senca fusion v1 (paper, RNA skip)",
     "senca gated fusion (GATED_FUSION)",

@@ -18,13 +18,13 @@ from .errors import ConfigError
 __all__ = ["SencaConfig", "GATED_FUSION"]
 
 #: The gated, balanced fusion (docs/method.md, "Fusion"): image PCs on the RNA scale, an image
-#: decoder, SimCLR projection heads, a skip of both modalities whose neighbour averaging each
-#: modality guides for the other (``cross_guided_tau``, fourteenth session: +0.012 paired on the
-#: cross-modal sections), all scaled by the measured image gate. Not the default: on DLPFC with random image weights the gate opened and ARI fell from
-#: 0.49 (RNA-led default) to 0.32 (docs/benchmarks.md, "Latest run"). Use it with informative
+#: decoder, SimCLR projection heads, a skip of both modalities, all scaled by the measured image
+#: gate (``cross_guided_tau`` was measured beside it, not part of it: docs/method.md). Not the
+#: default: on DLPFC with random image weights the gate opened and ARI fell from 0.49 (RNA-led
+#: default) to 0.32 (docs/benchmarks.md, "Latest run"). Use it with informative
 #: (pretrained / pathology) image weights: ``SencaConfig(**GATED_FUSION)``.
 GATED_FUSION = {"image_pcs": 30, "image_recon_weight": 1.0, "projection_heads": True, "skip_mode": "both",
-                "image_gate": None, "cross_guided_tau": 1.0}
+                "image_gate": None}
 
 Device = Literal["auto", "cpu", "cuda", "mps"] | str
 
