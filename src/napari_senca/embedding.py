@@ -155,15 +155,14 @@ def clustered_embedding(
     if not cfg.skip_pcs:
         return s
     hops = max(1, cfg.smooth_hops)
-    blocks = [unit(smooth(pcs(expr, cfg.skip_pcs, cfg.seed), adj, hops))]
-    if cfg.skip_mode == "both" and image is not None and gate > 0:
-        if cfg.cross_guided_tau > 0:  # each modality's averaging guided by the other, one hop at a time
-            r, i = pcs(expr, cfg.skip_pcs, cfg.seed), pcs(image, cfg.skip_pcs, cfg.seed)
-            for _ in range(hops):
-                r, i = (cross_guided_smooth(r, i, adj, cfg.cross_guided_tau),
-                        cross_guided_smooth(i, r, adj, cfg.cross_guided_tau))
-            blocks = [unit(r), gate * unit(i)]
-        else:
-            blocks.append(gate * unit(smooth(pcs(image, cfg.skip_pcs, cfg.seed), adj, hops)))
-        blocks = [b / np.sqrt(1.0 + gate**2) for b in blocks]
+    r = pcs(expr, cfg.skip_pcs, cfg.seed)
+    if not (cfg.skip_mode == "both" and image is not None and gate > 0):
+        return np.hstack([unit(smooth(r, adj, hops)), cfg.skip_weight * unit(s)]).astype(np.float32)
+    i = pcs(image, cfg.skip_pcs, cfg.seed)
+    if cfg.cross_guided_tau > 0:  # each modality's averaging guided by the other, one hop at a time
+        for _ in range(hops):
+            r, i = cross_guided_smooth(r, i, adj, cfg.cross_guided_tau), cross_guided_smooth(i, r, adj, cfg.cross_guided_tau)
+    else:
+        r, i = smooth(r, adj, hops), smooth(i, adj, hops)
+    blocks = [unit(r) / np.sqrt(1.0 + gate**2), gate * unit(i) / np.sqrt(1.0 + gate**2)]
     return np.hstack([*blocks, cfg.skip_weight * unit(s)]).astype(np.float32)
