@@ -58,10 +58,10 @@ def _bandwidth(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return d[:, 0], np.maximum(d[:, -1] - d[:, 0], 1e-6)
 
 
-def wnn_weights(blocks: list[np.ndarray], k: int = K) -> np.ndarray:
-    """(n, M) per-spot modality weights (rows sum to 1): softmax over modalities of the ratio of the
-    within-modality to the cross-modality prediction's affinity, clipped to [0, 200] as Seurat does."""
-    knn = [_knn(z, k) for z in blocks]
+def wnn_weights(blocks: list[np.ndarray], knn: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """(n, M) per-spot modality weights (rows sum to 1) from each block's ``_knn(z, K)``: softmax over
+    modalities of the ratio of the within-modality to the cross-modality prediction's affinity, clipped
+    to [0, 200] as Seurat does."""
     scores = []
     for m, z in enumerate(blocks):
         d1, bw = _bandwidth(knn[m][0])
@@ -75,15 +75,20 @@ def wnn_weights(blocks: list[np.ndarray], k: int = K) -> np.ndarray:
     return e / e.sum(1, keepdims=True)
 
 
-def wnn_graph(blocks: list[np.ndarray], w: np.ndarray, k: int = K, candidates: int = 50) -> sp.csr_matrix:
-    """Symmetric (n, n) WNN affinity graph: each spot's k best candidates by fused affinity."""
+def wnn_graph(blocks: list[np.ndarray], knn: list[tuple[np.ndarray, np.ndarray]], w: np.ndarray, k: int = K,
+              candidates: int = 50) -> sp.csr_matrix:
+    """Symmetric (n, n) WNN affinity graph: each spot's k best candidates (the union of its ``candidates``
+    nearest in each block) by fused affinity; ``knn`` as for :func:`wnn_weights`."""
     n = len(blocks[0])
-    cand = np.unique(np.concatenate([_knn(z, candidates)[1] for z in blocks], 1), axis=1)  # (n, <=2c) candidates
+    cand = np.sort(np.concatenate([_knn(z, candidates)[1] for z in blocks], 1), axis=1)  # (n, M * candidates)
+    repeat = np.zeros(cand.shape, dtype=bool)
+    repeat[:, 1:] = cand[:, 1:] == cand[:, :-1]  # a spot among the candidates of two blocks: count it once
     theta = np.zeros(cand.shape)
     for m, z in enumerate(blocks):
-        d1, bw = _bandwidth(_knn(z, k)[0])
+        d1, bw = _bandwidth(knn[m][0])
         dist = np.linalg.norm(z[:, None, :] - z[cand], axis=2)  # (n, C)
         theta += w[:, m : m + 1] * _affinity(dist, d1, bw)
+    theta[repeat] = -np.inf
     top = np.argsort(-theta, 1)[:, :k]
     rows = np.repeat(np.arange(n), k)
     g = sp.csr_matrix((np.take_along_axis(theta, top, 1).ravel(), (rows, np.take_along_axis(cand, top, 1).ravel())),
@@ -116,9 +121,11 @@ def measure(grid: str, seed: int) -> dict:
     truth = adata.obs["label"].astype(str).to_numpy()
     k = len(set(truth))
     rna, img = _blocks(adata, seed, "none")
-    w = wnn_weights([l2(rna), l2(img)])
+    blocks = [l2(rna), l2(img)]
+    knn = [_knn(z, K) for z in blocks]
+    w = wnn_weights(blocks, knn)
     km = KMeans(k, n_init=10, random_state=seed)
-    g = wnn_graph([l2(rna), l2(img)], w)
+    g = wnn_graph(blocks, knn, w)
     spec = SpectralClustering(k, affinity="precomputed", random_state=seed, assign_labels="cluster_qr")
     out = {"section": f"{grid} {seed}", "rna weight mean": float(w[:, 0].mean()),
            "rna weight sd": float(w[:, 0].std()),
