@@ -206,8 +206,9 @@ def test_info_real_data(shared_data, capsys):
 
 
 @needs_pipeline
-@pytest.mark.parametrize("kind", ["visium", "h5ad"])
-def test_run_on_space_ranger_and_h5ad(kind, visium_folder, tmp_path, capsys, monkeypatch, fast_layout, one_thread):
+@pytest.mark.parametrize(("kind", "fusion"), [("visium", "rna-led"), ("h5ad", "rna-led"), ("visium", "gated")])
+def test_run_on_space_ranger_and_h5ad(kind, fusion, visium_folder, tmp_path, capsys, monkeypatch, fast_layout,
+                                      one_thread):
     # `run` on the other two inputs: a Space Ranger folder (with its image) and an h5ad we wrote
     small = {"steps_per_epoch": 2, "embed_dim": 16, "hidden_dim": 32, "shared_dim": 8, "patch_size": 32}
     config = cli_run._config  # looked up by the run command in napari_senca.cli.run
@@ -218,16 +219,23 @@ def test_run_on_space_ranger_and_h5ad(kind, visium_folder, tmp_path, capsys, mon
 
         src = write_h5ad(read_section(src), tmp_path / "section.h5ad")
     out = tmp_path / "res"
-    rc = main(["run", str(src), "--out", str(out), "--epochs", "1", "--n-clusters", "2", "--image-weights", "none"])
+    rc = main(["run", str(src), "--out", str(out), "--epochs", "1", "--n-clusters", "2", "--image-weights", "none",
+               *(["--fusion", fusion] if fusion != "rna-led" else [])])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
-    assert "; image counted " in captured.out  # how much the H&E counted (docs/method.md, "Fusion")
+    # which fusion, and how much the H&E counted (docs/method.md, "Fusion")
+    assert f"; {fusion} fusion, image counted " in captured.out
     assert sorted(p.name for p in out.iterdir()) == sorted([*cli.OUTPUT_FILES, MARKER])
     from napari_senca.io import read_h5ad
 
     a = read_h5ad(out / "annotated.h5ad")
     assert a.obs["senca_cluster"].nunique() == 2
     assert not a.uns["senca"]["rna_only"]  # the image branch ran
+    assert a.uns["senca"]["fusion"] == fusion
+    if fusion == "gated":  # the gate is measured (random weights are not switched off for a measured gate)
+        assert "modality_agreement" in a.uns["senca"] and a.uns["senca"]["config"]["skip_mode"] == "both"
+    else:  # random weights do not count in the default fusion
+        assert a.uns["senca"]["image_gate"] == 0.0
     # random image weights are said plainly, on one line, and recorded
     err = captured.err
     assert "napari-senca: warning: image features come from random weights" in err
@@ -257,6 +265,24 @@ def test_random_image_features_count_only_when_asked():
 
     assert cfg().random_weights_gate == 0.0
     assert cfg("--count-random-image").random_weights_gate == 1.0
+
+
+def test_fusion_option():
+    from napari_senca.config import GATED_FUSION, SencaConfig, fusion_of
+
+    def cfg(*extra):
+        return cli._config(cli.build_parser().parse_args(["run", "sample:synthetic", "--out", "o", *extra]))
+
+    assert cfg() == SencaConfig() and fusion_of(cfg()) == "rna-led"
+    gated = cfg("--fusion", "gated", "--patch-radius", "1")
+    assert fusion_of(gated) == "gated" and gated.patch_radius_spacings == 1.0
+    assert all(getattr(gated, k) == v for k, v in GATED_FUSION.items())
+    assert fusion_of(cfg("--fusion", "rna-led")) == "rna-led"
+    assert fusion_of(SencaConfig(skip_mode="both")) == "custom"
+    with pytest.raises(SystemExit):  # argparse names the choices
+        cfg("--fusion", "naive")
+    batch = cli._config(cli.build_parser().parse_args(["batch", "a", "--out", "o", "--fusion", "gated"]))
+    assert fusion_of(batch) == "gated"
 
 
 def test_patch_radius_option():

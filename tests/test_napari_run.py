@@ -14,7 +14,7 @@ import torch._dynamo  # noqa: F401
 
 from napari_senca import image_weights
 from napari_senca._qt import RunWidget, _common, _run, _run_worker
-from napari_senca.config import SencaConfig
+from napari_senca.config import SencaConfig, fusion_of
 from napari_senca.datasets import synthetic_section
 from napari_senca.generators import drain
 from napari_senca.pipeline import run_senca_iter
@@ -232,8 +232,12 @@ def test_weights_note_before_the_run(qtbot, make_napari_viewer, monkeypatch):
     assert run.config().patch_size == 96 and run.patch_size_note.native.isHidden()
     run.patch_size.value = 0
     assert not run.patch_size_note.native.isHidden()
+    assert fusion_of(run.config()) == "rna-led"  # the default fusion
+    run.fusion.value = "gated"
+    assert fusion_of(run.config()) == "gated" and run.config().image_gate is None  # measured
     run.use_image.value = False
     assert not run.count_random.enabled and not run.patch_radius.enabled and run.patch_size_note.native.isHidden()
+    assert not run.fusion.enabled
 
 
 @pytest.mark.qt

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from .errors import ConfigError
 
-__all__ = ["SencaConfig", "GATED_FUSION"]
+__all__ = ["SencaConfig", "GATED_FUSION", "FUSIONS", "FUSION_KEYS", "fusion_of"]
 
 #: The gated, balanced fusion (docs/method.md, "Fusion"): image PCs on the RNA scale, an image
 #: decoder, SimCLR projection heads, a skip of both modalities, all scaled by the measured image
@@ -25,6 +25,16 @@ __all__ = ["SencaConfig", "GATED_FUSION"]
 #: (pretrained / pathology) image weights: ``SencaConfig(**GATED_FUSION)``.
 GATED_FUSION = {"image_pcs": 30, "image_recon_weight": 1.0, "projection_heads": True, "skip_mode": "both",
                 "image_gate": None}
+
+#: The fusions a user picks by name (CLI ``--fusion``, the Run widget's "fusion"), as the settings each one
+#: applies over the defaults. ``"rna-led"`` (the default): the image refines the regions the expression
+#: suggests and cannot out-vote it (fusion v1). ``"gated"``: :data:`GATED_FUSION`, for informative image
+#: weights; the image counts as much as its structure agrees with the expression's.
+FUSIONS: dict[str, dict[str, Any]] = {"rna-led": {}, "gated": GATED_FUSION}
+
+#: The settings that tell the fusions of :data:`FUSIONS` apart.
+FUSION_KEYS = ("image_pcs", "image_recon_weight", "projection_heads", "skip_mode", "image_gate", "recon_balance",
+               "cross_guided_tau")
 
 Device = Literal["auto", "cpu", "cuda", "mps"] | str
 
@@ -442,3 +452,12 @@ class SencaConfig:
         if unknown:
             raise ConfigError(f"unknown config keys: {', '.join(unknown)}")
         return cls(**d)
+
+
+def fusion_of(cfg: SencaConfig) -> str:
+    """The name in :data:`FUSIONS` whose settings ``cfg`` has (on :data:`FUSION_KEYS`), else ``"custom"``."""
+    for name, preset in FUSIONS.items():
+        ref = SencaConfig(**preset)
+        if all(getattr(cfg, k) == getattr(ref, k) for k in FUSION_KEYS):
+            return name
+    return "custom"

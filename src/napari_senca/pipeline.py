@@ -28,7 +28,7 @@ from ._version import __version__
 from .batches import HaloSampler, sparse_tensor
 from .cluster import as_categorical, check_method_size, check_n_clusters, cluster_embedding
 from .confidence import record_model_call
-from .config import SencaConfig
+from .config import SencaConfig, fusion_of
 from .determinism import deterministic_steps
 from .embedding import (
     clustered_embedding,
@@ -441,6 +441,8 @@ def annotate(adata: AnnData, result: SencaResult, key: str = CLUSTER_KEY) -> Ann
         "timings": {k: float(v) for k, v in result.timings.items()},
         "clustered": result.clustered,  # what X_senca is (config.cluster_on)
     }
+    if not result.rna_only:  # which fusion (config.FUSIONS: "rna-led", "gated", or "custom")
+        adata.uns[UNS_KEY]["fusion"] = fusion_of(result.config)
     if result.image_gate is not None:  # how much the image counted (docs/method.md, "Fusion")
         adata.uns[UNS_KEY]["image_gate"] = float(result.image_gate)
     if result.modality_agreement is not None:

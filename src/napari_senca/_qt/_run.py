@@ -20,7 +20,7 @@ from magicgui.widgets import (
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QVBoxLayout
 
-from ..config import SencaConfig
+from ..config import FUSIONS, SencaConfig, fusion_of
 from ..errors import ConfigError
 from ..image_weights import KNOWN_ENCODERS, weak_features_note, weights_are_random
 from ..review import ReviewState
@@ -136,6 +136,10 @@ class RunWidget(DockWidget):
         self.weights_file = FileEdit(label="weights file", mode="r", filter="*.pth *.pt *.bin *.safetensors",
                                      visible=False)
         self.weights_note = Label(value="", visible=False)
+        self.fusion = ComboBox(label="fusion", choices=list(FUSIONS), value="rna-led",
+                               tooltip="rna-led (default): the image refines the regions the expression suggests; "
+                                       "gated (for pathology or ImageNet weights): the image also finds regions the "
+                                       "expression cannot see, counted as much as it agrees with the expression")
         self.count_random = CheckBox(text="count random image features", value=False,
                                      tooltip="random weights (offline 'auto', or 'none') see colour and texture, not "
                                              "histology; by default they do not count and are not encoded")
@@ -158,7 +162,7 @@ class RunWidget(DockWidget):
             widgets=[
                 self.layer, self.n_clusters, self.n_neighbors, self.epochs, self.lr, self.seed,
                 self.device, self.use_image, self.encoder, self.image_weights, self.weights_note, self.weights_file,
-                self.count_random, self.patch_size, self.patch_size_note, self.patch_radius,
+                self.fusion, self.count_random, self.patch_size, self.patch_size_note, self.patch_radius,
                 Container(widgets=[self.run_btn, self.stop_btn], layout="horizontal", labels=False),
                 self.progress, self.status,
             ]
@@ -204,6 +208,7 @@ class RunWidget(DockWidget):
                 raise ConfigError("choose an image weights file (.pth) or another image weights option")
             weights = path
         values: dict[str, Any] = {
+            **FUSIONS[str(self.fusion.value)],
             "n_neighbors": int(self.n_neighbors.value),
             "n_clusters": None if self._regions_pending else int(self.n_clusters.value),
             "epochs": int(self.epochs.value),
@@ -233,6 +238,7 @@ class RunWidget(DockWidget):
         self.patch_radius.enabled = bool(self.use_image.value)
         self.patch_size_note.visible = bool(self.use_image.value) and int(self.patch_size.value) == 0
         self.count_random.enabled = bool(self.use_image.value)
+        self.fusion.enabled = bool(self.use_image.value)
         self.weights_file.visible = self.image_weights.value == "file" and bool(self.use_image.value)
 
     # ---------------------------------------------------------- warm-up
@@ -417,6 +423,8 @@ class RunWidget(DockWidget):
             mode = "RNA-only" if result.rna_only else f"H&E weights {result.image_weights_used}"
             if not result.rna_only and result.image_gate == 0.0:
                 mode += ", image not counted"
+            elif not result.rna_only and result.image_gate is not None and fusion_of(result.config) == "gated":
+                mode += f", gated fusion: image counted {result.image_gate:.2f}"
             msg = f"SENCA-st: {result.n_clusters} regions in {seconds:.1f} s ({mode}, {result.device})"
             self._end_bar("done", BAR_MAX)
             weak = not result.rna_only and weights_are_random(result.image_weights_used)

@@ -109,6 +109,13 @@ def _add_settings(p: argparse.ArgumentParser) -> None:
         "none (random) or a state dict file for --encoder's architecture",
     )
     p.add_argument(
+        "--fusion",
+        choices=["rna-led", "gated"],
+        help="how the H&E and the expression are fused: rna-led (default; the image refines what the expression "
+        "suggests) or gated (for pathology or ImageNet weights: the image also finds regions the expression "
+        "cannot see, counted as much as its structure agrees with the expression's)",
+    )
+    p.add_argument(
         "--count-random-image",
         action="store_true",
         help="let image features from random weights count (default: they do not, and are not encoded; "

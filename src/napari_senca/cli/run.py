@@ -29,9 +29,9 @@ def _inputs(args: argparse.Namespace) -> list[Path]:
 
 def _config(args: argparse.Namespace) -> Any:
     """The settings given on the command line (checked before any data are read)."""
-    from ..config import SencaConfig
+    from ..config import FUSIONS, SencaConfig
 
-    changes: dict[str, Any] = {}
+    changes: dict[str, Any] = dict(FUSIONS[getattr(args, "fusion", None) or "rna-led"])
     for name in ("n_neighbors", "epochs", "seed", "device", "lr", "image_weights", "n_clusters"):
         v = getattr(args, name, None)
         if v is not None:
@@ -179,7 +179,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"ARI: {rep.ari:.4f} (against the labels, {rep.n_labelled} labelled spots)")
     total = time.perf_counter() - t0 - t_read
     gate = adata.uns.get("senca", {}).get("image_gate")  # how much the image counted (docs/method.md, "Fusion")
-    counted = "" if gate is None else f"; image counted {gate:.2f} (0-1)"
+    fusion = adata.uns.get("senca", {}).get("fusion")
+    counted = "" if gate is None else f"; {fusion + ' fusion, ' if fusion else ''}image counted {gate:.2f} (0-1)"
     print(f"device: {rep.device}; image weights: {rep.image_weights}{counted}; {total:.1f} s")
     from ..image_weights import weak_features_note, weights_are_random
 
