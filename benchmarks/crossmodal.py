@@ -60,6 +60,10 @@ METHODS: dict[str, dict | str] = {
     "new: no skip (S alone)": dict(NEW, skip_pcs=0),
     "old: S alone (skip_pcs=0)": dict(V1, skip_pcs=0),
     "new: decoder losses balanced by their values (recon_balance=loss)": dict(NEW, recon_balance="loss"),
+    "new: lean gated fusion (no projection heads, loss-balanced decoders)":
+        dict(NEW, projection_heads=False, recon_balance="loss"),
+    "new: lean gated fusion + cross-guided skip": dict(NEW, projection_heads=False, recon_balance="loss",
+                                                       cross_guided_tau=1.0),
     "new: 20 epochs": dict(NEW, epochs=20),
     "new: 30 epochs": dict(NEW, epochs=30),
 }
@@ -186,9 +190,23 @@ def table(results: list[dict], methods: list[str], grids: list[str]) -> str:
     return "\n".join(lines)
 
 
+def paired(results: list[dict], methods: list[str], ref: str) -> str:
+    """Each row minus ``ref`` on the same (grid, seed) sections: median, min-max, and wins."""
+    base = {(r["grid"], r["seed"]): r["ari"] for r in results if r["method"] == ref and "ari" in r}
+    lines = [f"| method | paired difference from {ref}: median [min-max] | better on | sections |", "|---|---|---|---|"]
+    for m in methods:
+        d = [r["ari"] - base[(r["grid"], r["seed"])] for r in results
+             if r["method"] == m and "ari" in r and (r["grid"], r["seed"]) in base]
+        if m == ref or not d:
+            continue
+        lines.append(f"| {m} | {np.median(d):+.3f} [{min(d):+.3f}-{max(d):+.3f}] | {sum(x > 0 for x in d)} | {len(d)} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1 (held-out draws)")
     ap.add_argument("--grids", default="square,hex")
     ap.add_argument("--spots", type=int, default=600)
     ap.add_argument("--image-weights", default="none")
@@ -199,11 +217,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="a SencaConfig field for every row (e.g. patch_radius_spacings=1)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--tables", nargs="+", type=Path, help="print the table of earlier --json files and exit")
+    ap.add_argument("--paired", metavar="ROW", help="with --tables: each row's difference from ROW, paired by section")
     args = ap.parse_args(argv)
     if args.tables:
         done = [r for f in args.tables for r in json.loads(f.read_text())]
         names = [m for m in METHODS if any(r["method"] == m for r in done)]
         print(table(done, names, sorted({r["grid"] for r in done}, reverse=True)))
+        if args.paired:
+            print("\n" + paired(done, names, args.paired))
         return 0
     methods = [m.strip() for m in args.methods.split(";")] if args.methods else list(METHODS)
     unknown = sorted(set(methods) - set(METHODS))
@@ -216,8 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     core = [m for m in methods if ":" not in m]
     ablations = [m for m in methods if ":" in m]
     # seed-major, main rows first: a cut-short run still has every grid and the main rows
-    plan = [(seed, g, core) for seed in range(args.seeds) for g in grids]
-    plan += [(seed, g, ablations) for seed in range(min(n_abl, args.seeds)) for g in grids if ablations]
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    plan = [(seed, g, core) for seed in seeds for g in grids]
+    plan += [(seed, g, ablations) for seed in seeds[:n_abl] for g in grids if ablations]
     for seed, g, ms in plan:
         task = {"grid": g, "seed": seed, "spots": args.spots, "methods": ms,
                 "image_weights": args.image_weights, "threads": args.threads, "extra": extra}
