@@ -239,6 +239,8 @@ def test_run_on_space_ranger_and_h5ad(kind, fusion, visium_folder, tmp_path, cap
     # random image weights are said plainly, on one line, and recorded
     err = captured.err
     assert "napari-senca: warning: image features come from random weights" in err
+    # no flag overrides a measured gate: the warning does not offer one
+    assert ("--count-random-image" in err) == (fusion == "rna-led")
     assert not a.uns["senca"]["image_features_informative"]
 
 
@@ -492,7 +494,9 @@ def test_the_random_weights_warning_is_printed_whole_and_says_what_happened():
     from napari_senca.image_weights import weak_features_note
 
     skipped, counted = weak_features_note(counted=False), weak_features_note(counted=True)
-    for note in (skipped, counted, weak_features_note(False, "'count random image features'")):
+    measured = weak_features_note(False, None)  # the gated fusion's gate: no flag to offer
+    for note in (skipped, counted, measured, weak_features_note(False, "'count random image features'")):
         assert shorten(note) == note  # the advice at its end is not cut off
+    assert "did not count" in measured and "measured gate" in measured and "--count" not in measured
     assert "did not count" in skipped and "--count-random-image" in skipped
     assert "counted in this run" in counted and "did not count" not in counted

@@ -179,6 +179,26 @@ def test_widget_one_bar_with_stage_and_time(qtbot, make_napari_viewer, notes):
 
 
 @pytest.mark.qt
+def test_widget_runs_the_gated_fusion_and_says_so(qtbot, make_napari_viewer, notes):
+    viewer = make_napari_viewer()
+    layer = _common.add_section(viewer, synthetic_section(n_side=6, n_genes=40), "s")
+    run = RunWidget(viewer)
+    _wait_warm(qtbot, run)
+    _settings(run)
+    run.fusion.value = "gated"
+    run.run()
+    qtbot.waitUntil(lambda: run.worker is None, timeout=120_000)
+    assert not notes["error"], notes["error"]
+    uns = layer.metadata["adata"].uns["senca"]
+    assert uns["fusion"] == "gated" and "modality_agreement" in uns
+    gate = uns["image_gate"]
+    said = "image not counted" if gate == 0 else f"gated fusion: image counted {gate:.2f}"
+    assert said in run.status.value, run.status.value
+    # random weights under a measured gate: the note offers no box to tick
+    assert "count random image features" not in run.status.tooltip
+
+
+@pytest.mark.qt
 def test_failed_run_is_not_shown_done(qtbot, make_napari_viewer, notes, monkeypatch):
     """A run that fails after a stage completed must not leave a full bar, and a
     ``RuntimeError`` (torch's error type, e.g. out of memory) must end the run too."""
@@ -233,8 +253,14 @@ def test_weights_note_before_the_run(qtbot, make_napari_viewer, monkeypatch):
     run.patch_size.value = 0
     assert not run.patch_size_note.native.isHidden()
     assert fusion_of(run.config()) == "rna-led"  # the default fusion
+    run.image_weights.value = "none"
     run.fusion.value = "gated"
     assert fusion_of(run.config()) == "gated" and run.config().image_gate is None  # measured
+    # the measured gate decides for random weights too: the box does not apply, and the note says so
+    assert not run.count_random.enabled and "gated fusion counts them" in run.weights_note.value
+    run.fusion.value = "rna-led"
+    assert run.count_random.enabled and "count random image features" in run.weights_note.value
+    run.fusion.value = "gated"
     run.use_image.value = False
     assert not run.count_random.enabled and not run.patch_radius.enabled and run.patch_size_note.native.isHidden()
     assert not run.fusion.enabled

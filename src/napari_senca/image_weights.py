@@ -55,16 +55,22 @@ WEAK_FEATURES_NOTE = (
 
 #: what the Run widget's weights note adds where the weights would be random (they do not count by default)
 NOT_COUNTED_TAIL = " (not counted unless 'count random image features' is ticked)"
+#: the same under the gated fusion, whose measured gate decides for random weights too
+GATED_TAIL = " (the gated fusion counts them as much as their structure agrees with the expression's)"
 
 
-def weak_features_note(counted: bool, count_how: str = "--count-random-image") -> str:
+def weak_features_note(counted: bool, count_how: str | None = "--count-random-image") -> str:
     """:data:`WEAK_FEATURES_NOTE` with what happened to the features in this run.
 
     ``counted``: the image gate was above 0; ``count_how``: how the user makes
-    random features count (the command-line flag, or the widget's checkbox).
+    random features count (the command-line flag, or the widget's checkbox);
+    None when the gate was measured (the gated fusion), which no flag overrides.
     """
     if counted:
         return WEAK_FEATURES_NOTE + "; they counted in this run: treat regions only the image separates as unconfirmed"
+    if count_how is None:
+        return WEAK_FEATURES_NOTE + ("; they did not count: their structure does not agree with the expression's "
+                                     "(the gated fusion's measured gate)")
     return WEAK_FEATURES_NOTE + f"; so they did not count: the regions come from the expression ({count_how} counts them)"
 
 
@@ -101,7 +107,7 @@ def forget_failures() -> None:
     _FAILED.clear()
 
 
-def weights_notice(backbone: str, weights: str, cached: bool | None) -> str:
+def weights_notice(backbone: str, weights: str, cached: bool | None, measured_gate: bool = False) -> str:
     """What a run with ``weights`` will use, in one line ("" when nothing to say).
 
     Parameters
@@ -112,18 +118,22 @@ def weights_notice(backbone: str, weights: str, cached: bool | None) -> str:
         The ``image_weights`` setting (``"auto"``, ``"imagenet"``, ``"none"`` or a path).
     cached
         :func:`imagenet_cached` of ``backbone`` (None: unknown).
+    measured_gate
+        The run measures its image gate (the gated fusion): random weights are then
+        counted as far as the gate says, not switched off.
     """
+    not_counted = GATED_TAIL if measured_gate else NOT_COUNTED_TAIL
     w = str(weights).lower()
     if w == "none":
-        return "random image weights: weak image features (colour and texture only)" + NOT_COUNTED_TAIL
+        return "random image weights: weak image features (colour and texture only)" + not_counted
     if backbone not in BUILTIN_RESNETS and w in ("auto", "imagenet"):
         name = backbone.removeprefix("timm:")
         if download_failed(name):
-            tail = "random image weights" + NOT_COUNTED_TAIL if w == "auto" else "the run will fail offline"
+            tail = "random image weights" + not_counted if w == "auto" else "the run will fail offline"
             return f"pretrained weights for {backbone} could not be loaded this session: {tail}"
         return (
             f"{backbone}: pretrained weights come from the timm / Hugging Face cache or the internet "
-            "(gated models need HF_TOKEN)" + ("; offline: random image weights" + NOT_COUNTED_TAIL if w == "auto" else "")
+            "(gated models need HF_TOKEN)" + ("; offline: random image weights" + not_counted if w == "auto" else "")
         )
     if w not in ("auto", "imagenet") or cached is None or cached:
         return ""
@@ -131,12 +141,12 @@ def weights_notice(backbone: str, weights: str, cached: bool | None) -> str:
         if w == "auto":
             return (
                 f"ImageNet weights for {backbone} could not be downloaded this session: random image weights"
-                + NOT_COUNTED_TAIL
+                + not_counted
             )
         return f"ImageNet weights for {backbone} could not be downloaded this session: the run will fail offline"
     if w == "auto":
         return (
             f"ImageNet weights for {backbone} are not in the torch cache: the run downloads them, "
-            "or uses random image weights when offline" + NOT_COUNTED_TAIL
+            "or uses random image weights when offline" + not_counted
         )
     return f"ImageNet weights for {backbone} are not in the torch cache: the run downloads them (needs internet)"

@@ -179,6 +179,8 @@ class RunWidget(DockWidget):
         self.layer.changed.connect(self._on_layer)
         self.image_weights.changed.connect(self._refresh_note)
         self.use_image.changed.connect(self._refresh_note)
+        self.fusion.changed.connect(self._on_weights)
+        self.fusion.changed.connect(self._refresh_note)
         self.encoder.native.currentTextChanged.connect(self._on_encoder)
 
     # ------------------------------------------------------------------ state
@@ -237,7 +239,8 @@ class RunWidget(DockWidget):
         self.patch_size.enabled = bool(self.use_image.value)
         self.patch_radius.enabled = bool(self.use_image.value)
         self.patch_size_note.visible = bool(self.use_image.value) and int(self.patch_size.value) == 0
-        self.count_random.enabled = bool(self.use_image.value)
+        # the gated fusion measures how much the image counts, random weights included: the box does not apply
+        self.count_random.enabled = bool(self.use_image.value) and self.fusion.value != "gated"
         self.fusion.enabled = bool(self.use_image.value)
         self.weights_file.visible = self.image_weights.value == "file" and bool(self.use_image.value)
 
@@ -272,7 +275,8 @@ class RunWidget(DockWidget):
 
         backbone = self.encoder_name()
         weights = self.image_weights.value
-        note = weights_notice(backbone, str(weights), self.imagenet_cached) if self.use_image.value else ""
+        gated = self.fusion.value == "gated"
+        note = weights_notice(backbone, str(weights), self.imagenet_cached, gated) if self.use_image.value else ""
         self.weights_note.value = note
         self.weights_note.visible = bool(note)
         self.weights_note.tooltip = note
@@ -429,7 +433,8 @@ class RunWidget(DockWidget):
             self._end_bar("done", BAR_MAX)
             weak = not result.rna_only and weights_are_random(result.image_weights_used)
             self.status.value = msg + ("; weak image features (random weights)" if weak else "")
-            note = weak_features_note(counted=bool(result.image_gate), count_how="'count random image features'")
+            how = "'count random image features'" if not weak or fusion_of(result.config) != "gated" else None
+            note = weak_features_note(counted=bool(result.image_gate), count_how=how)
             self.status.tooltip = note if weak else ""
             notify_info(msg)
             if weak:
