@@ -36,7 +36,9 @@ V2 = {"image_pcs": 30, "image_recon_weight": 1.0, "projection_heads": True, "ski
 V1 = {"image_pcs": 0, "image_recon_weight": 0.0, "projection_heads": False, "skip_mode": "rna", "image_gate": 1.0,
       "random_weights_gate": 1.0}
 # v2 with the measured image gate (config.GATED_FUSION, spelled out so the benchmark imports nothing at module level)
-NEW: dict = {**V2, "image_gate": None}  # v2 with the measured image gate (not the default: docs/method.md, "Fusion")
+NEW: dict = {**V2, "image_gate": None}  # v2 with the measured image gate (config.GATED_FUSION to the fourteenth session)
+# config.GATED_FUSION since the fifteenth session: no projection heads, loss-balanced decoders, cross-guided skip
+GATED: dict = {**NEW, "projection_heads": False, "recon_balance": "loss", "cross_guided_tau": 1.0}
 
 METHODS: dict[str, dict | str] = {
     "image-only (image PCs nbr-averaged + k-means)": "image",
@@ -50,6 +52,7 @@ METHODS: dict[str, dict | str] = {
     "senca fused v1 (RNA-led, random weights counted)": dict(V1),
     "senca fused v2 (balanced, gate 1)": dict(V2),
     "senca gated fusion (v2 + measured image gate)": dict(NEW),
+    "senca gated fusion (GATED_FUSION)": dict(GATED),
     "new: no cross-attention": dict(NEW, cross_attention=False),
     "new: no hierarchical": dict(NEW, hierarchical=False),
     "new: fusion=concat": dict(NEW, fusion="concat"),

@@ -239,8 +239,8 @@ def test_loss_balance_gives_both_decoders_the_same_relative_push() -> None:
 def test_loss_balance_changes_training_and_keeps_the_image_counting() -> None:
     ad = crossmodal_section(150, "square", n_genes=80, fold=4.0, expression_of=(0, 0, 1), texture_of=(0, 1, 2),
                             seed=0)
-    fixed = run_senca(ad, SencaConfig(seed=0, **FAST, **GATED))
-    balanced = run_senca(ad, SencaConfig(seed=0, recon_balance="loss", **FAST, **GATED))
+    fixed = run_senca(ad, SencaConfig(seed=0, **FAST, **dict(GATED, recon_balance="scale")))
+    balanced = run_senca(ad, SencaConfig(seed=0, **FAST, **dict(GATED, recon_balance="loss")))
     assert not np.allclose(fixed.embedding, balanced.embedding)
     rna = run_senca(ad, SencaConfig(seed=0, use_image=False, **FAST)).labels
     assert _ari(ad, balanced.labels) >= _ari(ad, rna) + MARGIN

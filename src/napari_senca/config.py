@@ -18,13 +18,15 @@ from .errors import ConfigError
 __all__ = ["SencaConfig", "GATED_FUSION", "FUSIONS", "FUSION_KEYS", "fusion_of"]
 
 #: The gated, balanced fusion (docs/method.md, "Fusion"): image PCs on the RNA scale, an image
-#: decoder, SimCLR projection heads, a skip of both modalities, all scaled by the measured image
-#: gate (``cross_guided_tau`` was measured beside it, not part of it: docs/method.md). Not the
-#: default: on DLPFC with random image weights the gate opened and ARI fell from 0.49 (RNA-led
-#: default) to 0.32 (docs/benchmarks.md, "Latest run"). Use it with informative
-#: (pretrained / pathology) image weights: ``SencaConfig(**GATED_FUSION)``.
-GATED_FUSION = {"image_pcs": 30, "image_recon_weight": 1.0, "projection_heads": True, "skip_mode": "both",
-                "image_gate": None}
+#: decoder whose loss is balanced against the RNA decoder's by their values, a skip of both
+#: modalities each averaged under the other's guidance, all scaled by the measured image gate.
+#: Since the fifteenth session without SimCLR projection heads and with ``recon_balance="loss"``
+#: and ``cross_guided_tau=1``: a pre-registered test on held-out synthetic sections
+#: (docs/benchmarks.md, "Fifteenth session"). Not the default: on DLPFC with random image weights
+#: the gate opens and ARI falls from 0.47 (RNA-led default) to 0.32. Use it with informative
+#: (pretrained / pathology) image weights: ``--fusion gated``, or ``SencaConfig(**GATED_FUSION)``.
+GATED_FUSION = {"image_pcs": 30, "image_recon_weight": 1.0, "recon_balance": "loss", "projection_heads": False,
+                "skip_mode": "both", "cross_guided_tau": 1.0, "image_gate": None}
 
 #: The fusions a user picks by name (CLI ``--fusion``, the Run widget's "fusion"), as the settings each one
 #: applies over the defaults. ``"rna-led"`` (the default): the image refines the regions the expression
@@ -172,11 +174,14 @@ class SencaConfig:
         modality's reconstruction improves at the same relative rate whatever
         its error (a fixed-point form of learned per-modality weights). On the
         twelve cross-modal sections: +0.004 paired, level with the naive
-        concatenation; not the default (docs/method.md, "Fusion").
+        concatenation; not the default, part of :data:`GATED_FUSION` since the
+        fifteenth session (docs/method.md, "Fusion").
     projection_heads
         Compute the NT-Xent terms on small projection MLPs of the pooled R and
         H (SimCLR) instead of on R and H themselves, so that aligning the two
-        modalities does not erase what only one of them sees.
+        modalities does not erase what only one of them sees. Never measured
+        above their absence here; :data:`GATED_FUSION` sets them off since the
+        fifteenth session (docs/method.md, "Fusion").
     recon_smooth_hops
         The second decoder's target is the RNA input averaged over this many
         hops of the spatial graph (a denoising target; 0: the input itself).
@@ -234,7 +239,8 @@ class SencaConfig:
         modality, ``exp(-d^2 / (tau * median d^2))`` (renormalised so that a
         spot's neighbours keep their total weight), so that a border one
         modality sees is not blurred in the other. 0 (default): plain
-        neighbour averaging (docs/method.md, "Fusion", fourteenth session).
+        neighbour averaging; :data:`GATED_FUSION` sets 1 (docs/method.md,
+        "Fusion", fourteenth and fifteenth sessions).
     image_gate
         How much the image counts, 0..1: it scales the image's share of the
         shared encoder's input, the contrastive terms, the image decoder's
