@@ -35,7 +35,7 @@ V2 = {"image_pcs": 30, "image_recon_weight": 1.0, "projection_heads": True, "ski
       "random_weights_gate": 1.0}
 V1 = {"image_pcs": 0, "image_recon_weight": 0.0, "projection_heads": False, "skip_mode": "rna", "image_gate": 1.0,
       "random_weights_gate": 1.0}
-# v2 with the measured image gate (config.GATED_FUSION, spelled out so the benchmark imports nothing at module level)
+# the gated presets, spelled out so the benchmark imports nothing at module level and the rows keep their meaning
 NEW: dict = {**V2, "image_gate": None}  # v2 with the measured image gate (config.GATED_FUSION to the fourteenth session)
 # config.GATED_FUSION since the fifteenth session: no projection heads, loss-balanced decoders, cross-guided skip
 GATED: dict = {**NEW, "projection_heads": False, "recon_balance": "loss", "cross_guided_tau": 1.0}
