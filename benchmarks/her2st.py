@@ -232,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.dlpfc:
         datasets["DLPFC"] = str(root / "dlpfc_151510")
         image_sections.add("DLPFC")
-    base = {"image_weights": args.image_weights, **{k: json.loads(v) for k, v in (a.split("=", 1) for a in args.set)}}
+    sets = {k: json.loads(v) for k, v in (a.split("=", 1) for a in args.set)}
+    base = {"image_weights": args.image_weights, **sets}
     methods: dict[str, dict | None] = {
         "pca_kmeans": None,
         "pca_nbr_kmeans": None,
@@ -264,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
             "senca Ward (paper's clustering)": dict(base, cluster_method="agglomerative"),
         }
         methods.update(ablations)
+    # --set wins over a row's own preset: before, dict(base, **PRESET) let the preset undo it silently
+    methods = {m: None if c is None else {**c, **sets} for m, c in methods.items()}
     if args.methods:
         keep = [m.strip() for m in args.methods.split(",")]
         unknown = sorted(set(keep) - set(methods))

@@ -90,7 +90,7 @@ def _check_result(result: SencaResult, cfg: SencaConfig, n: int = N_SPOTS) -> No
     assert isinstance(result, SencaResult)
     if clusters_reconstruction(cfg, not result.rna_only and bool(result.image_gate)):  # the decoder's expression
         inputs = min(cfg.input_pcs, n, len(result.genes)) if cfg.input_pcs else len(result.genes)
-        assert result.embedding.shape == (n, inputs)
+        assert result.embedding.shape == (n, min(cfg.recon_pcs, inputs) if cfg.recon_pcs else inputs)
         assert np.sqrt((result.embedding.astype(np.float64) ** 2).sum(1).mean()) == pytest.approx(1.0, rel=1e-4)
     else:
         skip = min(cfg.skip_pcs, n, len(result.genes)) if cfg.skip_pcs else 0
@@ -452,7 +452,13 @@ def test_what_is_clustered_follows_cluster_on(section: AnnData) -> None:
 
     auto = drive(section, small_config(epochs=1)).result
     assert auto.image_gate == 0.0  # random image weights do not count: the image-less path
-    assert auto.embedding.shape == (N_SPOTS, small_config().input_pcs)
+    assert auto.embedding.shape == (N_SPOTS, small_config().recon_pcs)  # its first PCs (recon_pcs)
+    every = drive(section, small_config(epochs=1, recon_pcs=0)).result
+    assert every.embedding.shape == (N_SPOTS, small_config().input_pcs)  # all its dimensions
+    # the first PCs of the same reconstruction: the same points, fewer directions
+    from napari_senca.embedding import pcs, unit
+
+    np.testing.assert_allclose(auto.embedding, unit(pcs(every.embedding, 5, 0)), atol=1e-4)
     s = drive(section, small_config(epochs=1, cluster_on="s")).result
     assert s.embedding.shape == (N_SPOTS, small_config().shared_dim + small_config().skip_pcs)
     recon = drive(section, small_config(epochs=1, cluster_on="reconstruction")).result

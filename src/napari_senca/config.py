@@ -222,6 +222,12 @@ class SencaConfig:
         and skip (better on 8 of 9 seeds, A1's seed spread halved; DLPFC level,
         0.481 / 0.482); what the image adds with trained weights was designed
         and measured on S (docs/method.md, "The clustered embedding").
+    recon_pcs
+        Where the reconstruction is clustered: its first ``recon_pcs``
+        principal components are clustered (0: all its dimensions, the
+        default until the fifteenth session). 5: HER2ST +0.005 per seed on
+        nine held-out seeds (better on 7 of 9), DLPFC -0.007, by a rule set
+        before the run (docs/method.md, "The clustered embedding").
     smooth_hops
         Hops of neighbour averaging applied to S (or the reconstruction) before clustering (0: none).
     skip_pcs
@@ -334,6 +340,7 @@ class SencaConfig:
     # clustering (section 3.5)
     n_clusters: int | None = None
     cluster_on: str = "auto"
+    recon_pcs: int = 5
     smooth_hops: int = 1
     skip_pcs: int = 20
     skip_mode: str = "rna"
@@ -410,6 +417,7 @@ class SencaConfig:
         need(self.skip_mode in ("rna", "both"), f"skip_mode must be 'rna' or 'both', got {self.skip_mode!r}")
         need(self.cross_guided_tau >= 0, f"cross_guided_tau must be >= 0 (0: plain averaging), got {self.cross_guided_tau}")
         need(self.skip_pcs >= 0, f"skip_pcs must be >= 0, got {self.skip_pcs}")
+        need(self.recon_pcs >= 0, f"recon_pcs must be >= 0 (0: every dimension), got {self.recon_pcs}")
         need(self.cluster_on in ("auto", "s", "reconstruction"),
              f"cluster_on must be 'auto', 's' or 'reconstruction', got {self.cluster_on!r}")  # fmt: skip
         need(self.skip_weight > 0, f"skip_weight must be > 0, got {self.skip_weight}")

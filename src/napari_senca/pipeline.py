@@ -250,8 +250,8 @@ def run_senca_iter(
     s = smooth(s_raw, sec.data.adj, cfg.smooth_hops)  # (n, S) or (n, input PCs)
     timings["embed"] = time.perf_counter() - t3
     t4 = time.perf_counter()
-    if recon:  # the model's denoised expression, no skip block (cluster_on)
-        z = unit(s).astype(np.float32)
+    if recon:  # the model's denoised expression, no skip block (cluster_on), optionally its first PCs
+        z = unit(pcs(s, cfg.recon_pcs, cfg.seed) if cfg.recon_pcs else s).astype(np.float32)
     else:
         z = clustered_embedding(s, expr.X, img.std, sec.data.adj, cfg, sec.data.image_gate)  # (n, S [+ skip blocks])
     yield Progress("cluster", 0, 1, f"clustering into {k} regions ({cfg.cluster_method})")
