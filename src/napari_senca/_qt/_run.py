@@ -433,11 +433,12 @@ class RunWidget(DockWidget):
             self._end_bar("done", BAR_MAX)
             weak = not result.rna_only and weights_are_random(result.image_weights_used)
             self.status.value = msg + ("; weak image features (random weights)" if weak else "")
-            how = "'count random image features'" if not weak or fusion_of(result.config) != "gated" else None
-            note = weak_features_note(counted=bool(result.image_gate), count_how=how)
-            self.status.tooltip = note if weak else ""
+            self.status.tooltip = ""
             notify_info(msg)
             if weak:
+                how = None if result.config.image_gate is None else "'count random image features'"  # measured: no box
+                note = weak_features_note(counted=bool(result.image_gate), count_how=how)
+                self.status.tooltip = note
                 notify_warning(note)
         except Exception as exc:
             self._end_bar("failed", 0)

@@ -185,7 +185,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from ..image_weights import weak_features_note, weights_are_random
 
     if rep.image and weights_are_random(rep.image_weights):
-        how = None if fusion == "gated" else "--count-random-image"  # a measured gate: no flag overrides it
+        how = None if cfg.image_gate is None else "--count-random-image"  # a measured gate: no flag overrides it
         _error_line(weak_features_note(counted=bool(gate), count_how=how), prefix="warning: ")
     print(f"wrote: {out} ({', '.join(runner.output_files(args.spatialdata))})")
     return 0
