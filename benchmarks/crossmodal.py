@@ -37,8 +37,10 @@ V1 = {"image_pcs": 0, "image_recon_weight": 0.0, "projection_heads": False, "ski
       "random_weights_gate": 1.0}
 # the gated presets, spelled out so the benchmark imports nothing at module level and the rows keep their meaning
 NEW: dict = {**V2, "image_gate": None}  # v2 with the measured image gate (config.GATED_FUSION to the fourteenth session)
-# config.GATED_FUSION since the fifteenth session: no projection heads, loss-balanced decoders, cross-guided skip
-GATED: dict = {**NEW, "projection_heads": False, "recon_balance": "loss", "cross_guided_tau": 1.0}
+# the fifteenth session's candidates: A (lean) = no projection heads, loss-balanced decoders; B = A + cross-guided
+# skip, which is config.GATED_FUSION since then
+LEAN: dict = {**NEW, "projection_heads": False, "recon_balance": "loss"}
+GATED: dict = {**LEAN, "cross_guided_tau": 1.0}
 
 METHODS: dict[str, dict | str] = {
     "image-only (image PCs nbr-averaged + k-means)": "image",
@@ -63,10 +65,8 @@ METHODS: dict[str, dict | str] = {
     "new: no skip (S alone)": dict(NEW, skip_pcs=0),
     "old: S alone (skip_pcs=0)": dict(V1, skip_pcs=0),
     "new: decoder losses balanced by their values (recon_balance=loss)": dict(NEW, recon_balance="loss"),
-    "new: lean gated fusion (no projection heads, loss-balanced decoders)":
-        dict(NEW, projection_heads=False, recon_balance="loss"),
-    "new: lean gated fusion + cross-guided skip": dict(NEW, projection_heads=False, recon_balance="loss",
-                                                       cross_guided_tau=1.0),
+    "new: lean gated fusion (no projection heads, loss-balanced decoders)": dict(LEAN),
+    "new: lean gated fusion + cross-guided skip": dict(GATED),  # the same settings as "senca gated fusion (GATED_FUSION)"
     "new: 20 epochs": dict(NEW, epochs=20),
     "new: 30 epochs": dict(NEW, epochs=30),
 }
