@@ -38,6 +38,7 @@ from .embedding import (
     pcs,
     smooth,
     unit,
+    with_library_size,
 )
 from .errors import ConfigError
 from .features import encode_iter, image_block, standardise, weights_are_random
@@ -252,6 +253,7 @@ def run_senca_iter(
     t4 = time.perf_counter()
     if recon:  # the model's denoised expression, no skip block (cluster_on), optionally its first PCs
         z = unit(pcs(s, cfg.recon_pcs, cfg.seed) if cfg.recon_pcs else s).astype(np.float32)
+        z = with_library_size(z, expr.library_size, sec.data.adj, cfg)  # (n, d [+ 1])
     else:
         z = clustered_embedding(s, expr.X, img.std, sec.data.adj, cfg, sec.data.image_gate)  # (n, S [+ skip blocks])
     yield Progress("cluster", 0, 1, f"clustering into {k} regions ({cfg.cluster_method})")

@@ -39,11 +39,16 @@ class Expression:
         Names of the HVG columns.
     n_genes_kept
         Genes left after the count filter (before HVG selection).
+    library_size
+        ``(n_spots,)`` total counts of the kept genes per spot (before
+        normalisation); for pre-normalised input ``obs["total_counts"]`` when
+        present (scanpy's ``calculate_qc_metrics``), else None.
     """
 
     X: np.ndarray
     genes: list[str]
     n_genes_kept: int
+    library_size: np.ndarray | None = None
 
 
 def preprocess_expression(adata: AnnData, config: SencaConfig | None = None) -> Expression:
@@ -102,4 +107,16 @@ def preprocess_expression(adata: AnnData, config: SencaConfig | None = None) -> 
         X=np.ascontiguousarray(dense, dtype=np.float32),
         genes=[str(g) for g in ad.var_names],
         n_genes_kept=int(keep.sum()),
+        library_size=_given_library_size(adata) if normalized else lib.astype(np.float64),
     )
+
+
+def _given_library_size(adata: AnnData) -> np.ndarray | None:
+    """``obs["total_counts"]`` of pre-normalised input when it is usable (finite, >= 0), else None."""
+    if "total_counts" not in adata.obs:
+        return None
+    try:
+        total = np.asarray(adata.obs["total_counts"], dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    return total if np.isfinite(total).all() and (total >= 0).all() else None
