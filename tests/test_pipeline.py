@@ -90,8 +90,11 @@ def _check_result(result: SencaResult, cfg: SencaConfig, n: int = N_SPOTS) -> No
     assert isinstance(result, SencaResult)
     if clusters_reconstruction(cfg, not result.rna_only and bool(result.image_gate)):  # the decoder's expression
         inputs = min(cfg.input_pcs, n, len(result.genes)) if cfg.input_pcs else len(result.genes)
-        assert result.embedding.shape == (n, min(cfg.recon_pcs, inputs) if cfg.recon_pcs else inputs)
-        assert np.sqrt((result.embedding.astype(np.float64) ** 2).sum(1).mean()) == pytest.approx(1.0, rel=1e-4)
+        d = min(cfg.recon_pcs, inputs) if cfg.recon_pcs else inputs
+        lib = cfg.library_size_weight > 0  # [reconstruction PCs, library size column]
+        assert result.embedding.shape == (n, d + lib)
+        norm = np.sqrt((result.embedding[:, :d].astype(np.float64) ** 2).sum(1).mean())
+        assert norm == pytest.approx(1.0, rel=1e-4)
     else:
         skip = min(cfg.skip_pcs, n, len(result.genes)) if cfg.skip_pcs else 0
         both = cfg.skip_pcs and cfg.skip_mode == "both" and result.image_gate  # image skip block (fusion)
@@ -450,10 +453,10 @@ def test_what_is_clustered_follows_cluster_on(section: AnnData) -> None:
     [skip, S]."""
     from napari_senca.pipeline import annotate
 
-    auto = drive(section, small_config(epochs=1)).result
+    auto = drive(section, small_config(epochs=1, library_size_weight=0)).result
     assert auto.image_gate == 0.0  # random image weights do not count: the image-less path
     assert auto.embedding.shape == (N_SPOTS, small_config().recon_pcs)  # its first PCs (recon_pcs)
-    every = drive(section, small_config(epochs=1, recon_pcs=0)).result
+    every = drive(section, small_config(epochs=1, recon_pcs=0, library_size_weight=0)).result
     assert every.embedding.shape == (N_SPOTS, small_config().input_pcs)  # all its dimensions
     # the first PCs of the same reconstruction: the same points, fewer directions
     from napari_senca.embedding import pcs, unit
@@ -461,9 +464,62 @@ def test_what_is_clustered_follows_cluster_on(section: AnnData) -> None:
     np.testing.assert_allclose(auto.embedding, unit(pcs(every.embedding, 5, 0)), atol=1e-4)
     s = drive(section, small_config(epochs=1, cluster_on="s")).result
     assert s.embedding.shape == (N_SPOTS, small_config().shared_dim + small_config().skip_pcs)
-    recon = drive(section, small_config(epochs=1, cluster_on="reconstruction")).result
+    recon = drive(section, small_config(epochs=1, cluster_on="reconstruction", library_size_weight=0)).result
     np.testing.assert_array_equal(recon.embedding, auto.embedding)  # the same model, the same output
     assert annotate(section.copy(), auto).uns["senca"]["clustered"] == "reconstruction"
     assert annotate(section.copy(), s).uns["senca"]["clustered"] == "S"
     with pytest.raises(ConfigError, match="cluster_on"):
         SencaConfig(cluster_on="x").validate()
+
+
+# --------------------------------------------------------------------------- library size
+
+
+def test_library_size_column_is_appended_at_its_weight() -> None:
+    from napari_senca.batches import sparse_tensor
+    from napari_senca.embedding import unit, with_library_size
+    from napari_senca.graph import build_graph, normalized_adjacency
+
+    rng = np.random.default_rng(0)
+    xy = np.array([(i % 10, i // 10) for i in range(N_SPOTS)], dtype=float)
+    adj = sparse_tensor(normalized_adjacency(build_graph(xy, 4)), torch.device("cpu"))
+    z = unit(rng.normal(size=(N_SPOTS, 5))).astype(np.float32)
+    library = rng.lognormal(7.0, 1.0, size=N_SPOTS)
+    out = with_library_size(z, library, adj, SencaConfig(library_size_weight=0.3))
+    assert out.shape == (N_SPOTS, 6) and out.dtype == np.float32
+    np.testing.assert_array_equal(out[:, :5], z)
+    col = out[:, 5].astype(np.float64)
+    assert abs(col.mean()) < 1e-6
+    assert np.sqrt((col**2).mean()) == pytest.approx(0.3, rel=1e-4)  # 0.3 x the embedding's RMS norm
+    a = build_graph(xy, 4).adjacency.toarray() + np.eye(N_SPOTS)  # each spot and its neighbours
+    expected = (a / a.sum(1, keepdims=True)) @ np.log1p(library)  # their mean log library size
+    expected = 0.3 * unit((expected - expected.mean())[:, None])[:, 0]
+    # the GCN weights of adj differ from a plain mean, so the two are alike, not equal
+    assert np.corrcoef(col, expected)[0, 1] > 0.97
+    for cfg, lib in ((SencaConfig(library_size_weight=0.0), library), (SencaConfig(library_size_weight=0.3), None),
+                     (SencaConfig(library_size_weight=0.3), np.full(N_SPOTS, 500.0))):
+        assert with_library_size(z, lib, adj, cfg) is z  # off, unknown or constant: unchanged
+    with pytest.raises(ConfigError, match="library_size_weight"):
+        SencaConfig(library_size_weight=-0.1).validate()
+
+
+def test_library_size_separates_regions_the_normalised_expression_cannot() -> None:
+    """Two halves with the same expression profile, one with four times the counts (denser tissue): normalisation
+    makes them alike; the library size column tells them apart."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from napari_senca.section import make_section
+
+    rng = np.random.default_rng(0)
+    side, genes = 12, 60
+    xy = np.array([(10.0 * (i % side), 10.0 * (i // side)) for i in range(side * side)])
+    dense = xy[:, 0] < 10.0 * side / 2
+    profile = rng.dirichlet(np.ones(genes))
+    depth = np.where(dense, 3000.0, 1000.0) * rng.lognormal(0.0, 0.2, size=len(xy))
+    counts = rng.poisson(depth[:, None] * profile[None]).astype(np.float32)
+    sec = make_section(counts, [f"s{i}" for i in range(len(xy))], [f"G{j}" for j in range(genes)], xy)
+    scores = {}
+    for w in (0.0, 1.0):
+        cfg = small_config(use_image=False, n_clusters=2, cluster_method="kmeans", library_size_weight=w)
+        scores[w] = adjusted_rand_score(dense, run_senca(sec, cfg).labels)
+    assert scores[1.0] > 0.8 and scores[0.0] < 0.3, scores

@@ -201,3 +201,32 @@ def test_default_config_is_used_when_none(section: AnnData) -> None:
     b = preprocess_expression(section, SencaConfig())
     assert a.genes == b.genes
     np.testing.assert_array_equal(a.X, b.X)
+
+
+# --------------------------------------------------------------------------- library size
+
+
+def test_library_size_is_each_spots_total_of_the_kept_genes() -> None:
+    rng = np.random.default_rng(0)
+    counts = rng.poisson(3.0, size=(30, 20)).astype(np.float32)
+    counts[:, 0] = 0  # a gene below the count filter: not in the library size
+    counts[0, 0] = 5
+    expr = preprocess_expression(_section(counts), SencaConfig(n_top_genes=10))
+    assert expr.library_size is not None
+    expected = counts[:, 1:].sum(1)
+    np.testing.assert_allclose(expr.library_size, expected)
+
+
+def test_library_size_of_pre_normalised_input_comes_from_the_counts_layer_or_nowhere() -> None:
+    rng = np.random.default_rng(1)
+    counts = rng.poisson(3.0, size=(30, 20)).astype(np.float32)
+    a = _section(np.log1p(counts))
+    a.uns["senca_input"] = {"normalized": True}
+    assert "total_counts" in a.obs  # a sum of the normalised values: not the library size
+    assert preprocess_expression(a, SencaConfig(n_top_genes=10)).library_size is None  # nothing to recover it from
+    a.layers["counts"] = sp.csr_matrix(counts)
+    np.testing.assert_allclose(preprocess_expression(a, SencaConfig(n_top_genes=10)).library_size, counts.sum(1))
+    bad = counts.copy()
+    bad[0, 0] = np.nan
+    a.layers["counts"] = bad
+    assert preprocess_expression(a, SencaConfig(n_top_genes=10)).library_size is None  # unusable: skipped

@@ -235,7 +235,7 @@ class SencaConfig:
         norm (0: off). Normalisation removes the library size, yet on tissue it
         carries cell density and RNA content: on HER2ST B1 invasive cancer spots
         hold a median 10,665 counts against 871-1,389 for stroma, glands and fat.
-        Skipped for pre-normalised input without ``obs["total_counts"]``
+        Skipped for pre-normalised input without ``layers["counts"]``
         (docs/method.md, "The clustered embedding").
     smooth_hops
         Hops of neighbour averaging applied to S (or the reconstruction) before clustering (0: none).

@@ -129,17 +129,21 @@ def clusters_reconstruction(cfg: SencaConfig, image_counts: bool) -> bool:
 def with_library_size(z: np.ndarray, library: np.ndarray | None, adj: torch.Tensor, cfg: SencaConfig) -> np.ndarray:
     """``z`` (n, d) with the spots' neighbour-averaged log library size appended: (n, d + 1).
 
-    The column is centred and scaled to ``cfg.library_size_weight`` times ``z``'s RMS row
-    norm; ``z`` comes back unchanged when the weight is 0, ``library`` is None or constant.
+    The column is the mean of ``log1p(library)`` over each spot and its graph neighbours (weights
+    of ``adj``, renormalised to sum to 1, so a spot at the tissue's edge is averaged like any
+    other), centred and scaled to ``cfg.library_size_weight`` times ``z``'s RMS row norm. ``z``
+    comes back unchanged when the weight is 0, ``library`` is None or it does not vary.
     """
     if cfg.library_size_weight <= 0 or library is None:
         return z
-    col = smooth(np.log1p(library)[:, None], adj, cfg.smooth_hops).astype(np.float64)  # (n, 1)
+    log = np.log1p(np.asarray(library, dtype=np.float64))
+    summed = smooth(np.stack([log - log.mean(), np.ones_like(log)], axis=1), adj, cfg.smooth_hops)  # (n, 2)
+    col = summed[:, 0].astype(np.float64) / summed[:, 1]  # weighted mean over the neighbourhood
     col -= col.mean()
-    if float(np.abs(col).max()) <= 1e-9:
+    if float(np.abs(col).max()) <= 1e-6:
         return z
     scale = cfg.library_size_weight * float(np.sqrt((z.astype(np.float64) ** 2).sum(1).mean()))
-    return np.hstack([z, scale * unit(col)]).astype(z.dtype)
+    return np.hstack([z, scale * unit(col[:, None])]).astype(z.dtype)
 
 
 def clustered_embedding(

@@ -41,8 +41,8 @@ class Expression:
         Genes left after the count filter (before HVG selection).
     library_size
         ``(n_spots,)`` total counts of the kept genes per spot (before
-        normalisation); for pre-normalised input ``obs["total_counts"]`` when
-        present (scanpy's ``calculate_qc_metrics``), else None.
+        normalisation); for pre-normalised input the row sums of
+        ``layers["counts"]`` when present, else None.
     """
 
     X: np.ndarray
@@ -112,11 +112,11 @@ def preprocess_expression(adata: AnnData, config: SencaConfig | None = None) -> 
 
 
 def _given_library_size(adata: AnnData) -> np.ndarray | None:
-    """``obs["total_counts"]`` of pre-normalised input when it is usable (finite, >= 0), else None."""
-    if "total_counts" not in adata.obs:
+    """Row sums of ``layers["counts"]`` (scanpy's habit of keeping the raw counts) for pre-normalised
+    input when usable (finite, >= 0), else None; ``obs["total_counts"]`` is not trusted, since it may
+    have been computed from the normalised values."""
+    counts = adata.layers["counts"] if "counts" in adata.layers else None
+    if counts is None:
         return None
-    try:
-        total = np.asarray(adata.obs["total_counts"], dtype=np.float64)
-    except (TypeError, ValueError):
-        return None
+    total = np.asarray(counts.sum(1), dtype=np.float64).ravel()
     return total if np.isfinite(total).all() and (total >= 0).all() else None
