@@ -263,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             "senca k=16": dict(base, n_neighbors=16),
             "senca genes as input": dict(base, input_pcs=0),
             "senca Ward (paper's clustering)": dict(base, cluster_method="agglomerative"),
+            "senca no library size column (to the fifteenth session)": dict(base, library_size_weight=0.0),
         }
         methods.update(ablations)
     # --set wins over a row's own preset: before, dict(base, **PRESET) let the preset undo it silently

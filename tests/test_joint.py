@@ -66,6 +66,8 @@ def test_joint_regions_are_consistent_across_sections():
         assert list(a.obs["senca_cluster"].cat.categories) == ["0", "1", "2"]
         assert a.obsm["X_senca"].shape[0] == a.n_obs
         assert list(a.uns["senca"]["joint"]) == ["a", "b"]
+    # no library size column: the union is pre-normalised, and sections differ in depth by batch
+    assert jr.union.obsm["X_senca"].shape[1] == FAST.recon_pcs
 
 
 def test_without_batch_handling_the_sections_split_apart():
