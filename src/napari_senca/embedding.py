@@ -26,7 +26,7 @@ import torch
 
 from .config import SencaConfig
 
-__all__ = ["pcs", "unit", "smooth", "cross_guided_smooth", "modality_agreement", "image_gate", "clustered_embedding", "clusters_reconstruction", "with_library_size", "GATE_NULL", "GATE_FULL", "AGREEMENT_KS"]
+__all__ = ["pcs", "unit", "smooth", "cross_guided_smooth", "modality_agreement", "image_gate", "clustered_embedding", "clusters_reconstruction", "with_library_size", "library_column", "library_gate", "GATE_NULL", "GATE_FULL", "AGREEMENT_KS"]
 
 #: Cross-modal agreement at or below which the image counts 0, and at or above which it counts fully
 #: (between: linear). Set from measured agreements: 0.08-0.10 on HER2ST A1 with random image weights (image-only
@@ -126,24 +126,54 @@ def clusters_reconstruction(cfg: SencaConfig, image_counts: bool) -> bool:
     return cfg.cluster_on == "reconstruction"
 
 
-def with_library_size(z: np.ndarray, library: np.ndarray | None, adj: torch.Tensor, cfg: SencaConfig) -> np.ndarray:
-    """``z`` (n, d) with the spots' neighbour-averaged log library size appended: (n, d + 1).
+LIBRARY_R2_NULL = 0.1
+"""Below this R^2 the library size is not what the expression explains and does not count: on the cross-modal
+synthetic sections, whose library sizes are drawn independently of the regions, 0.04-0.12 (docs/method.md)."""
+LIBRARY_R2_FULL = 0.2
+"""From this R^2 on it counts fully: HER2ST 0.18-0.72, DLPFC 0.72 (seeds 0-2)."""
 
-    The column is the mean of ``log1p(library)`` over each spot and its graph neighbours (weights
-    of ``adj``, renormalised to sum to 1, so a spot at the tissue's edge is averaged like any
-    other), centred and scaled to ``cfg.library_size_weight`` times ``z``'s RMS row norm. ``z``
-    comes back unchanged when the weight is 0, ``library`` is None or it does not vary.
+
+def library_column(library: np.ndarray, adj: torch.Tensor, hops: int) -> np.ndarray:
+    """``log1p(library)`` averaged over each spot and its graph neighbours, centred: (n,).
+
+    The weights of ``adj`` are renormalised to a mean, so a spot at the tissue's edge is averaged
+    like any other (the symmetric GCN weights alone would put its degree into the column).
+    """
+    log = np.log1p(np.asarray(library, dtype=np.float64))
+    summed = smooth(np.stack([log - log.mean(), np.ones_like(log)], axis=1), adj, hops)  # (n, 2)
+    col = summed[:, 0].astype(np.float64) / summed[:, 1]
+    return col - col.mean()
+
+
+def library_gate(z: np.ndarray, col: np.ndarray) -> float:
+    """How much the library size counts (0..1): the R^2 of ``col`` regressed on ``z`` (least squares with an
+    intercept), ramped from :data:`LIBRARY_R2_NULL` to :data:`LIBRARY_R2_FULL`."""
+    x = np.hstack([z.astype(np.float64), np.ones((len(z), 1))])
+    fit = x @ np.linalg.lstsq(x, col, rcond=None)[0]
+    r2 = 1.0 - float(((col - fit) ** 2).sum()) / max(float((col**2).sum()), 1e-300)
+    return float(np.clip((r2 - LIBRARY_R2_NULL) / (LIBRARY_R2_FULL - LIBRARY_R2_NULL), 0.0, 1.0))
+
+
+def with_library_size(
+    z: np.ndarray, library: np.ndarray | None, adj: torch.Tensor, cfg: SencaConfig
+) -> tuple[np.ndarray, float | None]:
+    """``z`` (n, d) with the spots' neighbour-averaged log library size appended: ``((n, d + 1), gate)``.
+
+    The column (:func:`library_column`) is scaled to ``cfg.library_size_weight`` x the measured
+    :func:`library_gate` x ``z``'s RMS row norm. ``z`` comes back unchanged, with gate None when
+    the weight is 0, ``library`` is None or it does not vary, and with gate 0 when the expression
+    does not explain it.
     """
     if cfg.library_size_weight <= 0 or library is None:
-        return z
-    log = np.log1p(np.asarray(library, dtype=np.float64))
-    summed = smooth(np.stack([log - log.mean(), np.ones_like(log)], axis=1), adj, cfg.smooth_hops)  # (n, 2)
-    col = summed[:, 0].astype(np.float64) / summed[:, 1]  # weighted mean over the neighbourhood
-    col -= col.mean()
+        return z, None
+    col = library_column(library, adj, cfg.smooth_hops)
     if float(np.abs(col).max()) <= 1e-6:
-        return z
-    scale = cfg.library_size_weight * float(np.sqrt((z.astype(np.float64) ** 2).sum(1).mean()))
-    return np.hstack([z, scale * unit(col[:, None])]).astype(z.dtype)
+        return z, None
+    gate = library_gate(z, col)
+    if gate == 0.0:
+        return z, 0.0
+    scale = cfg.library_size_weight * gate * float(np.sqrt((z.astype(np.float64) ** 2).sum(1).mean()))
+    return np.hstack([z, scale * unit(col[:, None])]).astype(z.dtype), gate
 
 
 def clustered_embedding(

@@ -105,6 +105,7 @@ class SencaResult:
     image_gate: float | None = None  # how much the image counted (None: RNA-only)
     modality_agreement: float | None = None  # the label-free measure the gate came from
     clustered: str = "S"  # what `embedding` is: "reconstruction" (gene decoder's output) or "S" (config.cluster_on)
+    library_gate: float | None = None  # how much the library size column counted (None: no column; config.library_size_weight)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -251,9 +252,10 @@ def run_senca_iter(
     s = smooth(s_raw, sec.data.adj, cfg.smooth_hops)  # (n, S) or (n, input PCs)
     timings["embed"] = time.perf_counter() - t3
     t4 = time.perf_counter()
+    library_gate = None
     if recon:  # the model's denoised expression, no skip block (cluster_on), optionally its first PCs
         z = unit(pcs(s, cfg.recon_pcs, cfg.seed) if cfg.recon_pcs else s).astype(np.float32)
-        z = with_library_size(z, expr.library_size, sec.data.adj, cfg)  # (n, d [+ 1])
+        z, library_gate = with_library_size(z, expr.library_size, sec.data.adj, cfg)  # (n, d [+ 1])
     else:
         z = clustered_embedding(s, expr.X, img.std, sec.data.adj, cfg, sec.data.image_gate)  # (n, S [+ skip blocks])
     yield Progress("cluster", 0, 1, f"clustering into {k} regions ({cfg.cluster_method})")
@@ -276,6 +278,7 @@ def run_senca_iter(
         image_gate=sec.data.image_gate if use_image else None,
         modality_agreement=img.agreement,
         clustered="reconstruction" if recon else "S",
+        library_gate=library_gate,
     )
 
 
@@ -447,6 +450,8 @@ def annotate(adata: AnnData, result: SencaResult, key: str = CLUSTER_KEY) -> Ann
         adata.uns[UNS_KEY]["fusion"] = fusion_of(result.config)
     if result.image_gate is not None:  # how much the image counted (docs/method.md, "Fusion")
         adata.uns[UNS_KEY]["image_gate"] = float(result.image_gate)
+    if result.library_gate is not None:  # how much the library size counted (docs/method.md, "The clustered embedding")
+        adata.uns[UNS_KEY]["library_gate"] = float(result.library_gate)
     if result.modality_agreement is not None:
         adata.uns[UNS_KEY]["modality_agreement"] = float(result.modality_agreement)
     record_model_call(adata, key)  # obs["senca_confidence"] (napari_senca.confidence)
