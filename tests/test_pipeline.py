@@ -91,7 +91,8 @@ def _check_result(result: SencaResult, cfg: SencaConfig, n: int = N_SPOTS) -> No
     if clusters_reconstruction(cfg, not result.rna_only and bool(result.image_gate)):  # the decoder's expression
         inputs = min(cfg.input_pcs, n, len(result.genes)) if cfg.input_pcs else len(result.genes)
         d = min(cfg.recon_pcs, inputs) if cfg.recon_pcs else inputs
-        lib = cfg.library_size_weight > 0  # [reconstruction PCs, library size column]
+        lib = bool(result.library_gate)  # [reconstruction PCs, library size column when it counted]
+        assert result.library_gate is None or cfg.library_size_weight > 0
         assert result.embedding.shape == (n, d + lib)
         norm = np.sqrt((result.embedding[:, :d].astype(np.float64) ** 2).sum(1).mean())
         assert norm == pytest.approx(1.0, rel=1e-4)
@@ -475,30 +476,34 @@ def test_what_is_clustered_follows_cluster_on(section: AnnData) -> None:
 # --------------------------------------------------------------------------- library size
 
 
-def test_library_size_column_is_appended_at_its_weight() -> None:
+def test_library_size_column_is_appended_at_its_weight_as_far_as_the_expression_explains_it() -> None:
     from napari_senca.batches import sparse_tensor
-    from napari_senca.embedding import unit, with_library_size
+    from napari_senca.embedding import library_column, library_gate, unit, with_library_size
     from napari_senca.graph import build_graph, normalized_adjacency
 
     rng = np.random.default_rng(0)
     xy = np.array([(i % 10, i // 10) for i in range(N_SPOTS)], dtype=float)
     adj = sparse_tensor(normalized_adjacency(build_graph(xy, 4)), torch.device("cpu"))
-    z = unit(rng.normal(size=(N_SPOTS, 5))).astype(np.float32)
     library = rng.lognormal(7.0, 1.0, size=N_SPOTS)
-    out = with_library_size(z, library, adj, SencaConfig(library_size_weight=0.3))
-    assert out.shape == (N_SPOTS, 6) and out.dtype == np.float32
-    np.testing.assert_array_equal(out[:, :5], z)
-    col = out[:, 5].astype(np.float64)
-    assert abs(col.mean()) < 1e-6
-    assert np.sqrt((col**2).mean()) == pytest.approx(0.3, rel=1e-4)  # 0.3 x the embedding's RMS norm
+    col = library_column(library, adj, 1)
     a = build_graph(xy, 4).adjacency.toarray() + np.eye(N_SPOTS)  # each spot and its neighbours
-    expected = (a / a.sum(1, keepdims=True)) @ np.log1p(library)  # their mean log library size
-    expected = 0.3 * unit((expected - expected.mean())[:, None])[:, 0]
-    # the GCN weights of adj differ from a plain mean, so the two are alike, not equal
-    assert np.corrcoef(col, expected)[0, 1] > 0.97
-    for cfg, lib in ((SencaConfig(library_size_weight=0.0), library), (SencaConfig(library_size_weight=0.3), None),
-                     (SencaConfig(library_size_weight=0.3), np.full(N_SPOTS, 500.0))):
-        assert with_library_size(z, lib, adj, cfg) is z  # off, unknown or constant: unchanged
+    mean = (a / a.sum(1, keepdims=True)) @ np.log1p(library)  # their mean log library size
+    assert abs(col.mean()) < 1e-9 and np.corrcoef(col, mean)[0, 1] > 0.97  # GCN weights renormalised: alike, not equal
+    # the expression explains the library size (one direction of z follows it): the column counts fully
+    z = unit(np.column_stack([col + 0.1 * rng.normal(size=N_SPOTS), rng.normal(size=(N_SPOTS, 4))])).astype(np.float32)
+    assert library_gate(z, col) == 1.0
+    out, gate = with_library_size(z, library, adj, SencaConfig(library_size_weight=0.3))
+    assert gate == 1.0 and out.shape == (N_SPOTS, 6) and out.dtype == np.float32
+    np.testing.assert_array_equal(out[:, :5], z)
+    np.testing.assert_allclose(out[:, 5], 0.3 * unit(col[:, None])[:, 0], atol=1e-6)  # 0.3 x the embedding's RMS norm
+    # an expression unrelated to the library size (technical depth): no column
+    other = unit(rng.normal(size=(N_SPOTS, 5))).astype(np.float32)
+    assert library_gate(other, col) < 0.5
+    for cfg, lib, gate in ((SencaConfig(library_size_weight=0.0), library, None),
+                           (SencaConfig(library_size_weight=0.3), None, None),
+                           (SencaConfig(library_size_weight=0.3), np.full(N_SPOTS, 500.0), None)):
+        kept, g = with_library_size(z, lib, adj, cfg)
+        assert kept is z and g is gate  # off, unknown or constant: unchanged
     with pytest.raises(ConfigError, match="library_size_weight"):
         SencaConfig(library_size_weight=-0.1).validate()
 
@@ -521,5 +526,8 @@ def test_library_size_separates_regions_the_normalised_expression_cannot() -> No
     scores = {}
     for w in (0.0, 1.0):
         cfg = small_config(use_image=False, n_clusters=2, cluster_method="kmeans", library_size_weight=w)
-        scores[w] = adjusted_rand_score(dense, run_senca(sec, cfg).labels)
-    assert scores[1.0] > 0.8 and scores[0.0] < 0.3, scores
+        result = run_senca(sec, cfg)
+        scores[w] = adjusted_rand_score(dense, result.labels)
+    assert result.library_gate == 1.0  # the denoised expression follows the depth too (fewer zeros), enough to count
+    assert annotate(sec.copy(), result).uns["senca"]["library_gate"] == 1.0
+    assert scores[1.0] > 0.9 and scores[1.0] > scores[0.0] + 0.2, scores
