@@ -236,6 +236,10 @@ def test_run_on_space_ranger_and_h5ad(kind, fusion, visium_folder, tmp_path, cap
         assert "modality_agreement" in a.uns["senca"] and a.uns["senca"]["config"]["skip_mode"] == "both"
     else:  # random weights do not count in the default fusion
         assert a.uns["senca"]["image_gate"] == 0.0
+        # the reconstruction is clustered, with the library size as far as the expression explains it
+        gate = a.uns["senca"]["library_gate"]
+        assert 0.0 <= gate <= 1.0 and f"; library size counted {gate:.2f} (0-1); " in captured.out
+        assert a.obsm["X_senca"].shape[1] == a.uns["senca"]["config"]["recon_pcs"] + (gate > 0)
     # random image weights are said plainly, on one line, and recorded
     err = captured.err
     assert "napari-senca: warning: image features come from random weights" in err

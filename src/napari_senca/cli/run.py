@@ -181,7 +181,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     gate = adata.uns.get("senca", {}).get("image_gate")  # how much the image counted (docs/method.md, "Fusion")
     fusion = adata.uns.get("senca", {}).get("fusion")
     counted = "" if gate is None else f"; {fusion + ' fusion, ' if fusion else ''}image counted {gate:.2f} (0-1)"
-    print(f"device: {rep.device}; image weights: {rep.image_weights}{counted}; {total:.1f} s")
+    library = adata.uns.get("senca", {}).get("library_gate")  # docs/method.md, "The clustered embedding"
+    library_note = "" if library is None else f"; library size counted {library:.2f} (0-1)"
+    print(f"device: {rep.device}; image weights: {rep.image_weights}{counted}{library_note}; {total:.1f} s")
     from ..image_weights import weak_features_note, weights_are_random
 
     if rep.image and weights_are_random(rep.image_weights):
