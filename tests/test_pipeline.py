@@ -509,8 +509,8 @@ def test_library_size_column_is_appended_at_its_weight_as_far_as_the_expression_
 
 
 def test_library_size_separates_regions_the_normalised_expression_cannot() -> None:
-    """Two halves with the same expression profile, one with four times the counts (denser tissue): normalisation
-    makes them alike; the library size column tells them apart."""
+    """Two halves with the same expression profile, one with three times the counts (denser tissue): normalisation
+    makes them alike (not quite: fewer zeros); the library size column tells them apart."""
     from sklearn.metrics import adjusted_rand_score
 
     from napari_senca.section import make_section
