@@ -176,6 +176,9 @@ def test_widget_one_bar_with_stage_and_time(qtbot, make_napari_viewer, notes):
     # random image weights: the status says the image features are weak, and a notification explains it
     assert run.status.value.endswith("weak image features (random weights)")
     assert any("random weights" in w for w in notes["warning"])
+    # the reconstruction was clustered: the status says how much the library size counted
+    gate = run.last_result.library_gate
+    assert gate is not None and f"library size counted {gate:.2f}" in run.status.value, run.status.value
 
 
 @pytest.mark.qt
@@ -332,7 +335,7 @@ def _quick_train(release=None):
         if release is not None:
             release.wait(30)
         yield from ()
-        result = SimpleNamespace(rna_only=True, image_weights_used="none", image_gate=None, n_clusters=3, device="cpu")
+        result = SimpleNamespace(rna_only=True, image_weights_used="none", image_gate=None, library_gate=None, n_clusters=3, device="cpu")
         return adata, result, 0.1
 
     return fake

@@ -429,6 +429,8 @@ class RunWidget(DockWidget):
                 mode += ", image not counted"
             elif not result.rna_only and result.image_gate is not None and fusion_of(result.config) == "gated":
                 mode += f", gated fusion: image counted {result.image_gate:.2f}"
+            if result.library_gate is not None:  # docs/method.md, "The clustered embedding"
+                mode += f", library size counted {result.library_gate:.2f}"
             msg = f"SENCA-st: {result.n_clusters} regions in {seconds:.1f} s ({mode}, {result.device})"
             self._end_bar("done", BAR_MAX)
             weak = not result.rna_only and weights_are_random(result.image_weights_used)
