@@ -150,7 +150,7 @@ def library_gate(z: np.ndarray, col: np.ndarray) -> float:
     intercept), ramped from :data:`LIBRARY_R2_NULL` to :data:`LIBRARY_R2_FULL`."""
     x = np.hstack([z.astype(np.float64), np.ones((len(z), 1))])
     fit = x @ np.linalg.lstsq(x, col, rcond=None)[0]
-    r2 = 1.0 - float(((col - fit) ** 2).sum()) / max(float((col**2).sum()), 1e-300)
+    r2 = 1.0 - float(((col - fit) ** 2).sum()) / max(float(((col - col.mean()) ** 2).sum()), 1e-300)
     return float(np.clip((r2 - LIBRARY_R2_NULL) / (LIBRARY_R2_FULL - LIBRARY_R2_NULL), 0.0, 1.0))
 
 

@@ -178,10 +178,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if rep.ari is not None:
         print(f"ARI: {rep.ari:.4f} (against the labels, {rep.n_labelled} labelled spots)")
     total = time.perf_counter() - t0 - t_read
-    gate = adata.uns.get("senca", {}).get("image_gate")  # how much the image counted (docs/method.md, "Fusion")
-    fusion = adata.uns.get("senca", {}).get("fusion")
+    info = adata.uns.get("senca", {})
+    gate = info.get("image_gate")  # how much the image counted (docs/method.md, "Fusion")
+    fusion = info.get("fusion")
     counted = "" if gate is None else f"; {fusion + ' fusion, ' if fusion else ''}image counted {gate:.2f} (0-1)"
-    library = adata.uns.get("senca", {}).get("library_gate")  # docs/method.md, "The clustered embedding"
+    library = info.get("library_gate")  # docs/method.md, "The clustered embedding"
     library_note = "" if library is None else f"; library size counted {library:.2f} (0-1)"
     print(f"device: {rep.device}; image weights: {rep.image_weights}{counted}{library_note}; {total:.1f} s")
     from ..image_weights import weak_features_note, weights_are_random
