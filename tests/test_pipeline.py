@@ -491,14 +491,14 @@ def test_library_size_column_is_appended_at_its_weight_as_far_as_the_expression_
     assert abs(col.mean()) < 1e-9 and np.corrcoef(col, mean)[0, 1] > 0.97  # GCN weights renormalised: alike, not equal
     # the expression explains the library size (one direction of z follows it): the column counts fully
     z = unit(np.column_stack([col + 0.1 * rng.normal(size=N_SPOTS), rng.normal(size=(N_SPOTS, 4))])).astype(np.float32)
-    assert library_gate(z, col) == 1.0
+    assert library_gate(z, col, adj, 1) == 1.0
     out, gate = with_library_size(z, library, adj, SencaConfig(library_size_weight=0.3))
     assert gate == 1.0 and out.shape == (N_SPOTS, 6) and out.dtype == np.float32
     np.testing.assert_array_equal(out[:, :5], z)
     np.testing.assert_allclose(out[:, 5], 0.3 * unit(col[:, None])[:, 0], atol=1e-6)  # 0.3 x the embedding's RMS norm
     # an expression unrelated to the library size (technical depth): no column
     other = unit(rng.normal(size=(N_SPOTS, 5))).astype(np.float32)
-    assert library_gate(other, col) < 0.5
+    assert library_gate(other, col, adj, 1) < 0.5
     for cfg, lib, gate in ((SencaConfig(library_size_weight=0.0), library, None),
                            (SencaConfig(library_size_weight=0.3), None, None),
                            (SencaConfig(library_size_weight=0.3), np.full(N_SPOTS, 500.0), None)):
@@ -506,6 +506,31 @@ def test_library_size_column_is_appended_at_its_weight_as_far_as_the_expression_
         assert kept is z and g is gate  # off, unknown or constant: unchanged
     with pytest.raises(ConfigError, match="library_size_weight"):
         SencaConfig(library_size_weight=-0.1).validate()
+
+
+def test_library_gate_stays_closed_by_chance_on_small_sections() -> None:
+    """Smoothing makes chance R^2 large on small sections (a plain R^2 ramp opened the gate on 4 in 5 draws of
+    100 spots); the gate measured against smoothed random columns stays shut on a library size unrelated to an
+    equally smoothed expression, and opens where the expression does follow it."""
+    from napari_senca.batches import sparse_tensor
+    from napari_senca.embedding import library_column, library_gate, smooth
+    from napari_senca.graph import build_graph, normalized_adjacency
+
+    rng = np.random.default_rng(1)
+    xy = np.array([(i % 10, i // 10) for i in range(100)], dtype=float)
+    adj = sparse_tensor(normalized_adjacency(build_graph(xy, 4)), torch.device("cpu"))
+    chance, plain, follows = [], [], []
+    for seed in range(20):
+        z = smooth(rng.normal(size=(100, 5)), adj, 2)  # the reconstruction's PCs, smoothed twice as in a run
+        col = library_column(rng.lognormal(7.0, 0.5, size=100), adj, 1)
+        x = np.column_stack([z, np.ones(100)])
+        plain.append(1 - ((col - x @ np.linalg.lstsq(x, col, rcond=None)[0]) ** 2).sum() / (col**2).sum())
+        chance.append(library_gate(z, col, adj, 1, seed))
+        follows.append(library_gate(np.column_stack([z[:, :4], col + 0.2 * col.std() * rng.normal(size=100)]),
+                                    col, adj, 1, seed))
+    assert np.median(plain) > 0.12  # what the plain R^2 ramp (0.1 -> 0.2) would have counted
+    assert sum(g > 0 for g in chance) <= 2 and np.mean(chance) < 0.05, chance
+    assert min(follows) == 1.0, follows
 
 
 def test_library_size_separates_regions_the_normalised_expression_cannot() -> None:
