@@ -67,6 +67,13 @@ METHODS: dict[str, dict | str] = {
     "new: decoder losses balanced by their values (recon_balance=loss)": dict(NEW, recon_balance="loss"),
     "new: lean gated fusion (no projection heads, loss-balanced decoders)": dict(LEAN),
     "new: lean gated fusion + cross-guided skip": dict(GATED),  # the same settings as "senca gated fusion (GATED_FUSION)"
+    # the paper's ablations (its Table 4) on the gated fusion of today (config.GATED_FUSION since the fifteenth session)
+    "gated: no cross-attention": dict(GATED, cross_attention=False),
+    "gated: no hierarchical": dict(GATED, hierarchical=False),
+    "gated: fusion=concat": dict(GATED, fusion="concat"),
+    "gated: no image decoder": dict(GATED, image_recon_weight=0.0),
+    "gated: RNA-only skip (skip_mode=rna)": dict(GATED, skip_mode="rna"),
+    "gated: no skip (S alone)": dict(GATED, skip_pcs=0),
     "new: 20 epochs": dict(NEW, epochs=20),
     "new: 30 epochs": dict(NEW, epochs=30),
 }
