@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             "senca fusion v1 (paper, RNA skip)": dict(base, **FUSION_V1),
             "senca gated fusion (GATED_FUSION)": dict(base, **GATED),
             # the seventeenth session's candidate (docs/benchmarks.md): GATED without the image decoder
-            "senca gated fusion without the image decoder": dict(base, **GATED, image_recon_weight=0.0),
+            "senca gated fusion without the image decoder": {**base, **GATED, "image_recon_weight": 0.0},
             "senca gated fusion v2 (GATED_FUSION to the fourteenth session)": dict(base, **GATED_V2),
             "senca fusion v2 (image decoder + proj. heads + symmetric skip)": dict(base, **FUSION_V2),
             "senca RNA-only (image off)": dict(base, use_image=False),
