@@ -41,12 +41,14 @@ FUSION_V1 = {"image_pcs": 0, "image_recon_weight": 0.0, "projection_heads": Fals
 FUSION_V2 = {"image_pcs": 30, "image_recon_weight": 1.0, "projection_heads": True, "skip_mode": "both", "image_gate": 1.0,
              "random_weights_gate": 1.0}
 GATED_V2 = {**FUSION_V2, "image_gate": None}  # config.GATED_FUSION to the fourteenth session: v2, measured image gate
-# config.GATED_FUSION since the fifteenth session (docs/method.md, "Fusion")
-GATED = {**GATED_V2, "projection_heads": False, "recon_balance": "loss", "cross_guided_tau": 1.0}
+# config.GATED_FUSION in the fifteenth and sixteenth sessions (docs/method.md, "Fusion")
+GATED15 = {**GATED_V2, "projection_heads": False, "recon_balance": "loss", "cross_guided_tau": 1.0}
+# config.GATED_FUSION since the seventeenth session: without the image decoder
+GATED = {**GATED15, "image_recon_weight": 0.0, "recon_balance": "scale"}
 IMAGE_ONLY = {
     "senca fusion v1 (paper, RNA skip)",
     "senca gated fusion (GATED_FUSION)",
-    "senca gated fusion without the image decoder",
+    "senca gated fusion of the fifteenth session (image decoder)",
     "senca gated fusion v2 (GATED_FUSION to the fourteenth session)",
     "senca fusion v2 (image decoder + proj. heads + symmetric skip)",
     "pca_nbr + image PCs concat",
@@ -246,8 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         methods.update({
             "senca fusion v1 (paper, RNA skip)": dict(base, **FUSION_V1),
             "senca gated fusion (GATED_FUSION)": dict(base, **GATED),
-            # the seventeenth session's candidate (docs/benchmarks.md): GATED without the image decoder
-            "senca gated fusion without the image decoder": {**base, **GATED, "image_recon_weight": 0.0},
+            "senca gated fusion of the fifteenth session (image decoder)": dict(base, **GATED15),
             "senca gated fusion v2 (GATED_FUSION to the fourteenth session)": dict(base, **GATED_V2),
             "senca fusion v2 (image decoder + proj. heads + symmetric skip)": dict(base, **FUSION_V2),
             "senca RNA-only (image off)": dict(base, use_image=False),
