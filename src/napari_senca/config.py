@@ -165,7 +165,7 @@ class SencaConfig:
         Weight of a third decoder that rebuilds the image features (the
         ``image_pcs`` block) from S, relative to the RNA decoder (both targets
         have the same scale). 0 (also in :data:`GATED_FUSION` since the
-        seventeenth session, which measured it above 1 on held-out cross-modal
+        seventeenth session: it scored above 1 on held-out cross-modal
         sections): S is not asked to rebuild the image; the image still reaches
         S through the cross-attention and the contrastive terms, and the
         clustered embedding through the skip (docs/method.md, "Fusion").
