@@ -241,9 +241,11 @@ class SencaConfig:
         hold a median 10,665 counts against 871-1,389 for stroma, glands and fat.
         0.3: HER2ST +0.013 per seed on nine held-out seeds (0.292 against 0.279,
         better on 8 of 9), DLPFC +0.008, by a rule set before the run. The
-        column counts as far as the expression explains it
+        column counts as far as the expression explains it beyond chance
         (``embedding.library_gate``: 0 where the library size is noise, as on
-        the cross-modal synthetic sections, which it cost 0.03 ungated). Skipped
+        the cross-modal synthetic sections, which it cost 0.03 ungated, or
+        where smoothed random columns explain as much, as on most sections
+        under 100 spots). Skipped
         for pre-normalised input without ``layers["counts"]``, hence in joint
         training, where library sizes differ by section (docs/method.md, "The
         clustered embedding").

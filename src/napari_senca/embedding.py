@@ -138,15 +138,20 @@ LIBRARY_T_NULL, LIBRARY_T_FULL = 2.0, 4.0
 """The excess R^2 counts from 2 null standard deviations above the null's mean, fully from 4."""
 
 
-def library_column(library: np.ndarray, adj: torch.Tensor, hops: int) -> np.ndarray:
-    """``log1p(library)`` averaged over each spot and its graph neighbours, centred: (n,).
+def _neighbourhood_mean(x: np.ndarray, adj: torch.Tensor, hops: int) -> np.ndarray:
+    """``x`` (n, m) averaged over ``hops`` hops of ``adj`` with the weights renormalised to a mean: (n, m) float64.
 
-    The weights of ``adj`` are renormalised to a mean, so a spot at the tissue's edge is averaged
-    like any other (the symmetric GCN weights alone would put its degree into the column).
-    """
+    A spot at the tissue's edge is averaged like any other (the symmetric GCN weights alone would put
+    its degree into the result)."""
+    summed = smooth(np.hstack([x, np.ones((len(x), 1))]), adj, hops).astype(np.float64)  # (n, m + 1)
+    return summed[:, :-1] / summed[:, -1:]
+
+
+def library_column(library: np.ndarray, adj: torch.Tensor, hops: int) -> np.ndarray:
+    """``log1p(library)`` averaged over each spot and its graph neighbours (:func:`_neighbourhood_mean`),
+    centred: (n,)."""
     log = np.log1p(np.asarray(library, dtype=np.float64))
-    summed = smooth(np.stack([log - log.mean(), np.ones_like(log)], axis=1), adj, hops)  # (n, 2)
-    col = summed[:, 0].astype(np.float64) / summed[:, 1]
+    col = _neighbourhood_mean((log - log.mean())[:, None], adj, hops)[:, 0]
     return col - col.mean()
 
 
@@ -168,10 +173,8 @@ def library_gate(z: np.ndarray, col: np.ndarray, adj: torch.Tensor, hops: int, s
     (is it large enough to matter?), and its distance from that mean in null standard deviations, from
     :data:`LIBRARY_T_NULL` to :data:`LIBRARY_T_FULL` (is it more than chance?).
     """
-    n = len(col)
-    noise = np.random.default_rng(seed).standard_normal((n, LIBRARY_NULL_DRAWS))
-    summed = smooth(np.hstack([noise - noise.mean(0), np.ones((n, 1))]), adj, hops).astype(np.float64)
-    null = _r2(z, summed[:, :-1] / summed[:, -1:])  # (draws,), renormalised to a mean as the column
+    noise = np.random.default_rng(seed).standard_normal((len(col), LIBRARY_NULL_DRAWS))
+    null = _r2(z, _neighbourhood_mean(noise - noise.mean(0), adj, hops))  # (draws,), averaged as the column
     r2 = float(_r2(z, np.asarray(col, np.float64)[:, None])[0])
     mean, sd = float(null.mean()), max(float(null.std(ddof=1)), 1e-12)
     excess = (r2 - mean) / max(1.0 - mean, 1e-12)

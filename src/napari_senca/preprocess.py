@@ -115,8 +115,7 @@ def _given_library_size(adata: AnnData) -> np.ndarray | None:
     """Row sums of ``layers["counts"]`` (scanpy's habit of keeping the raw counts) for pre-normalised
     input when usable (finite, >= 0), else None; ``obs["total_counts"]`` is not trusted, since it may
     have been computed from the normalised values."""
-    counts = adata.layers["counts"] if "counts" in adata.layers else None
-    if counts is None:
+    if "counts" not in adata.layers:
         return None
-    total = np.asarray(counts.sum(1), dtype=np.float64).ravel()
+    total = np.asarray(adata.layers["counts"].sum(1), dtype=np.float64).ravel()
     return total if np.isfinite(total).all() and (total >= 0).all() else None
