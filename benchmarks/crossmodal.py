@@ -41,11 +41,11 @@ NEW: dict = {**V2, "image_gate": None}  # v2 with the measured image gate (confi
 # skip, config.GATED_FUSION in the fifteenth and sixteenth sessions
 LEAN: dict = {**NEW, "projection_heads": False, "recon_balance": "loss"}
 GATED15: dict = {**LEAN, "cross_guided_tau": 1.0}
-# config.GATED_FUSION since the seventeenth session: B without the image decoder (nothing left to balance)
-GATED: dict = {**GATED15, "image_recon_weight": 0.0, "recon_balance": "scale"}
-# the eighteenth session's candidate: the image decoder back at half weight, loss-balanced (against the collapse of
-# square seed 4; docs/benchmarks.md, "Eighteenth session")
-GATED18: dict = {**GATED, "image_recon_weight": 0.5, "recon_balance": "loss"}
+# config.GATED_FUSION in the seventeenth session: B without the image decoder (nothing left to balance)
+GATED17: dict = {**GATED15, "image_recon_weight": 0.0, "recon_balance": "scale"}
+# config.GATED_FUSION since the eighteenth session: the image decoder back at half weight, loss-balanced (against the
+# seventeenth's collapse on square seed 4; docs/benchmarks.md, "Eighteenth session")
+GATED: dict = {**GATED17, "image_recon_weight": 0.5, "recon_balance": "loss"}
 
 METHODS: dict[str, dict | str] = {
     "image-only (image PCs nbr-averaged + k-means)": "image",
@@ -59,8 +59,8 @@ METHODS: dict[str, dict | str] = {
     "senca fused v1 (RNA-led, random weights counted)": dict(V1),
     "senca fused v2 (balanced, gate 1)": dict(V2),
     "senca gated fusion (v2 + measured image gate)": dict(NEW),
-    "senca gated fusion (GATED_FUSION)": dict(GATED),
-    "senca gated fusion, image decoder x0.5 (candidate of the eighteenth session)": dict(GATED18),
+    "senca gated fusion (GATED_FUSION)": dict(GATED),  # the eighteenth session's candidate, adopted
+    "senca gated fusion of the seventeenth session (no image decoder)": dict(GATED17),
     "new: no cross-attention": dict(NEW, cross_attention=False),
     "new: no hierarchical": dict(NEW, hierarchical=False),
     "new: fusion=concat": dict(NEW, fusion="concat"),

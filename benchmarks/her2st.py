@@ -43,11 +43,14 @@ FUSION_V2 = {"image_pcs": 30, "image_recon_weight": 1.0, "projection_heads": Tru
 GATED_V2 = {**FUSION_V2, "image_gate": None}  # config.GATED_FUSION to the fourteenth session: v2, measured image gate
 # config.GATED_FUSION in the fifteenth and sixteenth sessions (docs/method.md, "Fusion")
 GATED15 = {**GATED_V2, "projection_heads": False, "recon_balance": "loss", "cross_guided_tau": 1.0}
-# config.GATED_FUSION since the seventeenth session: without the image decoder
-GATED = {**GATED15, "image_recon_weight": 0.0, "recon_balance": "scale"}
+# config.GATED_FUSION in the seventeenth session: without the image decoder
+GATED17 = {**GATED15, "image_recon_weight": 0.0, "recon_balance": "scale"}
+# config.GATED_FUSION since the eighteenth session: the image decoder at half weight, loss-balanced
+GATED = {**GATED17, "image_recon_weight": 0.5, "recon_balance": "loss"}
 IMAGE_ONLY = {
     "senca fusion v1 (paper, RNA skip)",
     "senca gated fusion (GATED_FUSION)",
+    "senca gated fusion of the seventeenth session (no image decoder)",
     "senca gated fusion of the fifteenth session (image decoder)",
     "senca gated fusion v2 (GATED_FUSION to the fourteenth session)",
     "senca fusion v2 (image decoder + proj. heads + symmetric skip)",
@@ -248,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         methods.update({
             "senca fusion v1 (paper, RNA skip)": dict(base, **FUSION_V1),
             "senca gated fusion (GATED_FUSION)": dict(base, **GATED),
+            "senca gated fusion of the seventeenth session (no image decoder)": dict(base, **GATED17),
             "senca gated fusion of the fifteenth session (image decoder)": dict(base, **GATED15),
             "senca gated fusion v2 (GATED_FUSION to the fourteenth session)": dict(base, **GATED_V2),
             "senca fusion v2 (image decoder + proj. heads + symmetric skip)": dict(base, **FUSION_V2),

@@ -19,14 +19,15 @@ __all__ = ["SencaConfig", "GATED_FUSION", "FUSIONS", "FUSION_KEYS", "fusion_of"]
 
 #: The gated fusion (docs/method.md, "Fusion"): image PCs on the RNA scale, a skip of both modalities
 #: each averaged under the other's guidance, all scaled by the measured image gate. Since the fifteenth
-#: session without SimCLR projection heads and with ``cross_guided_tau=1``; since the seventeenth
-#: without the image decoder (``image_recon_weight=0``, so ``recon_balance`` has nothing to balance):
-#: each by a pre-registered test on held-out synthetic sections (docs/benchmarks.md, "Fifteenth
-#: session", "Seventeenth session"). Not the default: on DLPFC with random image weights the gate
+#: session without SimCLR projection heads and with ``cross_guided_tau=1``; since the eighteenth
+#: with the image decoder at half weight, the two decoders' losses balanced by their values (without
+#: it, as in the seventeenth session, one section collapsed): each by a pre-registered test on
+#: held-out synthetic sections (docs/benchmarks.md, "Fifteenth", "Seventeenth" and "Eighteenth
+#: session"). Not the default: on DLPFC with random image weights the gate
 #: opens and ARI falls from 0.50 (RNA-led default) to 0.33. Use it with informative (pretrained /
 #: pathology) image weights: ``--fusion gated``, or ``SencaConfig(**GATED_FUSION)``.
-GATED_FUSION = {"image_pcs": 30, "image_recon_weight": 0.0, "projection_heads": False, "skip_mode": "both",
-                "cross_guided_tau": 1.0, "image_gate": None}
+GATED_FUSION = {"image_pcs": 30, "image_recon_weight": 0.5, "recon_balance": "loss", "projection_heads": False,
+                "skip_mode": "both", "cross_guided_tau": 1.0, "image_gate": None}
 
 #: The fusions a user picks by name (CLI ``--fusion``, the Run widget's "fusion"), as the settings each one
 #: applies over the defaults. ``"rna-led"`` (the default): the image refines the regions the expression
@@ -164,11 +165,12 @@ class SencaConfig:
     image_recon_weight
         Weight of a third decoder that rebuilds the image features (the
         ``image_pcs`` block) from S, relative to the RNA decoder (both targets
-        have the same scale). 0 (also in :data:`GATED_FUSION` since the
-        seventeenth session: it scored above 1 on held-out cross-modal
-        sections): S is not asked to rebuild the image; the image still reaches
-        S through the cross-attention and the contrastive terms, and the
-        clustered embedding through the skip (docs/method.md, "Fusion").
+        have the same scale). 0 (the default): S is not asked to rebuild the
+        image; the image still reaches S through the cross-attention and the
+        contrastive terms, and the clustered embedding through the skip.
+        :data:`GATED_FUSION` uses 0.5 since the eighteenth session (1 to the
+        sixteenth, 0 in the seventeenth, which let one held-out section
+        collapse; docs/method.md, "Fusion").
     recon_balance
         How the two decoders' losses are weighed when both train. ``"scale"``
         (default): as they are, each times its weight (the targets share one
@@ -177,9 +179,8 @@ class SencaConfig:
         modality's reconstruction improves at the same relative rate whatever
         its error (a fixed-point form of learned per-modality weights). On the
         twelve cross-modal sections: +0.004 paired, level with the naive
-        concatenation; not the default, part of :data:`GATED_FUSION` in the
-        fifteenth and sixteenth sessions, idle since it has no image decoder
-        (docs/method.md, "Fusion").
+        concatenation; not the default, part of :data:`GATED_FUSION` (docs/method.md,
+        "Fusion").
     projection_heads
         Compute the NT-Xent terms on small projection MLPs of the pooled R and
         H (SimCLR) instead of on R and H themselves, so that aligning the two
