@@ -32,21 +32,17 @@ from pathlib import Path
 
 import numpy as np
 
+# the fusion designs, spelled out once in crossmodal.py (which imports nothing at module level) so the rows mean the
+# same whatever the default is: v1 and v2 count the image fully, random weights included; GATED_V2, GATED15 and
+# GATED17 are config.GATED_FUSION to the fourteenth, in the fifteenth-sixteenth and in the seventeenth session, GATED
+# is config.GATED_FUSION since the eighteenth (docs/method.md, "Fusion")
+from crossmodal import GATED, GATED15, GATED17
+from crossmodal import NEW as GATED_V2
+from crossmodal import V1 as FUSION_V1
+from crossmodal import V2 as FUSION_V2
+
 HERE = Path(__file__).resolve().parent
 SECTIONS = ["A1", "B1", "C1", "D1", "E1", "F1", "G2", "H1"]
-# the two fusion designs, spelled out so the rows mean the same whatever the default is
-# v1 and v2 count the image fully, random weights included (random_weights_gate=1; the default does not count random features)
-FUSION_V1 = {"image_pcs": 0, "image_recon_weight": 0.0, "projection_heads": False, "skip_mode": "rna", "image_gate": 1.0,
-             "random_weights_gate": 1.0}
-FUSION_V2 = {"image_pcs": 30, "image_recon_weight": 1.0, "projection_heads": True, "skip_mode": "both", "image_gate": 1.0,
-             "random_weights_gate": 1.0}
-GATED_V2 = {**FUSION_V2, "image_gate": None}  # config.GATED_FUSION to the fourteenth session: v2, measured image gate
-# config.GATED_FUSION in the fifteenth and sixteenth sessions (docs/method.md, "Fusion")
-GATED15 = {**GATED_V2, "projection_heads": False, "recon_balance": "loss", "cross_guided_tau": 1.0}
-# config.GATED_FUSION in the seventeenth session: without the image decoder
-GATED17 = {**GATED15, "image_recon_weight": 0.0, "recon_balance": "scale"}
-# config.GATED_FUSION since the eighteenth session: the image decoder at half weight, loss-balanced
-GATED = {**GATED17, "image_recon_weight": 0.5, "recon_balance": "loss"}
 IMAGE_ONLY = {
     "senca fusion v1 (paper, RNA skip)",
     "senca gated fusion (GATED_FUSION)",

@@ -20,12 +20,12 @@ __all__ = ["SencaConfig", "GATED_FUSION", "FUSIONS", "FUSION_KEYS", "fusion_of"]
 #: The gated fusion (docs/method.md, "Fusion"): image PCs on the RNA scale, a skip of both modalities
 #: each averaged under the other's guidance, all scaled by the measured image gate. Since the fifteenth
 #: session without SimCLR projection heads and with ``cross_guided_tau=1``; since the eighteenth
-#: with the image decoder at half weight, the two decoders' losses balanced by their values (without
-#: it, as in the seventeenth session, one section collapsed): each by a pre-registered test on
-#: held-out synthetic sections (docs/benchmarks.md, "Fifteenth", "Seventeenth" and "Eighteenth
-#: session"). Not the default: on DLPFC with random image weights the gate
-#: opens and ARI falls from 0.50 (RNA-led default) to 0.33. Use it with informative (pretrained /
-#: pathology) image weights: ``--fusion gated``, or ``SencaConfig(**GATED_FUSION)``.
+#: with the image decoder at half weight, the two decoders' losses balanced by their values (the
+#: seventeenth session's preset had no image decoder, and one section collapsed): each by a
+#: pre-registered test on held-out synthetic sections (docs/benchmarks.md, "Fifteenth",
+#: "Seventeenth" and "Eighteenth session"). Not the default: on DLPFC with random image weights the
+#: gate opens and ARI falls from 0.50 (RNA-led default) to 0.33. Use it with informative
+#: (pretrained / pathology) image weights: ``--fusion gated``, or ``SencaConfig(**GATED_FUSION)``.
 GATED_FUSION = {"image_pcs": 30, "image_recon_weight": 0.5, "recon_balance": "loss", "projection_heads": False,
                 "skip_mode": "both", "cross_guided_tau": 1.0, "image_gate": None}
 
