@@ -115,3 +115,49 @@ def test_busy_cores_elsewhere_leaves_out_this_process():
 @pytest.mark.parametrize(("busy", "policy"), [(1.0, "PASSIVE"), (0.0, "None")])
 def test_the_widgets_sample_before_torch_loads(busy, policy):
     assert _policy_after("import napari_senca._qt", busy) == [policy, "False"]
+
+
+def test_keep_torch_threads_gives_the_count_back():
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with threads.keep_torch_threads():
+            torch.set_num_threads(2)  # what numba's first call does to the shared OpenMP runtime
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="numba's pool would have one thread, as asked")
+@pytest.mark.parametrize("call", ["preprocess", "markers"])
+def test_scanpy_calls_keep_the_callers_torch_threads(call):
+    """In a fresh process where torch has run but numba has not started: the caller's torch.set_num_threads(1)
+    survives the first scanpy call, which starts numba's thread pool; without the guard it came back as all cores,
+    and two single-threaded runs side by side on 2 cores trained 6-10x slower (docs/benchmarks.md, "Nineteenth
+    session")."""
+    code = (
+        "import torch\ntorch.set_num_threads(1)\n"
+        "torch.ones(100_000).exp().sum()  # torch has run (OpenMP started), as in a notebook or a benchmark\n"
+        "import numpy as np\nfrom anndata import AnnData\n"
+        "rng = np.random.default_rng(0)\n"
+        "ad = AnnData(rng.poisson(3.0, (60, 40)).astype(np.float32))\n"
+        "ad.var_names = [f'g{i}' for i in range(40)]\n"
+        "ad.obs_names = [f's{i}' for i in range(60)]\n"
+        "from napari_senca.config import SencaConfig\n"
+        "from napari_senca.preprocess import preprocess_expression\n"
+        "from napari_senca.markers import rank_markers\n"
+        "if CALL == 'preprocess':\n    preprocess_expression(ad, SencaConfig(n_top_genes=20))\n"
+        "else:\n    ad.obs['senca_cluster'] = np.repeat(['0', '1'], 30)\n"
+        "    ad.obs['senca_cluster'] = ad.obs['senca_cluster'].astype('category')\n"
+        "    rank_markers(ad, 'senca_cluster', n_genes=3, min_gene_counts=1)\n"
+        "import numba\nassert numba.get_num_threads() > 1, 'numba was not started'\n"
+        "print(torch.get_num_threads())\n"
+    ).replace("CALL", repr(call))
+    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("NUMBA_NUM_THREADS", None)
+    env.pop("OMP_NUM_THREADS", None)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-1] == "1"

@@ -49,6 +49,7 @@ from .config import SencaConfig
 from .errors import ConfigError, DataError
 from .generators import drain
 from .section import LABEL_KEY, spot_spacing
+from .threads import keep_torch_threads
 
 __all__ = [
     "SECTION_KEY",
@@ -141,7 +142,7 @@ def joint_expression(
     pooled = pooled[:, keep].copy()
     if (np.asarray(pooled.X.sum(1)).ravel() <= 0).any():
         raise DataError(None, "a spot has no counts in the genes shared by all sections; remove empty spots first")
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), keep_torch_threads():  # numba's first call resets torch's threads
         warnings.simplefilter("ignore")
         sc.pp.normalize_total(pooled, target_sum=cfg.target_sum)
         sc.pp.log1p(pooled)

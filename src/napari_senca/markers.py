@@ -16,6 +16,7 @@ from anndata import AnnData
 
 from .errors import ConfigError
 from .section import CLUSTER_KEY
+from .threads import keep_torch_threads
 
 __all__ = ["rank_markers", "MARKER_COLUMNS"]
 
@@ -73,7 +74,7 @@ def rank_markers(
     ad.var_names = np.asarray(adata.var_names)[gene_ok]
     ad.obs_names = np.asarray(adata.obs_names)[keep_spots]
     ad.obs["group"] = pd.Categorical(groups[keep_spots].astype(str))
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), keep_torch_threads():  # numba's first call resets torch's threads
         warnings.simplefilter("ignore")
         if not normalized:
             sc.pp.normalize_total(ad)

@@ -23,6 +23,7 @@ from anndata import AnnData
 
 from .config import SencaConfig
 from .errors import DataError
+from .threads import keep_torch_threads
 
 __all__ = ["Expression", "preprocess_expression"]
 
@@ -89,7 +90,7 @@ def preprocess_expression(adata: AnnData, config: SencaConfig | None = None) -> 
     if (lib <= 0).any():
         bad = adata.obs_names[int(np.where(lib <= 0)[0][0])]
         raise DataError(src, f"spot {bad!r} has no counts in the kept genes; remove empty spots first")
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), keep_torch_threads():  # numba's first call resets torch's threads
         warnings.simplefilter("ignore")
         if not normalized:
             sc.pp.normalize_total(ad, target_sum=cfg.target_sum)

@@ -17,6 +17,14 @@ of a second and wait passively only when other programs are keeping a core
 busy (napari's own drawing costs spinning less than it gains: see the
 benchmark "Training in napari"). The waiting policy never changes a result
 (the thread count would, so it is left alone).
+
+The thread count is the caller's (``torch.set_num_threads``; ``batch`` gives each
+section its share of a host's cores). numba, which scanpy calls, starts its
+thread pool on first use and sets the OpenMP thread count to all cores on the
+way; on Linux it shares torch's OpenMP runtime, so once torch's OpenMP had
+started that silently undid the caller's count (two 1-thread runs side by
+side on 2 cores then trained 6-10x slower). :func:`keep_torch_threads` puts it back around the scanpy calls
+(docs/benchmarks.md, "Nineteenth session").
 """
 
 from __future__ import annotations
@@ -24,8 +32,10 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-__all__ = ["BUSY_CORES", "busy_cores_elsewhere", "prefer_passive_waiting"]
+__all__ = ["BUSY_CORES", "busy_cores_elsewhere", "keep_torch_threads", "prefer_passive_waiting"]
 
 #: Other programs keeping at least this many of our cores busy -> passive waiting.
 BUSY_CORES = 0.5
@@ -96,3 +106,26 @@ def prefer_passive_waiting(only_if_busy: bool = False) -> bool:
             return False
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     return True
+
+
+@contextmanager
+def keep_torch_threads() -> Iterator[None]:
+    """Give torch's CPU thread count back to what it was before the body.
+
+    For code that may call numba for the first time in the process (scanpy's
+    ``normalize_total`` asks numba for its thread count, which starts numba's
+    OpenMP thread pool): numba then sets the count of the OpenMP runtime it
+    shares with torch to all cores, over the caller's ``torch.set_num_threads``,
+    whenever torch's OpenMP has started before (a parallel torch operation, or
+    ``torch.get_num_threads()``).
+    Where torch is not loaded there is no count to keep (torch reads its
+    default when it loads).
+    """
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    try:
+        yield
+    finally:
+        torch = sys.modules.get("torch")
+        if before is not None and torch is not None and torch.get_num_threads() != before:
+            torch.set_num_threads(before)
