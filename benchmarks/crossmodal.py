@@ -81,6 +81,14 @@ METHODS: dict[str, dict | str] = {
     "gated: no image decoder": dict(GATED15, image_recon_weight=0.0),
     "gated: RNA-only skip (skip_mode=rna)": dict(GATED15, skip_mode="rna"),
     "gated: no skip (S alone)": dict(GATED15, skip_pcs=0),
+    # the paper's ablations on config.GATED_FUSION since the eighteenth session (run in the nineteenth); its "no image
+    # decoder" is the seventeenth session's row above
+    "GATED_FUSION: no cross-attention": dict(GATED, cross_attention=False),
+    "GATED_FUSION: no hierarchical": dict(GATED, hierarchical=False),
+    "GATED_FUSION: fusion=concat": dict(GATED, fusion="concat"),
+    "GATED_FUSION: RNA-only skip (skip_mode=rna)": dict(GATED, skip_mode="rna"),
+    "GATED_FUSION: no skip (S alone)": dict(GATED, skip_pcs=0),
+    "GATED_FUSION: no cross-guided skip": dict(GATED, cross_guided_tau=0.0),
     "new: 20 epochs": dict(NEW, epochs=20),
     "new: 30 epochs": dict(NEW, epochs=30),
 }
