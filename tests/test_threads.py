@@ -135,7 +135,7 @@ def test_keep_torch_threads_gives_the_count_back():
 def test_scanpy_calls_keep_the_callers_torch_threads(call):
     """In a fresh process where torch has run but numba has not started: the caller's torch.set_num_threads(1)
     survives the first scanpy call, which starts numba's thread pool; without the guard it came back as all cores,
-    and two single-threaded runs side by side on 2 cores trained 6-10x slower (docs/benchmarks.md, "Nineteenth
+    and two single-threaded runs side by side on 2 cores trained about 8x slower (docs/benchmarks.md, "Nineteenth
     session")."""
     code = (
         "import torch\ntorch.set_num_threads(1)\n"

@@ -23,7 +23,7 @@ section its share of a host's cores). numba, which scanpy calls, starts its
 thread pool on first use and sets the OpenMP thread count to all cores on the
 way; on Linux it shares torch's OpenMP runtime, so once torch's OpenMP had
 started that silently undid the caller's count (two 1-thread runs side by
-side on 2 cores then trained 6-10x slower). :func:`keep_torch_threads` puts it back around the scanpy calls
+side on 2 cores then trained about 8x slower). :func:`keep_torch_threads` puts it back around the scanpy calls
 (docs/benchmarks.md, "Nineteenth session").
 """
 
