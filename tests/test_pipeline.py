@@ -331,6 +331,7 @@ def test_annotate_stores_the_result(section: AnnData, image_run: Run) -> None:
     assert info["rna_only"] is False
     assert list(info["genes"]) == r.genes
     assert info["device"] == "cpu"
+    assert info["cpu_threads"] == r.cpu_threads >= 1
     assert isinstance(info["version"], str)
 
 

@@ -161,3 +161,19 @@ def test_scanpy_calls_keep_the_callers_torch_threads(call):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split()[-1] == "1"
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: all cores is one thread")
+def test_run_honours_omp_num_threads(tmp_path):
+    """`napari-senca run` on a shared node (SLURM sets OMP_NUM_THREADS): torch trains with the threads the user
+    gave, recorded in uns["senca"]["cpu_threads"]; before keep_torch_threads numba's start made it all cores."""
+    import anndata
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("NUMBA_NUM_THREADS", None)
+    out = tmp_path / "out"
+    code = ("import sys\nfrom napari_senca.cli import main\n"
+            f"sys.exit(main(['run', 'sample:synthetic', '--out', {str(out)!r}, '--epochs', '2']))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert anndata.read_h5ad(out / "annotated.h5ad").uns["senca"]["cpu_threads"] == 1

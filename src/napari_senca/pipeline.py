@@ -106,6 +106,7 @@ class SencaResult:
     modality_agreement: float | None = None  # the label-free measure the gate came from
     clustered: str = "S"  # what `embedding` is: "reconstruction" (gene decoder's output) or "S" (config.cluster_on)
     library_gate: float | None = None  # how much the library size column counted (None: no column; config.library_size_weight)
+    cpu_threads: int | None = None  # torch's CPU threads while it trained (a thread count can move the last digits)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -240,6 +241,7 @@ def run_senca_iter(
         timings["patches"] = time.perf_counter() - t1
 
     t2 = time.perf_counter()
+    cpu_threads = torch.get_num_threads()
     model, history = yield from _train_stage(cfg, device, sec)
     timings["train"] = time.perf_counter() - t2
 
@@ -279,6 +281,7 @@ def run_senca_iter(
         modality_agreement=img.agreement,
         clustered="reconstruction" if recon else "S",
         library_gate=library_gate,
+        cpu_threads=cpu_threads,
     )
 
 
@@ -448,6 +451,8 @@ def annotate(adata: AnnData, result: SencaResult, key: str = CLUSTER_KEY) -> Ann
     }
     if not result.rna_only:  # which fusion (config.FUSIONS: "rna-led", "gated", or "custom")
         adata.uns[UNS_KEY]["fusion"] = fusion_of(result.config)
+    if result.cpu_threads is not None:  # torch's CPU threads in training (napari_senca.threads)
+        adata.uns[UNS_KEY]["cpu_threads"] = int(result.cpu_threads)
     if result.image_gate is not None:  # how much the image counted (docs/method.md, "Fusion")
         adata.uns[UNS_KEY]["image_gate"] = float(result.image_gate)
     if result.library_gate is not None:  # how much the library size counted (docs/method.md, "The clustered embedding")
