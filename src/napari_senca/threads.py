@@ -18,12 +18,14 @@ busy (napari's own drawing costs spinning less than it gains: see the
 benchmark "Training in napari"). The waiting policy never changes a result
 (the thread count would, so it is left alone).
 
-The thread count is the caller's (``torch.set_num_threads``; ``batch`` gives each
-section its share of a host's cores). numba, which scanpy calls, starts its
-thread pool on first use and sets the OpenMP thread count to all cores on the
-way; on Linux it shares torch's OpenMP runtime, so once torch's OpenMP had
-started that silently undid the caller's count (two 1-thread runs side by
-side on 2 cores then trained about 8x slower). :func:`keep_torch_threads` puts it back around the scanpy calls
+The thread count is the caller's (``torch.set_num_threads``, or
+``OMP_NUM_THREADS`` read when torch is first used; ``batch`` gives each section
+its share of a host's cores). numba, which scanpy calls, starts its thread pool
+on first use and sets the calling thread's OpenMP count to its own
+(``NUMBA_NUM_THREADS``, by default every CPU the process may use); on Linux it
+shares torch's OpenMP runtime, so that silently undid the caller's count (two
+1-thread runs side by side on 2 cores then trained about 8x slower).
+:func:`keep_torch_threads` puts it back around the scanpy calls
 (docs/benchmarks.md, "Nineteenth session").
 """
 
@@ -114,12 +116,14 @@ def keep_torch_threads() -> Iterator[None]:
 
     For code that may call numba for the first time in the process (scanpy's
     ``normalize_total`` asks numba for its thread count, which starts numba's
-    OpenMP thread pool): numba then sets the count of the OpenMP runtime it
-    shares with torch to all cores, over the caller's ``torch.set_num_threads``,
-    whenever torch's OpenMP has started before (a parallel torch operation, or
-    ``torch.get_num_threads()``).
-    Where torch is not loaded there is no count to keep (torch reads its
-    default when it loads).
+    OpenMP thread pool): numba sets the calling thread's count of the OpenMP
+    runtime it shares with torch to numba's count. Reading torch's count on
+    entry also fixes it for this thread (from ``torch.set_num_threads`` or
+    ``OMP_NUM_THREADS``), so it is kept whether or not torch has run here before.
+    OpenMP counts are per thread: use the guard in the thread that trains.
+    Where torch is not loaded there is nothing to keep; torch then takes the
+    thread's count when first used, numba's if numba started before (call
+    ``torch.set_num_threads`` then).
     """
     torch = sys.modules.get("torch")
     before = torch.get_num_threads() if torch is not None else None
