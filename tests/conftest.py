@@ -478,7 +478,7 @@ def fake_pipeline(monkeypatch, fast_layout):
         k = config.n_clusters
         labels = adata.obs["array_col"].to_numpy().astype(int) % k
         emb = np.random.default_rng(0).normal(size=(adata.n_obs, 4)).astype(np.float32)
-        return SimpleNamespace(labels=labels, embedding=emb, n_clusters=k, device="cpu", image_weights_used="none")
+        return SimpleNamespace(labels=labels, embedding=emb, n_clusters=k, device="cpu", cpu_threads=1, image_weights_used="none")
 
     def annotate(adata, result):
         adata.obs["senca_cluster"] = pd.Categorical([str(v) for v in result.labels])

@@ -65,6 +65,7 @@ def test_batch_local_cluster_failure_resume_and_config_change(tmp_path, capsys, 
     assert (table.loc[:1, "spots"] == 12).all() and (table.loc[:1, "regions"] == 2).all()
     assert table.loc[:1, "ari"].notna().all() and table.loc[:1, "time_train"].notna().all()
     assert set(table.loc[:1, "device"]) == {"cpu"}
+    assert table.loc[:1, "cpu_threads"].ge(1).all()  # each section's share of the host's cores, as it trained
     assert (out / "cohort.png").stat().st_size > 1000
     for s in ("S0", "S1"):  # exactly what `run` writes
         assert sorted(p.name for p in (out / s).iterdir()) == sorted(

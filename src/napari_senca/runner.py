@@ -98,6 +98,7 @@ class SectionReport:
     ari: float | None = None
     n_labelled: int = 0
     device: str = ""
+    cpu_threads: int | None = None  # torch's CPU threads in training
     image_weights: str = ""
     region_sizes: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
@@ -347,6 +348,7 @@ def finish_section(
     if rep.ari is not None:
         rep.n_labelled = int(adata.obs[LABEL_KEY].notna().sum())
     rep.device = str(result.device)
+    rep.cpu_threads = result.cpu_threads
     rep.image_weights = str(result.image_weights_used)
     write_section_output(adata, markers, out, inputs, cfg, overwrite, request, dataclasses.asdict(rep), spatialdata)
     rep.timings["write"] = time.perf_counter() - t2

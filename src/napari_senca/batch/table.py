@@ -21,7 +21,7 @@ def cohort_table_columns() -> list[str]:
     """Columns of ``cohort.csv`` in order."""
     return [
         "section", "path", "status", "error", "spots", "genes", "regions", "image", "ari", "labelled_spots",
-        "device", "image_weights", "worker", *[f"time_{s}" for s in STAGES], "out",
+        "device", "cpu_threads", "image_weights", "worker", *[f"time_{s}" for s in STAGES], "out",
     ]  # fmt: skip
 
 
@@ -64,6 +64,7 @@ def _report_fields(rep: dict[str, Any]) -> dict[str, Any]:
         "ari": rep.get("ari"),
         "labelled_spots": rep.get("n_labelled"),
         "device": rep.get("device"),
+        "cpu_threads": rep.get("cpu_threads"),
         "image_weights": rep.get("image_weights"),
     }
     fields.update({f"time_{s}": (round(float(t[s]), 3) if s in t else None) for s in STAGES})
