@@ -126,10 +126,12 @@ def keep_torch_threads() -> Iterator[None]:
     ``torch.set_num_threads`` then).
     """
     torch = sys.modules.get("torch")
-    before = torch.get_num_threads() if torch is not None else None
+    if torch is None:
+        yield
+        return
+    before = torch.get_num_threads()
     try:
         yield
     finally:
-        torch = sys.modules.get("torch")
-        if before is not None and torch is not None and torch.get_num_threads() != before:
+        if torch.get_num_threads() != before:
             torch.set_num_threads(before)
