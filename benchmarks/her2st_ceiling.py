@@ -1,0 +1,287 @@
+"""How far can any clustering of the expression go on HER2ST? A supervised ceiling.
+
+Issue 9 keeps a goal of 0.35 mean ARI over the eight HER2ST sections, seven of
+which have no H&E here. This script asks whether the pathologist's regions can
+be read from the expression at all: for each section and each representation of
+its spots, classifiers are *trained on the labels* and their out-of-fold
+predictions scored with the same ARI as the clusterings. An unsupervised method
+sees the same features without the labels, so what the best classifier reaches
+is a reference for it, not a bound: optimistic with random folds, pessimistic
+with spatial blocks (below), and a clustering is not bound by a classifier's
+errors, though it has strictly less to go on.
+
+Two cross-validation schemes:
+
+* ``random``: stratified 5-fold. Neighbour-averaged features leak across folds
+  (a held-out spot's features contain its training neighbours'), so this is
+  the optimistic figure.
+* ``blocks``: the section cut into 5 spatial blocks (k-means on the spot
+  coordinates), each held out in turn. Classes that live in one block are then
+  never seen in training; the figure is pessimistic.
+
+The ceiling of a (section, representation, scheme) is the best ARI over a grid
+of classifiers (logistic regression at four strengths, plain and
+class-balanced; k nearest neighbours; gradient-boosted trees), chosen on the
+same labels, so it flatters the ceiling further.
+
+Two more kinds of rows ask why clustering falls short of the ceiling:
+
+* ``geometry``: each spot given the region whose mean (over the other labelled
+  spots) is nearest, and k-means started from the regions' means. If the
+  pathologist's regions were a k-means solution, both would score 1.
+* ``review``: k-means with m more clusters than regions, each cluster then
+  renamed to the region most of its labelled spots have, i.e. what a perfect
+  reviewer could make of an over-clustered run by merging in the Review widget.
+
+The unsupervised methods of ``her2st.py`` (the smoothed-PCA baseline and the
+default model) run on the same sections and seeds, so the table compares like
+with like. The classifiers use the first seed's representations; the other
+rows are medians over seeds.
+
+Usage::
+
+    python benchmarks/her2st_ceiling.py                 # 8 sections, seeds 0-2 for the unsupervised rows
+    python benchmarks/her2st_ceiling.py --sections A1,B1 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from her2st import SECTIONS, baseline_features, shared_data  # noqa: E402
+
+SCHEMES = ("random", "blocks")
+BASELINE = "10 PCs, neighbour-averaged (the baseline's features)"
+MODEL = "the model's clustered embedding"
+#: the representations the review rows over-cluster: what the baseline and the model cluster
+REVIEWED = (BASELINE, MODEL)
+
+
+def classifiers(seed: int = 0) -> dict:
+    """The grid the ceiling is the best of (features standardised inside each fold)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    grid = {}
+    for c in (0.01, 0.1, 1.0, 10.0):
+        for cw in (None, "balanced"):
+            name = f"logistic C={c}" + (" balanced" if cw else "")
+            grid[name] = make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight=cw, max_iter=3000))
+    for k in (5, 15):
+        grid[f"{k}-NN"] = make_pipeline(StandardScaler(), KNeighborsClassifier(k))
+    grid["gradient-boosted trees"] = HistGradientBoostingClassifier(random_state=seed)
+    return grid
+
+
+def folds(y: np.ndarray, xy: np.ndarray, scheme: str, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, test) index pairs of one cross-validation scheme."""
+    from sklearn.cluster import KMeans
+    from sklearn.model_selection import StratifiedKFold
+
+    if scheme == "random":
+        return list(StratifiedKFold(5, shuffle=True, random_state=seed).split(xy, y))
+    blocks = KMeans(5, n_init=10, random_state=seed).fit_predict(xy)
+    return [(np.flatnonzero(blocks != b), np.flatnonzero(blocks == b)) for b in range(5)]
+
+
+def out_of_fold(model, x: np.ndarray, y: np.ndarray, splits) -> np.ndarray:
+    """Each spot predicted by the model trained without its fold (a fold's unseen classes stay unseen)."""
+    from sklearn.base import clone
+
+    pred = np.empty(len(y), dtype=object)
+    for train, test in splits:
+        classes = np.unique(y[train])
+        if len(classes) == 1:
+            pred[test] = classes[0]
+            continue
+        pred[test] = clone(model).fit(x[train], y[train]).predict(x[test])
+    return pred.astype(str)
+
+
+def centroid_rows(x: np.ndarray, y: np.ndarray, k_all: np.ndarray, seed: int) -> dict[str, float]:
+    """How well k-means' geometry fits the labels: ``x`` the labelled spots' features, ``y`` their labels, ``k_all`` all spots'.
+
+    ``nearest true centroid``: each labelled spot given the region whose mean (over the other labelled spots) is
+    nearest (k centroids are all it learns from the labels); ``k-means from the true centroids``: k-means on all
+    spots started there, run to convergence. If the labels were a k-means solution of ``x``, both would score 1.
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score
+
+    classes = np.unique(y)
+    cent = np.stack([x[y == c].mean(0) for c in classes])
+    n = np.array([(y == c).sum() for c in classes], float)
+    d2 = ((x[:, None, :] - cent[None]) ** 2).sum(-1)  # (n_labelled, k)
+    own = np.searchsorted(classes, y)
+    rows = np.arange(len(y))
+    # leave-one-out: a spot's own region's centroid without the spot (in 500 dimensions a small region's in-sample
+    # centroid sits close to each of its members)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d2[rows, own] *= np.where(n[own] > 1, (n[own] / (n[own] - 1)) ** 2, np.inf)
+    near = classes[np.argmin(d2, axis=1)]
+    km = KMeans(len(classes), init=cent, n_init=1, random_state=seed).fit(k_all)
+    lab_pred = km.predict(x)
+    return {"nearest true centroid": adjusted_rand_score(y, near),
+            "k-means from the true centroids": adjusted_rand_score(y, lab_pred)}
+
+
+EXTRA_CLUSTERS = (0, 2, 3, 4, 6)
+
+
+def merged_by_majority(clusters: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Each cluster renamed to the region most of its labelled spots have: a perfect reviewer's merges."""
+    out = np.empty(len(y), dtype=object)
+    for c in np.unique(clusters):
+        names, counts = np.unique(y[clusters == c], return_counts=True)
+        out[clusters == c] = names[np.argmax(counts)]
+    return out.astype(str)
+
+
+def review_rows(x: np.ndarray, lab: np.ndarray, y: np.ndarray, seed: int) -> dict[int, float]:
+    """ARI after over-clustering ``x`` (all spots) into k + m regions and merging them by majority, per m."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from napari_senca.cluster import cluster_embedding
+
+    k = len(set(y))
+    return {m: adjusted_rand_score(y, merged_by_majority(cluster_embedding(x, k + m, "kmeans", seed)[0][lab], y))
+            for m in EXTRA_CLUSTERS}
+
+
+def representations(adata, res, seed: int) -> dict[str, np.ndarray]:
+    """Every spot's features, (n_spots, d) each: the model's input, the baseline's PCs, the model's clustered embedding.
+
+    ``res`` is the default model's run with ``seed`` (a :class:`~napari_senca.pipeline.SencaResult`).
+    """
+    import scipy.sparse as sp
+
+    from napari_senca.config import SencaConfig
+    from napari_senca.graph import build_graph
+    from napari_senca.preprocess import preprocess_expression
+
+    a = build_graph(adata.obsm["spatial"], 4).adjacency + sp.identity(adata.n_obs)
+    mean_nbr = sp.diags(1.0 / np.asarray(a.sum(1)).ravel()) @ a
+    x = preprocess_expression(adata, SencaConfig()).X
+    return {
+        "500 HVGs (the model's input)": x,
+        "500 HVGs, neighbour-averaged": np.asarray(mean_nbr @ x),
+        BASELINE: baseline_features(adata, seed),
+        MODEL: res.embedding,
+    }
+
+
+def unsupervised(adata, k: int, seeds: list[int]) -> tuple[dict[str, list[np.ndarray]], list]:
+    """The labels of ``her2st.py``'s smoothed-PCA baseline and default model, one array per seed, and the model's runs."""
+    from sklearn.cluster import KMeans
+
+    from napari_senca.config import SencaConfig
+    from napari_senca.pipeline import run_senca
+
+    runs = [run_senca(adata, SencaConfig(n_clusters=k, seed=s, image_weights="none")) for s in seeds]
+    baseline = [KMeans(k, n_init=10, random_state=s).fit_predict(baseline_features(adata, s)) for s in seeds]
+    return {"smoothed PCA + k-means (pca_nbr_kmeans)": baseline, "senca default": [r.labels for r in runs]}, runs
+
+
+def run_section(path: str, seeds: list[int]) -> list[dict]:
+    """Every ceiling, geometry and unsupervised row of one section.
+
+    The classifiers run on the first seed's representations; the geometry and unsupervised rows are medians over
+    ``seeds`` (only the model's embedding changes with the seed).
+    """
+    from sklearn.metrics import adjusted_rand_score
+
+    from napari_senca.io import read_section
+
+    adata = read_section(path)
+    lab = adata.obs["label"].notna().to_numpy()
+    y = adata.obs["label"].to_numpy()[lab].astype(str)
+    xy = np.asarray(adata.obsm["spatial"], float)[lab]
+    k = len(set(y))
+    labels, runs = unsupervised(adata, k, seeds)
+    rows, geometry, review = [], {}, {}
+    for i, (seed, run) in enumerate(zip(seeds, runs, strict=True)):
+        for rep, x in representations(adata, run, seed).items():
+            for name, ari in centroid_rows(x[lab], y, x, seed).items():
+                geometry.setdefault((rep, name), []).append(ari)
+            if rep in REVIEWED:
+                for m, ari in review_rows(x, lab, y, seed).items():
+                    review.setdefault((rep, m), []).append(ari)
+            if i:
+                continue
+            for scheme in SCHEMES:
+                t0 = time.perf_counter()
+                splits = folds(y, xy, scheme)
+                scores = {name: adjusted_rand_score(y, out_of_fold(m, x[lab], y, splits))
+                          for name, m in classifiers().items()}
+                best = max(scores, key=scores.get)
+                rows.append(dict(kind="ceiling", representation=rep, scheme=f"{scheme}, seed {seed}", ari=scores[best],
+                                 best=best, all=scores, seconds=time.perf_counter() - t0))
+    span = f"seeds {seeds[0]}-{seeds[-1]}"
+    for (rep, name), aris in geometry.items():
+        rows.append(dict(kind="geometry", representation=rep, scheme=f"{name}, {span}", ari=float(np.median(aris)),
+                         per_seed=aris))
+    for (rep, m), aris in review.items():
+        rows.append(dict(kind="review", representation=rep, scheme=f"k + {m} clusters merged by majority, {span}",
+                         ari=float(np.median(aris)), per_seed=aris))
+    for name, per_seed in labels.items():
+        aris = [adjusted_rand_score(y, np.asarray(lb)[lab]) for lb in per_seed]
+        rows.append(dict(kind="unsupervised", representation=name, scheme=span, ari=float(np.median(aris)),
+                         per_seed=aris))
+    return rows
+
+
+def table(results: dict[str, list[dict]]) -> str:
+    """Markdown: one row per (representation, scheme), one column per section, the mean over sections."""
+    secs = list(results)
+    keys = list(dict.fromkeys((r["kind"], r["representation"], r["scheme"]) for rows in results.values() for r in rows))
+    head = "| what | scheme | " + " | ".join(secs) + " | mean |\n|---|---|" + "---|" * (len(secs) + 1) + "\n"
+    lines = []
+    for kind, rep, scheme in keys:
+        vals = [next(r["ari"] for r in results[s] if (r["kind"], r["representation"], r["scheme"]) == (kind, rep, scheme))
+                for s in secs]
+        label = f"{kind}: {rep}" if kind != "unsupervised" else rep
+        lines.append(f"| {label} | {scheme} | " + " | ".join(f"{v:.3f}" for v in vals) + f" | **{np.mean(vals):.3f}** |")
+    return head + "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sections", default=",".join(SECTIONS))
+    ap.add_argument("--seeds", type=int, default=3, help="seeds of the unsupervised rows (0 .. SEEDS-1)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json", type=Path, help="also write every raw result here")
+    args = ap.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore")
+    root = shared_data() / "her2st"
+    results = {}
+    for s in args.sections.split(","):
+        t0 = time.perf_counter()
+        results[s] = run_section(str(root / s), list(range(args.seeds)))
+        best = max((r for r in results[s] if r["kind"] == "ceiling"), key=lambda r: r["ari"])
+        print(f"{s}: {time.perf_counter() - t0:.0f} s, best ceiling {best['ari']:.3f} ({best['representation']}, "
+              f"{best['scheme']}, {best['best']})", flush=True)
+    print()
+    print(table(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
