@@ -30,6 +30,10 @@ Two more kinds of rows ask why clustering falls short of the ceiling:
   spots) is nearest; and k-means started from the regions' means, on the
   labelled spots (if the pathologist's regions were a k-means solution it
   would not move) and on all spots.
+* ``by hand``: n random labelled spots of each region given, every other spot
+  to the nearest of their region means (what the Review widget's "Classify the
+  rest from assigned spots" does), scored on the spots not given; the median
+  of 10 draws per seed.
 * ``review``: k-means with m more clusters than regions, each cluster then
   renamed to the region most of its labelled spots have: a heuristic reviewer
   who merges in the Review widget with the labels in hand (optimistic in
@@ -79,6 +83,9 @@ MODEL = "the model's clustered embedding"
 REVIEWED = (BASELINE, MODEL)
 #: how many more clusters than regions the review rows cut
 EXTRA_CLUSTERS = (0, 2, 3, 4, 6)
+#: spots per region the "by hand" rows assign, and how many random draws of them each seed takes
+BY_HAND = (3, 5, 10)
+DRAWS = 10
 
 
 def classifiers(seed: int = 0) -> dict[str, BaseEstimator]:
@@ -181,6 +188,37 @@ def review_rows(x: np.ndarray, lab: np.ndarray, y: np.ndarray, seed: int) -> dic
             for m in EXTRA_CLUSTERS}
 
 
+def by_hand_rows(x: np.ndarray, lab: np.ndarray, y: np.ndarray, seed: int) -> dict[int, float]:
+    """Median ARI over :data:`DRAWS` draws of n random labelled spots per region given by hand, per n.
+
+    The rest of the spots get the nearest region mean of the given ones in ``x``
+    (:func:`napari_senca.review.classify.nearest_region_mean`, what the Review widget's "Classify the rest from
+    assigned spots" does); scored on the labelled spots that were not given. A region keeps at least one spot
+    out of the draw.
+    """
+    from sklearn.metrics import adjusted_rand_score
+
+    from napari_senca.review.classify import nearest_region_mean
+
+    names, code_l = np.unique(y, return_inverse=True)
+    codes = np.full(len(x), -1)
+    codes[np.flatnonzero(lab)] = code_l
+    rng = np.random.default_rng(seed)
+    out = {}
+    for n in BY_HAND:
+        aris = []
+        for _ in range(DRAWS):
+            given = np.zeros(len(x), bool)
+            for c in range(len(names)):
+                members = np.flatnonzero(codes == c)
+                given[rng.choice(members, min(n, max(1, len(members) - 1)), replace=False)] = True
+            pred = nearest_region_mean(x, codes, given)
+            test = lab & ~given
+            aris.append(adjusted_rand_score(codes[test], pred[test]))
+        out[n] = float(np.median(aris))
+    return out
+
+
 def representations(adata: AnnData, res: SencaResult, seed: int) -> dict[str, np.ndarray]:
     """Every spot's features, (n_spots, d) each: the preprocessed HVGs (the model reads their PCs), the baseline's PCs, the model's clustered embedding.
 
@@ -231,7 +269,7 @@ def run_section(path: str, seeds: list[int]) -> list[dict]:
     xy = np.asarray(adata.obsm["spatial"], float)[lab]
     k = len(set(y))
     labels, runs = unsupervised(adata, k, seeds)
-    rows, geometry, review = [], {}, {}
+    rows, geometry, review, by_hand = [], {}, {}, {}
     for i, (seed, run) in enumerate(zip(seeds, runs, strict=True)):
         for rep, x in representations(adata, run, seed).items():
             for name, ari in centroid_rows(x[lab], y, x, seed).items():
@@ -239,6 +277,8 @@ def run_section(path: str, seeds: list[int]) -> list[dict]:
             if rep in REVIEWED:
                 for m, ari in review_rows(x, lab, y, seed).items():
                     review.setdefault((rep, m), []).append(ari)
+                for n, ari in by_hand_rows(x, lab, y, seed).items():
+                    by_hand.setdefault((rep, n), []).append(ari)
             if i:
                 continue
             for scheme in SCHEMES:
@@ -255,6 +295,10 @@ def run_section(path: str, seeds: list[int]) -> list[dict]:
                          per_seed=aris))
     for (rep, m), aris in review.items():
         rows.append(dict(kind="review", representation=rep, scheme=f"k + {m} clusters merged by majority, {span}",
+                         ari=float(np.median(aris)), per_seed=aris))
+    for (rep, n), aris in by_hand.items():
+        rows.append(dict(kind="by hand", representation=rep,
+                         scheme=f"{n} random spots per region, the rest by nearest mean, {span}",
                          ari=float(np.median(aris)), per_seed=aris))
     for name, per_seed in labels.items():
         aris = [adjusted_rand_score(y, np.asarray(lb)[lab]) for lb in per_seed]

@@ -188,6 +188,28 @@ def test_dock_layout_and_merge_defaults(docked, qtbot, notes):
     assert not notes["error"], notes["error"]
 
 
+def test_classify_button_splits_what_the_clustering_merged(docked, notes):
+    """Assign three spots of each region by hand, press the button: the rest follow; Undo takes it back."""
+    review, pts = docked
+    st = ReviewState.from_layer(pts)
+    truth = st.adata.obs["label"].astype(str).to_numpy()
+    review.merge("1", "2")
+    # before any spot is assigned by hand the button says what to do, in one line, and changes nothing
+    review.classify_btn.native.click()
+    assert notes["error"] and "at least two regions" in notes["error"][-1]
+    notes["error"].clear()
+    for region in np.unique(truth):
+        pts.selected_data = set(np.flatnonzero(truth == region)[:3].tolist())
+        review.assign_selected(None, f"hand {region}")
+    review.classify_btn.native.click()
+    assert (_cluster_of(pts) == st.adata.obs[CLUSTER_KEY].astype(str).to_numpy()).all()  # the layer follows
+    assert set(st.display_names()) == {f"hand {r}" for r in np.unique(truth)}
+    assert review.legend.rowCount() == 3 and any("classified" in m for m in notes["info"])
+    review.undo_btn.native.click()
+    assert review.legend.rowCount() == 5
+    assert not notes["error"], notes["error"]
+
+
 def test_stray_point_does_not_lock_the_widget(docked, qtbot, notes):
     review, pts = docked
     n = len(pts.data)

@@ -125,17 +125,22 @@ class ReviewWidget(ReviewActionsMixin, ReviewMarkersMixin, ReviewSyncMixin, Rast
         self.colour_bar.setVisible(False)
 
     def _build_edits(self) -> Container:
-        """Select inside shapes, assign to a region, merge two, undo / redo."""
+        """Select inside shapes, assign to a region, classify the rest, merge two, undo / redo."""
         self.target = ComboBox(label="assign to", choices=[NEW_REGION])
         self.new_name = LineEdit(label="new name", tooltip="name of the new region (optional)")
         self.lasso_btn = PushButton(text="Select spots inside drawn shapes",
                                     tooltip="draw with a Shapes layer's lasso, polygon, rectangle or ellipse tool")
         self.assign_btn = PushButton(text="Assign selected spots")
+        self.classify_btn = PushButton(
+            text="Classify the rest from assigned spots",
+            tooltip="every spot you did not assign by hand goes to the region whose hand-assigned spots are "
+                    "nearest in the SENCA embedding (assign a few spots of each region first; Undo takes it back)")
         self.merge_a = ComboBox(label="merge", choices=[])
         self.merge_b = ComboBox(label="into", choices=[])
         self.merge_btn = PushButton(text="Merge")
         return Container(
-            widgets=[self.lasso_btn, self.target, self.new_name, self.assign_btn, self.merge_a, self.merge_b, self.merge_btn,
+            widgets=[self.lasso_btn, self.target, self.new_name, self.assign_btn, self.classify_btn,
+                     self.merge_a, self.merge_b, self.merge_btn,
                      Container(widgets=[self.undo_btn, self.redo_btn], layout="horizontal", labels=False)]
         )  # fmt: skip
 
@@ -194,6 +199,7 @@ class ReviewWidget(ReviewActionsMixin, ReviewMarkersMixin, ReviewSyncMixin, Rast
         self.legend.cellDoubleClicked.connect(self._on_double_click)
         self.restore_btn.changed.connect(lambda: self.restore_spots())
         self.assign_btn.changed.connect(lambda: self.assign_selected())
+        self.classify_btn.changed.connect(lambda: self.classify_rest())
         self.lasso_btn.changed.connect(lambda: self.select_in_shapes())
         self.merge_btn.changed.connect(lambda: self.merge())
         self.undo_btn.changed.connect(lambda: self.undo())

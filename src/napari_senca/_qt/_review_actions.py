@@ -2,7 +2,8 @@
 
 These are the widget's public methods (and what its buttons call): re-cluster,
 select a region, show or hide it, rename, recolour, assign the selected spots,
-select inside drawn shapes, merge, undo / redo, colour by a gene or by region.
+select inside drawn shapes, classify the rest from the spots assigned by hand, merge, undo / redo, colour by a
+gene or by region.
 """
 
 from __future__ import annotations
@@ -176,6 +177,15 @@ class ReviewActionsMixin:
         self._apply(st)
         notify_info(f"{len(sel)} spots assigned to {st.name_of(cid)!r}")
         return cid
+
+    @guarded
+    def classify_rest(self) -> str | None:
+        """Every spot not assigned by hand to the region whose hand-assigned spots are nearest; returns what was done."""
+        st = self.state()
+        what = st.classify_from_assigned()
+        self._apply(st)
+        notify_info(what)
+        return what
 
     @guarded
     def select_in_shapes(self, shapes_layer: Any = None) -> list[int] | None:

@@ -116,8 +116,8 @@ class ReviewSyncMixin:
     def _refresh(self) -> None:
         st = self._current_state()
         ok = st is not None and st.has_result
-        for w in (self.n_clusters, self.assign_btn, self.lasso_btn, self.merge_btn, self.target, self.new_name,
-                  self.merge_a, self.merge_b, self.marker_cluster, self.markers_btn):
+        for w in (self.n_clusters, self.assign_btn, self.classify_btn, self.lasso_btn, self.merge_btn, self.target,
+                  self.new_name, self.merge_a, self.merge_b, self.marker_cluster, self.markers_btn):
             w.enabled = ok
         for w in (self.gene, self.gene_btn, self.clusters_btn):
             w.enabled = st is not None

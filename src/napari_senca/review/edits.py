@@ -1,4 +1,4 @@
-"""The edits of a review (a mixin of ReviewState): re-cluster, rename, recolour, assign, merge, undo, redo.
+"""The edits of a review (a mixin of ReviewState): re-cluster, rename, recolour, assign, merge, classify, undo, redo.
 
 Every edit records what it changes first (:mod:`.history`: the spots it
 changes and their previous cluster codes), then changes ``obs`` and the
@@ -264,6 +264,41 @@ class EditsMixin:
         self._set_labels(pd.Categorical.from_codes(codes, categories=labels.categories))
         self._changed(f"merged {nb!r} into {na!r}", labels=True, spots=idx)
         return a
+
+    def classify_from_assigned(self) -> str:
+        """Give every spot not assigned by hand the region whose hand-assigned spots' mean is nearest.
+
+        In the stored SENCA embedding (:func:`.classify.nearest_region_mean`).
+        Spots assigned by hand keep their region; regions with none lose their
+        other spots (and disappear when they have none left). Undo takes it back.
+
+        Returns
+        -------
+        str
+            What was done, in words.
+
+        Raises
+        ------
+        ConfigError
+            No stored SENCA embedding, or spots assigned by hand in fewer than two regions.
+        """
+        from ..section import EMBED_KEY
+        from .classify import nearest_region_mean
+
+        self.require_result()
+        if not self.can_recluster:
+            raise ConfigError("this clustering has no stored SENCA embedding: run the model first")
+        labels = self._labels()
+        codes = np.asarray(labels.codes)
+        new = nearest_region_mean(self.adata.obsm[EMBED_KEY], codes, self.manual)
+        idx = np.flatnonzero(new != codes)
+        n_regions = len(np.unique(new[self.manual]))
+        what = (f"classified {int((~self.manual).sum())} spots into {n_regions} regions from "
+                f"{int(self.manual.sum())} spots assigned by hand ({idx.size} changed)")
+        self._push(what, idx)
+        self._set_labels(pd.Categorical.from_codes(new, categories=labels.categories))
+        self._changed(what, labels=True, spots=idx)
+        return what
 
     def undo(self) -> str:
         """Undo the last edit; returns its description.

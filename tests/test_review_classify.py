@@ -1,0 +1,79 @@
+"""The other spots from a few assigned by hand (nearest region mean in the SENCA embedding)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from napari_senca.errors import ConfigError
+from napari_senca.review import ReviewState
+from napari_senca.review import classify as classify_mod
+from napari_senca.review.classify import nearest_region_mean
+from napari_senca.section import CLUSTER_KEY, EMBED_KEY
+from test_review import annotated_section  # tests/ is on sys.path
+
+
+def test_nearest_region_mean_keeps_given_spots_and_takes_the_nearest_mean():
+    x = np.array([[0.0, 0], [0.2, 0], [10, 0], [10.2, 0], [0.1, 0.1], [9.9, 0.1], [4.9, 0], [5.2, 0]])
+    codes = np.array([0, 0, 1, 1, 1, 0, 0, -1])  # the last four: wrong or no region
+    given = np.array([True, True, True, True, False, False, False, False])
+    out = nearest_region_mean(x, codes, given)
+    # means 0.1 and 10.1: 4.9 is nearer 0.1, 5.2 nearer 10.1; given spots unchanged
+    assert out.tolist() == [0, 0, 1, 1, 0, 1, 0, 1]
+
+
+def test_nearest_region_mean_in_blocks_matches_one_block(monkeypatch):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1000, 5))
+    codes = rng.integers(0, 4, 1000)
+    given = rng.random(1000) < 0.05
+    whole = nearest_region_mean(x, codes, given)
+    monkeypatch.setattr(classify_mod, "_BLOCK", 7)
+    assert np.array_equal(nearest_region_mean(x, codes, given), whole)
+
+
+def test_nearest_region_mean_needs_two_regions_and_a_matching_embedding():
+    x = np.zeros((4, 2))
+    with pytest.raises(ConfigError, match="at least two regions"):
+        nearest_region_mean(x, np.array([0, 0, 1, 1]), np.array([True, True, False, False]))
+    with pytest.raises(ConfigError, match="run the model again"):
+        nearest_region_mean(x[:3], np.array([0, 0, 1, 1]), np.array([True, False, True, False]))
+
+
+def test_a_few_spots_by_hand_bring_back_a_region_the_clustering_merged():
+    """The user's grain: the clustering merged two regions; three spots of each by hand and 'classify' split them."""
+    adata = annotated_section(n_side=10)
+    truth = adata.obs["label"].astype(str).to_numpy()
+    st = ReviewState(adata)
+    st.merge("1", "2")  # the clustering's grain is coarser than the pathologist's
+    before = adjusted_rand_score(truth, adata.obs[CLUSTER_KEY].astype(str))
+    for region in np.unique(truth):
+        spots = np.flatnonzero(truth == region)[:3]
+        st.assign(spots, None, new_name=f"hand {region}")
+    log_before, labels_before = list(st.log), adata.obs[CLUSTER_KEY].astype(str).to_numpy()
+    what = st.classify_from_assigned()
+    after = adjusted_rand_score(truth, adata.obs[CLUSTER_KEY].astype(str))
+    assert before < 0.7 and after > 0.9, (before, after)
+    assert "from 9 spots assigned by hand" in what and st.log == [*log_before, what]
+    assert st.n_manual == 9  # the hand-assigned spots stay hand-assigned
+    assert sorted(st.display_names()) == [f"hand {r}" for r in sorted(np.unique(truth))]  # the emptied regions go
+    st.undo()
+    assert np.array_equal(adata.obs[CLUSTER_KEY].astype(str).to_numpy(), labels_before)
+    assert len(st.display_names()) == 5 and st.n_manual == 9  # two clustered regions and three by hand
+    st.redo()
+    assert adjusted_rand_score(truth, adata.obs[CLUSTER_KEY].astype(str)) == pytest.approx(after)
+
+
+def test_classify_needs_spots_by_hand_in_two_regions_and_a_stored_embedding():
+    adata = annotated_section()
+    st = ReviewState(adata)
+    with pytest.raises(ConfigError, match="at least two regions"):
+        st.classify_from_assigned()
+    st.assign([0, 1], "0")
+    with pytest.raises(ConfigError, match="in 1 region"):
+        st.classify_from_assigned()
+    st.assign([2], "1")
+    del adata.obsm[EMBED_KEY]
+    with pytest.raises(ConfigError, match="no stored SENCA embedding"):
+        st.classify_from_assigned()
