@@ -188,7 +188,7 @@ def test_dock_layout_and_merge_defaults(docked, qtbot, notes):
     assert not notes["error"], notes["error"]
 
 
-def test_classify_button_splits_what_the_clustering_merged(docked, notes):
+def test_classify_button_splits_what_the_clustering_merged(docked, notes, monkeypatch):
     """Assign three spots of each region by hand, press the button: the rest follow; Undo takes it back."""
     review, pts = docked
     st = ReviewState.from_layer(pts)
@@ -207,6 +207,15 @@ def test_classify_button_splits_what_the_clustering_merged(docked, notes):
     assert review.legend.rowCount() == 3 and any("classified" in m for m in notes["info"])
     review.undo_btn.native.click()
     assert review.legend.rowCount() == 5
+    # a region the user named would be emptied: the button asks first; No changes nothing
+    review.rename("0", "stroma")
+    asked = []
+    monkeypatch.setattr(_common, "ask_yes_no", lambda parent, title, text: asked.append(text) or False)
+    review.classify_btn.native.click()
+    assert "'stroma'" in asked[0] and review.legend.rowCount() == 5
+    monkeypatch.setattr(_common, "ask_yes_no", lambda parent, title, text: True)
+    review.classify_btn.native.click()
+    assert review.legend.rowCount() == 3
     assert not notes["error"], notes["error"]
 
 

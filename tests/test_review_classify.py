@@ -15,12 +15,13 @@ from test_review import annotated_section  # tests/ is on sys.path
 
 
 def test_nearest_region_mean_keeps_given_spots_and_takes_the_nearest_mean():
-    x = np.array([[0.0, 0], [0.2, 0], [10, 0], [10.2, 0], [0.1, 0.1], [9.9, 0.1], [4.9, 0], [5.2, 0]])
-    codes = np.array([0, 0, 1, 1, 1, 0, 0, -1])  # the last four: wrong or no region
-    given = np.array([True, True, True, True, False, False, False, False])
+    x = np.array([[0.0, 0], [0.2, 0], [10, 0], [10.2, 0], [0.1, 0.1], [9.9, 0.1], [4.9, 0], [5.2, 0], [0.3, 0]])
+    codes = np.array([0, 0, 1, 1, 1, 0, 0, -1, 1])  # spots 4-7: wrong or no region; 8: by hand, odd one out
+    given = np.array([True, True, True, True, False, False, False, False, True])
     out = nearest_region_mean(x, codes, given)
-    # means 0.1 and 10.1: 4.9 is nearer 0.1, 5.2 nearer 10.1; given spots unchanged
-    assert out.tolist() == [0, 0, 1, 1, 0, 1, 0, 1]
+    # means 0.1 and (10 + 10.2 + 0.3) / 3 = 6.83: 4.9 is nearer 6.83 than 0.1; the given spots keep their codes,
+    # spot 8 too although it lies next to region 0's mean
+    assert out.tolist() == [0, 0, 1, 1, 0, 1, 1, 1, 1]
 
 
 def test_nearest_region_mean_in_blocks_matches_one_block(monkeypatch):
@@ -52,11 +53,15 @@ def test_a_few_spots_by_hand_bring_back_a_region_the_clustering_merged():
         spots = np.flatnonzero(truth == region)[:3]
         st.assign(spots, None, new_name=f"hand {region}")
     log_before, labels_before = list(st.log), adata.obs[CLUSTER_KEY].astype(str).to_numpy()
+    hand_ids = labels_before.copy()
     what = st.classify_from_assigned()
     after = adjusted_rand_score(truth, adata.obs[CLUSTER_KEY].astype(str))
     assert before < 0.7 and after > 0.9, (before, after)
     assert "from 9 spots assigned by hand" in what and st.log == [*log_before, what]
-    assert st.n_manual == 9  # the hand-assigned spots stay hand-assigned
+    assert st.n_manual == 9  # the hand-assigned spots stay hand-assigned, in their regions
+    hand = st.manual.copy()
+    assert (adata.obs[CLUSTER_KEY].astype(str).to_numpy()[hand] == hand_ids[hand]).all()
+    assert set(adata.obs["senca_region"].astype(str)) == {f"hand {r}" for r in np.unique(truth)}
     assert sorted(st.display_names()) == [f"hand {r}" for r in sorted(np.unique(truth))]  # the emptied regions go
     st.undo()
     assert np.array_equal(adata.obs[CLUSTER_KEY].astype(str).to_numpy(), labels_before)
@@ -77,3 +82,20 @@ def test_classify_needs_spots_by_hand_in_two_regions_and_a_stored_embedding():
     del adata.obsm[EMBED_KEY]
     with pytest.raises(ConfigError, match="no stored SENCA embedding"):
         st.classify_from_assigned()
+
+
+def test_classify_names_the_named_regions_it_would_empty_and_changes_nothing_twice():
+    adata = annotated_section(n_side=10)
+    truth = adata.obs["label"].astype(str).to_numpy()
+    st = ReviewState(adata)
+    st.rename("0", "stroma")
+    st.set_visible("1", False)
+    assert st.classify_would_empty() == []  # no spot by hand: the button asks for some first
+    a, b = (np.flatnonzero(truth == r)[:3] for r in np.unique(truth)[1:])
+    st.assign(a, None, new_name="tumour")
+    st.assign(b, None, new_name="immune")
+    assert st.classify_would_empty() == ["stroma"]  # regions "1" and "2" keep their default names: not asked
+    what = st.classify_from_assigned()
+    assert "hidden regions" in what  # region "1" was hidden and lost its spots
+    n_edits = len(st.history.undo)
+    assert st.classify_from_assigned().startswith("nothing to change") and len(st.history.undo) == n_edits

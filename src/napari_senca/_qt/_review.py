@@ -29,6 +29,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..review import ReviewState
+from . import _common
 from ._common import DockWidget, SectionPicker
 from ._legend import COLOUR, COUNT, NAME, SHOW, ColourBar, LegendTable
 from ._review_actions import NEW_REGION, ReviewActionsMixin
@@ -66,8 +67,9 @@ class ReviewWidget(ReviewActionsMixin, ReviewMarkersMixin, ReviewSyncMixin, Rast
     pathologist labels before a run), the cluster count k (re-clusters the
     stored embedding instantly and keeps names, colours and hand
     assignments), colour by gene or numeric value with a colour bar, assign the
-    selected spots to a region or a new one, merge two regions, undo, and the
-    marker genes of a region.
+    selected spots to a region or a new one, classify the other spots from the
+    ones assigned by hand, merge two regions, undo, and the marker genes of a
+    region.
 
     Parameters
     ----------
@@ -199,7 +201,7 @@ class ReviewWidget(ReviewActionsMixin, ReviewMarkersMixin, ReviewSyncMixin, Rast
         self.legend.cellDoubleClicked.connect(self._on_double_click)
         self.restore_btn.changed.connect(lambda: self.restore_spots())
         self.assign_btn.changed.connect(lambda: self.assign_selected())
-        self.classify_btn.changed.connect(lambda: self.classify_rest())
+        self.classify_btn.changed.connect(self._on_classify)
         self.lasso_btn.changed.connect(lambda: self.select_in_shapes())
         self.merge_btn.changed.connect(lambda: self.merge())
         self.undo_btn.changed.connect(lambda: self.undo())
@@ -254,6 +256,20 @@ class ReviewWidget(ReviewActionsMixin, ReviewMarkersMixin, ReviewSyncMixin, Rast
                 return
             keep = answer == "keep"
         self.set_n_clusters(int(value), keep_manual=keep)
+
+    def _on_classify(self, *_: Any) -> None:
+        """Classify the rest; first ask when regions the user named would lose all their spots."""
+        st = self._current_state()
+        gone = st.classify_would_empty() if st is not None else []
+        if gone:
+            names = ", ".join(repr(n) for n in gone)
+            many = len(gone) > 1
+            text = (f"{len(gone)} region{'s' if many else ''} you named ({names}) {'have' if many else 'has'} "
+                    f"no spot assigned by hand and would lose all {'their' if many else 'its'} spots.\n"
+                    "Classify anyway? (Undo takes it back.)")
+            if not _common.ask_yes_no(self, "Classify the rest?", text):
+                return
+        self.classify_rest()
 
     def _on_item_changed(self, item: QTableWidgetItem) -> None:
         if self._refreshing or self.legend.mode != "regions":

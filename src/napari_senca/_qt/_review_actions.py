@@ -2,8 +2,8 @@
 
 These are the widget's public methods (and what its buttons call): re-cluster,
 select a region, show or hide it, rename, recolour, assign the selected spots,
-select inside drawn shapes, classify the rest from the spots assigned by hand, merge, undo / redo, colour by a
-gene or by region.
+select inside drawn shapes, classify the rest from the spots assigned by hand,
+merge, undo / redo, colour by a gene or by region.
 """
 
 from __future__ import annotations
@@ -180,7 +180,10 @@ class ReviewActionsMixin:
 
     @guarded
     def classify_rest(self) -> str | None:
-        """Every spot not assigned by hand to the region whose hand-assigned spots are nearest; returns what was done."""
+        """Every spot not assigned by hand to the region whose hand-assigned spots are nearest (no question asked).
+
+        Returns what was done, in words.
+        """
         st = self.state()
         what = st.classify_from_assigned()
         self._apply(st)

@@ -46,6 +46,8 @@ class EditsMixin:
     history: History
     memory: RegionMemory
     clusters: list[str]
+    hidden: set[str]
+    has_result: bool
     n_spots: int
     can_recluster: bool
     clustering_k: int
@@ -269,8 +271,11 @@ class EditsMixin:
         """Give every spot not assigned by hand the region whose hand-assigned spots' mean is nearest.
 
         In the stored SENCA embedding (:func:`.classify.nearest_region_mean`).
-        Spots assigned by hand keep their region; regions with none lose their
-        other spots (and disappear when they have none left). Undo takes it back.
+        Spots assigned by hand keep their region; the others (spots of no
+        region included) are not marked as assigned by hand, so a new cluster
+        count re-cuts them. Regions with no spot assigned by hand lose their
+        other spots and disappear (:meth:`classify_would_empty` names the ones
+        the user named). One edit: undo takes it back; nothing to change, no edit.
 
         Returns
         -------
@@ -292,13 +297,30 @@ class EditsMixin:
         codes = np.asarray(labels.codes)
         new = nearest_region_mean(self.adata.obsm[EMBED_KEY], codes, self.manual)
         idx = np.flatnonzero(new != codes)
-        n_regions = len(np.unique(new[self.manual]))
-        what = (f"classified {int((~self.manual).sum())} spots into {n_regions} regions from "
-                f"{int(self.manual.sum())} spots assigned by hand ({idx.size} changed)")
+        n_regions, n_hand = len(np.unique(new[self.manual])), int(self.manual.sum())
+        if not idx.size:
+            return f"nothing to change: every spot is already in the region nearest to the {n_hand} spots by hand"
+        cats = list(labels.categories)
+        hidden = [cats.index(c) for c in self.hidden if c in cats]
+        n_hidden = int((np.isin(codes[idx], hidden) | np.isin(new[idx], hidden)).sum())
+        what = (f"classified {int((~self.manual).sum())} spots into {n_regions} regions from {n_hand} spots "
+                f"assigned by hand ({idx.size} changed"
+                + (f", {n_hidden} of them into or out of hidden regions)" if n_hidden else ")"))
         self._push(what, idx)
         self._set_labels(pd.Categorical.from_codes(new, categories=labels.categories))
         self._changed(what, labels=True, spots=idx)
         return what
+
+    def classify_would_empty(self) -> list[str]:
+        """Names the user gave to regions that :meth:`classify_from_assigned` would empty (none of their spots by hand)."""
+        if not self.has_result:
+            return []
+        codes = np.asarray(self._labels().codes)
+        by_hand = set(np.unique(codes[self.manual]).tolist())
+        if len(by_hand) < 2:
+            return []  # nothing would be classified
+        return [self.names[c] for i, c in enumerate(self.clusters)
+                if i not in by_hand and self.names.get(c, _default_name(c)) != _default_name(c)]
 
     def undo(self) -> str:
         """Undo the last edit; returns its description.
