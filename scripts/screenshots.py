@@ -200,6 +200,24 @@ def main(argv: list[str] | None = None) -> int:
     viewer.reset_view()
     settle()
 
+    # ---- five spots of each pathologist region assigned by hand, then "Classify the rest from assigned spots"
+    rng = np.random.default_rng(0)
+    truth = st.adata.obs["label"].astype(str).to_numpy()
+    regions = sorted(set(truth[st.adata.obs["label"].notna().to_numpy()]))
+    for region in regions:
+        members = np.flatnonzero(truth == region)
+        pts.selected_data = set(rng.choice(members, min(5, len(members)), replace=False).tolist())
+        review.target.value = "+ new region"
+        review.new_name.value = f"{region} (by hand)"
+        review.assign_selected()
+    pts.selected_data = set()
+    review.classify_rest()
+    settle()
+    shot("viewer_classified.png")
+    for _ in range(len(regions) + 1):
+        review.undo()
+    settle()
+
     docks["Load section"].raise_()
     settle()
     w_load = grab(docks["Load section"], "widget_load.png")
