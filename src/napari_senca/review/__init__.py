@@ -3,8 +3,8 @@
 Modules, one concern each:
 
 * :mod:`.state`: :class:`ReviewState` (names, colours, display);
-* :mod:`.edits`: re-cluster, rename, recolour, assign, merge, classify, undo, redo (a mixin);
-* :mod:`.classify`: the other spots from a few assigned by hand (nearest region mean);
+* :mod:`.edits`: re-cluster, rename, recolour, assign, merge, undo, redo (a mixin);
+* :mod:`.classify`: the other spots from a few assigned by hand, nearest region mean (a mixin);
 * :mod:`.history`: undo and redo, stored as differences (O(changed spots));
 * :mod:`.persist`: where the review lives in the AnnData (``uns``, ``obs``);
 * :mod:`.colour_by`: colour by a gene or numeric column (a mixin);

@@ -13,11 +13,16 @@ random spots per region, against 0.31 for the unsupervised clustering;
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+import pandas as pd
+from anndata import AnnData
 
 from ..errors import ConfigError
+from .keys import default_name as _default_name
 
-__all__ = ["nearest_region_mean"]
+__all__ = ["ClassifyMixin", "nearest_region_mean"]
 
 #: spots per distance block: a (block, d) float64 copy and (block, regions) distances, a few MB at any size
 _BLOCK = 65_536
@@ -65,3 +70,79 @@ def nearest_region_mean(embedding: np.ndarray, codes: np.ndarray, given: np.ndar
         d2 = sq[None, :] - 2.0 * x[idx].astype(np.float64) @ means.T  # (block, m): |x - mean|^2 less |x|^2
         out[idx] = regions[np.argmin(d2, axis=1)]
     return out
+
+
+class ClassifyMixin:
+    """The "Classify the rest from assigned spots" edit of :class:`~napari_senca.review.ReviewState` (undoable).
+
+    Uses the state's ``adata``, ``names``, ``manual``, ``hidden``, ``clusters``,
+    ``has_result``, ``can_recluster``, ``require_result``, ``_labels``, ``_push``,
+    ``_set_labels`` and ``_changed``.
+    """
+
+    adata: AnnData
+    names: dict[str, str]
+    manual: np.ndarray
+    hidden: set[str]
+    clusters: list[str]
+    has_result: bool
+    can_recluster: bool
+    require_result: Callable[[], None]
+    _labels: Callable[[], pd.Categorical]
+    _push: Callable[..., None]
+    _set_labels: Callable[..., None]
+    _changed: Callable[..., None]
+
+    def classify_from_assigned(self) -> str:
+        """Give every spot not assigned by hand the region whose hand-assigned spots' mean is nearest.
+
+        In the stored SENCA embedding (:func:`.classify.nearest_region_mean`).
+        Spots assigned by hand keep their region; the others (spots of no
+        region included) are not marked as assigned by hand, so a new cluster
+        count re-cuts them. Regions with no spot assigned by hand lose their
+        other spots and disappear (:meth:`classify_would_empty` names the ones
+        the user named). One edit: undo takes it back; nothing to change, no edit.
+
+        Returns
+        -------
+        str
+            What was done, in words.
+
+        Raises
+        ------
+        ConfigError
+            No stored SENCA embedding, or spots assigned by hand in fewer than two regions.
+        """
+        from ..section import EMBED_KEY
+
+        self.require_result()
+        if not self.can_recluster:
+            raise ConfigError("this clustering has no stored SENCA embedding: run the model first")
+        labels = self._labels()
+        codes = np.asarray(labels.codes)
+        new = nearest_region_mean(self.adata.obsm[EMBED_KEY], codes, self.manual)
+        idx = np.flatnonzero(new != codes)
+        n_regions, n_hand = len(np.unique(new[self.manual])), int(self.manual.sum())
+        if not idx.size:
+            return f"nothing to change: every spot is already in the region nearest to the {n_hand} spots by hand"
+        cats = list(labels.categories)
+        hidden = [cats.index(c) for c in self.hidden if c in cats]
+        n_hidden = int((np.isin(codes[idx], hidden) | np.isin(new[idx], hidden)).sum())
+        what = (f"classified {int((~self.manual).sum())} spots into {n_regions} regions from {n_hand} spots "
+                f"assigned by hand ({idx.size} changed"
+                + (f", {n_hidden} of them into or out of hidden regions)" if n_hidden else ")"))
+        self._push(what, idx)
+        self._set_labels(pd.Categorical.from_codes(new, categories=labels.categories))
+        self._changed(what, labels=True, spots=idx)
+        return what
+
+    def classify_would_empty(self) -> list[str]:
+        """Names the user gave to regions that :meth:`classify_from_assigned` would empty (none of their spots by hand)."""
+        if not self.has_result:
+            return []
+        codes = np.asarray(self._labels().codes)
+        by_hand = set(np.unique(codes[self.manual]).tolist())
+        if len(by_hand) < 2:
+            return []  # nothing would be classified
+        return [self.names[c] for i, c in enumerate(self.clusters)
+                if i not in by_hand and self.names.get(c, _default_name(c)) != _default_name(c)]

@@ -1,4 +1,4 @@
-"""The edits of a review (a mixin of ReviewState): re-cluster, rename, recolour, assign, merge, classify, undo, redo.
+"""The edits of a review (a mixin of ReviewState): re-cluster, rename, recolour, assign, merge, undo, redo.
 
 Every edit records what it changes first (:mod:`.history`: the spots it
 changes and their previous cluster codes), then changes ``obs`` and the
@@ -46,8 +46,6 @@ class EditsMixin:
     history: History
     memory: RegionMemory
     clusters: list[str]
-    hidden: set[str]
-    has_result: bool
     n_spots: int
     can_recluster: bool
     clustering_k: int
@@ -266,61 +264,6 @@ class EditsMixin:
         self._set_labels(pd.Categorical.from_codes(codes, categories=labels.categories))
         self._changed(f"merged {nb!r} into {na!r}", labels=True, spots=idx)
         return a
-
-    def classify_from_assigned(self) -> str:
-        """Give every spot not assigned by hand the region whose hand-assigned spots' mean is nearest.
-
-        In the stored SENCA embedding (:func:`.classify.nearest_region_mean`).
-        Spots assigned by hand keep their region; the others (spots of no
-        region included) are not marked as assigned by hand, so a new cluster
-        count re-cuts them. Regions with no spot assigned by hand lose their
-        other spots and disappear (:meth:`classify_would_empty` names the ones
-        the user named). One edit: undo takes it back; nothing to change, no edit.
-
-        Returns
-        -------
-        str
-            What was done, in words.
-
-        Raises
-        ------
-        ConfigError
-            No stored SENCA embedding, or spots assigned by hand in fewer than two regions.
-        """
-        from ..section import EMBED_KEY
-        from .classify import nearest_region_mean
-
-        self.require_result()
-        if not self.can_recluster:
-            raise ConfigError("this clustering has no stored SENCA embedding: run the model first")
-        labels = self._labels()
-        codes = np.asarray(labels.codes)
-        new = nearest_region_mean(self.adata.obsm[EMBED_KEY], codes, self.manual)
-        idx = np.flatnonzero(new != codes)
-        n_regions, n_hand = len(np.unique(new[self.manual])), int(self.manual.sum())
-        if not idx.size:
-            return f"nothing to change: every spot is already in the region nearest to the {n_hand} spots by hand"
-        cats = list(labels.categories)
-        hidden = [cats.index(c) for c in self.hidden if c in cats]
-        n_hidden = int((np.isin(codes[idx], hidden) | np.isin(new[idx], hidden)).sum())
-        what = (f"classified {int((~self.manual).sum())} spots into {n_regions} regions from {n_hand} spots "
-                f"assigned by hand ({idx.size} changed"
-                + (f", {n_hidden} of them into or out of hidden regions)" if n_hidden else ")"))
-        self._push(what, idx)
-        self._set_labels(pd.Categorical.from_codes(new, categories=labels.categories))
-        self._changed(what, labels=True, spots=idx)
-        return what
-
-    def classify_would_empty(self) -> list[str]:
-        """Names the user gave to regions that :meth:`classify_from_assigned` would empty (none of their spots by hand)."""
-        if not self.has_result:
-            return []
-        codes = np.asarray(self._labels().codes)
-        by_hand = set(np.unique(codes[self.manual]).tolist())
-        if len(by_hand) < 2:
-            return []  # nothing would be classified
-        return [self.names[c] for i, c in enumerate(self.clusters)
-                if i not in by_hand and self.names.get(c, _default_name(c)) != _default_name(c)]
 
     def undo(self) -> str:
         """Undo the last edit; returns its description.

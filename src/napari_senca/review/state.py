@@ -33,6 +33,7 @@ from ..confidence import region_means
 from ..errors import ConfigError, DataError
 from ..section import CLUSTER_KEY, LABEL_KEY, UNS_KEY
 from . import layers as _layers
+from .classify import ClassifyMixin
 from .colour_by import ColourByMixin
 from .colours import PALETTE
 from .describe import LayerMixin
@@ -47,7 +48,7 @@ from .persist import restore_manual, restore_review, write_review
 __all__ = ["ReviewState"]
 
 
-class ReviewState(EditsMixin, MarkersMixin, ColourByMixin, LayerMixin):
+class ReviewState(EditsMixin, ClassifyMixin, MarkersMixin, ColourByMixin, LayerMixin):
     """Names, colours and edits of the regions of one section.
 
     Parameters
