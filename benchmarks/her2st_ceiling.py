@@ -30,10 +30,11 @@ Two more kinds of rows ask why clustering falls short of the ceiling:
   spots) is nearest; and k-means started from the regions' means, on the
   labelled spots (if the pathologist's regions were a k-means solution it
   would not move) and on all spots.
-* ``by hand``: n random labelled spots of each region given, every other spot
-  to the nearest of their region means (what the Review widget's "Classify the
-  rest from assigned spots" does), scored on the spots not given; the median
-  of 10 draws per seed.
+* ``by hand``: n labelled spots of each region given (at random, or among the
+  spots whose neighbours all share their label, as a reviewer might pick
+  typical spots), every other spot to the nearest of their region means (what
+  the Review widget's "Classify the rest from assigned spots" does), scored on
+  the spots not given; the median of 10 draws per seed.
 * ``review``: k-means with m more clusters than regions, each cluster then
   renamed to the region most of its labelled spots have: a heuristic reviewer
   who merges in the Review widget with the labels in hand (optimistic in
@@ -188,13 +189,38 @@ def review_rows(x: np.ndarray, lab: np.ndarray, y: np.ndarray, seed: int) -> dic
             for m in EXTRA_CLUSTERS}
 
 
-def by_hand_rows(x: np.ndarray, lab: np.ndarray, y: np.ndarray, seed: int) -> dict[int, float]:
-    """Median ARI over :data:`DRAWS` draws of n random labelled spots per region given by hand, per n.
+def interior_spots(adata: AnnData, lab: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Labelled spots whose neighbours on the k = 4 graph all carry their label: spots a reviewer would call typical."""
+    from napari_senca.graph import build_graph
 
-    The rest of the spots get the nearest region mean of the given ones in ``x``
-    (:func:`napari_senca.review.classify.nearest_region_mean`, what the Review widget's "Classify the rest from
-    assigned spots" does); scored on the labelled spots that were not given. A region keeps at least one spot
-    out of the draw.
+    label = np.full(adata.n_obs, None, dtype=object)
+    label[np.flatnonzero(lab)] = y
+    adj = build_graph(adata.obsm["spatial"], 4).adjacency.tocsr()
+    out = np.zeros(adata.n_obs, bool)
+    for i in np.flatnonzero(lab):
+        nbrs = adj.indices[adj.indptr[i] : adj.indptr[i + 1]]
+        out[i] = all(label[j] == label[i] for j in nbrs)
+    return out
+
+
+def _draw(rng: np.random.Generator, members: np.ndarray, pool: np.ndarray, n: int) -> np.ndarray:
+    """n spots of a region (one always left out), from ``pool`` first, topped up from the other members."""
+    n = min(n, max(1, len(members) - 1))
+    first = members[pool[members]]
+    take = rng.choice(first, min(n, len(first)), replace=False)
+    rest = np.setdiff1d(members, take)
+    return np.concatenate([take, rng.choice(rest, n - len(take), replace=False)])
+
+
+def by_hand_rows(x: np.ndarray, lab: np.ndarray, y: np.ndarray, interior: np.ndarray,
+                 seed: int) -> dict[tuple[int, str], float]:
+    """Median ARI over :data:`DRAWS` draws of n spots per region given by hand, per (n, how they are drawn).
+
+    ``random``: any labelled spots of the region; ``interior``: spots whose neighbours all share the region's
+    label (:func:`interior_spots`; topped up at random where a region has too few). The rest of the spots get
+    the nearest region mean of the given ones in ``x`` (:func:`napari_senca.review.classify.nearest_region_mean`,
+    what the Review widget's "Classify the rest from assigned spots" does); scored on the labelled spots that
+    were not given. A region keeps at least one spot out of the draw.
     """
     from sklearn.metrics import adjusted_rand_score
 
@@ -205,17 +231,17 @@ def by_hand_rows(x: np.ndarray, lab: np.ndarray, y: np.ndarray, seed: int) -> di
     codes[np.flatnonzero(lab)] = code_l
     rng = np.random.default_rng(seed)
     out = {}
-    for n in BY_HAND:
-        aris = []
-        for _ in range(DRAWS):
-            given = np.zeros(len(x), bool)
-            for c in range(len(names)):
-                members = np.flatnonzero(codes == c)
-                given[rng.choice(members, min(n, max(1, len(members) - 1)), replace=False)] = True
-            pred = nearest_region_mean(x, codes, given)
-            test = lab & ~given
-            aris.append(adjusted_rand_score(codes[test], pred[test]))
-        out[n] = float(np.median(aris))
+    for how, pool in (("random", lab), ("interior", interior)):
+        for n in BY_HAND:
+            aris = []
+            for _ in range(DRAWS):
+                given = np.zeros(len(x), bool)
+                for c in range(len(names)):
+                    given[_draw(rng, np.flatnonzero(codes == c), pool, n)] = True
+                pred = nearest_region_mean(x, codes, given)
+                test = lab & ~given
+                aris.append(adjusted_rand_score(codes[test], pred[test]))
+            out[(n, how)] = float(np.median(aris))
     return out
 
 
@@ -269,6 +295,7 @@ def run_section(path: str, seeds: list[int]) -> list[dict]:
     xy = np.asarray(adata.obsm["spatial"], float)[lab]
     k = len(set(y))
     labels, runs = unsupervised(adata, k, seeds)
+    interior = interior_spots(adata, lab, y)
     rows, geometry, review, by_hand = [], {}, {}, {}
     for i, (seed, run) in enumerate(zip(seeds, runs, strict=True)):
         for rep, x in representations(adata, run, seed).items():
@@ -277,8 +304,8 @@ def run_section(path: str, seeds: list[int]) -> list[dict]:
             if rep in REVIEWED:
                 for m, ari in review_rows(x, lab, y, seed).items():
                     review.setdefault((rep, m), []).append(ari)
-                for n, ari in by_hand_rows(x, lab, y, seed).items():
-                    by_hand.setdefault((rep, n), []).append(ari)
+                for (n, how), ari in by_hand_rows(x, lab, y, interior, seed).items():
+                    by_hand.setdefault((rep, n, how), []).append(ari)
             if i:
                 continue
             for scheme in SCHEMES:
@@ -296,9 +323,9 @@ def run_section(path: str, seeds: list[int]) -> list[dict]:
     for (rep, m), aris in review.items():
         rows.append(dict(kind="review", representation=rep, scheme=f"k + {m} clusters merged by majority, {span}",
                          ari=float(np.median(aris)), per_seed=aris))
-    for (rep, n), aris in by_hand.items():
+    for (rep, n, how), aris in by_hand.items():
         rows.append(dict(kind="by hand", representation=rep,
-                         scheme=f"{n} random spots per region, the rest by nearest mean, {span}",
+                         scheme=f"{n} {how} spots per region, the rest by nearest mean, {span}",
                          ari=float(np.median(aris)), per_seed=aris))
     for name, per_seed in labels.items():
         aris = [adjusted_rand_score(y, np.asarray(lb)[lab]) for lb in per_seed]
