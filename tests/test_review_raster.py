@@ -144,6 +144,34 @@ def test_apply_to_labels_follows_edits_and_gene_colouring(monkeypatch):
     assert (_raster.value_image(st, g)[g.rows[st.spots_of("1")], g.cols[st.spots_of("1")], 3] == 0).all()
 
 
+def test_classify_the_rest_redraws_the_raster(monkeypatch):
+    """Visium HD bins reviewed as a raster: classify from three bins by hand per region, the raster follows; undo."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from napari_senca.section import EMBED_KEY
+
+    monkeypatch.setattr(_raster, "RASTER_MIN_SPOTS", 0)
+    ad = grid_section()
+    truth = ad.obs[CLUSTER_KEY].astype(int).to_numpy()
+    ad.obsm[EMBED_KEY] = (np.eye(4)[truth] * 3 + np.random.default_rng(0).normal(0, 0.5, (ad.n_obs, 4))).astype("f4")
+    (data, kw, _), = section_layer_data(ad)
+    layer = FakeLabels(data, **kw)
+    st = ReviewState.from_layer(layer)
+    g = layer.metadata[_raster.GRID_KEY]
+    st.merge("2", "3")
+    for region in range(4):
+        st.assign(np.flatnonzero(truth == region)[:3], None, new_name=f"hand {region}")
+    st.classify_from_assigned()
+    st.apply_to_layer(layer)
+    now = ad.obs[CLUSTER_KEY].astype(int).to_numpy()
+    assert (layer.data[g.rows, g.cols] == now + 1).all()
+    assert adjusted_rand_score(truth, now) > 0.95
+    st.undo()
+    st.apply_to_layer(layer)
+    assert (layer.data[g.rows, g.cols] == ad.obs[CLUSTER_KEY].astype(int).to_numpy() + 1).all()
+    assert len(st.clusters) == 7  # three regions of the merged clustering and four by hand
+
+
 def test_polygon_mask_matches_point_in_polygon():
     from matplotlib.path import Path
 
