@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from ..confidence import region_means
 from ..errors import ConfigError
-from .keys import default_name as _default_name
 
 __all__ = ["ClassifyMixin", "nearest_region_mean"]
 
@@ -61,7 +61,8 @@ def nearest_region_mean(embedding: np.ndarray, codes: np.ndarray, given: np.ndar
             "assign a few spots of at least two regions by hand first (select them, 'Assign selected spots'); "
             f"spots assigned by hand are now in {len(regions)} region{'s' if len(regions) != 1 else ''}"
         )
-    means = np.stack([x[given & (codes == r)].mean(0, dtype=np.float64) for r in regions])  # (m, d)
+    sel = given & (codes >= 0)
+    means = region_means(x[sel], np.searchsorted(regions, codes[sel]), len(regions))  # (m, d) float64
     out = codes.copy()
     rest = np.flatnonzero(~given)
     sq = (means**2).sum(1)
@@ -75,19 +76,20 @@ def nearest_region_mean(embedding: np.ndarray, codes: np.ndarray, given: np.ndar
 class ClassifyMixin:
     """The "Classify the rest from assigned spots" edit of :class:`~napari_senca.review.ReviewState` (undoable).
 
-    Uses the state's ``adata``, ``names``, ``manual``, ``hidden``, ``clusters``,
-    ``has_result``, ``can_recluster``, ``require_result``, ``_labels``, ``_push``,
-    ``_set_labels`` and ``_changed``.
+    Uses the state's ``adata``, ``manual``, ``hidden``, ``clusters``, ``has_result``,
+    ``can_recluster``, ``require_result``, ``renamed``, ``name_of``, ``_labels``,
+    ``_push``, ``_set_labels`` and ``_changed``.
     """
 
     adata: AnnData
-    names: dict[str, str]
     manual: np.ndarray
     hidden: set[str]
     clusters: list[str]
     has_result: bool
     can_recluster: bool
     require_result: Callable[[], None]
+    renamed: Callable[[str], bool]
+    name_of: Callable[[str], str]
     _labels: Callable[[], pd.Categorical]
     _push: Callable[..., None]
     _set_labels: Callable[..., None]
@@ -144,5 +146,4 @@ class ClassifyMixin:
         by_hand = set(np.unique(codes[self.manual]).tolist())
         if len(by_hand) < 2:
             return []  # nothing would be classified
-        return [self.names[c] for i, c in enumerate(self.clusters)
-                if i not in by_hand and self.names.get(c, _default_name(c)) != _default_name(c)]
+        return [self.name_of(c) for i, c in enumerate(self.clusters) if i not in by_hand and self.renamed(c)]

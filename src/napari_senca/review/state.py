@@ -164,7 +164,7 @@ class ReviewState(EditsMixin, ClassifyMixin, MarkersMixin, ColourByMixin, LayerM
         """
         if not self.has_result:
             return ""
-        renamed = sum(1 for c in self.clusters if self.names.get(c, _default_name(c)) != _default_name(c))
+        renamed = sum(1 for c in self.clusters if self.renamed(c))
         parts = [_count(renamed, "renamed region", "renamed regions"),
                  _count(self.n_manual, "spot assigned by hand", "spots assigned by hand")]  # fmt: skip
         detail = ", ".join(p for p in parts if p)
@@ -231,6 +231,10 @@ class ReviewState(EditsMixin, ClassifyMixin, MarkersMixin, ColourByMixin, LayerM
         """Display name of a cluster."""
         cid = self.resolve(cluster)
         return self.names.get(cid, _default_name(cid))
+
+    def renamed(self, cid: str) -> bool:
+        """True when the user gave region ``cid`` a name of their own (not its default name)."""
+        return self.names.get(cid, _default_name(cid)) != _default_name(cid)
 
     def colour_of(self, cluster: Any) -> str:
         """Colour (``#rrggbb``) of a cluster."""
