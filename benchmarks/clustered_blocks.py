@@ -27,7 +27,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from her2st import SECTIONS, shared_data  # noqa: E402
+from her2st import SECTIONS, neighbour_mean, shared_data  # noqa: E402
 
 WEIGHTS = (0.0, 0.35, 0.5, 0.7, 1.0)
 BLOCKS = {"20 PCs, GCN (default)": (20, "gcn"), "10 PCs, GCN": (10, "gcn"), "10 PCs, uniform (baseline)": (10, "mean"),
@@ -37,15 +37,11 @@ DEFAULT_WEIGHT = 0.7  # the skip_weight the saved embeddings were made with
 
 def averaging(adata, how: str):
     """The spot graph's averaging operator: GCN-normalised (the model's) or the uniform mean over a spot and its neighbours."""
-    import scipy.sparse as sp
-
     from napari_senca.graph import build_graph, normalized_adjacency
 
-    g = build_graph(adata.obsm["spatial"], 4)
     if how == "gcn":
-        return normalized_adjacency(g)
-    a = g.adjacency + sp.identity(adata.n_obs)
-    return sp.diags(1.0 / np.asarray(a.sum(1)).ravel()) @ a
+        return normalized_adjacency(build_graph(adata.obsm["spatial"], 4))
+    return neighbour_mean(adata)
 
 
 def section_scores(name: str, path: str, runs: Path, seeds: int) -> dict[str, list[float]]:

@@ -119,20 +119,27 @@ def _child(task: dict, queue: mp.Queue) -> None:
     queue.put(outs)
 
 
+def neighbour_mean(adata):
+    """``(n, n)`` sparse operator: each spot's row averages it and its neighbours on the k = 4 graph."""
+    import scipy.sparse as sp
+
+    from napari_senca.graph import build_graph
+
+    a = build_graph(adata.obsm["spatial"], 4).adjacency + sp.identity(adata.n_obs)
+    return sp.diags(1.0 / np.asarray(a.sum(1)).ravel()) @ a
+
+
 def baseline_features(adata, seed: int, smooth: bool = True) -> np.ndarray:
     """Scanpy-standard PCA (scaled 500 HVGs, 10 PCs) [+ mean over 4 spatial neighbours]: (n, 10)."""
-    import scipy.sparse as sp
     from sklearn.decomposition import PCA
 
     from napari_senca.config import SencaConfig
-    from napari_senca.graph import build_graph
     from napari_senca.preprocess import preprocess_expression
 
     x = preprocess_expression(adata, SencaConfig()).X
     z = PCA(10, random_state=seed).fit_transform(x)
     if smooth:
-        a = build_graph(adata.obsm["spatial"], 4).adjacency + sp.identity(adata.n_obs)
-        z = sp.diags(1.0 / np.asarray(a.sum(1)).ravel()) @ a @ z
+        z = neighbour_mean(adata) @ z
     return np.asarray(z)
 
 

@@ -75,7 +75,7 @@ if TYPE_CHECKING:
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from her2st import SECTIONS, baseline_features, shared_data  # noqa: E402
+from her2st import SECTIONS, baseline_features, neighbour_mean, shared_data  # noqa: E402
 
 SCHEMES = ("random", "blocks")
 BASELINE = "10 PCs, neighbour-averaged (the baseline's features)"
@@ -245,26 +245,24 @@ def by_hand_rows(x: np.ndarray, lab: np.ndarray, y: np.ndarray, interior: np.nda
     return out
 
 
-def representations(adata: AnnData, res: SencaResult, seed: int) -> dict[str, np.ndarray]:
-    """Every spot's features, (n_spots, d) each: the preprocessed HVGs (the model reads their PCs), the baseline's PCs, the model's clustered embedding.
-
-    ``res`` is the default model's run with ``seed`` (a :class:`~napari_senca.pipeline.SencaResult`).
-    """
-    import scipy.sparse as sp
-
+def hvg_features(adata: AnnData) -> dict[str, np.ndarray]:
+    """The seed-independent features: the preprocessed HVGs (the model reads their PCs), raw and neighbour-averaged."""
     from napari_senca.config import SencaConfig
-    from napari_senca.graph import build_graph
     from napari_senca.preprocess import preprocess_expression
 
-    a = build_graph(adata.obsm["spatial"], 4).adjacency + sp.identity(adata.n_obs)
-    mean_nbr = sp.diags(1.0 / np.asarray(a.sum(1)).ravel()) @ a
     x = preprocess_expression(adata, SencaConfig()).X
     return {
         "500 HVGs (scaled, as preprocessed for the model)": x,
-        "500 HVGs, neighbour-averaged": np.asarray(mean_nbr @ x),
-        BASELINE: baseline_features(adata, seed),
-        MODEL: res.embedding,
+        "500 HVGs, neighbour-averaged": np.asarray(neighbour_mean(adata) @ x),
     }
+
+
+def representations(adata: AnnData, hvgs: dict[str, np.ndarray], res: SencaResult, seed: int) -> dict[str, np.ndarray]:
+    """Every spot's features, (n_spots, d) each: ``hvgs`` (:func:`hvg_features`), the baseline's PCs, the model's embedding.
+
+    ``res`` is the default model's run with ``seed`` (a :class:`~napari_senca.pipeline.SencaResult`).
+    """
+    return {**hvgs, BASELINE: baseline_features(adata, seed), MODEL: res.embedding}
 
 
 def unsupervised(adata: AnnData, k: int, seeds: list[int]) -> tuple[dict[str, list[np.ndarray]], list[SencaResult]]:
@@ -296,9 +294,10 @@ def run_section(path: str, seeds: list[int]) -> list[dict]:
     k = len(set(y))
     labels, runs = unsupervised(adata, k, seeds)
     interior = interior_spots(adata, lab, y)
+    hvgs = hvg_features(adata)
     rows, geometry, review, by_hand = [], {}, {}, {}
     for i, (seed, run) in enumerate(zip(seeds, runs, strict=True)):
-        for rep, x in representations(adata, run, seed).items():
+        for rep, x in representations(adata, hvgs, run, seed).items():
             for name, ari in centroid_rows(x[lab], y, x, seed).items():
                 geometry.setdefault((rep, name), []).append(ari)
             if rep in REVIEWED:
