@@ -26,7 +26,10 @@ on first use and sets the calling thread's OpenMP count to its own
 shares torch's OpenMP runtime, so that silently undid the caller's count (two
 1-thread runs side by side on 2 cores then trained about 8x slower).
 :func:`keep_torch_threads` puts it back around the scanpy calls
-(docs/benchmarks.md, "Nineteenth session").
+(docs/benchmarks.md, "Nineteenth session"). Where numba started before torch
+was first used (a notebook that ran scanpy first), torch takes numba's count
+as its own; :func:`restore_omp_num_threads` gives it ``OMP_NUM_THREADS`` back
+when a run starts.
 """
 
 from __future__ import annotations
@@ -37,7 +40,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["BUSY_CORES", "busy_cores_elsewhere", "keep_torch_threads", "prefer_passive_waiting"]
+__all__ = [
+    "BUSY_CORES", "busy_cores_elsewhere", "keep_torch_threads", "prefer_passive_waiting", "restore_omp_num_threads",
+    "use_torch_threads",
+]
 
 #: Other programs keeping at least this many of our cores busy -> passive waiting.
 BUSY_CORES = 0.5
@@ -135,3 +141,56 @@ def keep_torch_threads() -> Iterator[None]:
     finally:
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)
+
+
+#: the count last given with :func:`use_torch_threads` (a deliberate choice :func:`restore_omp_num_threads` keeps)
+_CHOSEN: int | None = None
+
+
+def use_torch_threads(n: int) -> None:
+    """``torch.set_num_threads(n)``, remembered as chosen: :func:`restore_omp_num_threads` then keeps it.
+
+    For callers that share a host's cores out themselves (``batch`` on a Dask
+    worker, where Dask sets ``OMP_NUM_THREADS=1`` and the share may equal numba's count).
+    """
+    global _CHOSEN
+    import torch
+
+    torch.set_num_threads(max(1, int(n)))
+    _CHOSEN = torch.get_num_threads()
+
+
+def _omp_num_threads() -> int | None:
+    """``OMP_NUM_THREADS`` as a count (its first level where it lists several), None where unset or invalid."""
+    first = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    return int(first) if first.isdigit() and int(first) > 0 else None
+
+
+def restore_omp_num_threads() -> bool:
+    """Give torch the ``OMP_NUM_THREADS`` count where numba's thread pool replaced it before torch was first used.
+
+    In a notebook that ran scanpy before torch, numba's pool set the shared
+    OpenMP count to numba's (every CPU by default), and torch then took that
+    as its own, so ``OMP_NUM_THREADS`` (which SLURM and most schedulers set)
+    was lost. Changed only when numba's pool has started, ``OMP_NUM_THREADS``
+    is set, and torch's count is numba's rather than it: a count the user set
+    with ``torch.set_num_threads`` is kept unless it happens to be numba's
+    (one set with :func:`use_torch_threads` is always kept).
+
+    Returns
+    -------
+    bool
+        True when torch's count was changed here.
+    """
+    torch, numba = sys.modules.get("torch"), sys.modules.get("numba")
+    want = _omp_num_threads()
+    if torch is None or numba is None or want is None:
+        return False
+    parallel = sys.modules.get("numba.np.ufunc.parallel")
+    if parallel is None or not getattr(parallel, "_is_initialized", False):
+        return False  # numba's pool never started: torch's count is the caller's
+    have = torch.get_num_threads()
+    if have in (want, _CHOSEN) or have != int(numba.config.NUMBA_NUM_THREADS):
+        return False
+    torch.set_num_threads(want)
+    return True
