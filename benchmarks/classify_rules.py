@@ -11,7 +11,8 @@ twentieth session). Candidates, all on the default model's clustered embedding, 
   alpha 0.2) from the hand-assigned spots;
 * ``seeded k-means``: nearest mean, then region means recomputed from all spots and spots reassigned,
   hand-assigned spots fixed, until nothing moves (at most 50 rounds);
-* ``3-NN``: each spot the majority region of its 3 nearest hand-assigned spots in the embedding.
+* ``3-NN``: each spot the majority region of its 3 nearest hand-assigned spots in the embedding
+  (scikit-learn's uniform vote: a three-way tie goes to the lowest region code, not the nearest spot).
 
 Draws as in ``her2st_ceiling.py``: n spots per labelled region (random, or interior: all neighbours share
 the label), 10 draws per seed, ARI on the labelled spots not given, median over draws then over seeds.

@@ -47,7 +47,7 @@ from .graph import build_graph, neighbour_index, normalized_adjacency
 from .preprocess import preprocess_expression
 from .progress import STAGE_WEIGHTS, OverallProgress, Progress
 from .section import CLUSTER_KEY, EMBED_KEY, LABEL_KEY, UNS_KEY, get_image, spot_spacing
-from .threads import restore_omp_num_threads
+from .threads import restore_torch_threads
 from .train import TrainData, embed_iter, make_optimizer, train_iter
 
 __all__ = [
@@ -224,7 +224,7 @@ def run_senca_iter(
     check_run_settings(cfg, n, k)
     device = resolve_device(cfg.device)
     _seed_everything(cfg.seed)
-    restore_omp_num_threads()  # a notebook that ran scanpy before torch lost OMP_NUM_THREADS to numba
+    restore_torch_threads()  # a notebook that ran scanpy before torch lost OMP_NUM_THREADS to numba
 
     yield Progress("preprocess", 0, 1, "normalising counts and selecting genes")
     expr = preprocess_expression(adata, cfg)

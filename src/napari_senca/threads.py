@@ -28,7 +28,7 @@ shares torch's OpenMP runtime, so that silently undid the caller's count (two
 :func:`keep_torch_threads` puts it back around the scanpy calls
 (docs/benchmarks.md, "Nineteenth session"). Where numba started before torch
 was first used (a notebook that ran scanpy first), torch takes numba's count
-as its own; :func:`restore_omp_num_threads` gives it ``OMP_NUM_THREADS`` back
+as its own; :func:`restore_torch_threads` gives it the caller's count back
 when a run starts.
 """
 
@@ -36,13 +36,13 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 __all__ = [
-    "BUSY_CORES", "busy_cores_elsewhere", "keep_torch_threads", "prefer_passive_waiting", "restore_omp_num_threads",
-    "use_torch_threads",
+    "BUSY_CORES", "busy_cores_elsewhere", "keep_torch_threads", "prefer_passive_waiting", "restore_torch_threads",
 ]
 
 #: Other programs keeping at least this many of our cores busy -> passive waiting.
@@ -143,54 +143,31 @@ def keep_torch_threads() -> Iterator[None]:
             torch.set_num_threads(before)
 
 
-#: the count last given with :func:`use_torch_threads` (a deliberate choice :func:`restore_omp_num_threads` keeps)
-_CHOSEN: int | None = None
+def restore_torch_threads() -> bool:
+    """Give this thread torch's own count back where numba's thread pool replaced it.
 
-
-def use_torch_threads(n: int) -> None:
-    """``torch.set_num_threads(n)``, remembered as chosen: :func:`restore_omp_num_threads` then keeps it.
-
-    For callers that share a host's cores out themselves (``batch`` on a Dask
-    worker, where Dask sets ``OMP_NUM_THREADS=1`` and the share may equal numba's count).
-    """
-    global _CHOSEN
-    import torch
-
-    torch.set_num_threads(max(1, int(n)))
-    _CHOSEN = torch.get_num_threads()
-
-
-def _omp_num_threads() -> int | None:
-    """``OMP_NUM_THREADS`` as a count (its first level where it lists several), None where unset or invalid."""
-    first = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-    return int(first) if first.isdigit() and int(first) > 0 else None
-
-
-def restore_omp_num_threads() -> bool:
-    """Give torch the ``OMP_NUM_THREADS`` count where numba's thread pool replaced it before torch was first used.
-
-    In a notebook that ran scanpy before torch, numba's pool set the shared
-    OpenMP count to numba's (every CPU by default), and torch then took that
-    as its own, so ``OMP_NUM_THREADS`` (which SLURM and most schedulers set)
-    was lost. Changed only when numba's pool has started, ``OMP_NUM_THREADS``
-    is set, and torch's count is numba's rather than it: a count the user set
-    with ``torch.set_num_threads`` is kept unless it happens to be numba's
-    (one set with :func:`use_torch_threads` is always kept).
+    In a notebook that ran scanpy before torch was first used, numba's pool
+    set the OpenMP count it shares with torch to numba's (every CPU by
+    default), and torch then took that as its own, so ``OMP_NUM_THREADS``
+    (which SLURM and most schedulers set) was lost. A fresh thread still
+    starts from torch's own setting (``torch.set_num_threads`` if the caller
+    called it, else ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` or torch's
+    default), so that count is asked of one and set here where they differ.
+    A count the caller set with ``torch.set_num_threads`` is therefore kept.
 
     Returns
     -------
     bool
-        True when torch's count was changed here.
+        True when this thread's count was changed.
     """
-    torch, numba = sys.modules.get("torch"), sys.modules.get("numba")
-    want = _omp_num_threads()
-    if torch is None or numba is None or want is None:
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return False  # torch takes the thread's count when first used: nothing to give back yet
+    seen: list[int] = []
+    probe = threading.Thread(target=lambda: seen.append(torch.get_num_threads()), name="senca-thread-count")
+    probe.start()
+    probe.join()
+    if not seen or seen[0] == torch.get_num_threads():
         return False
-    parallel = sys.modules.get("numba.np.ufunc.parallel")
-    if parallel is None or not getattr(parallel, "_is_initialized", False):
-        return False  # numba's pool never started: torch's count is the caller's
-    have = torch.get_num_threads()
-    if have in (want, _CHOSEN) or have != int(numba.config.NUMBA_NUM_THREADS):
-        return False
-    torch.set_num_threads(want)
+    torch.set_num_threads(seen[0])
     return True

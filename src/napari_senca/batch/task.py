@@ -25,9 +25,9 @@ def _run_job(job: SectionJob, config: SencaConfig, out: str, threads: int, overw
     row = _row(job, out)
     row["worker"] = socket.gethostname()
     try:
-        from ..threads import use_torch_threads
+        import torch
 
-        use_torch_threads(threads)  # its share of the host's cores, kept over Dask's OMP_NUM_THREADS=1
+        torch.set_num_threads(max(1, threads))
         from ..runner import run_section
 
         rep = run_section(
