@@ -236,7 +236,7 @@ def test_run_in_a_notebook_that_ran_scanpy_first_honours_the_callers_count(chose
         "from napari_senca.pipeline import run_senca\n"
         "cfg = SencaConfig(epochs=2, use_image=False, n_clusters=3)\n"
         "res = run_senca(synthetic_section(), cfg)\n"
-        "again = run_senca(synthetic_section(), cfg)  # numba's pool has certainly started by now\n"
+        "again = run_senca(synthetic_section(), cfg)  # a second run keeps it too\n"
         "import numba\n"
         "try:\n    layer = numba.threading_layer()\n"
         "except ValueError:\n    layer = 'not-started'\n"

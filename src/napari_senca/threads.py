@@ -128,8 +128,8 @@ def keep_torch_threads() -> Iterator[None]:
     ``OMP_NUM_THREADS``), so it is kept whether or not torch has run here before.
     OpenMP counts are per thread: use the guard in the thread that trains.
     Where torch is not loaded there is nothing to keep; torch then takes the
-    thread's count when first used, numba's if numba started before (call
-    ``torch.set_num_threads`` then).
+    thread's count when first used, numba's if numba started before
+    (:func:`restore_torch_threads` gives it back when a run starts).
     """
     torch = sys.modules.get("torch")
     if torch is None:
