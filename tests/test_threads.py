@@ -119,9 +119,12 @@ def test_the_widgets_sample_before_torch_loads(busy, policy):
 
 def _child_env(**extra: str) -> dict[str, str]:
     """The environment of a fresh child: this checkout's sources, numba's pool of 2 threads whatever the machine
-    (so a reset is visible on one core too), no thread count inherited from CI."""
+    (so a reset is visible on one core too), no thread count inherited from CI or from Dask (whose nanny, in the
+    batch tests, puts OMP_NUM_THREADS=1 and MKL_NUM_THREADS=1 into this process's environment; torch's MKL build
+    starts from MKL_NUM_THREADS)."""
     env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), NUMBA_NUM_THREADS="2")
-    env.pop("OMP_NUM_THREADS", None)
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.pop(name, None)
     env.pop("NUMBA_THREADING_LAYER", None)
     env.update(extra)
     return env
