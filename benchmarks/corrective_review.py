@@ -9,7 +9,7 @@ HER2ST, starting from the default model's k-means (k = the labelled regions):
 * ``add``: each labelled region that is the majority of no cluster gets n spots by hand, at random among its
   labelled spots, in a new region; then every spot not assigned by hand is classified, the regions without
   spots by hand *kept* and represented by the mean of their current spots (``keep`` mode,
-  :func:`nearest_region_mean` with ``keep_unassigned=True``), or *dropped* as the button does today
+  :func:`napari_senca.review.classify.nearest_region_mean` with ``keep_unassigned=True``), or *dropped* as the button does today
   (``drop``: only the new regions survive; where fewer than two regions have spots by hand the button
   refuses, and the clustering stays);
 * ``merge + add``: both, merge first.
@@ -48,17 +48,14 @@ N_HAND = 5
 
 
 def nearest_region_mean(x: np.ndarray, codes: np.ndarray, given: np.ndarray, keep_unassigned: bool) -> np.ndarray:
-    """The Review rule; with ``keep_unassigned`` a region without given spots competes with its current spots' mean."""
+    """The Review rule; with ``keep_unassigned`` a region without given spots competes with its current spots' mean.
+
+    (The first run, on commit 50817ec, used a copy of the keep rule written here; the package's rule gives the
+    same rows.)
+    """
     from napari_senca.review.classify import nearest_region_mean as rule
 
-    if not keep_unassigned:
-        return rule(x, codes, given)
-    regions = np.unique(codes[codes >= 0])
-    with_hand = set(np.unique(codes[given]).tolist())
-    means = np.stack([x[given & (codes == r)].mean(0) if r in with_hand else x[~given & (codes == r)].mean(0)
-                      for r in regions])
-    d2 = ((x[:, None, :].astype(np.float64) - means[None]) ** 2).sum(-1)
-    return np.where(given, codes, regions[d2.argmin(1)])
+    return rule(x, codes, given, keep_unassigned)
 
 
 def majority(clusters: np.ndarray, lab: np.ndarray, codes: np.ndarray) -> dict[int, int]:

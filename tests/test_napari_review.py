@@ -189,33 +189,53 @@ def test_dock_layout_and_merge_defaults(docked, qtbot, notes):
 
 
 def test_classify_button_splits_what_the_clustering_merged(docked, notes, monkeypatch):
-    """Assign three spots of each region by hand, press the button: the rest follow; Undo takes it back."""
+    """Assign three spots of each region by hand, press the button, drop the clustered regions: the rest follow;
+    Undo takes it back. Regions without spots by hand: the button asks, keep / drop / cancel."""
     review, pts = docked
     st = ReviewState.from_layer(pts)
     truth = st.adata.obs["label"].astype(str).to_numpy()
     review.merge("1", "2")
     # before any spot is assigned by hand the button says what to do, in one line, and changes nothing
+    monkeypatch.setattr(_review, "ask_keep_regions", lambda *a: pytest.fail("nothing by hand: nothing to ask"))
     review.classify_btn.native.click()
     assert notes["error"] and "at least two regions" in notes["error"][-1]
     notes["error"].clear()
     for region in np.unique(truth):
         pts.selected_data = set(np.flatnonzero(truth == region)[:3].tolist())
         review.assign_selected(None, f"hand {region}")
-    review.classify_btn.native.click()
+    review.rename("0", "stroma")
+    asked = []
+    answers = iter(["drop", None, "keep"])
+    monkeypatch.setattr(_review, "ask_keep_regions",
+                        lambda parent, names, named: asked.append((names, named)) or next(answers))
+    review.classify_btn.native.click()  # drop
+    assert asked[0] == (["stroma", "cluster 1"], ["stroma"])  # the clustered regions; the one the user named
     assert (_cluster_of(pts) == st.adata.obs[CLUSTER_KEY].astype(str).to_numpy()).all()  # the layer follows
     assert set(st.display_names()) == {f"hand {r}" for r in np.unique(truth)}
     assert review.legend.rowCount() == 3 and any("classified" in m for m in notes["info"])
     review.undo_btn.native.click()
     assert review.legend.rowCount() == 5
-    # a region the user named would be emptied: the button asks first; No changes nothing
-    review.rename("0", "stroma")
-    asked = []
-    monkeypatch.setattr(_common, "ask_yes_no", lambda parent, title, text: asked.append(text) or False)
+    review.classify_btn.native.click()  # cancel: nothing changes
+    assert len(asked) == 2 and review.legend.rowCount() == 5
+    review.classify_btn.native.click()  # keep: the clustered regions compete with their own spots
+    assert "regions' own spots" in notes["info"][-1] and "stroma" in st.display_names()
+    assert not notes["error"], notes["error"]
+
+
+def test_classify_button_with_one_region_by_hand_keeps_the_others(docked, notes, monkeypatch):
+    """The corrective reviewer: three spots of the region the clustering merged away, in a new region; the button
+    asks nothing (dropping the others would leave one region) and keeps them."""
+    review, pts = docked
+    st = ReviewState.from_layer(pts)
+    truth = st.adata.obs["label"].astype(str).to_numpy()
+    review.merge("1", "2")
+    monkeypatch.setattr(_review, "ask_keep_regions", lambda *a: pytest.fail("one region by hand: nothing to ask"))
+    pts.selected_data = set(np.flatnonzero(truth == "region 1")[:3].tolist())
+    review.assign_selected(None, "split off")
     review.classify_btn.native.click()
-    assert "'stroma'" in asked[0] and review.legend.rowCount() == 5
-    monkeypatch.setattr(_common, "ask_yes_no", lambda parent, title, text: True)
-    review.classify_btn.native.click()
-    assert review.legend.rowCount() == 3
+    assert review.legend.rowCount() == 3 and "split off" in st.display_names()
+    assert (st.adata.obs[CLUSTER_KEY].astype(str).to_numpy()[truth == "region 1"]
+            == st.adata.obs[CLUSTER_KEY].astype(str).to_numpy()[np.flatnonzero(truth == "region 1")[0]]).all()
     assert not notes["error"], notes["error"]
 
 
@@ -308,3 +328,25 @@ def test_one_redraw_draws_once_and_also_after_an_error():
         layer.face_color = "green"
         raise RuntimeError("half-way")
     assert len(drawn) == 2  # what was written before the error is drawn
+
+
+@pytest.mark.parametrize(("button", "expect"), [("Keep", "keep"), ("Drop", "drop"), ("Cancel", None)])
+def test_ask_keep_regions_says_what_each_answer_does(qtbot, button, expect):
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication
+
+    seen = []
+
+    def click() -> None:
+        box = QApplication.activeModalWidget()
+        if box is None:
+            QTimer.singleShot(20, click)
+            return
+        seen.append((box.text(), box.informativeText()))
+        next(b for b in box.buttons() if b.text().replace("&", "") == button).click()
+
+    QTimer.singleShot(0, click)
+    assert _review.ask_keep_regions(None, ["stroma", "cluster 1"], ["stroma"]) == expect
+    text, more = seen[0]
+    assert "2 regions ('stroma', 'cluster 1') have no spot assigned by hand" in text
+    assert "Drop empties 'stroma', which you named" in more

@@ -99,3 +99,45 @@ def test_classify_names_the_named_regions_it_would_empty_and_changes_nothing_twi
     assert "hidden regions" in what  # region "1" was hidden and lost its spots
     n_edits = len(st.history.undo)
     assert st.classify_from_assigned().startswith("nothing to change") and len(st.history.undo) == n_edits
+
+
+def test_nearest_region_mean_keeps_regions_without_given_spots_when_asked():
+    x = np.array([[0.0, 0], [0.2, 0], [10, 0], [10.2, 0], [5.0, 0], [5.2, 0], [9.0, 0], [0.4, 0]])
+    codes = np.array([0, 0, 0, 0, 1, 1, 1, 1])  # region 0 merged two groups; region 1 holds strays
+    given = np.array([False, False, True, True, False, False, False, False])
+    code_new = 2
+    codes[given] = code_new  # two spots of the right-hand group by hand, in a new region
+    with pytest.raises(ConfigError, match="in 1 region"):
+        nearest_region_mean(x, codes, given)  # dropping the others would leave one region
+    out = nearest_region_mean(x, codes, given, keep_unassigned=True)
+    # means: region 0 from spots 0, 1 (0.1); region 1 from spots 4-7 (4.9); region 2 from the given (10.1)
+    assert out.tolist() == [0, 0, 2, 2, 1, 1, 2, 0]
+    with pytest.raises(ConfigError, match="only one region"):
+        nearest_region_mean(x, np.full(8, 2), given, keep_unassigned=True)
+    with pytest.raises(ConfigError, match="at least two regions"):
+        nearest_region_mean(x, codes, np.zeros(8, bool), keep_unassigned=True)  # nothing by hand
+
+
+def test_adding_the_region_the_clustering_merged_keeps_the_other_regions():
+    """The corrective reviewer: the clustering merged two regions; three spots of one of them in a new region
+    and 'classify, keeping the others' split them again, with no spot assigned in the other regions."""
+    adata = annotated_section(n_side=10)
+    truth = adata.obs["label"].astype(str).to_numpy()
+    st = ReviewState(adata)
+    st.rename("0", "stroma")
+    st.merge("1", "2")
+    before = adjusted_rand_score(truth, adata.obs[CLUSTER_KEY].astype(str))
+    assert st.clusters == ["0", "1"]  # region 1 and region 2 in cluster "1" now
+    spots = np.flatnonzero(truth == "region 1")[:3]
+    cid = st.assign(spots, None, new_name="split off")
+    assert st.n_hand_regions == 1 and st.regions_without_hand() == ["0", "1"]
+    assert st.classify_would_empty() == []  # with one region by hand nothing would be dropped
+    with pytest.raises(ConfigError, match="in 1 region"):
+        st.classify_from_assigned()
+    what = st.classify_from_assigned(keep_unassigned=True)
+    after = adjusted_rand_score(truth, adata.obs[CLUSTER_KEY].astype(str))
+    assert before < 0.7 and after > 0.9, (before, after)
+    assert "and 2 regions' own spots" in what and "stroma" in st.display_names()
+    assert (adata.obs[CLUSTER_KEY].astype(str).to_numpy()[spots] == cid).all() and st.n_manual == 3
+    st.undo()
+    assert adjusted_rand_score(truth, adata.obs[CLUSTER_KEY].astype(str)) == pytest.approx(before, abs=0.05)

@@ -29,7 +29,6 @@ from qtpy.QtWidgets import (
 )
 
 from ..review import ReviewState
-from . import _common
 from ._common import DockWidget, SectionPicker
 from ._legend import COLOUR, COUNT, NAME, SHOW, ColourBar, LegendTable
 from ._review_actions import NEW_REGION, ReviewActionsMixin
@@ -50,6 +49,29 @@ def ask_keep_manual(parent: QWidget | None, n_manual: int, k: int) -> str | None
     box.setWindowTitle("Re-cluster")
     box.setText(f"{n_manual} spot(s) were assigned by hand. Re-cluster into {k} regions and keep them there?")
     box.setInformativeText("Names and colours move to the best-matching new regions either way; Undo goes back.")
+    keep = box.addButton("Keep", QMessageBox.ButtonRole.AcceptRole)
+    drop = box.addButton("Drop", QMessageBox.ButtonRole.DestructiveRole)
+    box.addButton(QMessageBox.StandardButton.Cancel)
+    box.setDefaultButton(keep)
+    box.exec()
+    clicked = box.clickedButton()
+    return "keep" if clicked is keep else "drop" if clicked is drop else None
+
+
+def ask_keep_regions(parent: QWidget | None, names: list[str], named: list[str]) -> str | None:
+    """Ask what to do with the regions that have no spot assigned by hand: "keep", "drop" or None (cancel).
+
+    ``names`` are their display names; ``named`` those among them the user named (dropping them is said first).
+    """
+    box = QMessageBox(parent)
+    box.setWindowTitle("Classify the rest")
+    shown = ", ".join(repr(n) for n in names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+    many = len(names) > 1
+    box.setText(f"{len(names)} region{'s' if many else ''} ({shown}) {'have' if many else 'has'} no spot assigned "
+                "by hand. Keep them, each classified from its current spots?")
+    lost = (f"Drop empties {', '.join(repr(n) for n in named)}, which you named. " if named else "")
+    box.setInformativeText("Keep: add or correct a region and leave the others. Drop: their spots go to the "
+                           f"regions you assigned spots to. {lost}Undo takes it back.")
     keep = box.addButton("Keep", QMessageBox.ButtonRole.AcceptRole)
     drop = box.addButton("Drop", QMessageBox.ButtonRole.DestructiveRole)
     box.addButton(QMessageBox.StandardButton.Cancel)
@@ -136,7 +158,8 @@ class ReviewWidget(ReviewActionsMixin, ReviewMarkersMixin, ReviewSyncMixin, Rast
         self.classify_btn = PushButton(
             text="Classify the rest from assigned spots",
             tooltip="every spot you did not assign by hand goes to the region whose hand-assigned spots are "
-                    "nearest in the SENCA embedding (assign a few spots of each region first; Undo takes it back)")
+                    "nearest in the SENCA embedding; regions with no spot by hand are kept (classified from their "
+                    "current spots) or dropped, as you choose (Undo takes it back)")
         self.merge_a = ComboBox(label="merge", choices=[])
         self.merge_b = ComboBox(label="into", choices=[])
         self.merge_btn = PushButton(text="Merge")
@@ -258,18 +281,18 @@ class ReviewWidget(ReviewActionsMixin, ReviewMarkersMixin, ReviewSyncMixin, Rast
         self.set_n_clusters(int(value), keep_manual=keep)
 
     def _on_classify(self, *_: Any) -> None:
-        """Classify the rest; first ask when regions the user named would lose all their spots."""
+        """Classify the rest; first ask whether the regions without spots by hand are kept or dropped."""
         st = self._current_state()
-        gone = st.classify_would_empty() if st is not None else []
-        if gone:
-            names = ", ".join(repr(n) for n in gone)
-            many = len(gone) > 1
-            text = (f"{len(gone)} region{'s' if many else ''} you named ({names}) {'have' if many else 'has'} "
-                    f"no spot assigned by hand and would lose all {'their' if many else 'its'} spots.\n"
-                    "Classify anyway? (Undo takes it back.)")
-            if not _common.ask_yes_no(self, "Classify the rest?", text):
-                return
-        self.classify_rest()
+        others = st.regions_without_hand() if st is not None else []
+        if not others or st.n_hand_regions < 1:
+            self.classify_rest()  # nothing to ask (or nothing by hand: the action says what to do)
+            return
+        if st.n_hand_regions < 2:
+            self.classify_rest(keep_unassigned=True)  # dropping them would leave one region
+            return
+        answer = ask_keep_regions(self, [st.name_of(c) for c in others], st.classify_would_empty())
+        if answer is not None:
+            self.classify_rest(keep_unassigned=answer == "keep")
 
     def _on_item_changed(self, item: QTableWidgetItem) -> None:
         if self._refreshing or self.legend.mode != "regions":

@@ -179,13 +179,14 @@ class ReviewActionsMixin:
         return cid
 
     @guarded
-    def classify_rest(self) -> str | None:
+    def classify_rest(self, keep_unassigned: bool = False) -> str | None:
         """Every spot not assigned by hand to the region whose hand-assigned spots are nearest (no question asked).
 
-        Returns what was done, in words.
+        ``keep_unassigned``: regions without spots by hand compete with their current spots instead of
+        losing them (:meth:`~napari_senca.review.ReviewState.classify_from_assigned`). Returns what was done.
         """
         st = self.state()
-        what = st.classify_from_assigned()
+        what = st.classify_from_assigned(keep_unassigned)
         self._apply(st)
         notify_info(what)
         return what
