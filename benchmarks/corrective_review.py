@@ -9,9 +9,10 @@ HER2ST, starting from the default model's k-means (k = the labelled regions):
 * ``add``: each labelled region that is the majority of no cluster gets n spots by hand, at random among its
   labelled spots, in a new region; then every spot not assigned by hand is classified, the regions without
   spots by hand *kept* and represented by the mean of their current spots (``keep`` mode,
-  :func:`napari_senca.review.classify.nearest_region_mean` with ``keep_unassigned=True``), or *dropped* as the button does today
-  (``drop``: only the new regions survive; where fewer than two regions have spots by hand the button
-  refuses, and the clustering stays);
+  :func:`napari_senca.review.classify.nearest_region_mean` with ``keep_unassigned=True``), or *dropped* as the button
+  did before the twenty-first session (``drop``, now its *Drop* answer: only the new regions survive; where
+  fewer than two regions have spots by hand it refused, and the clustering stays; the button now keeps the
+  others then);
 * ``merge + add``: both, merge first.
 
 Scored on the labelled spots not given by hand, the median of 10 draws per seed, seeds 0-2; the clustering

@@ -213,6 +213,8 @@ def test_classify_button_splits_what_the_clustering_merged(docked, notes, monkey
     assert (_cluster_of(pts) == st.adata.obs[CLUSTER_KEY].astype(str).to_numpy()).all()  # the layer follows
     assert set(st.display_names()) == {f"hand {r}" for r in np.unique(truth)}
     assert review.legend.rowCount() == 3 and any("classified" in m for m in notes["info"])
+    review.classify_btn.native.click()  # every region has spots by hand now: nothing to ask, nothing to change
+    assert len(asked) == 1 and notes["info"][-1].startswith("nothing to change")
     review.undo_btn.native.click()
     assert review.legend.rowCount() == 5
     review.classify_btn.native.click()  # cancel: nothing changes

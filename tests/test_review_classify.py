@@ -30,8 +30,13 @@ def test_nearest_region_mean_in_blocks_matches_one_block(monkeypatch):
     codes = rng.integers(0, 4, 1000)
     given = rng.random(1000) < 0.05
     whole = nearest_region_mean(x, codes, given)
+    codes_keep = np.where(rng.random(1000) < 0.5, codes, 5)  # region 5: no spot by hand
+    codes_keep[given] = codes[given]
+    kept = nearest_region_mean(x, codes_keep, given, keep_unassigned=True)
+    assert (kept == 5).any()
     monkeypatch.setattr(classify_mod, "_BLOCK", 7)
     assert np.array_equal(nearest_region_mean(x, codes, given), whole)
+    assert np.array_equal(nearest_region_mean(x, codes_keep, given, keep_unassigned=True), kept)
 
 
 def test_nearest_region_mean_needs_two_regions_and_a_matching_embedding():
@@ -141,3 +146,25 @@ def test_adding_the_region_the_clustering_merged_keeps_the_other_regions():
     assert (adata.obs[CLUSTER_KEY].astype(str).to_numpy()[spots] == cid).all() and st.n_manual == 3
     st.undo()
     assert adjusted_rand_score(truth, adata.obs[CLUSTER_KEY].astype(str)) == pytest.approx(before, abs=0.05)
+
+
+def test_a_kept_region_that_loses_every_spot_is_named():
+    """Keep lets a region compete with its own spots' mean; if every one of them is nearer another mean it is
+    gone, and the message says so (Undo brings it back)."""
+    adata = annotated_section(n_side=10)
+    st = ReviewState(adata)
+    codes = adata.obs[CLUSTER_KEY].astype(str).to_numpy()
+    hand0, hand1 = np.flatnonzero(codes == "0")[:3], np.flatnonzero(codes == "1")[:3]
+    x = adata.obsm[EMBED_KEY]
+    a, b = np.zeros(x.shape[1]), np.ones(x.shape[1])
+    x[codes == "0"], x[codes == "1"] = a, b
+    own = np.flatnonzero(codes == "2")  # half of region "2" where region 0 lies, half where region 1 lies:
+    x[own[::2]], x[own[1::2]] = a, b  # its own mean lies between, nearer none of its spots
+    st.rename("2", "kept one")
+    st.assign(hand0, "0")
+    st.assign(hand1, "1")
+    what = st.classify_from_assigned(keep_unassigned=True)
+    assert "'kept one' lost all its spots" in what and "kept one" not in st.display_names()
+    assert "into 2 regions" in what
+    st.undo()
+    assert "kept one" in st.display_names() and (adata.obs[CLUSTER_KEY].astype(str).to_numpy() == codes).all()

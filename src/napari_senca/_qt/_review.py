@@ -283,7 +283,7 @@ class ReviewWidget(ReviewActionsMixin, ReviewMarkersMixin, ReviewSyncMixin, Rast
     def _on_classify(self, *_: Any) -> None:
         """Classify the rest; first ask whether the regions without spots by hand are kept or dropped."""
         st = self._current_state()
-        others = st.regions_without_hand() if st is not None else []
+        others = st.regions_without_hand() if st is not None and st.can_recluster else []
         if not others or st.n_hand_regions < 1:
             self.classify_rest()  # nothing to ask (or nothing by hand: the action says what to do)
             return

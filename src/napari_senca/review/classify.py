@@ -22,9 +22,9 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from anndata import AnnData
 
-from ..confidence import region_means
 from ..errors import ConfigError
 
 __all__ = ["ClassifyMixin", "nearest_region_mean"]
@@ -78,7 +78,7 @@ def nearest_region_mean(
             if not keep_unassigned or not n
             else "there is only one region: assign a few spots to a new region first"
         )
-    means = region_means(x[sel], np.searchsorted(regions, codes[sel]), len(regions))  # (m, d) float64
+    means = _means_in_blocks(x, np.where(sel, np.searchsorted(regions, codes), -1), len(regions))  # (m, d)
     out = codes.copy()
     rest = np.flatnonzero(~given)
     sq = (means**2).sum(1)
@@ -87,6 +87,21 @@ def nearest_region_mean(
         d2 = sq[None, :] - 2.0 * x[idx].astype(np.float64) @ means.T  # (block, m): |x - mean|^2 less |x|^2
         out[idx] = regions[np.argmin(d2, axis=1)]
     return out
+
+
+def _means_in_blocks(x: np.ndarray, member: np.ndarray, m: int) -> np.ndarray:
+    """``(m, d)`` float64 mean of the rows of ``x`` per code ``0..m-1`` of ``member`` (``-1``: left out).
+
+    Summed per block of spots, so that keeping every region (nearly every spot a member) never copies the
+    whole embedding.
+    """
+    sums = np.zeros((m, x.shape[1]))
+    for start in range(0, len(x), _BLOCK):
+        idx = np.flatnonzero(member[start : start + _BLOCK] >= 0) + start
+        if idx.size:
+            onehot = sp.csr_matrix((np.ones(idx.size), (member[idx], np.arange(idx.size))), shape=(m, idx.size))
+            sums += onehot @ x[idx].astype(np.float64)
+    return sums / np.maximum(np.bincount(member[member >= 0], minlength=m), 1)[:, None]
 
 
 class ClassifyMixin:
@@ -145,16 +160,20 @@ class ClassifyMixin:
         idx = np.flatnonzero(new != codes)
         n_hand = int(self.manual.sum())
         if not idx.size:
-            return f"nothing to change: every spot is already in the region nearest to the {n_hand} spots by hand"
-        hand_regions = set(np.unique(codes[self.manual]).tolist())
-        kept = len(set(np.unique(new[new >= 0]).tolist()) - hand_regions)
+            return "nothing to change: every spot is already in the region with the nearest mean"
+        hand_regions = set(np.unique(codes[self.manual & (codes >= 0)]).tolist())
+        before, after = set(np.unique(codes[codes >= 0]).tolist()), set(np.unique(new[new >= 0]).tolist())
+        kept = len(after - hand_regions)
+        lost = [self.name_of(self.clusters[i]) for i in sorted(before - after)] if keep_unassigned else []
         cats = list(labels.categories)
         hidden = [cats.index(c) for c in self.hidden if c in cats]
         n_hidden = int((np.isin(codes[idx], hidden) | np.isin(new[idx], hidden)).sum())
-        what = (f"classified {int((~self.manual).sum())} spots into {len(hand_regions) + kept} regions from {n_hand} "
-                "spots assigned by hand" + (f" and {kept} regions' own spots" if kept else "")
+        what = (f"classified {int((~self.manual).sum())} spots into {len(after)} regions from {n_hand} "
+                "spots assigned by hand" + (f" and {kept} region{'s' if kept > 1 else ''}'{'' if kept > 1 else 's'} own spots" if kept else "")
                 + f" ({idx.size} changed"
-                + (f", {n_hidden} of them into or out of hidden regions)" if n_hidden else ")"))
+                + (f", {n_hidden} of them into or out of hidden regions)" if n_hidden else ")")
+                + (f"; {', '.join(repr(n) for n in lost)} lost all {'their' if len(lost) > 1 else 'its'} spots"
+                   if lost else ""))
         self._push(what, idx)
         self._set_labels(pd.Categorical.from_codes(new, categories=labels.categories))
         self._changed(what, labels=True, spots=idx)
