@@ -70,8 +70,8 @@ def ask_keep_regions(parent: QWidget | None, names: list[str], named: list[str])
     box.setText(f"{len(names)} region{'s' if many else ''} ({shown}) {'have' if many else 'has'} no spot assigned "
                 "by hand. Keep them, each classified from its current spots?")
     lost = (f"Drop empties {', '.join(repr(n) for n in named)}, which you named. " if named else "")
-    box.setInformativeText("Keep: add or correct a region and leave the others. Drop: their spots go to the "
-                           f"regions you assigned spots to. {lost}Undo takes it back.")
+    box.setInformativeText("Keep: add or correct a region and keep the others (their spots are classified too). "
+                           f"Drop: their spots go to the regions you assigned spots to. {lost}Undo takes it back.")
     keep = box.addButton("Keep", QMessageBox.ButtonRole.AcceptRole)
     drop = box.addButton("Drop", QMessageBox.ButtonRole.DestructiveRole)
     box.addButton(QMessageBox.StandardButton.Cancel)
