@@ -26,6 +26,7 @@ regions, not the merge, pay) and is above ``merge + add (drop)``.
 Usage::
 
     python benchmarks/corrective_review.py --json corrective.json
+    python benchmarks/corrective_review.py --dlpfc --json corrective_dlpfc.json   # after the decision
 """
 
 from __future__ import annotations
@@ -156,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run every section, print the table, optionally write the raw rows as JSON."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sections", default=",".join(SECTIONS))
+    ap.add_argument("--dlpfc", action="store_true", help="DLPFC 151510 instead of HER2ST (a dataset the rule did not see)")
     ap.add_argument("--seeds", type=int, default=3, help="seeds 0 .. SEEDS-1")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, help="also write every raw result here")
@@ -164,10 +166,12 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
+    paths = ({"DLPFC": shared_data() / "dlpfc_151510"} if args.dlpfc
+             else {s: shared_data() / "her2st" / s for s in args.sections.split(",")})
     results = {}
-    for sec in args.sections.split(","):
+    for sec, path in paths.items():
         t0 = time.perf_counter()
-        results[sec] = run_section(str(shared_data() / "her2st" / sec), list(range(args.seeds)))
+        results[sec] = run_section(str(path), list(range(args.seeds)))
         print(f"{sec}: {time.perf_counter() - t0:.0f} s", flush=True)
     print()
     print(table(results))
