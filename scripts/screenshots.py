@@ -211,7 +211,23 @@ def main(argv: list[str] | None = None) -> int:
         review.new_name.value = f"{region} (by hand)"
         review.assign_selected()
     pts.selected_data = set()
-    review.classify_rest()
+
+    def grab_question() -> None:  # the button's Keep / Drop question (the clustered regions have no spot by hand)
+        from qtpy.QtCore import QTimer
+        from qtpy.QtWidgets import QApplication
+
+        box = QApplication.activeModalWidget()
+        if box is None:
+            QTimer.singleShot(50, grab_question)
+            return
+        grab(box, "dialog_classify_keep_drop.png")
+        next(b for b in box.buttons() if b.text().replace("&", "") == "Cancel").click()  # Cancel: nothing changes
+
+    from qtpy.QtCore import QTimer
+
+    QTimer.singleShot(200, grab_question)
+    review.classify_btn.native.click()
+    review.classify_rest()  # Drop: the pathologist's regions only
     settle()
     shot("viewer_classified.png")
     for _ in range(len(regions) + 1):
