@@ -31,11 +31,7 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +39,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from her2st import SECTIONS, shared_data  # noqa: E402
-from her2st_ceiling import DRAWS, _draw, table, unsupervised  # noqa: E402
+from her2st_ceiling import DRAWS, _draw, run_over_sections, unsupervised  # noqa: E402
 
 N_HAND = 5
 
@@ -155,29 +150,7 @@ def run_section(path: str, seeds: list[int]) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run every section, print the table, optionally write the raw rows as JSON."""
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sections", default=",".join(SECTIONS))
-    ap.add_argument("--dlpfc", action="store_true", help="DLPFC 151510 instead of HER2ST (a dataset the rule did not see)")
-    ap.add_argument("--seeds", type=int, default=3, help="seeds 0 .. SEEDS-1")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--json", type=Path, help="also write every raw result here")
-    args = ap.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(args.threads)
-    warnings.filterwarnings("ignore")
-    paths = ({"DLPFC": shared_data() / "dlpfc_151510"} if args.dlpfc
-             else {s: shared_data() / "her2st" / s for s in args.sections.split(",")})
-    results = {}
-    for sec, path in paths.items():
-        t0 = time.perf_counter()
-        results[sec] = run_section(str(path), list(range(args.seeds)))
-        print(f"{sec}: {time.perf_counter() - t0:.0f} s", flush=True)
-    print()
-    print(table(results))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1, default=float))
-    return 0
+    return run_over_sections(__doc__, run_section, argv, dlpfc=True)
 
 
 if __name__ == "__main__":

@@ -34,11 +34,7 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -46,8 +42,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from her2st import SECTIONS, baseline_features, shared_data  # noqa: E402
-from her2st_ceiling import BASELINE, MODEL, table, unsupervised  # noqa: E402
+from her2st import baseline_features  # noqa: E402
+from her2st_ceiling import BASELINE, MODEL, run_over_sections, unsupervised  # noqa: E402
 
 SEEDS = (5, 10, 20)
 PRIMARY = 10
@@ -127,27 +123,7 @@ def run_section(path: str, seeds: list[int]) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run every section, print the table, optionally write the raw rows as JSON."""
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sections", default=",".join(SECTIONS))
-    ap.add_argument("--seeds", type=int, default=3, help="seeds 0 .. SEEDS-1")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--json", type=Path, help="also write every raw result here")
-    args = ap.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(args.threads)
-    warnings.filterwarnings("ignore")
-    root = shared_data() / "her2st"
-    results = {}
-    for sec in args.sections.split(","):
-        t0 = time.perf_counter()
-        results[sec] = run_section(str(root / sec), list(range(args.seeds)))
-        print(f"{sec}: {time.perf_counter() - t0:.0f} s", flush=True)
-    print()
-    print(table(results))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1, default=float))
-    return 0
+    return run_over_sections(__doc__, run_section, argv)
 
 
 if __name__ == "__main__":

@@ -43,12 +43,12 @@ __all__ = ["ReviewWidget"]
 MIN_WIDTH = 380
 
 
-def ask_keep_manual(parent: QWidget | None, n_manual: int, k: int) -> str | None:
-    """Ask what to do with hand-assigned spots before re-clustering: "keep", "drop" or None (cancel)."""
+def _keep_drop_cancel(parent: QWidget | None, title: str, text: str, more: str) -> str | None:
+    """A question answered Keep (the default), Drop or Cancel: "keep", "drop" or None."""
     box = QMessageBox(parent)
-    box.setWindowTitle("Re-cluster")
-    box.setText(f"{n_manual} spot(s) were assigned by hand. Re-cluster into {k} regions and keep them there?")
-    box.setInformativeText("Names and colours move to the best-matching new regions either way; Undo goes back.")
+    box.setWindowTitle(title)
+    box.setText(text)
+    box.setInformativeText(more)
     keep = box.addButton("Keep", QMessageBox.ButtonRole.AcceptRole)
     drop = box.addButton("Drop", QMessageBox.ButtonRole.DestructiveRole)
     box.addButton(QMessageBox.StandardButton.Cancel)
@@ -56,6 +56,13 @@ def ask_keep_manual(parent: QWidget | None, n_manual: int, k: int) -> str | None
     box.exec()
     clicked = box.clickedButton()
     return "keep" if clicked is keep else "drop" if clicked is drop else None
+
+
+def ask_keep_manual(parent: QWidget | None, n_manual: int, k: int) -> str | None:
+    """Ask what to do with hand-assigned spots before re-clustering: "keep", "drop" or None (cancel)."""
+    return _keep_drop_cancel(
+        parent, "Re-cluster", f"{n_manual} spot(s) were assigned by hand. Re-cluster into {k} regions and keep them there?",
+        "Names and colours move to the best-matching new regions either way; Undo goes back.")
 
 
 def ask_keep_regions(parent: QWidget | None, names: list[str], named: list[str]) -> str | None:
@@ -63,22 +70,15 @@ def ask_keep_regions(parent: QWidget | None, names: list[str], named: list[str])
 
     ``names`` are their display names; ``named`` those among them the user named (dropping them is said first).
     """
-    box = QMessageBox(parent)
-    box.setWindowTitle("Classify the rest")
     shown = ", ".join(repr(n) for n in names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
     many = len(names) > 1
-    box.setText(f"{len(names)} region{'s' if many else ''} ({shown}) {'have' if many else 'has'} no spot assigned "
-                "by hand. Keep them, each classified from its current spots?")
     lost = (f"Drop empties {', '.join(repr(n) for n in named)}, which you named. " if named else "")
-    box.setInformativeText("Keep: add or correct a region and keep the others (their spots are classified too). "
-                           f"Drop: their spots go to the regions you assigned spots to. {lost}Undo takes it back.")
-    keep = box.addButton("Keep", QMessageBox.ButtonRole.AcceptRole)
-    drop = box.addButton("Drop", QMessageBox.ButtonRole.DestructiveRole)
-    box.addButton(QMessageBox.StandardButton.Cancel)
-    box.setDefaultButton(keep)
-    box.exec()
-    clicked = box.clickedButton()
-    return "keep" if clicked is keep else "drop" if clicked is drop else None
+    return _keep_drop_cancel(
+        parent, "Classify the rest",
+        f"{len(names)} region{'s' if many else ''} ({shown}) {'have' if many else 'has'} no spot assigned by hand. "
+        "Keep them, each classified from its current spots?",
+        "Keep: add or correct a region and keep the others (their spots are classified too). "
+        f"Drop: their spots go to the regions you assigned spots to. {lost}Undo takes it back.")
 
 
 class ReviewWidget(ReviewActionsMixin, ReviewMarkersMixin, ReviewSyncMixin, RasterSelectionMixin, DockWidget):
