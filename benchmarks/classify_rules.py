@@ -49,6 +49,8 @@ from her2st_ceiling import (  # noqa: E402
     DRAWS,
     _draw,
     interior_spots,
+    label_codes,
+    read_labelled,
     run_over_sections,
     unsupervised,
 )
@@ -109,14 +111,8 @@ def run_section(path: str, seeds: list[int]) -> list[dict]:
     """Every rule's median ARI per (n, how) over seeds, one row each."""
     from sklearn.metrics import adjusted_rand_score
 
-    from napari_senca.io import read_section
-
-    adata = read_section(path)
-    lab = adata.obs["label"].notna().to_numpy()
-    y = adata.obs["label"].to_numpy()[lab].astype(str)
-    names, code_l = np.unique(y, return_inverse=True)
-    codes = np.full(adata.n_obs, -1)
-    codes[np.flatnonzero(lab)] = code_l
+    adata, lab, y = read_labelled(path)
+    names, codes = label_codes(lab, y)
     interior = interior_spots(adata, lab, y)
     adj = sp.csr_matrix(neighbour_mean(adata) > 0, dtype=float)
     labels, runs = unsupervised(adata, len(names), seeds)

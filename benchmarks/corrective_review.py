@@ -39,7 +39,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from her2st_ceiling import DRAWS, _draw, run_over_sections, unsupervised  # noqa: E402
+from her2st_ceiling import DRAWS, _draw, label_codes, read_labelled, run_over_sections, unsupervised  # noqa: E402
 
 N_HAND = 5
 
@@ -101,14 +101,8 @@ def run_section(path: str, seeds: list[int]) -> list[dict]:
     """Every row of one section."""
     from sklearn.metrics import adjusted_rand_score
 
-    from napari_senca.io import read_section
-
-    adata = read_section(path)
-    lab = adata.obs["label"].notna().to_numpy()
-    y = adata.obs["label"].to_numpy()[lab].astype(str)
-    names, code_l = np.unique(y, return_inverse=True)
-    codes = np.full(adata.n_obs, -1)
-    codes[np.flatnonzero(lab)] = code_l
+    adata, lab, y = read_labelled(path)
+    names, codes = label_codes(lab, y)
     labels, runs = unsupervised(adata, len(names), seeds)
     per: dict[str, list[float]] = {}
     hand: dict[str, list[float]] = {}

@@ -189,6 +189,23 @@ def review_rows(x: np.ndarray, lab: np.ndarray, y: np.ndarray, seed: int) -> dic
             for m in EXTRA_CLUSTERS}
 
 
+def read_labelled(path: str) -> tuple[AnnData, np.ndarray, np.ndarray]:
+    """A section, its labelled spots (bool, ``(n_spots,)``) and their labels (str, one per labelled spot)."""
+    from napari_senca.io import read_section
+
+    adata = read_section(path)
+    lab = adata.obs["label"].notna().to_numpy()
+    return adata, lab, adata.obs["label"].to_numpy()[lab].astype(str)
+
+
+def label_codes(lab: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The region names (sorted) and every spot's code among them (``-1``: unlabelled), from :func:`read_labelled`."""
+    names, code_l = np.unique(y, return_inverse=True)
+    codes = np.full(len(lab), -1)
+    codes[np.flatnonzero(lab)] = code_l
+    return names, codes
+
+
 def interior_spots(adata: AnnData, lab: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Labelled spots whose neighbours on the k = 4 graph all carry their label: spots a reviewer would call typical."""
     from napari_senca.graph import build_graph
@@ -226,9 +243,7 @@ def by_hand_rows(x: np.ndarray, lab: np.ndarray, y: np.ndarray, interior: np.nda
 
     from napari_senca.review.classify import nearest_region_mean
 
-    names, code_l = np.unique(y, return_inverse=True)
-    codes = np.full(len(x), -1)
-    codes[np.flatnonzero(lab)] = code_l
+    names, codes = label_codes(lab, y)
     rng = np.random.default_rng(seed)
     out = {}
     for how, pool in (("random", lab), ("interior", interior)):
@@ -285,11 +300,7 @@ def run_section(path: str, seeds: list[int]) -> list[dict]:
     """
     from sklearn.metrics import adjusted_rand_score
 
-    from napari_senca.io import read_section
-
-    adata = read_section(path)
-    lab = adata.obs["label"].notna().to_numpy()
-    y = adata.obs["label"].to_numpy()[lab].astype(str)
+    adata, lab, y = read_labelled(path)
     xy = np.asarray(adata.obsm["spatial"], float)[lab]
     k = len(set(y))
     labels, runs = unsupervised(adata, k, seeds)

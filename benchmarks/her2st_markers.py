@@ -43,7 +43,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from her2st import baseline_features  # noqa: E402
-from her2st_ceiling import BASELINE, MODEL, run_over_sections, unsupervised  # noqa: E402
+from her2st_ceiling import BASELINE, MODEL, read_labelled, run_over_sections, unsupervised  # noqa: E402
 
 SEEDS = (5, 10, 20)
 PRIMARY = 10
@@ -75,12 +75,9 @@ def run_section(path: str, seeds: list[int]) -> list[dict]:
     from sklearn.metrics import adjusted_rand_score, roc_auc_score
 
     from napari_senca.cluster import cluster_embedding
-    from napari_senca.io import read_section
     from napari_senca.review.classify import nearest_region_mean
 
-    adata = read_section(path)
-    lab = adata.obs["label"].notna().to_numpy()
-    y = adata.obs["label"].to_numpy()[lab].astype(str)
+    adata, lab, y = read_labelled(path)
     k = len(set(y))
     labels, runs = unsupervised(adata, k, seeds)
     reps = [{MODEL: r.embedding, BASELINE: baseline_features(adata, s)} for r, s in zip(runs, seeds, strict=True)]
