@@ -101,19 +101,28 @@ def region_centres(embedding: np.ndarray, labels: np.ndarray) -> tuple[np.ndarra
     regions, centres
         The distinct labels (sorted) and their ``(n_regions, dim)`` centres.
     """
-    z = np.asarray(embedding, dtype=np.float64)
     regions, codes = factorize_labels(labels)
-    return regions, region_means(z, codes, len(regions))
+    return regions, region_means(np.asarray(embedding), codes, len(regions))
+
+
+#: rows per block of :func:`region_means`: a (block, dim) float64 copy at a time, never the whole embedding
+_MEANS_BLOCK = 65_536
 
 
 def region_means(z: np.ndarray, codes: np.ndarray, k: int) -> np.ndarray:
-    """``(k, dim)`` mean of the rows of ``z`` per code in ``0..k-1`` (one sparse product; rows with code < 0 left out)."""
-    ok = codes >= 0
-    rows = codes if ok.all() else codes[ok]
-    cols = np.flatnonzero(ok) if not ok.all() else np.arange(len(codes))
-    onehot = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(k, len(codes)))
-    counts = np.bincount(rows, minlength=k)[:, None]
-    return np.asarray(onehot @ np.asarray(z, dtype=np.float64)) / np.maximum(counts, 1)
+    """``(k, dim)`` float64 mean of the rows of ``z`` per code in ``0..k-1`` (rows with code < 0 left out).
+
+    One sparse product per block of :data:`_MEANS_BLOCK` rows, so a large section's embedding is never copied
+    whole (the Review's classification keeps nearly every spot a member).
+    """
+    codes = np.asarray(codes)
+    sums = np.zeros((k, z.shape[1]))
+    for start in range(0, len(codes), _MEANS_BLOCK):
+        idx = np.flatnonzero(codes[start : start + _MEANS_BLOCK] >= 0) + start
+        if idx.size:
+            onehot = sp.csr_matrix((np.ones(idx.size), (codes[idx], np.arange(idx.size))), shape=(k, idx.size))
+            sums += onehot @ np.asarray(z[idx], dtype=np.float64)
+    return sums / np.maximum(np.bincount(codes[codes >= 0], minlength=k), 1)[:, None]
 
 
 def silhouette_confidence(embedding: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -22,9 +22,9 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from anndata import AnnData
 
+from ..confidence import region_means
 from ..errors import ConfigError
 
 __all__ = ["ClassifyMixin", "nearest_region_mean"]
@@ -78,7 +78,7 @@ def nearest_region_mean(
             if not keep_unassigned or not n
             else "there is only one region: assign a few spots to a new region first"
         )
-    means = _means_in_blocks(x, np.where(sel, np.searchsorted(regions, codes), -1), len(regions))  # (m, d)
+    means = region_means(x, np.where(sel, np.searchsorted(regions, codes), -1), len(regions))  # (m, d)
     out = codes.copy()
     rest = np.flatnonzero(~given)
     sq = (means**2).sum(1)
@@ -87,21 +87,6 @@ def nearest_region_mean(
         d2 = sq[None, :] - 2.0 * x[idx].astype(np.float64) @ means.T  # (block, m): |x - mean|^2 less |x|^2
         out[idx] = regions[np.argmin(d2, axis=1)]
     return out
-
-
-def _means_in_blocks(x: np.ndarray, member: np.ndarray, m: int) -> np.ndarray:
-    """``(m, d)`` float64 mean of the rows of ``x`` per code ``0..m-1`` of ``member`` (``-1``: left out).
-
-    Summed per block of spots, so that keeping every region (nearly every spot a member) never copies the
-    whole embedding.
-    """
-    sums = np.zeros((m, x.shape[1]))
-    for start in range(0, len(x), _BLOCK):
-        idx = np.flatnonzero(member[start : start + _BLOCK] >= 0) + start
-        if idx.size:
-            onehot = sp.csr_matrix((np.ones(idx.size), (member[idx], np.arange(idx.size))), shape=(m, idx.size))
-            sums += onehot @ x[idx].astype(np.float64)
-    return sums / np.maximum(np.bincount(member[member >= 0], minlength=m), 1)[:, None]
 
 
 class ClassifyMixin:

@@ -324,8 +324,7 @@ class ReviewState(EditsMixin, ClassifyMixin, MarkersMixin, ColourByMixin, LayerM
         n = np.bincount(codes[codes >= 0], minlength=self.n_clusters)  # spots per region, as the legend counts them
         small = self.clusters[int(np.argmin(n))]  # the first of the smallest, in legend order
         space = self.adata.obsm[EMBED_KEY] if EMBED_KEY in self.adata.obsm else self.adata.obsm["spatial"]
-        x = np.asarray(space, dtype=np.float64)
-        means = region_means(x, codes, self.n_clusters)  # (k, dim)
+        means = region_means(np.asarray(space), codes, self.n_clusters)  # (k, dim) float64, summed per block
         cen = {c: means[i] for i, c in enumerate(self.clusters) if n[i] > 0}
         others = [c for c in self.clusters if c != small and c in cen]
         into = min(others, key=lambda c: float(np.linalg.norm(cen[c] - cen[small])))
