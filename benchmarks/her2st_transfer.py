@@ -1,0 +1,210 @@
+"""Regions from an annotated reference: each HER2ST section named from the other sections' labels.
+
+The twentieth session showed that the model's embedding carries the pathologist's regions but that no
+clustering objective picks their grain; the twenty-first that textbook marker genes do not give it either
+(0.215). A third source of the grain, not tried before: sections a pathologist has already annotated. A
+user with an annotated cohort (a previous run's ``annotated.h5ad`` with region names, or a labelled
+``.h5ad``) opens a new section and asks for its regions by those names. Here every HER2ST section is the
+new section in turn, and the labels of the other seven (other patients) are the reference: leave one
+section out. The target section's labels are used only to score.
+
+Features (per leave-one-out split, target-independent except for the genes it has):
+
+* genes present in every section; counts per spot normalised to 10,000 and ``log1p``;
+* 2,000 highly variable genes chosen on the reference sections (scanpy, ``batch_key`` = section), after
+  dropping genes with fewer than 10 counts over the references;
+* each gene z-scored within its own section (all its spots, clipped at 10): what remains is how a spot
+  differs from the rest of its section, not the patient's or the run's level;
+* averaged over each spot and its 4 neighbours (within its section);
+* 50 PCs fitted on the reference spots, the target projected on them.
+
+Rows (ARI on the target's labelled spots):
+
+* ``LR, section's regions`` (**primary**): logistic regression (class-balanced, scikit-learn defaults
+  otherwise) trained on the references' labelled spots; each target spot gets the most probable region
+  among those the target section has (the user ticks which of the reference's regions the section shows:
+  the protocol's k is the same knowledge, counted);
+* ``LR, all regions``: the same without that restriction;
+* ``nearest reference centroid``: each region's mean over the references' labelled spots, each target
+  spot to the most correlated (section's regions);
+* ``one reference section``: the primary rule with a single other section as the reference (what a user
+  with one annotated section has), the median over the seven; a target region the reference lacks
+  cannot be predicted;
+* ``k + 3 clusters named by the transfer``: k-means into k + 3 clusters (the model's embedding or the
+  baseline's PCs), each cluster named after the primary's most frequent prediction over its spots
+  (clusters with one name merge): the twentieth session's "review" row with the reference as reviewer;
+* ``10 seeds + nearest mean``: the 10 spots per region with the widest probability margin of the primary
+  seed it, every other spot joins the nearest seeds' mean in the model's embedding (or the baseline's);
+* the unsupervised rows of ``her2st.py`` (smoothed PCA + k-means, the default model) on the same seeds.
+
+Pre-registered (committed before the first run): the primary row decides. A core function and a CLI /
+Review entry to name a section's regions from an annotated reference are built only if the primary's
+HER2ST mean beats the default model's k-means mean in the same run by at least 0.02. Issue 9's 0.35 goal
+is not called met by any row here: they use other sections' labels, so they are reported as reference-
+guided figures beside the unsupervised ones. A secondary row that beats the primary is reported, not
+adopted, in this run.
+
+Usage::
+
+    python benchmarks/her2st_transfer.py --json transfer.json          # 8 sections, seeds 0-2
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from her2st import SECTIONS, baseline_features, neighbour_mean, shared_data  # noqa: E402
+from her2st_ceiling import BASELINE, MODEL, read_labelled, run_over_sections, unsupervised  # noqa: E402
+
+N_HVG = 2000
+N_PCS = 50
+EXTRA = 3
+N_SEEDS = 10
+
+
+@cache
+def section(name: str) -> tuple[AnnData, np.ndarray, np.ndarray]:
+    """A HER2ST section read once: (adata, labelled mask, labels)."""
+    return read_labelled(str(shared_data() / "her2st" / name))
+
+
+def _lognorm(adata: AnnData, genes: list[str]) -> np.ndarray:
+    import scipy.sparse as sp
+
+    x = adata[:, genes].X
+    x = x.toarray() if sp.issparse(x) else np.asarray(x)
+    x = x.astype(np.float64)
+    lib = x.sum(1, keepdims=True)
+    return np.log1p(x / np.maximum(lib, 1) * 1e4)
+
+
+def features(target: str, refs: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(target's features, {reference: features}), ``(n_spots, N_PCS)`` each (the module docstring's recipe)."""
+    import anndata as ad
+    import pandas as pd
+    import scanpy as sc
+    from sklearn.decomposition import PCA
+
+    secs = [target, *refs]
+    genes = sorted(set.intersection(*(set(section(s)[0].var_names) for s in secs)))
+    logn = {s: _lognorm(section(s)[0], genes) for s in secs}
+    counts = sum(np.asarray(section(s)[0][:, genes].X.sum(0)).ravel() for s in refs)
+    keep = np.flatnonzero(counts >= 10)
+    pooled = ad.AnnData(np.vstack([logn[s][:, keep] for s in refs]),
+                        obs=pd.DataFrame({"section": np.repeat(refs, [len(logn[s]) for s in refs])}))
+    pooled.obs.index = pooled.obs.index.astype(str)
+    sc.pp.highly_variable_genes(pooled, n_top_genes=N_HVG, batch_key="section")
+    hvg = keep[pooled.var["highly_variable"].to_numpy()]
+    feats = {}
+    for s in secs:
+        x = logn[s][:, hvg]
+        x = np.clip((x - x.mean(0)) / np.maximum(x.std(0), 1e-8), -10, 10)
+        feats[s] = np.asarray(neighbour_mean(section(s)[0]) @ x)
+    pca = PCA(N_PCS, random_state=0).fit(np.vstack([feats[s] for s in refs]))
+    return pca.transform(feats[target]), {s: pca.transform(feats[s]) for s in refs}
+
+
+def transfer(target: str, refs: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Logistic regression from the references' labelled spots: (classes, target probabilities, target features)."""
+    from sklearn.linear_model import LogisticRegression
+
+    xt, xr = features(target, refs)
+    x = np.vstack([xr[s][section(s)[1]] for s in refs])
+    y = np.concatenate([section(s)[2] for s in refs])
+    lr = LogisticRegression(class_weight="balanced", max_iter=5000).fit(x, y)
+    return lr.classes_, lr.predict_proba(xt), xt
+
+
+def restricted(classes: np.ndarray, proba: np.ndarray, allowed: set[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The most probable allowed class per spot, and the allowed classes' probabilities ``(n, n_allowed)``."""
+    cols = np.flatnonzero(np.isin(classes, sorted(allowed)))
+    return classes[cols][proba[:, cols].argmax(1)], proba[:, cols]
+
+
+def centroid_transfer(target: str, refs: list[str], allowed: set[str]) -> np.ndarray:
+    """Each target spot to the most correlated reference region mean (allowed regions only)."""
+    xt, xr = features(target, refs)
+    x = np.vstack([xr[s][section(s)[1]] for s in refs])
+    y = np.concatenate([section(s)[2] for s in refs])
+    names = np.array(sorted(allowed & set(y)))
+    cent = np.stack([x[y == n].mean(0) for n in names])
+    a = (xt - xt.mean(1, keepdims=True)) / np.linalg.norm(xt - xt.mean(1, keepdims=True), axis=1, keepdims=True)
+    b = (cent - cent.mean(1, keepdims=True)) / np.linalg.norm(cent - cent.mean(1, keepdims=True), axis=1, keepdims=True)
+    return names[(a @ b.T).argmax(1)]
+
+
+def named_by_vote(clusters: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Each cluster named after the most frequent prediction over its spots."""
+    out = np.empty(len(clusters), dtype=object)
+    for c in np.unique(clusters):
+        names, counts = np.unique(pred[clusters == c], return_counts=True)
+        out[clusters == c] = names[counts.argmax()]
+    return out.astype(str)
+
+
+def run_section(path: str, seeds: list[int]) -> list[dict]:
+    """Every row of one target section."""
+    import pandas as pd
+    from marker_panel import seed_spots
+    from sklearn.metrics import adjusted_rand_score
+
+    from napari_senca.cluster import cluster_embedding
+    from napari_senca.review.classify import nearest_region_mean
+
+    target = Path(path).name
+    adata, lab, y = section(target)
+    allowed = set(y)
+    k = len(allowed)
+    refs = [s for s in SECTIONS if s != target]
+    rows: list[dict] = []
+
+    def add(kind: str, rep: str, scheme: str, aris: list[float]) -> None:
+        rows.append(dict(kind=kind, representation=rep, scheme=scheme, ari=float(np.median(aris)), per_seed=aris))
+
+    classes, proba, _ = transfer(target, refs)
+    pred, p_allowed = restricted(classes, proba, allowed)
+    add("transfer", "seven other sections", "LR, section's regions (primary)", [adjusted_rand_score(y, pred[lab])])
+    add("transfer", "seven other sections", "LR, all regions", [adjusted_rand_score(y, classes[proba.argmax(1)][lab])])
+    add("transfer", "seven other sections", "nearest reference centroid, section's regions",
+        [adjusted_rand_score(y, centroid_transfer(target, refs, allowed)[lab])])
+    single = []
+    for r in refs:
+        c1, p1, _ = transfer(target, [r])
+        single.append(adjusted_rand_score(y, restricted(c1, p1, allowed)[0][lab]))
+    rows.append(dict(kind="transfer", representation="one other section", scheme="LR, section's regions, median of 7",
+                     ari=float(np.median(single)), per_reference=dict(zip(refs, single, strict=True))))
+
+    labels, runs = unsupervised(adata, k, seeds)
+    reps = [{MODEL: r.embedding, BASELINE: baseline_features(adata, s)} for r, s in zip(runs, seeds, strict=True)]
+    span = f"seeds {seeds[0]}-{seeds[-1]}"
+    names = classes[np.isin(classes, sorted(allowed))]
+    given = seed_spots(pd.DataFrame(p_allowed, columns=names), N_SEEDS)
+    for rep in (MODEL, BASELINE):
+        add("transfer", rep, f"k + {EXTRA} clusters named by the transfer, {span}",
+            [adjusted_rand_score(y, named_by_vote(cluster_embedding(r[rep], k + EXTRA, "kmeans", s)[0], pred)[lab])
+             for r, s in zip(reps, seeds, strict=True)])
+        add("transfer", rep, f"{N_SEEDS} seeds + nearest mean, {span}",
+            [adjusted_rand_score(y, names[nearest_region_mean(r[rep], given, given >= 0)][lab]) for r in reps])
+    for name, per_seed in labels.items():
+        add("unsupervised", name, span, [adjusted_rand_score(y, np.asarray(lb)[lab]) for lb in per_seed])
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every section, print the table, optionally write the raw rows as JSON."""
+    return run_over_sections(__doc__, run_section, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
