@@ -363,14 +363,15 @@ def run_over_sections(doc: str, run_section: Callable[[str, list[int]], list[dic
                       dlpfc: bool = False, report: Callable[[list[dict]], str] | None = None) -> int:
     """The command line these scripts share: one ``run_section(path, seeds)`` per section, the table, the raw JSON.
 
-    Options ``--sections``, ``--seeds``, ``--threads``, ``--json``, and with ``dlpfc`` a ``--dlpfc`` that runs
+    Options ``--sections``, ``--seeds``, ``--first-seed``, ``--threads``, ``--json``, and with ``dlpfc`` a ``--dlpfc`` that runs
     DLPFC 151510 instead of HER2ST. ``report`` adds to each section's progress line.
     """
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sections", default=",".join(SECTIONS))
     if dlpfc:
         ap.add_argument("--dlpfc", action="store_true", help="DLPFC 151510 instead of HER2ST")
-    ap.add_argument("--seeds", type=int, default=3, help="seeds 0 .. SEEDS-1")
+    ap.add_argument("--seeds", type=int, default=3, help="seeds FIRST .. FIRST + SEEDS - 1")
+    ap.add_argument("--first-seed", type=int, default=0, help="the first seed (held-out runs start above those used)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, help="also write every raw result here")
     args = ap.parse_args(argv)
@@ -385,7 +386,7 @@ def run_over_sections(doc: str, run_section: Callable[[str, list[int]], list[dic
     results = {}
     for sec, path in paths.items():
         t0 = time.perf_counter()
-        results[sec] = run_section(str(path), list(range(args.seeds)))
+        results[sec] = run_section(str(path), list(range(args.first_seed, args.first_seed + args.seeds)))
         print(f"{sec}: {time.perf_counter() - t0:.0f} s" + (f", {report(results[sec])}" if report else ""), flush=True)
     print()
     print(table(results))
