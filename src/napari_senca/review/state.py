@@ -43,12 +43,13 @@ from .keys import MANUAL_KEY, REGION_KEY, REVIEW_KEY
 from .keys import default_name as _default_name
 from .markers import MarkersMixin
 from .matching import RegionMemory
+from .naming import NamingMixin
 from .persist import restore_manual, restore_review, write_review
 
 __all__ = ["ReviewState"]
 
 
-class ReviewState(EditsMixin, ClassifyMixin, MarkersMixin, ColourByMixin, LayerMixin):
+class ReviewState(EditsMixin, ClassifyMixin, NamingMixin, MarkersMixin, ColourByMixin, LayerMixin):
     """Names, colours and edits of the regions of one section.
 
     Parameters

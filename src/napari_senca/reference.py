@@ -1,0 +1,270 @@
+"""Regions named from annotated reference sections (label transfer).
+
+A pathologist who has annotated some sections (region names given in the
+Review widget and saved to ``annotated.h5ad``, or a labelled ``.h5ad``) can
+name a new section's regions by the same names. :func:`predict_regions` learns
+the regions from the references' expression and gives every spot of the new
+section the most probable one; :func:`name_clusters` names each of the model's
+clusters after the prediction most of its spots have, so that clusters given
+one name become one region. The Review widget over-clusters the model's
+embedding first (k + 3 regions), so the model draws the boundaries and the
+reference says which tissue each cluster is (``ReviewState.name_from_reference``).
+
+Measured on HER2ST with the other seven sections as the reference (docs/benchmarks.md,
+"Twenty-second session"): 0.368 mean ARI against 0.298 for the model's k-means
+(held-out seeds); with a single reference section the names collapse (0.045).
+
+Features, per call (the genes depend on the section):
+
+1. genes present in the section and in every reference; counts normalised to
+   10,000 per spot (over those genes) and ``log1p``;
+2. :data:`N_HVG` highly variable genes chosen on the references (scanpy,
+   Seurat flavour, ``batch_key`` = reference), after dropping genes with fewer
+   than 10 counts over the references;
+3. every gene z-scored within its own section (clipped at 10), so what remains
+   is how a spot differs from the rest of its section, not the patient's or the
+   run's level;
+4. averaged over each spot and its spatial neighbours (k = ``n_neighbors``);
+5. :data:`N_PCS` principal components fitted on the references; a class-balanced
+   logistic regression on the references' labelled spots.
+
+Pre-normalised input (``uns["senca_input"]["normalized"]``) skips step 1's
+normalisation. Nothing here imports Qt or napari, and the section is not changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
+
+from .errors import ConfigError, DataError
+from .section import LABEL_KEY, clean_label
+
+__all__ = ["ReferencePrediction", "predict_regions", "reference_labels", "name_clusters", "N_HVG", "N_PCS"]
+
+#: genes chosen on the references, and principal components the classifier reads
+N_HVG = 2000
+N_PCS = 50
+#: at most this many reference spots fit the components (a random, seeded subset above)
+MAX_FIT_SPOTS = 50_000
+#: rows per block when a section's genes are scaled and projected
+BLOCK = 65_536
+#: ``obs`` columns looked for, in order, when no key is given
+AUTO_KEYS = ("senca_region", LABEL_KEY)
+
+
+@dataclass
+class ReferencePrediction:
+    """The regions :func:`predict_regions` gives a section.
+
+    Attributes
+    ----------
+    names
+        ``(n_spots,)`` the most probable region per spot (str).
+    probabilities
+        ``(n_spots, n_regions)`` one column per region, rows sum to 1.
+    n_genes
+        Genes the classifier read (highly variable among those shared).
+    n_reference_spots
+        Labelled reference spots it learnt from, per region.
+    """
+
+    names: np.ndarray
+    probabilities: pd.DataFrame
+    n_genes: int
+    n_reference_spots: dict[str, int]
+
+
+def _source(adata: AnnData) -> str | None:
+    return (adata.uns.get("senca_input", {}) or {}).get("path") or None
+
+
+def reference_labels(adata: AnnData, key: str | None = None) -> tuple[np.ndarray, str]:
+    """``(labels, key)``: the reference's region per spot (``None`` where unlabelled) and the column read.
+
+    Without ``key``: ``obs["senca_region"]`` when some region there was named
+    in the Review (not the default ``cluster N``), else ``obs["label"]``.
+
+    Raises
+    ------
+    DataError
+        The column is missing, or it names fewer than two regions.
+    """
+    if key is None:
+        for k in AUTO_KEYS:
+            if k in adata.obs and not _only_default_names(adata.obs[k]):
+                key = k
+                break
+        else:
+            cats = [c for c in adata.obs.columns if isinstance(adata.obs[c].dtype, pd.CategoricalDtype)]
+            raise DataError(_source(adata), "no region names to learn from: no named 'senca_region' (Review) or "
+                                            f"'label' column; name one of {cats or 'its obs columns'}")
+    if key not in adata.obs:
+        raise DataError(_source(adata), f"no obs column {key!r} to read the regions from")
+    labels = np.array([clean_label(v) for v in adata.obs[key].astype(object)], dtype=object)
+    if len({v for v in labels if v is not None}) < 2:
+        raise DataError(_source(adata), f"obs[{key!r}] names fewer than two regions")
+    return labels, key
+
+
+def _only_default_names(col: pd.Series) -> bool:
+    vals = {str(v) for v in pd.unique(col.dropna().astype(str))}
+    return all(v.startswith("cluster ") for v in vals)
+
+
+def _counts(adata: AnnData, genes: np.ndarray) -> sp.csr_matrix:
+    idx = adata.var_names.get_indexer(genes)
+    x = adata.X
+    x = x if sp.issparse(x) else sp.csr_matrix(np.asarray(x))
+    return sp.csr_matrix(x[:, idx], dtype=np.float64)
+
+
+def _log_normalised(adata: AnnData, genes: np.ndarray) -> sp.csr_matrix:
+    """Step 1 of the module docstring, sparse."""
+    x = _counts(adata, genes)
+    if (adata.uns.get("senca_input", {}) or {}).get("normalized", False):
+        return x
+    lib = np.asarray(x.sum(1)).ravel()
+    x = sp.csr_matrix(sp.diags(1e4 / np.maximum(lib, 1)) @ x)
+    x.data = np.log1p(x.data)
+    return x
+
+
+def _hvgs(refs: list[sp.csr_matrix], counts: list[sp.csr_matrix]) -> np.ndarray:
+    """Step 2: column indices of the references' highly variable genes."""
+    import warnings
+
+    import scanpy as sc
+
+    from .threads import keep_torch_threads
+
+    total = sum(np.asarray(c.sum(0)).ravel() for c in counts)
+    keep = np.flatnonzero(total >= 10)
+    if len(keep) < 2:
+        raise ConfigError("fewer than 2 shared genes have 10 counts over the references")
+    batch = np.repeat(np.arange(len(refs)).astype(str), [r.shape[0] for r in refs])
+    pooled = AnnData(sp.vstack([r[:, keep] for r in refs]).tocsr(), obs=pd.DataFrame({"reference": batch},
+                                                                                     index=np.arange(len(batch)).astype(str)))
+    with warnings.catch_warnings(), keep_torch_threads():
+        warnings.simplefilter("ignore")
+        n_top = min(N_HVG, len(keep))
+        sc.pp.highly_variable_genes(pooled, n_top_genes=n_top, batch_key="reference" if len(refs) > 1 else None)
+    return keep[pooled.var["highly_variable"].to_numpy()]
+
+
+def _scaled_blocks(x: sp.csr_matrix):
+    """Step 3 per block of rows: ``(start, dense z-scored block clipped at 10)``."""
+    mean = np.asarray(x.mean(0)).ravel()
+    sq = np.asarray(x.multiply(x).mean(0)).ravel()
+    sd = np.sqrt(np.maximum(sq - mean**2, 0))
+    sd = np.where(sd > 1e-8, sd, 1e-8)
+    for b in range(0, x.shape[0], BLOCK):
+        yield b, np.clip((x[b : b + BLOCK].toarray() - mean) / sd, -10, 10)
+
+
+def _neighbour_mean(adata: AnnData, n_neighbors: int) -> sp.csr_matrix:
+    """Step 4's operator: each row averages a spot and its neighbours."""
+    from .graph import build_graph
+
+    a = build_graph(np.asarray(adata.obsm["spatial"], float), n_neighbors).adjacency + sp.identity(adata.n_obs)
+    return sp.csr_matrix(sp.diags(1.0 / np.asarray(a.sum(1)).ravel()) @ a)
+
+
+def _averaged(x: sp.csr_matrix, avg: sp.csr_matrix, rows: np.ndarray | None = None,
+              project: np.ndarray | None = None) -> np.ndarray:
+    """``avg[rows] @ scaled(x) [@ project]``, one block of the scaled genes at a time."""
+    a = avg if rows is None else avg[rows]
+    out = None
+    for b, z in _scaled_blocks(x):
+        part = a[:, b : b + z.shape[0]] @ (z if project is None else z @ project)
+        out = part if out is None else out + part
+    return np.asarray(out)
+
+
+def predict_regions(adata: AnnData, references: Sequence[AnnData], key: str | None = None,
+                    regions: Sequence[str] | None = None, n_neighbors: int = 4, seed: int = 0) -> ReferencePrediction:
+    """Each spot of ``adata`` given the most probable region of the ``references`` (module docstring).
+
+    Parameters
+    ----------
+    adata
+        The section to name, counts in ``X`` and ``obsm["spatial"]``; not changed.
+    references
+        Annotated sections (counts, ``obsm["spatial"]`` and region names).
+    key
+        The references' ``obs`` column of region names (:func:`reference_labels`).
+    regions
+        Only these regions are predicted (the ones the user says the section has); default: all.
+    n_neighbors
+        Neighbours averaged per spot (the model's k).
+    seed
+        Seeds the subset of reference spots that fits the components, above :data:`MAX_FIT_SPOTS`.
+
+    Raises
+    ------
+    ConfigError
+        No reference, too few shared genes, or ``regions`` the references do not name.
+    DataError
+        A reference without region names (naming its file).
+    """
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LogisticRegression
+
+    if not references:
+        raise ConfigError("no reference section to learn the regions from")
+    labels = [reference_labels(r, key)[0] for r in references]
+    genes = adata.var_names
+    for r in references:
+        genes = genes[genes.isin(r.var_names)]  # hashed; np.isin on strings takes seconds
+    genes = np.asarray(genes)
+    if len(genes) < 2:
+        raise ConfigError(f"the section and the references share {len(genes)} genes; they must share gene names")
+    logn = [_log_normalised(s, genes) for s in (adata, *references)]
+    hvg = _hvgs(logn[1:], [_counts(r, genes) for r in references])
+    logn = [x[:, hvg] for x in logn]
+    avgs = [_neighbour_mean(s, n_neighbors) for s in (adata, *references)]
+    n_ref = sum(r.n_obs for r in references)
+    rng = np.random.default_rng(seed)
+    fit = np.sort(rng.choice(n_ref, MAX_FIT_SPOTS, replace=False)) if n_ref > MAX_FIT_SPOTS else np.arange(n_ref)
+    starts = np.cumsum([0] + [r.n_obs for r in references])
+    ref_feats = [_averaged(x, a, fit[(fit >= s0) & (fit < s1)] - s0)
+                 for x, a, s0, s1 in zip(logn[1:], avgs[1:], starts[:-1], starts[1:], strict=True)]
+    pca = PCA(min(N_PCS, len(hvg), len(fit)), random_state=0).fit(np.vstack(ref_feats))
+    y = np.concatenate([lab[fit[(fit >= s0) & (fit < s1)] - s0] for lab, s0, s1 in zip(labels, starts[:-1], starts[1:],
+                                                                                           strict=True)])
+    x = pca.transform(np.vstack(ref_feats))
+    has = np.array([v is not None for v in y])
+    y = y[has].astype(str)
+    lr = LogisticRegression(class_weight="balanced", max_iter=5000).fit(x[has], y)
+    proj = pca.components_.T
+    target = _averaged(logn[0], avgs[0], project=proj) - pca.mean_ @ proj
+    proba = pd.DataFrame(lr.predict_proba(target), columns=lr.classes_, index=adata.obs_names)
+    if regions is not None:
+        missing = sorted(set(regions) - set(lr.classes_))
+        if missing:
+            raise ConfigError(f"the references name no region {', '.join(map(repr, missing))}; they name "
+                              f"{', '.join(map(repr, lr.classes_))}")
+        proba = proba[[c for c in lr.classes_ if c in set(regions)]]
+        proba = proba.div(proba.sum(1), axis=0)
+    names = proba.columns.to_numpy()[proba.to_numpy().argmax(1)].astype(str)
+    counts = dict(zip(*np.unique(y, return_counts=True), strict=True))
+    return ReferencePrediction(names, proba, len(hvg), {str(k): int(v) for k, v in counts.items()})
+
+
+def name_clusters(clusters: np.ndarray, predicted: np.ndarray) -> dict[int, str]:
+    """Each cluster's name: the prediction most of its spots have (ties: the first in sorted order).
+
+    ``clusters`` are integer codes (``-1``: no cluster, ignored), ``predicted`` one name per spot.
+    """
+    clusters = np.asarray(clusters)
+    predicted = np.asarray(predicted).astype(str)
+    out = {}
+    for c in np.unique(clusters[clusters >= 0]):
+        names, counts = np.unique(predicted[clusters == c], return_counts=True)
+        out[int(c)] = str(names[counts.argmax()])
+    return out
