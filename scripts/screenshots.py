@@ -234,6 +234,17 @@ def main(argv: list[str] | None = None) -> int:
         review.undo()
     settle()
 
+    # ---- the regions named after the other seven annotated HER2ST sections (when the shared data are here)
+    her2st = ROOT.parent / "shared" / "data" / "her2st"
+    if her2st.is_dir():
+        review.name_from_reference([str(her2st / s) for s in ("B1", "C1", "D1", "E1", "F1", "G2", "H1")])
+        wait(lambda: review.reference_worker is None)
+        settle()
+        shot("viewer_named_from_reference.png")
+        grab(docks["Review regions"], "widget_review_named.png")
+        review.undo()
+        settle()
+
     docks["Load section"].raise_()
     settle()
     w_load = grab(docks["Load section"], "widget_load.png")

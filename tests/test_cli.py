@@ -504,3 +504,32 @@ def test_the_random_weights_warning_is_printed_whole_and_says_what_happened():
     assert "did not count" in measured and "measured gate" in measured and "--count" not in measured
     assert "did not count" in skipped and "--count-random-image" in skipped
     assert "counted in this run" in counted and "did not count" not in counted
+
+
+@needs_pipeline
+def test_run_names_the_regions_after_annotated_sections(tmp_path, capsys):
+    """--name-from: the regions get the annotated sections' names (clusters.csv's cluster_name); a file without
+    names fails before any training, naming the file, and writes nothing."""
+    from napari_senca.datasets import synthetic_section
+
+    sec = tmp_path / "section.h5ad"
+    synthetic_section(n_side=10, n_genes=60, n_regions=3, with_image=False, seed=0).write_h5ad(sec)
+    refs = []
+    for s in (1, 2):
+        refs.append(str(tmp_path / f"ref{s}.h5ad"))
+        synthetic_section(n_side=10, n_genes=60, n_regions=3, with_image=False, seed=s).write_h5ad(refs[-1])
+    bare = synthetic_section(n_side=6, n_genes=60, with_image=False, seed=3)
+    del bare.obs["label"]
+    bare.write_h5ad(tmp_path / "bare.h5ad")
+    out = tmp_path / "out"
+    assert main(["run", str(sec), "--out", str(out), "--epochs", "1", "--name-from", refs[0],
+                 str(tmp_path / "bare.h5ad")]) == 2
+    assert "bare.h5ad: no region names" in _one_line_error(capsys) and not out.exists()
+    assert main(["run", str(sec), "--out", str(out), "--epochs", "2", "--name-from", *refs]) == 0
+    printed = capsys.readouterr().out
+    assert "named 6 clusters from the reference" in printed
+    df = pd.read_csv(out / "clusters.csv")
+    assert set(df["cluster_name"]) <= {"region 0", "region 1", "region 2"} and df["cluster_name"].nunique() >= 2
+    assert (df["cluster_name"] == df["label"]).mean() > 0.8
+    assert main(["run", str(sec), "--out", str(tmp_path / "o2"), "--name-from", refs[0], "--name-key", "nope"]) == 2
+    assert "no obs column 'nope'" in _one_line_error(capsys)

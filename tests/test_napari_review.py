@@ -352,3 +352,41 @@ def test_ask_keep_regions_says_what_each_answer_does(qtbot, button, expect):
     text, more = seen[0]
     assert "2 regions ('stroma', 'cluster 1') have no spot assigned by hand" in text
     assert "Drop empties 'stroma', which you named" in more
+
+
+def test_name_regions_from_annotated_sections(docked, qtbot, notes, tmp_path, monkeypatch):
+    """Pick annotated .h5ad sections; the work runs in a worker; the merged regions come back with their names."""
+    from napari_senca.datasets import synthetic_section
+
+    review, pts = docked
+    st = ReviewState.from_layer(pts)
+    truth = st.adata.obs["label"].astype(str).to_numpy()
+    review.merge("1", "2")
+    paths = []
+    for s in (1, 2):
+        paths.append(str(tmp_path / f"ref{s}.h5ad"))
+        synthetic_section(n_side=10, n_genes=60, n_regions=3, with_image=False, seed=s).write_h5ad(paths[-1])
+    monkeypatch.setattr(_review, "ask_reference_paths", lambda parent: [])
+    review.reference_btn.native.click()  # cancelled: nothing happens
+    assert review.reference_worker is None and review.legend.rowCount() == 2
+    monkeypatch.setattr(_review, "ask_reference_paths", lambda parent: paths)
+    review.reference_btn.native.click()
+    assert review.reference_worker is not None and not review.reference_btn.enabled
+    qtbot.waitUntil(lambda: review.reference_worker is None, timeout=60_000)
+    assert review.reference_btn.enabled and review.legend.rowCount() == 3
+    assert sorted(st.display_names()) == ["region 0", "region 1", "region 2"]
+    assert (np.asarray(pts.features["senca_region"].astype(str)) == truth).mean() > 0.8  # the layer follows
+    assert notes["info"][-1].startswith("named 6 clusters") and "one annotated section" not in notes["info"][-1]
+    review.undo_btn.native.click()
+    assert review.legend.rowCount() == 2
+    bare = synthetic_section(n_side=6, n_genes=60, with_image=False, seed=3)
+    del bare.obs["label"]
+    bare.write_h5ad(tmp_path / "bare.h5ad")
+    review.name_from_reference([paths[0], str(tmp_path / "bare.h5ad")])
+    qtbot.waitUntil(lambda: review.reference_worker is None, timeout=60_000)
+    assert "bare.h5ad: no region names" in notes["error"][-1] and review.legend.rowCount() == 2
+    assert review.reference_btn.enabled
+    notes["error"].clear()
+    review.name_from_reference(paths[:1])
+    qtbot.waitUntil(lambda: review.reference_worker is None, timeout=60_000)
+    assert notes["error"] or "one annotated section" in notes["info"][-1]  # one reference: refused, or warned

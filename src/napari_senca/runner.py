@@ -103,6 +103,7 @@ class SectionReport:
     region_sizes: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    named: str | None = None  # what naming the regions after annotated sections did
 
 
 # --------------------------------------------------------------------------- inputs
@@ -283,22 +284,38 @@ def process_section(
     progress: Callable[[Any], None] | None = None,
     warn: Callable[[str], None] | None = None,
     spatialdata: bool = False,
+    references: list[AnnData] | None = None,
+    reference_key: str | None = None,
 ) -> SectionReport:
     """Train on a read section (``cfg.n_clusters`` set) and write its output folder ``out``.
 
     ``out`` must have passed :func:`~napari_senca.outputs.check_output_folder`.
     ``progress`` receives every :class:`~napari_senca.progress.Progress`,
     ``warn`` one-line warnings (e.g. no marker genes); ``spatialdata`` also
-    writes ``annotated.zarr`` (see :func:`write_section_output`).
+    writes ``annotated.zarr`` (see :func:`write_section_output`). ``references``:
+    annotated sections the regions are named after
+    (:meth:`~napari_senca.review.ReviewState.name_from_reference`; their ``obs``
+    column ``reference_key``), before anything is written.
     """
     from . import pipeline
 
     t0 = time.perf_counter()
     result = pipeline.run_senca(adata, cfg, progress)
     pipeline.annotate(adata, result)
+    named = None
+    if references:
+        from .review import ReviewState
+        from .review.naming import reference_naming
+
+        st = ReviewState(adata)
+        t_name = time.perf_counter()
+        named = st.name_from_reference(*reference_naming(adata, references, st.reference_cut(), reference_key))
+        result.timings["name_from_reference"] = time.perf_counter() - t_name
     train_total = time.perf_counter() - t0
-    return finish_section(adata, result, cfg, out, inputs, overwrite=overwrite, request=request, warn=warn,
-                          train_total=train_total, spatialdata=spatialdata)  # fmt: skip
+    rep = finish_section(adata, result, cfg, out, inputs, overwrite=overwrite, request=request, warn=warn,
+                         train_total=train_total, spatialdata=spatialdata)  # fmt: skip
+    rep.named = named
+    return rep
 
 
 def finish_section(
@@ -444,7 +461,9 @@ def write_section_output(
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
         write_h5ad(adata, tmp / "annotated.h5ad", overwrite=True)
-        export.write_clusters_csv(adata, tmp / "clusters.csv", CLUSTER_KEY, overwrite=True)
+        named = "senca_review" in adata.uns  # regions named (after annotated sections): a cluster_name column
+        export.write_clusters_csv(adata, tmp / "clusters.csv", CLUSTER_KEY, overwrite=True,
+                                  names=export.cluster_names(adata, CLUSTER_KEY) if named else None)
         export.write_markers_csv(markers, tmp / "markers.csv", overwrite=True)
         export.write_overview_png(adata, tmp / "overview.png", CLUSTER_KEY, overwrite=True)
         files = output_files(spatialdata)

@@ -18,6 +18,7 @@ from magicgui.widgets import ComboBox, Container, Label, LineEdit, PushButton, S
 from qtpy.QtCore import QStringListModel, Qt
 from qtpy.QtWidgets import (
     QCompleter,
+    QFileDialog,
     QFrame,
     QLabel,
     QMessageBox,
@@ -56,6 +57,13 @@ def _keep_drop_cancel(parent: QWidget | None, title: str, text: str, more: str) 
     box.exec()
     clicked = box.clickedButton()
     return "keep" if clicked is keep else "drop" if clicked is drop else None
+
+
+def ask_reference_paths(parent: QWidget | None) -> list[str]:
+    """Pick one or more annotated sections (``.h5ad``); empty when cancelled."""
+    paths, _ = QFileDialog.getOpenFileNames(parent, "Annotated sections to name the regions after", "",
+                                            "AnnData (*.h5ad);;All files (*)")
+    return list(paths)
 
 
 def ask_keep_manual(parent: QWidget | None, n_manual: int, k: int) -> str | None:
@@ -103,6 +111,7 @@ class ReviewWidget(ReviewActionsMixin, ReviewMarkersMixin, ReviewSyncMixin, Rast
         super().__init__(napari_viewer)
         self.marker_worker: Any = None
         self.recluster_worker: Any = None
+        self.reference_worker: Any = None
         self._layer: Any = None
         self._refreshing = False
         self._marker_key: tuple[int, str] | None = None
@@ -160,12 +169,18 @@ class ReviewWidget(ReviewActionsMixin, ReviewMarkersMixin, ReviewSyncMixin, Rast
             tooltip="every spot you did not assign by hand goes to the region whose hand-assigned spots are "
                     "nearest in the SENCA embedding; regions with no spot by hand are kept (classified from their "
                     "current spots) or dropped, as you choose (Undo takes it back)")
+        self.reference_btn = PushButton(
+            text="Name regions from annotated sections…",
+            tooltip="pick .h5ad files of sections whose regions have names (the Review's names, saved with "
+                    "Export, or a 'label' column); the embedding is cut into k + 3 clusters, each named after the "
+                    "region most of its spots resemble in those sections, and clusters with one name merge "
+                    "(several sections work far better than one; Undo takes it back)")
         self.merge_a = ComboBox(label="merge", choices=[])
         self.merge_b = ComboBox(label="into", choices=[])
         self.merge_btn = PushButton(text="Merge")
         return Container(
             widgets=[self.lasso_btn, self.target, self.new_name, self.assign_btn, self.classify_btn,
-                     self.merge_a, self.merge_b, self.merge_btn,
+                     self.reference_btn, self.merge_a, self.merge_b, self.merge_btn,
                      Container(widgets=[self.undo_btn, self.redo_btn], layout="horizontal", labels=False)]
         )  # fmt: skip
 
@@ -225,6 +240,7 @@ class ReviewWidget(ReviewActionsMixin, ReviewMarkersMixin, ReviewSyncMixin, Rast
         self.restore_btn.changed.connect(lambda: self.restore_spots())
         self.assign_btn.changed.connect(lambda: self.assign_selected())
         self.classify_btn.changed.connect(self._on_classify)
+        self.reference_btn.changed.connect(self._on_reference)
         self.lasso_btn.changed.connect(lambda: self.select_in_shapes())
         self.merge_btn.changed.connect(lambda: self.merge())
         self.undo_btn.changed.connect(lambda: self.undo())
@@ -293,6 +309,12 @@ class ReviewWidget(ReviewActionsMixin, ReviewMarkersMixin, ReviewSyncMixin, Rast
         answer = ask_keep_regions(self, [st.name_of(c) for c in others], st.classify_would_empty())
         if answer is not None:
             self.classify_rest(keep_unassigned=answer == "keep")
+
+    def _on_reference(self, *_: Any) -> None:
+        """Pick annotated sections, then name the regions after them."""
+        paths = ask_reference_paths(self)
+        if paths:
+            self.name_from_reference(paths)
 
     def _on_item_changed(self, item: QTableWidgetItem) -> None:
         if self._refreshing or self.legend.mode != "regions":

@@ -3,12 +3,13 @@
 These are the widget's public methods (and what its buttons call): re-cluster,
 select a region, show or hide it, rename, recolour, assign the selected spots,
 select inside drawn shapes, classify the rest from the spots assigned by hand,
-merge, undo / redo, colour by a gene or by region.
+name the regions from annotated sections, merge, undo / redo, colour by a gene
+or by region.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -48,6 +49,8 @@ class ReviewActionsMixin:
     hint: Any
     n_clusters: Any
     recluster_worker: Any
+    reference_worker: Any
+    reference_btn: Any
     start_worker: Callable[..., Any]
 
     @guarded
@@ -190,6 +193,54 @@ class ReviewActionsMixin:
         self._apply(st)
         notify_info(what)
         return what
+
+    @guarded
+    def name_from_reference(self, paths: Sequence[str], key: str | None = None) -> Any:
+        """Name the regions after annotated sections (``.h5ad`` files with region names); returns the worker.
+
+        The references are read, learnt and the embedding cut into k + 3 clusters in a worker thread
+        (:func:`~napari_senca.review.naming.reference_naming`, seconds); then each cluster is named by
+        the reference and clusters with one name merge
+        (:meth:`~napari_senca.review.ReviewState.name_from_reference`, one edit).
+        ``key``: the references' ``obs`` column of names (default: named ``senca_region``, else ``label``).
+        """
+        from ..review.naming import reference_naming
+
+        st = self.state()
+        if self.reference_worker is not None:
+            raise ConfigError("still naming from the reference: wait for the regions to change")
+        if not paths:
+            raise ConfigError("choose at least one annotated section (.h5ad)")
+        k = st.reference_cut()
+        layer = self.layer.require()
+        n = len(paths)
+        self.hint.value = f"naming {k} clusters from {n} annotated section{'s' if n > 1 else ''} …"
+        self.reference_btn.enabled = False
+        self.reference_worker = self.start_worker(
+            reference_naming, st.adata, list(paths), k, key,
+            returned=lambda res: self._on_reference_named(layer, st, n, *res),
+            errored=self._on_recluster_error, finished=self._on_reference_finished,
+        )  # fmt: skip
+        return self.reference_worker
+
+    @qt_callback
+    def _on_reference_named(self, layer: Any, st: Any, n_refs: int, predicted: Any, labels: Any) -> None:
+        if layer not in self.viewer.layers or ReviewState.from_layer(layer) is not st or len(labels) != st.n_spots:
+            notify_info("naming from the reference dropped: the section changed meanwhile")
+            return
+        what = st.name_from_reference(predicted, labels)
+        if self.layer.value is layer:
+            self._apply(st)
+        else:
+            st.apply_to_layer(layer)
+        few = "; from one annotated section the names are often wrong: check them, or add sections" if n_refs < 2 else ""
+        notify_info(what + few)
+
+    @qt_callback
+    def _on_reference_finished(self) -> None:
+        self.reference_worker = None
+        self.reference_btn.enabled = True
+        self.refresh()
 
     @guarded
     def select_in_shapes(self, shapes_layer: Any = None) -> list[int] | None:

@@ -37,6 +37,8 @@ class ReviewSyncMixin:
     _mode_warned: bool
     _merge_version: tuple[int, int] | None
     recluster_worker: Any
+    reference_worker: Any
+    reference_btn: Any
 
     def _on_layer(self, *_: Any) -> None:
         layer = self.layer.value
@@ -119,6 +121,7 @@ class ReviewSyncMixin:
         for w in (self.n_clusters, self.assign_btn, self.classify_btn, self.lasso_btn, self.merge_btn, self.target,
                   self.new_name, self.merge_a, self.merge_b, self.marker_cluster, self.markers_btn):
             w.enabled = ok
+        self.reference_btn.enabled = ok and self.reference_worker is None and st.can_recluster
         for w in (self.gene, self.gene_btn, self.clusters_btn):
             w.enabled = st is not None
         self.undo_btn.enabled = bool(st is not None and st.can_undo)

@@ -78,6 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
         'needs pip install "napari-senca[spatialdata]"',
     )
     run.add_argument(
+        "--name-from",
+        nargs="+",
+        metavar="H5AD",
+        help="annotated sections (.h5ad with named regions: the Review's names or a 'label' column); the "
+        "regions are named after them: k + 3 clusters, each named after the region its spots resemble most, "
+        "clusters with one name merged (several sections work far better than one)",
+    )
+    run.add_argument("--name-key", metavar="COLUMN", help="the annotated sections' obs column of region names "
+                     "(default: named senca_region, else label)")
+    run.add_argument(
         "--overwrite",
         action="store_true",
         help=f"replace a previous napari-senca output in --out (a folder holding {MARKER}); "

@@ -24,6 +24,7 @@ def _inputs(args: argparse.Namespace) -> list[Path]:
     enc = getattr(args, "encoder", None)
     if enc and Path(enc).expanduser().is_file():  # a checkpoint given as the encoder is an input too
         inputs.append(Path(enc).expanduser())
+    inputs += [Path(p).expanduser() for p in getattr(args, "name_from", None) or []]
     return inputs
 
 
@@ -144,6 +145,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from ..notes import describe_input
 
     request = runner.request_of(cfg, args.section, args.image, bin_size=getattr(args, "bin_size", None))
+    references = None
+    if args.name_from:
+        from ..review.naming import read_references
+
+        references = read_references(args.name_from, args.name_key)  # a file without names fails before training
+        request["name_from"] = [str(Path(p).expanduser().resolve()) for p in args.name_from]
+        request["name_key"] = args.name_key
     t0 = time.perf_counter()
     adata = _read(args)
     t_read = time.perf_counter() - t0
@@ -170,9 +178,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
             progress=bar,
             warn=lambda msg: (bar.close(), _error_line(msg, prefix="warning: ")),
             spatialdata=args.spatialdata,
+            references=references,
+            reference_key=args.name_key,
         )
     finally:
         bar.close()
+    if rep.named:
+        print(rep.named)
 
     print(f"regions: {', '.join(f'{c}: {n}' for c, n in rep.region_sizes.items())}")
     if rep.ari is not None:

@@ -14,7 +14,8 @@ or two regions (0.045), so a single name for every cluster is refused.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from os import PathLike
 
 import numpy as np
 import pandas as pd
@@ -23,10 +24,51 @@ from anndata import AnnData
 from ..errors import ConfigError
 from .keys import default_name as _default_name
 
-__all__ = ["NamingMixin", "EXTRA"]
+__all__ = ["NamingMixin", "EXTRA", "read_references", "reference_naming"]
 
 #: clusters cut beyond the clustering's count before the reference names them (pre-registered, not tuned)
 EXTRA = 3
+
+
+def read_references(paths: Sequence[str | PathLike], key: str | None = None) -> list[AnnData]:
+    """Annotated sections read for :func:`reference_naming` (any file or folder ``read_section`` reads).
+
+    ``key``: their ``obs`` column of region names (:func:`napari_senca.reference.reference_labels`).
+
+    Raises
+    ------
+    DataError
+        A file that cannot be read, or one without region names (naming the file).
+    """
+    from ..io import read_section
+    from ..reference import reference_labels
+
+    refs = []
+    for p in paths:
+        adata = read_section(p)
+        info = adata.uns.setdefault("senca_input", {})
+        info["path"] = info.get("path") or str(p)
+        reference_labels(adata, key)  # fails here, naming the file, rather than after minutes of work
+        refs.append(adata)
+    return refs
+
+
+def reference_naming(adata: AnnData, references: Sequence[str | PathLike | AnnData], n_clusters: int,
+                     key: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(predicted names per spot, the stored embedding cut into n_clusters)`` for :meth:`NamingMixin.name_from_reference`.
+
+    Pure (reads the section, changes nothing), so the widget runs it in a worker thread.
+    ``references`` are annotated sections or paths to them (:func:`read_references`).
+    """
+    from ..cluster import recluster_labels, stored_clustering
+    from ..reference import predict_regions
+    from ..section import UNS_KEY
+
+    refs = [r if isinstance(r, AnnData) else read_references([r], key)[0] for r in references]
+    k = int((adata.uns.get(UNS_KEY, {}).get("config", {}) or {}).get("n_neighbors", 4))
+    pred = predict_regions(adata, refs, key=key, n_neighbors=k)
+    tree, emb, seed = stored_clustering(adata)
+    return pred.names, recluster_labels(tree, emb, n_clusters, seed)
 
 
 class NamingMixin:

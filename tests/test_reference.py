@@ -1,0 +1,150 @@
+"""Regions named from annotated reference sections (napari_senca.reference, ReviewState.name_from_reference)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from napari_senca import reference as ref_mod
+from napari_senca.datasets import synthetic_section
+from napari_senca.errors import ConfigError, DataError
+from napari_senca.reference import name_clusters, predict_regions, reference_labels
+from napari_senca.review import ReviewState
+from napari_senca.review.naming import read_references, reference_naming
+from napari_senca.section import CLUSTER_KEY
+from test_review import annotated_section  # tests/ is on sys.path
+
+
+def _sections(n_side: int = 14):
+    """A target and two references: the same regions' marker genes, other layouts, other gene baselines."""
+    target = synthetic_section(n_side=n_side, n_genes=80, n_regions=3, with_image=False, seed=0)
+    target.X = target.X * 4  # a deeper run: the per-section scaling must not care
+    refs = [synthetic_section(n_side=n_side, n_genes=80, n_regions=3, with_image=False, seed=s) for s in (1, 2)]
+    return target, refs
+
+
+def test_regions_learnt_from_other_sections_name_the_spots_of_a_new_one():
+    target, refs = _sections()
+    truth = target.obs["label"].astype(str).to_numpy()
+    pred = predict_regions(target, refs)
+    assert adjusted_rand_score(truth, pred.names) > 0.8
+    assert (pred.names == truth).mean() > 0.9  # the names themselves, not only the partition
+    assert list(pred.probabilities.columns) == ["region 0", "region 1", "region 2"]
+    assert np.allclose(pred.probabilities.sum(1), 1) and pred.probabilities.index.equals(target.obs_names)
+    assert sum(pred.n_reference_spots.values()) == sum(r.n_obs for r in refs)
+    assert "label" in target.obs and target.X.max() > 0  # the section is not changed
+
+
+def test_only_the_regions_asked_for_and_unknown_ones_refused():
+    target, refs = _sections(10)
+    pred = predict_regions(target, refs, regions=["region 0", "region 2"])
+    assert set(pred.names) <= {"region 0", "region 2"} and np.allclose(pred.probabilities.sum(1), 1)
+    with pytest.raises(ConfigError, match="name no region 'stroma'"):
+        predict_regions(target, refs, regions=["region 0", "stroma"])
+    with pytest.raises(ConfigError, match="no reference"):
+        predict_regions(target, [])
+
+
+def test_blocks_and_a_subset_of_reference_spots_give_the_same_regions(monkeypatch):
+    target, refs = _sections(12)
+    whole = predict_regions(target, refs)
+    monkeypatch.setattr(ref_mod, "BLOCK", 7)
+    blocked = predict_regions(target, refs)
+    assert np.allclose(blocked.probabilities, whole.probabilities, atol=1e-6)
+    monkeypatch.setattr(ref_mod, "MAX_FIT_SPOTS", 200)  # the components and classifier from 200 of 288 spots
+    sub = predict_regions(target, refs)
+    assert sum(sub.n_reference_spots.values()) == 200
+    assert (sub.names == whole.names).mean() > 0.9
+
+
+def test_which_column_names_the_reference_regions(tmp_path):
+    target, refs = _sections(8)
+    r = refs[0]
+    r.obs["senca_region"] = [f"cluster {i % 3}" for i in range(r.n_obs)]  # a review nobody named: not used
+    labels, key = reference_labels(r)
+    assert key == "label" and set(labels) == {"region 0", "region 1", "region 2"}
+    r.obs["senca_region"] = np.where(np.arange(r.n_obs) % 2, "tumour", "stroma")
+    assert reference_labels(r)[1] == "senca_region"
+    r.obs["label"] = "undetermined"  # every spot unlabelled
+    with pytest.raises(DataError, match="fewer than two regions"):
+        reference_labels(r, "label")
+    del r.obs["label"], r.obs["senca_region"]
+    r.uns["senca_input"] = {"path": "/data/ref.h5ad"}
+    with pytest.raises(DataError, match="/data/ref.h5ad: no region names"):
+        reference_labels(r)
+    bare = synthetic_section(n_side=6, n_genes=40, with_image=False, seed=3)
+    del bare.obs["label"]
+    path = tmp_path / "bare.h5ad"
+    bare.write_h5ad(path)
+    with pytest.raises(DataError, match="bare.h5ad"):
+        read_references([path])
+
+
+def test_name_clusters_takes_the_majority():
+    clusters = np.array([0, 0, 0, 1, 1, 2, -1])
+    pred = np.array(["a", "b", "a", "b", "b", "c", "a"])
+    assert name_clusters(clusters, pred) == {0: "a", 1: "b", 2: "c"}
+
+
+def test_review_names_the_clusters_and_merges_equal_names_in_one_edit():
+    """The clustering merged two regions; the reference's names split them again (k + 3 clusters, majority names)."""
+    adata = annotated_section(n_side=10)
+    truth = adata.obs["label"].astype(str).to_numpy()
+    st = ReviewState(adata)
+    st.merge("1", "2")
+    before = adata.obs[CLUSTER_KEY].astype(str).to_numpy()
+    assert st.reference_cut() == 6
+    what = st.name_from_reference(truth)
+    after = adata.obs[CLUSTER_KEY].astype(str).to_numpy()
+    assert adjusted_rand_score(truth, after) > 0.95 and adjusted_rand_score(truth, before) < 0.7
+    assert sorted(st.display_names()) == ["region 0", "region 1", "region 2"]
+    assert (adata.obs["senca_region"].astype(str).to_numpy() == truth).mean() > 0.95
+    assert what.startswith("named 6 clusters from the reference: 3 regions") and st.log[-1] == what
+    st.undo()
+    assert np.array_equal(adata.obs[CLUSTER_KEY].astype(str).to_numpy(), before) and len(st.display_names()) == 2
+    st.redo()
+    assert sorted(st.display_names()) == ["region 0", "region 1", "region 2"]
+
+
+def test_one_name_for_every_cluster_is_refused_and_changes_nothing():
+    adata = annotated_section(n_side=8)
+    st = ReviewState(adata)
+    before, log = adata.obs[CLUSTER_KEY].astype(str).to_numpy(), list(st.log)
+    with pytest.raises(ConfigError, match="names every one of the 6 clusters 'tumour'"):
+        st.name_from_reference(np.full(adata.n_obs, "tumour"))
+    with pytest.raises(ConfigError, match="63 predicted regions"):
+        st.name_from_reference(np.full(adata.n_obs - 1, "tumour"))
+    assert np.array_equal(adata.obs[CLUSTER_KEY].astype(str).to_numpy(), before) and st.log == log
+    assert not st.can_undo
+
+
+def test_spots_by_hand_keep_their_region_and_join_the_reference_region_of_its_name():
+    adata = annotated_section(n_side=10)
+    truth = adata.obs["label"].astype(str).to_numpy()
+    st = ReviewState(adata)
+    odd = np.flatnonzero(truth == "region 0")[:2]
+    st.assign(odd, None, new_name="my spots")  # a region of its own, named by the user
+    two = np.flatnonzero(truth == "region 2")[:2]
+    st.assign(two, None, new_name="region 1")  # by hand into a region the reference also names
+    st.name_from_reference(truth)
+    names = adata.obs["senca_region"].astype(str).to_numpy()
+    assert (names[odd] == "my spots").all() and (names[two] == "region 1").all()
+    assert sorted(st.display_names()) == ["my spots", "region 0", "region 1", "region 2"]
+    assert st.n_manual == 4
+
+
+def test_reference_naming_reads_h5ad_references_and_cuts_the_embedding(tmp_path):
+    adata = annotated_section(n_side=10)
+    paths = []
+    for s in (1, 2):
+        r = synthetic_section(n_side=10, n_genes=60, n_regions=3, with_image=False, seed=s)
+        paths.append(tmp_path / f"ref{s}.h5ad")
+        r.write_h5ad(paths[-1])
+    predicted, labels = reference_naming(adata, paths, 6)
+    truth = adata.obs["label"].astype(str).to_numpy()
+    assert labels.shape == (adata.n_obs,) and len(np.unique(labels)) == 6
+    assert (predicted == truth).mean() > 0.8
+    st = ReviewState(adata)
+    st.name_from_reference(predicted, labels)
+    assert adjusted_rand_score(truth, adata.obs[CLUSTER_KEY].astype(str)) > 0.8
