@@ -533,3 +533,38 @@ def test_run_names_the_regions_after_annotated_sections(tmp_path, capsys):
     assert (df["cluster_name"] == df["label"]).mean() > 0.8
     assert main(["run", str(sec), "--out", str(tmp_path / "o2"), "--name-from", refs[0], "--name-key", "nope"]) == 2
     assert "no obs column 'nope'" in _one_line_error(capsys)
+    assert main(["run", str(sec), "--out", str(tmp_path / "o3"), "--name-key", "label"]) == 2
+    assert "--name-key needs --name-from" in _one_line_error(capsys)
+
+
+@needs_pipeline
+def test_a_new_run_forgets_the_review_of_its_input(tmp_path, capsys, monkeypatch):
+    """A reviewed annotated.h5ad run again: its names and hand flags belong to the old clustering, so neither the
+    naming nor the output takes them over; a naming that fails leaves the model's regions, with a warning."""
+    from napari_senca.datasets import synthetic_section
+    from napari_senca.review import ReviewState, naming
+    from test_review import annotated_section
+
+    adata = annotated_section(n_side=10)
+    st = ReviewState(adata)
+    st.rename("0", "tumour")
+    st.assign([0, 1, 2, 3, 4], "2")
+    sec = tmp_path / "reviewed.h5ad"
+    adata.write_h5ad(sec)
+    out = tmp_path / "plain"
+    assert main(["run", str(sec), "--out", str(out), "--epochs", "1"]) == 0
+    df = pd.read_csv(out / "clusters.csv")
+    assert "cluster_name" not in df.columns
+    import anndata as ad
+
+    again = ad.read_h5ad(out / "annotated.h5ad")
+    assert "senca_review" not in again.uns and "senca_manual" not in again.obs
+    ref = tmp_path / "ref.h5ad"
+    synthetic_section(n_side=10, n_genes=60, n_regions=3, with_image=False, seed=1).write_h5ad(ref)
+    monkeypatch.setattr(naming, "reference_naming",
+                        lambda adata, refs, k, key=None: (np.full(adata.n_obs, "tumour"), np.arange(adata.n_obs) % k))
+    capsys.readouterr()
+    assert main(["run", str(sec), "--out", str(tmp_path / "named"), "--epochs", "1", "--name-from", str(ref)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: regions not named after the annotated sections" in err and "'tumour'" in err
+    assert (tmp_path / "named" / "clusters.csv").is_file()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
@@ -148,3 +149,69 @@ def test_reference_naming_reads_h5ad_references_and_cuts_the_embedding(tmp_path)
     st = ReviewState(adata)
     st.name_from_reference(predicted, labels)
     assert adjusted_rand_score(truth, adata.obs[CLUSTER_KEY].astype(str)) > 0.8
+
+
+def test_a_region_of_spots_by_hand_is_never_taken_by_a_reference_name():
+    """More reference names than regions: the name left over must not take the id of a region made by hand."""
+    adata = annotated_section(n_side=12)
+    st = ReviewState(adata)
+    codes = st.codes().copy()
+    a = np.flatnonzero(codes == 0)
+    mine = a[:3]
+    st.assign(mine, None, new_name="my spots")
+    pred = np.array(["A1", "B", "C"], dtype=object)[codes]
+    pred[a[:20]] = "A2"  # the reference calls part of region 0 (the hand spots too) "A2"
+    st.name_from_reference(pred, pd.factorize(pred)[0])
+    legend = st.legend().set_index("name")
+    assert legend.loc["my spots", "n_spots"] == 3 and st.manual[mine].all()
+    assert set(adata.obs["senca_region"].astype(str).to_numpy()[mine]) == {"my spots"}
+    assert {"A1", "A2", "B", "C"} <= set(legend.index)
+
+
+@pytest.mark.parametrize("how", ["name", "recut"])
+def test_spots_of_no_region_are_not_lost(how):
+    """Spots without a region (NaN) must not give a new region the id 'nan' (which then vanished)."""
+    adata = annotated_section(n_side=10)
+    truth = adata.obs["label"].astype(str).to_numpy()
+    col = adata.obs[CLUSTER_KEY].copy()
+    col.iloc[:30] = np.nan
+    adata.obs[CLUSTER_KEY] = col
+    st = ReviewState(adata)
+    if how == "name":
+        st.name_from_reference(truth)
+    else:
+        st.set_n_clusters(4)
+    assert (st.codes() >= 0).all() and "nan" not in st.clusters and "nan" not in st.names
+
+
+def test_default_review_names_are_unlabelled_spots():
+    """A reference reviewed in part: its regions still called 'cluster 3' teach nothing."""
+    r = synthetic_section(n_side=8, n_genes=40, with_image=False, seed=1)
+    r.obs["senca_region"] = np.where(np.arange(r.n_obs) < 20, "tumour", np.where(np.arange(r.n_obs) < 40, "stroma",
+                                                                                  "cluster 2"))
+    labels, key = reference_labels(r)
+    assert key == "senca_region" and set(labels) == {"tumour", "stroma", None}
+
+
+def test_labelled_reference_spots_fit_first(monkeypatch):
+    """Above the spot limit, a sparsely annotated reference keeps its labelled spots."""
+    target, refs = _sections(12)
+    for r in refs:
+        lab = r.obs["label"].astype(object).to_numpy()
+        lab[np.arange(r.n_obs) % 4 != 0] = None  # a quarter of the spots labelled
+        r.obs["label"] = pd.Categorical(lab)
+    monkeypatch.setattr(ref_mod, "MAX_FIT_SPOTS", 100)
+    pred = predict_regions(target, refs)
+    assert sum(pred.n_reference_spots.values()) == 72  # every labelled spot (2 x 36), then 28 unlabelled for the PCs
+
+
+def test_a_reference_error_names_the_file_given(tmp_path):
+    """An annotated.h5ad remembers the raw input it came from; an error must name the file the user gave."""
+    bare = synthetic_section(n_side=6, n_genes=40, with_image=False, seed=3)
+    del bare.obs["label"]
+    bare.uns["senca_input"] = {"path": "/data/raw/A1_visium"}
+    path = tmp_path / "annotated.h5ad"
+    bare.write_h5ad(path)
+    with pytest.raises(DataError, match="annotated.h5ad: no region names") as err:
+        read_references([path])
+    assert "A1_visium" not in str(err.value)

@@ -11,7 +11,7 @@ embedding first (k + 3 regions), so the model draws the boundaries and the
 reference says which tissue each cluster is (``ReviewState.name_from_reference``).
 
 Measured on HER2ST with the other seven sections as the reference (docs/benchmarks.md,
-"Twenty-second session"): 0.368 mean ARI against 0.298 for the model's k-means
+"Twenty-second session"): 0.360 mean ARI against 0.298 for the model's k-means
 (held-out seeds); with a single reference section the names collapse (0.045).
 
 Features, per call (the genes depend on the section):
@@ -34,6 +34,7 @@ normalisation. Nothing here imports Qt or napari, and the section is not changed
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -45,17 +46,20 @@ from anndata import AnnData
 from .errors import ConfigError, DataError
 from .section import LABEL_KEY, clean_label
 
-__all__ = ["ReferencePrediction", "predict_regions", "reference_labels", "name_clusters", "N_HVG", "N_PCS"]
+__all__ = ["ReferencePrediction", "predict_regions", "reference_labels", "shared_genes", "name_clusters", "N_HVG",
+           "N_PCS"]
 
 #: genes chosen on the references, and principal components the classifier reads
 N_HVG = 2000
 N_PCS = 50
 #: at most this many reference spots fit the components (a random, seeded subset above)
 MAX_FIT_SPOTS = 50_000
-#: rows per block when a section's genes are scaled and projected
-BLOCK = 65_536
+#: rows per block when a section's genes are scaled and projected (16,384 x 2,000 float64: 262 MB)
+BLOCK = 16_384
 #: ``obs`` columns looked for, in order, when no key is given
 AUTO_KEYS = ("senca_region", LABEL_KEY)
+#: the Review's name of a region nobody named
+_DEFAULT = re.compile(r"cluster \S+")
 
 
 @dataclass
@@ -107,43 +111,45 @@ def reference_labels(adata: AnnData, key: str | None = None) -> tuple[np.ndarray
     if key not in adata.obs:
         raise DataError(_source(adata), f"no obs column {key!r} to read the regions from")
     labels = np.array([clean_label(v) for v in adata.obs[key].astype(object)], dtype=object)
+    if key == AUTO_KEYS[0]:  # the Review's default names ("cluster 3") name nothing
+        labels[np.array([v is not None and _DEFAULT.fullmatch(v) is not None for v in labels], dtype=bool)] = None
     if len({v for v in labels if v is not None}) < 2:
         raise DataError(_source(adata), f"obs[{key!r}] names fewer than two regions")
     return labels, key
 
 
 def _only_default_names(col: pd.Series) -> bool:
-    vals = {str(v) for v in pd.unique(col.dropna().astype(str))}
-    return all(v.startswith("cluster ") for v in vals)
+    return all(_DEFAULT.fullmatch(str(v)) for v in pd.unique(col.dropna().astype(str)))
 
 
-def _counts(adata: AnnData, genes: np.ndarray) -> sp.csr_matrix:
+def _columns(adata: AnnData, genes: np.ndarray) -> sp.csr_matrix:
+    """The section's ``X`` restricted to ``genes`` (float64 CSR; a dense ``X`` is sliced before converting)."""
     idx = adata.var_names.get_indexer(genes)
-    x = adata.X
-    x = x if sp.issparse(x) else sp.csr_matrix(np.asarray(x))
-    return sp.csr_matrix(x[:, idx], dtype=np.float64)
+    x = adata.X[:, idx]
+    return sp.csr_matrix(x if sp.issparse(x) else np.asarray(x), dtype=np.float64)
 
 
-def _log_normalised(adata: AnnData, genes: np.ndarray) -> sp.csr_matrix:
-    """Step 1 of the module docstring, sparse."""
-    x = _counts(adata, genes)
+def _log_normalised(adata: AnnData, genes: np.ndarray, cols: np.ndarray | None = None) -> sp.csr_matrix:
+    """Step 1 of the module docstring, sparse: normalised over ``genes``, only their ``cols`` returned."""
     if (adata.uns.get("senca_input", {}) or {}).get("normalized", False):
-        return x
-    lib = np.asarray(x.sum(1)).ravel()
+        return _columns(adata, genes if cols is None else genes[cols])
+    lib = np.zeros(adata.n_obs)
+    for b in range(0, adata.n_obs, BLOCK):  # library sizes without a copy of every shared gene
+        lib[b : b + BLOCK] = np.asarray(_columns(adata[b : b + BLOCK], genes).sum(1)).ravel()
+    x = _columns(adata, genes if cols is None else genes[cols])
     x = sp.csr_matrix(sp.diags(1e4 / np.maximum(lib, 1)) @ x)
     x.data = np.log1p(x.data)
     return x
 
 
-def _hvgs(refs: list[sp.csr_matrix], counts: list[sp.csr_matrix]) -> np.ndarray:
-    """Step 2: column indices of the references' highly variable genes."""
+def _hvgs(refs: list[sp.csr_matrix], total: np.ndarray) -> np.ndarray:
+    """Step 2: column indices of the references' highly variable genes (``total``: counts per gene over them)."""
     import warnings
 
     import scanpy as sc
 
     from .threads import keep_torch_threads
 
-    total = sum(np.asarray(c.sum(0)).ravel() for c in counts)
     keep = np.flatnonzero(total >= 10)
     if len(keep) < 2:
         raise ConfigError("fewer than 2 shared genes have 10 counts over the references")
@@ -181,9 +187,12 @@ def _averaged(x: sp.csr_matrix, avg: sp.csr_matrix, rows: np.ndarray | None = No
     a = avg if rows is None else avg[rows]
     out = None
     for b, z in _scaled_blocks(x):
-        part = a[:, b : b + z.shape[0]] @ (z if project is None else z @ project)
-        out = part if out is None else out + part
-    return np.asarray(out)
+        part = np.asarray(a[:, b : b + z.shape[0]] @ (z if project is None else z @ project))
+        if out is None:
+            out = part
+        else:
+            out += part
+    return out
 
 
 def predict_regions(adata: AnnData, references: Sequence[AnnData], key: str | None = None,
@@ -217,27 +226,26 @@ def predict_regions(adata: AnnData, references: Sequence[AnnData], key: str | No
 
     if not references:
         raise ConfigError("no reference section to learn the regions from")
+    for s in (adata, *references):
+        if "spatial" not in s.obsm:
+            raise DataError(_source(s), 'no spot positions (obsm["spatial"])')
     labels = [reference_labels(r, key)[0] for r in references]
-    genes = adata.var_names
-    for r in references:
-        genes = genes[genes.isin(r.var_names)]  # hashed; np.isin on strings takes seconds
-    genes = np.asarray(genes)
-    if len(genes) < 2:
-        raise ConfigError(f"the section and the references share {len(genes)} genes; they must share gene names")
-    logn = [_log_normalised(s, genes) for s in (adata, *references)]
-    hvg = _hvgs(logn[1:], [_counts(r, genes) for r in references])
-    logn = [x[:, hvg] for x in logn]
+    named = sorted({v for lab in labels for v in lab if v is not None})
+    missing = sorted(set(regions or ()) - set(named))
+    if missing:
+        raise ConfigError(f"the references name no region {', '.join(map(repr, missing))}; they name "
+                          f"{', '.join(map(repr, named))}")
+    genes = shared_genes(adata, references)
+    total = sum(np.asarray(r.X.sum(0)).ravel()[r.var_names.get_indexer(genes)] for r in references)
+    hvg = _hvgs([_log_normalised(r, genes) for r in references], np.asarray(total, float))
+    logn = [_log_normalised(s, genes, hvg) for s in (adata, *references)]
     avgs = [_neighbour_mean(s, n_neighbors) for s in (adata, *references)]
-    n_ref = sum(r.n_obs for r in references)
-    rng = np.random.default_rng(seed)
-    fit = np.sort(rng.choice(n_ref, MAX_FIT_SPOTS, replace=False)) if n_ref > MAX_FIT_SPOTS else np.arange(n_ref)
-    starts = np.cumsum([0] + [r.n_obs for r in references])
-    ref_feats = [_averaged(x, a, fit[(fit >= s0) & (fit < s1)] - s0)
-                 for x, a, s0, s1 in zip(logn[1:], avgs[1:], starts[:-1], starts[1:], strict=True)]
-    pca = PCA(min(N_PCS, len(hvg), len(fit)), random_state=0).fit(np.vstack(ref_feats))
-    y = np.concatenate([lab[fit[(fit >= s0) & (fit < s1)] - s0] for lab, s0, s1 in zip(labels, starts[:-1], starts[1:],
-                                                                                           strict=True)])
-    x = pca.transform(np.vstack(ref_feats))
+    fit = _fit_rows(labels, seed)
+    ref_feats = np.vstack([_averaged(x, a, rows) for x, a, rows in zip(logn[1:], avgs[1:], fit, strict=True)])
+    pca = PCA(min(N_PCS, len(hvg), len(ref_feats)), random_state=0)
+    x = pca.fit_transform(ref_feats)
+    del ref_feats
+    y = np.concatenate([lab[rows] for lab, rows in zip(labels, fit, strict=True)])
     has = np.array([v is not None for v in y])
     y = y[has].astype(str)
     lr = LogisticRegression(class_weight="balanced", max_iter=5000).fit(x[has], y)
@@ -245,15 +253,45 @@ def predict_regions(adata: AnnData, references: Sequence[AnnData], key: str | No
     target = _averaged(logn[0], avgs[0], project=proj) - pca.mean_ @ proj
     proba = pd.DataFrame(lr.predict_proba(target), columns=lr.classes_, index=adata.obs_names)
     if regions is not None:
-        missing = sorted(set(regions) - set(lr.classes_))
-        if missing:
-            raise ConfigError(f"the references name no region {', '.join(map(repr, missing))}; they name "
-                              f"{', '.join(map(repr, lr.classes_))}")
         proba = proba[[c for c in lr.classes_ if c in set(regions)]]
-        proba = proba.div(proba.sum(1), axis=0)
+        proba = proba.div(np.maximum(proba.sum(1), 1e-300), axis=0)
     names = proba.columns.to_numpy()[proba.to_numpy().argmax(1)].astype(str)
     counts = dict(zip(*np.unique(y, return_counts=True), strict=True))
     return ReferencePrediction(names, proba, len(hvg), {str(k): int(v) for k, v in counts.items()})
+
+
+def shared_genes(adata: AnnData, references: Sequence[AnnData]) -> np.ndarray:
+    """The genes of ``adata`` that every reference has (in ``adata``'s order).
+
+    Raises
+    ------
+    ConfigError
+        Fewer than 2 (checked before training by ``napari-senca run --name-from``).
+    """
+    genes = adata.var_names
+    for r in references:
+        genes = genes[genes.isin(r.var_names)]  # hashed; np.isin on strings takes seconds
+    if len(genes) < 2:
+        raise ConfigError(f"the section and the annotated sections share {len(genes)} gene names; "
+                          "they must name genes alike (symbols or ids)")
+    return np.asarray(genes)
+
+
+def _fit_rows(labels: list[np.ndarray], seed: int) -> list[np.ndarray]:
+    """Per reference, the spots that fit the components and the classifier: at most :data:`MAX_FIT_SPOTS`,
+    labelled spots first (a random subset of them above the limit), then unlabelled ones at random."""
+    rng = np.random.default_rng(seed)
+    offsets = np.cumsum([0] + [len(lab) for lab in labels])
+    has = np.concatenate([np.array([v is not None for v in lab], dtype=bool) for lab in labels])
+    lab_idx, unl_idx = np.flatnonzero(has), np.flatnonzero(~has)
+    if len(has) <= MAX_FIT_SPOTS:
+        rows = np.arange(len(has))
+    elif len(lab_idx) >= MAX_FIT_SPOTS:
+        rows = rng.choice(lab_idx, MAX_FIT_SPOTS, replace=False)
+    else:
+        rows = np.concatenate([lab_idx, rng.choice(unl_idx, MAX_FIT_SPOTS - len(lab_idx), replace=False)])
+    rows = np.sort(rows)
+    return [rows[(rows >= a) & (rows < b)] - a for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
 
 
 def name_clusters(clusters: np.ndarray, predicted: np.ndarray) -> dict[int, str]:

@@ -298,24 +298,44 @@ def process_section(
     column ``reference_key``), before anything is written.
     """
     from . import pipeline
+    from .review.persist import clear_review
+    from .section import CLUSTER_KEY
 
     t0 = time.perf_counter()
     result = pipeline.run_senca(adata, cfg, progress)
     pipeline.annotate(adata, result)
-    named = None
-    if references:
-        from .review import ReviewState
-        from .review.naming import reference_naming
-
-        st = ReviewState(adata)
-        t_name = time.perf_counter()
-        named = st.name_from_reference(*reference_naming(adata, references, st.reference_cut(), reference_key))
-        result.timings["name_from_reference"] = time.perf_counter() - t_name
+    clear_review(adata, CLUSTER_KEY)  # names and hand flags of an earlier clustering (a reviewed .h5ad) go
+    named, problem = _name_after(adata, references, reference_key, result.timings) if references else (None, None)
     train_total = time.perf_counter() - t0
     rep = finish_section(adata, result, cfg, out, inputs, overwrite=overwrite, request=request, warn=warn,
-                         train_total=train_total, spatialdata=spatialdata)  # fmt: skip
+                         train_total=train_total, spatialdata=spatialdata, named=named is not None)  # fmt: skip
     rep.named = named
+    if problem:
+        rep.warnings.append(problem)
+        if warn is not None:
+            warn(problem)
     return rep
+
+
+def _name_after(adata: AnnData, references: list[AnnData], key: str | None,
+                timings: dict[str, float]) -> tuple[str | None, str | None]:
+    """Name the regions after annotated sections: ``(what was done, None)``, or ``(None, why not)``.
+
+    A naming that cannot be done (one name for every cluster) leaves the model's regions, with a
+    warning, rather than losing the run.
+    """
+    from .errors import ConfigError
+    from .review import ReviewState
+    from .review.naming import reference_naming
+
+    st = ReviewState(adata)
+    t0 = time.perf_counter()
+    try:
+        what = st.name_from_reference(*reference_naming(adata, references, st.reference_cut(), key))
+    except ConfigError as exc:
+        return None, f"regions not named after the annotated sections: {exc}; the model's regions are written"
+    timings["name_from_reference"] = time.perf_counter() - t0
+    return what, None
 
 
 def finish_section(
@@ -330,8 +350,11 @@ def finish_section(
     warn: Callable[[str], None] | None = None,
     train_total: float = 0.0,
     spatialdata: bool = False,
+    named: bool = False,
 ) -> SectionReport:
     """Rank marker genes, score against the labels and write the output folder of an annotated section.
+
+    ``named``: the regions were named (after annotated sections); ``clusters.csv`` gets their names.
 
     ``adata`` carries ``result`` already (:func:`~napari_senca.pipeline.annotate`,
     or its part of a joint run, :func:`napari_senca.joint.split`).
@@ -367,7 +390,8 @@ def finish_section(
     rep.device = str(result.device)
     rep.cpu_threads = result.cpu_threads
     rep.image_weights = str(result.image_weights_used)
-    write_section_output(adata, markers, out, inputs, cfg, overwrite, request, dataclasses.asdict(rep), spatialdata)
+    write_section_output(adata, markers, out, inputs, cfg, overwrite, request, dataclasses.asdict(rep), spatialdata,
+                         named)
     rep.timings["write"] = time.perf_counter() - t2
     return rep
 
@@ -442,8 +466,11 @@ def write_section_output(
     request: dict[str, Any] | None = None,
     report: dict[str, Any] | None = None,
     spatialdata: bool = False,
+    named: bool = False,
 ) -> None:
     """Write every output into a hidden folder beside ``out``, then move it into place.
+
+    ``named``: ``clusters.csv`` gets a ``cluster_name`` column (the regions were named).
 
     ``spatialdata`` adds :data:`SPATIALDATA_OUTPUT`, the annotated section as a
     SpatialData store (:func:`napari_senca.io.spatialdata_store.write_spatialdata`). Any failure or
@@ -461,7 +488,6 @@ def write_section_output(
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
         write_h5ad(adata, tmp / "annotated.h5ad", overwrite=True)
-        named = "senca_review" in adata.uns  # regions named (after annotated sections): a cluster_name column
         export.write_clusters_csv(adata, tmp / "clusters.csv", CLUSTER_KEY, overwrite=True,
                                   names=export.cluster_names(adata, CLUSTER_KEY) if named else None)
         export.write_markers_csv(markers, tmp / "markers.csv", overwrite=True)

@@ -146,6 +146,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     request = runner.request_of(cfg, args.section, args.image, bin_size=getattr(args, "bin_size", None))
     references = None
+    if args.name_key and not args.name_from:
+        raise CliError("--name-key needs --name-from (the annotated sections it names a column of)")
     if args.name_from:
         from ..review.naming import read_references
 
@@ -155,6 +157,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     adata = _read(args)
     t_read = time.perf_counter() - t0
+    if references:
+        from ..reference import shared_genes
+
+        shared_genes(adata, references)  # before training, not after
     cfg, why = runner.resolve_n_clusters(adata, cfg)
     from ..section import get_image
 

@@ -128,7 +128,7 @@ class EditsMixin:
         Returns the new labels, the fresh ids and the remembered ids given back.
         """
         back = self.memory.recall(old, new)
-        rest = ~np.isin(new.astype(str), list(back))
+        rest = ~np.isin(new.astype(str), list(back)) & pd.notna(old)  # spots of no region match nothing
         match = {**match_clusters(old[rest], new[rest]), **back}
         taken = set(pd.unique(old).tolist()) | set(self.history.ids()) | set(self.memory.ids())
         nums = [int(c) for c in taken if re.fullmatch(r"\d+", str(c))]

@@ -6,8 +6,8 @@ has, each cluster is named after the region most of its spots get from the
 reference (:func:`napari_senca.reference.predict_regions`, computed in a worker
 thread by the widget), and clusters given one name become one region.
 
-HER2ST, the other seven sections as the reference: 0.368 mean ARI against
-0.298 for the model's k-means (held-out seeds; docs/benchmarks.md,
+HER2ST, the other seven sections as the reference: 0.360 mean ARI against
+0.298 for the model's k-means (nine held-out seeds; docs/benchmarks.md,
 "Twenty-second session"). With one reference section the names collapse to one
 or two regions (0.045), so a single name for every cluster is refused.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from os import PathLike
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,8 +47,7 @@ def read_references(paths: Sequence[str | PathLike], key: str | None = None) -> 
     refs = []
     for p in paths:
         adata = read_section(p)
-        info = adata.uns.setdefault("senca_input", {})
-        info["path"] = info.get("path") or str(p)
+        adata.uns["senca_input"] = {**(adata.uns.get("senca_input") or {}), "path": str(p)}  # errors name this file
         reference_labels(adata, key)  # fails here, naming the file, rather than after minutes of work
         refs.append(adata)
     return refs
@@ -84,12 +84,11 @@ class NamingMixin:
     name_of: Callable[[str], str]
     _labels: Callable[[], pd.Categorical]
     _set_labels: Callable[..., None]
-    _carry_ids: Callable[..., tuple[np.ndarray, list[str], list[str]]]
-    _give_back: Callable[[list[str]], None]
+    memory: Any
     _complete_names_colours: Callable[[], None]
     _capture: Callable[..., object]
     _changed: Callable[..., None]
-    history: object
+    history: Any
 
     def reference_cut(self) -> int:
         """The cluster count the reference names (the clustering's count + :data:`EXTRA`)."""
@@ -107,10 +106,11 @@ class NamingMixin:
             The stored embedding cut into :meth:`reference_cut` clusters, when already
             computed (:func:`napari_senca.cluster.recluster_labels` in a worker thread).
 
-        Spots assigned by hand keep their region; a region of theirs whose name
-        the reference gives joins the region of that name. Region ids carry
-        over where the new regions overlap the old ones (colours follow). One
-        edit: undo takes it back.
+        Spots assigned by hand keep their region (and its name); a region of
+        theirs named as the reference names one joins it. The other regions are
+        replaced: a reference name keeps the id (and colour) of the region that
+        already has that name, else of the region it overlaps most, else a new id.
+        One edit: undo takes it back.
 
         Returns
         -------
@@ -120,45 +120,72 @@ class NamingMixin:
         Raises
         ------
         ConfigError
-            No stored embedding, a prediction that does not fit the section, or one name for every cluster.
+            No stored embedding, predictions or labels that do not fit the section, or one name for every cluster.
         """
         from ..cluster import recluster_labels, stored_clustering
         from ..reference import name_clusters
 
-        k = self.reference_cut()
         predicted = np.asarray(predicted).astype(str)
-        if predicted.shape != (self.n_spots,):
-            raise ConfigError(f"{predicted.shape[0] if predicted.ndim else 0} predicted regions for a section of "
-                              f"{self.n_spots} spots")
         if labels is None:
             tree, emb, seed = stored_clustering(self.adata)
-            labels = recluster_labels(tree, emb, k, seed)
-        by_cluster = name_clusters(np.asarray(labels), predicted)
+            labels = recluster_labels(tree, emb, self.reference_cut(), seed)
+        labels = np.asarray(labels)
+        for what, arr in (("predicted regions", predicted), ("cluster labels", labels)):
+            if arr.shape != (self.n_spots,):
+                raise ConfigError(f"{arr.shape[0] if arr.ndim else 0} {what} for a section of {self.n_spots} spots")
+        by_cluster = name_clusters(labels, predicted)
+        k = len(by_cluster)
         if len(set(by_cluster.values())) < 2:
             raise ConfigError(f"the reference names every one of the {k} clusters {next(iter(by_cluster.values()))!r}; "
                               "nothing changed (one reference section is rarely enough: add more)")
-        named = np.asarray([by_cluster[int(c)] for c in range(int(np.max(labels)) + 1)], dtype=object)[labels]
-        old = np.asarray(self._labels().astype(object), dtype=object)
-        edit = self._capture(f"name {k} clusters from a reference", None)
-        values, fresh, back = self._carry_ids(old, named)
+        uniq, inv = np.unique(labels, return_inverse=True)
+        named = np.asarray([by_cluster[int(c)] for c in uniq], dtype=object)[inv]
+        cur = self._labels()
+        old = np.asarray(cur.astype(object), dtype=object)
+        ids = self._reference_ids(named, np.asarray(cur.codes), [str(c) for c in cur.categories])
+        names, name_inv = np.unique(named.astype(str), return_inverse=True)
+        values = np.asarray([ids[n] for n in names], dtype=object)[name_inv]
         values[self.manual] = old[self.manual]
-        region_of = {str(n): str(v) for n, v in zip(named[~self.manual], values[~self.manual], strict=True)}
-        kept = set(values[self.manual].tolist()) - set(region_of.values())
-        for cid in kept:  # a region kept by hand that has a reference name joins that region
-            name = self.names.get(cid, _default_name(cid))
-            if name in region_of:
-                values[values == cid] = region_of[name]
+        edit = self._capture(f"name {k} clusters from a reference", None)
         self.history.push(edit)
-        used = set(values.tolist())
-        order = [c for c in self.clusters if c in used] + [c for c in (*back, *fresh) if c in used]
-        self._set_labels(pd.Categorical(values, categories=list(dict.fromkeys(order))), before=old)
-        self._give_back(back)
-        for name, cid in region_of.items():
+        used = set(pd.unique(values).tolist())
+        order = [c for c in self.clusters if c in used]
+        order += sorted(used - set(order), key=lambda c: (not c.isdigit(), int(c) if c.isdigit() else 0, c))
+        self._set_labels(pd.Categorical(values, categories=order), before=old)
+        for name, cid in ids.items():
             if cid in used:
                 self.names[cid] = name
         self._complete_names_colours()
-        sizes = pd.Series(values).map(lambda c: self.names.get(c, c)).value_counts()
-        what = (f"named {k} clusters from the reference: {len(sizes)} regions ("
-                + ", ".join(f"{n}: {c}" for n, c in sizes.items()) + ")")
+        counts = pd.Series(pd.Categorical(values, categories=order)).value_counts(sort=True)
+        what = (f"named {k} clusters from the reference: {len(counts)} regions ("
+                + ", ".join(f"{self.names.get(c, c)}: {n}" for c, n in counts.items()) + ")")
         self._changed(what, labels=True, spots=None)
         return what
+
+    def _reference_ids(self, named: np.ndarray, codes: np.ndarray, cats: list[str]) -> dict[str, str]:
+        """The region id each reference name takes: the region already so named, else the one it overlaps most.
+
+        Overlap is counted on spots not assigned by hand, and regions of spots by hand only are not taken
+        (their spots keep them); names left over get new ids.
+        """
+        from .matching import match_clusters
+
+        hand_only = {c for i, c in enumerate(cats) if (codes == i).any() and self.manual[codes == i].all()}
+        by_name = {self.names.get(c, _default_name(c)): c for c in cats}
+        wanted = [str(n) for n in pd.unique(named)]
+        ids = {n: by_name[n] for n in wanted if n in by_name}
+        free = [c for c in cats if c not in hand_only and c not in ids.values()]
+        rest = [n for n in wanted if n not in ids]
+        old = np.asarray(cats + [""], dtype=object)[codes]  # "" for spots of no region
+        sel = ~self.manual & (codes >= 0) & np.isin(named, rest) & np.isin(old, free)
+        if rest and sel.any():
+            ids.update(match_clusters(old[sel].astype(str), named[sel].astype(str)))
+        taken = set(cats) | set(self.history.ids()) | set(self.memory.ids()) | set(ids.values())
+        nxt = 0
+        for n in rest:
+            if n not in ids:
+                while str(nxt) in taken:
+                    nxt += 1
+                ids[n] = str(nxt)
+                taken.add(str(nxt))
+        return ids

@@ -20,9 +20,26 @@ from .keys import MANUAL_KEY, REGION_KEY, REVIEW_KEY
 from .keys import default_name as _default_name
 
 if TYPE_CHECKING:
+    from anndata import AnnData
+
     from .state import ReviewState
 
-__all__ = ["write_review", "restore_review", "restore_manual"]
+__all__ = ["write_review", "restore_review", "restore_manual", "clear_review"]
+
+
+def clear_review(adata: AnnData, key: str) -> None:
+    """Forget the names, colours, hand flags and edit log stored for an earlier clustering of ``obs[key]``.
+
+    A new run's clusters have nothing to do with the names given to the previous ones.
+    """
+    adata.uns.pop(REVIEW_KEY, None)
+    adata.uns.pop(f"{key}_colors", None)
+    info = adata.uns.get(UNS_KEY)
+    if isinstance(info, dict):
+        info.pop("cluster_names", None)
+    for col in (REGION_KEY, MANUAL_KEY):
+        if col in adata.obs:
+            del adata.obs[col]
 
 
 def write_review(state: ReviewState) -> None:

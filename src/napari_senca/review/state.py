@@ -39,12 +39,11 @@ from .colours import PALETTE
 from .describe import LayerMixin
 from .edits import EditsMixin
 from .history import History
-from .keys import MANUAL_KEY, REGION_KEY, REVIEW_KEY
 from .keys import default_name as _default_name
 from .markers import MarkersMixin
 from .matching import RegionMemory
 from .naming import NamingMixin
-from .persist import restore_manual, restore_review, write_review
+from .persist import clear_review, restore_manual, restore_review, write_review
 
 __all__ = ["ReviewState"]
 
@@ -103,15 +102,7 @@ class ReviewState(EditsMixin, ClassifyMixin, NamingMixin, MarkersMixin, ColourBy
         Used after a new training run: the new clusters have nothing to do
         with the names given to the previous ones.
         """
-        adata.uns.pop(REVIEW_KEY, None)
-        adata.uns.pop(f"{key}_colors", None)
-        info = adata.uns.get(UNS_KEY)
-        if isinstance(info, dict):
-            info.pop("cluster_names", None)
-        if REGION_KEY in adata.obs:
-            del adata.obs[REGION_KEY]
-        if MANUAL_KEY in adata.obs:
-            del adata.obs[MANUAL_KEY]
+        clear_review(adata, key)
         return cls(adata, key)
 
     # ------------------------------------------------------------------ basics
