@@ -241,7 +241,6 @@ def main(argv: list[str] | None = None) -> int:
         wait(lambda: review.reference_worker is None)
         settle()
         shot("viewer_named_from_reference.png")
-        grab(docks["Review regions"], "widget_review_named.png")
         review.undo()
         settle()
 
