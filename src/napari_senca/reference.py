@@ -19,8 +19,8 @@ Features, per call (the genes depend on the section):
 1. genes present in the section and in every reference; counts normalised to
    10,000 per spot (over those genes) and ``log1p``;
 2. :data:`N_HVG` highly variable genes chosen on the references (scanpy,
-   Seurat flavour, ``batch_key`` = reference), after dropping genes with fewer
-   than 10 counts over the references;
+   Seurat flavour, ``batch_key`` = reference; on the spots that fit step 5), after
+   dropping genes with fewer than 10 counts over the references;
 3. every gene z-scored within its own section (clipped at 10), so what remains
    is how a spot differs from the rest of its section, not the patient's or the
    run's level;
@@ -122,55 +122,58 @@ def _only_default_names(col: pd.Series) -> bool:
     return all(_DEFAULT.fullmatch(str(v)) for v in pd.unique(col.dropna().astype(str)))
 
 
-def _columns(adata: AnnData, genes: np.ndarray) -> sp.csr_matrix:
-    """The section's ``X`` restricted to ``genes`` (float64 CSR; a dense ``X`` is sliced before converting)."""
+def _lognorm_blocks(adata: AnnData, genes: np.ndarray, cols: np.ndarray):
+    """Step 1 per block of :data:`BLOCK` rows: ``(start, CSR float64 block)`` of the ``cols`` of ``genes``,
+    normalised over all of ``genes`` (as given when the section is pre-normalised). No copy of the whole section."""
     idx = adata.var_names.get_indexer(genes)
-    x = adata.X[:, idx]
-    return sp.csr_matrix(x if sp.issparse(x) else np.asarray(x), dtype=np.float64)
+    normalized = bool((adata.uns.get("senca_input", {}) or {}).get("normalized", False))
+    for b in range(0, adata.n_obs, BLOCK):
+        xb = adata.X[b : b + BLOCK]
+        xb = xb if sp.issparse(xb) else sp.csr_matrix(np.asarray(xb))
+        x = sp.csr_matrix(xb[:, idx[cols]], dtype=np.float64)
+        if not normalized:
+            lib = np.asarray(xb[:, idx].sum(1), dtype=np.float64).ravel()
+            x.data *= np.repeat(1e4 / np.maximum(lib, 1), np.diff(x.indptr))
+            np.log1p(x.data, out=x.data)
+        yield b, x
 
 
-def _log_normalised(adata: AnnData, genes: np.ndarray, cols: np.ndarray | None = None) -> sp.csr_matrix:
-    """Step 1 of the module docstring, sparse: normalised over ``genes``, only their ``cols`` returned."""
-    if (adata.uns.get("senca_input", {}) or {}).get("normalized", False):
-        return _columns(adata, genes if cols is None else genes[cols])
-    lib = np.zeros(adata.n_obs)
-    for b in range(0, adata.n_obs, BLOCK):  # library sizes without a copy of every shared gene
-        lib[b : b + BLOCK] = np.asarray(_columns(adata[b : b + BLOCK], genes).sum(1)).ravel()
-    x = _columns(adata, genes if cols is None else genes[cols])
-    x = sp.csr_matrix(sp.diags(1e4 / np.maximum(lib, 1)) @ x)
-    x.data = np.log1p(x.data)
-    return x
-
-
-def _hvgs(refs: list[sp.csr_matrix], total: np.ndarray) -> np.ndarray:
-    """Step 2: column indices of the references' highly variable genes (``total``: counts per gene over them)."""
+def _hvgs(references: Sequence[AnnData], genes: np.ndarray, rows: list[np.ndarray]) -> np.ndarray:
+    """Step 2: indices into ``genes`` of the references' highly variable genes, chosen on their spots ``rows``."""
     import warnings
 
     import scanpy as sc
 
     from .threads import keep_torch_threads
 
-    keep = np.flatnonzero(total >= 10)
+    total = sum(np.asarray(r.X.sum(0)).ravel()[r.var_names.get_indexer(genes)] for r in references)
+    keep = np.flatnonzero(np.asarray(total, float) >= 10)
     if len(keep) < 2:
-        raise ConfigError("fewer than 2 shared genes have 10 counts over the references")
-    batch = np.repeat(np.arange(len(refs)).astype(str), [r.shape[0] for r in refs])
-    pooled = AnnData(sp.vstack([r[:, keep] for r in refs]).tocsr(), obs=pd.DataFrame({"reference": batch},
-                                                                                     index=np.arange(len(batch)).astype(str)))
+        raise ConfigError("fewer than 2 shared genes have 10 counts over the annotated sections")
+    parts = [sp.vstack([x for _, x in _lognorm_blocks(r[idx], genes, keep)], format="csr")
+             for r, idx in zip(references, rows, strict=True)]
+    batch = np.repeat(np.arange(len(parts)).astype(str), [p.shape[0] for p in parts])
+    pooled = AnnData(sp.vstack(parts, format="csr"),
+                     obs=pd.DataFrame({"reference": batch}, index=np.arange(len(batch)).astype(str)))
+    del parts
     with warnings.catch_warnings(), keep_torch_threads():
         warnings.simplefilter("ignore")
         n_top = min(N_HVG, len(keep))
-        sc.pp.highly_variable_genes(pooled, n_top_genes=n_top, batch_key="reference" if len(refs) > 1 else None)
+        sc.pp.highly_variable_genes(pooled, n_top_genes=n_top, batch_key="reference" if len(references) > 1 else None)
     return keep[pooled.var["highly_variable"].to_numpy()]
 
 
-def _scaled_blocks(x: sp.csr_matrix):
-    """Step 3 per block of rows: ``(start, dense z-scored block clipped at 10)``."""
-    mean = np.asarray(x.mean(0)).ravel()
-    sq = np.asarray(x.multiply(x).mean(0)).ravel()
-    sd = np.sqrt(np.maximum(sq - mean**2, 0))
+def _scaled_blocks(adata: AnnData, genes: np.ndarray, cols: np.ndarray):
+    """Step 3 per block of rows: ``(start, dense block z-scored over the section, clipped at 10)``; two passes."""
+    total, sq = np.zeros(len(cols)), np.zeros(len(cols))
+    for _, x in _lognorm_blocks(adata, genes, cols):
+        total += np.bincount(x.indices, weights=x.data, minlength=len(cols))
+        sq += np.bincount(x.indices, weights=x.data**2, minlength=len(cols))
+    mean = total / adata.n_obs
+    sd = np.sqrt(np.maximum(sq / adata.n_obs - mean**2, 0))
     sd = np.where(sd > 1e-8, sd, 1e-8)
-    for b in range(0, x.shape[0], BLOCK):
-        yield b, np.clip((x[b : b + BLOCK].toarray() - mean) / sd, -10, 10)
+    for b, x in _lognorm_blocks(adata, genes, cols):
+        yield b, np.clip((x.toarray() - mean) / sd, -10, 10)
 
 
 def _neighbour_mean(adata: AnnData, n_neighbors: int) -> sp.csr_matrix:
@@ -181,12 +184,12 @@ def _neighbour_mean(adata: AnnData, n_neighbors: int) -> sp.csr_matrix:
     return sp.csr_matrix(sp.diags(1.0 / np.asarray(a.sum(1)).ravel()) @ a)
 
 
-def _averaged(x: sp.csr_matrix, avg: sp.csr_matrix, rows: np.ndarray | None = None,
-              project: np.ndarray | None = None) -> np.ndarray:
-    """``avg[rows] @ scaled(x) [@ project]``, one block of the scaled genes at a time."""
+def _averaged(adata: AnnData, genes: np.ndarray, cols: np.ndarray, avg: sp.csr_matrix,
+              rows: np.ndarray | None = None, project: np.ndarray | None = None) -> np.ndarray:
+    """``avg[rows] @ scaled(section) [@ project]`` (steps 1-4), one block of rows at a time."""
     a = avg if rows is None else avg[rows]
     out = None
-    for b, z in _scaled_blocks(x):
+    for b, z in _scaled_blocks(adata, genes, cols):
         part = np.asarray(a[:, b : b + z.shape[0]] @ (z if project is None else z @ project))
         if out is None:
             out = part
@@ -236,12 +239,11 @@ def predict_regions(adata: AnnData, references: Sequence[AnnData], key: str | No
         raise ConfigError(f"the references name no region {', '.join(map(repr, missing))}; they name "
                           f"{', '.join(map(repr, named))}")
     genes = shared_genes(adata, references)
-    total = sum(np.asarray(r.X.sum(0)).ravel()[r.var_names.get_indexer(genes)] for r in references)
-    hvg = _hvgs([_log_normalised(r, genes) for r in references], np.asarray(total, float))
-    logn = [_log_normalised(s, genes, hvg) for s in (adata, *references)]
-    avgs = [_neighbour_mean(s, n_neighbors) for s in (adata, *references)]
     fit = _fit_rows(labels, seed)
-    ref_feats = np.vstack([_averaged(x, a, rows) for x, a, rows in zip(logn[1:], avgs[1:], fit, strict=True)])
+    hvg = _hvgs(references, genes, fit)
+    avgs = [_neighbour_mean(s, n_neighbors) for s in (adata, *references)]
+    ref_feats = np.vstack([_averaged(r, genes, hvg, a, rows) for r, a, rows in zip(references, avgs[1:], fit,
+                                                                                 strict=True)])
     pca = PCA(min(N_PCS, len(hvg), len(ref_feats)), random_state=0)
     x = pca.fit_transform(ref_feats)
     del ref_feats
@@ -250,7 +252,7 @@ def predict_regions(adata: AnnData, references: Sequence[AnnData], key: str | No
     y = y[has].astype(str)
     lr = LogisticRegression(class_weight="balanced", max_iter=5000).fit(x[has], y)
     proj = pca.components_.T
-    target = _averaged(logn[0], avgs[0], project=proj) - pca.mean_ @ proj
+    target = _averaged(adata, genes, hvg, avgs[0], project=proj) - pca.mean_ @ proj
     proba = pd.DataFrame(lr.predict_proba(target), columns=lr.classes_, index=adata.obs_names)
     if regions is not None:
         proba = proba[[c for c in lr.classes_ if c in set(regions)]]
