@@ -530,6 +530,8 @@ def test_run_names_the_regions_after_annotated_sections(tmp_path, capsys):
     assert "named 6 clusters from the reference" in printed
     df = pd.read_csv(out / "clusters.csv")
     assert set(df["cluster_name"]) <= {"region 0", "region 1", "region 2"} and df["cluster_name"].nunique() >= 2
+    report = json.loads((out / MARKER).read_text())["report"]
+    assert report["named"].startswith("named 6 clusters") and report["regions"] == df["cluster"].nunique()
     assert (df["cluster_name"] == df["label"]).mean() > 0.8
     assert main(["run", str(sec), "--out", str(tmp_path / "o2"), "--name-from", refs[0], "--name-key", "nope"]) == 2
     assert "no obs column 'nope'" in _one_line_error(capsys)
@@ -568,3 +570,5 @@ def test_a_new_run_forgets_the_review_of_its_input(tmp_path, capsys, monkeypatch
     err = capsys.readouterr().err
     assert "warning: regions not named after the annotated sections" in err and "'tumour'" in err
     assert (tmp_path / "named" / "clusters.csv").is_file()
+    report = json.loads((tmp_path / "named" / MARKER).read_text())["report"]
+    assert report["named"] is None and any("not named" in w for w in report["warnings"])

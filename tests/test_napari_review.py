@@ -370,8 +370,15 @@ def test_name_regions_from_annotated_sections(docked, qtbot, notes, tmp_path, mo
     review.reference_btn.native.click()  # cancelled: nothing happens
     assert review.reference_worker is None and review.legend.rowCount() == 2
     monkeypatch.setattr(_review, "ask_reference_paths", lambda parent: paths)
+    review.recluster_worker = object()  # a re-cluster in flight: naming waits for it
+    review.reference_btn.native.click()
+    assert review.reference_worker is None and "still re-clustering" in notes["error"][-1]
+    review.recluster_worker = None
+    notes["error"].clear()
     review.reference_btn.native.click()
     assert review.reference_worker is not None and not review.reference_btn.enabled
+    assert review.set_n_clusters(4) is None and "still naming" in notes["error"][-1]  # and the other way round
+    notes["error"].clear()
     qtbot.waitUntil(lambda: review.reference_worker is None, timeout=60_000)
     assert review.reference_btn.enabled and review.legend.rowCount() == 3
     assert sorted(st.display_names()) == ["region 0", "region 1", "region 2"]

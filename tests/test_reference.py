@@ -54,6 +54,7 @@ def test_blocks_and_a_subset_of_reference_spots_give_the_same_regions(monkeypatc
     blocked = predict_regions(target, refs)
     assert np.allclose(blocked.probabilities, whole.probabilities, atol=1e-6)
     monkeypatch.setattr(ref_mod, "MAX_FIT_SPOTS", 200)  # the components and classifier from 200 of 288 spots
+    monkeypatch.setattr(ref_mod, "MIN_FIT_SPOTS", 10)
     sub = predict_regions(target, refs)
     assert sum(sub.n_reference_spots.values()) == 200
     assert (sub.names == whole.names).mean() > 0.9
@@ -201,6 +202,7 @@ def test_labelled_reference_spots_fit_first(monkeypatch):
         lab[np.arange(r.n_obs) % 4 != 0] = None  # a quarter of the spots labelled
         r.obs["label"] = pd.Categorical(lab)
     monkeypatch.setattr(ref_mod, "MAX_FIT_SPOTS", 100)
+    monkeypatch.setattr(ref_mod, "MIN_FIT_SPOTS", 10)
     pred = predict_regions(target, refs)
     assert sum(pred.n_reference_spots.values()) == 72  # every labelled spot (2 x 36), then 28 unlabelled for the PCs
 
@@ -215,3 +217,75 @@ def test_a_reference_error_names_the_file_given(tmp_path):
     with pytest.raises(DataError, match="annotated.h5ad: no region names") as err:
         read_references([path])
     assert "A1_visium" not in str(err.value)
+
+
+def test_a_small_reference_keeps_its_share_above_the_spot_limit(monkeypatch):
+    """Above the limit each reference keeps a share: a reference with 3 labelled spots among 144 is not dropped
+    (no share used to crash the gene selection)."""
+    target, refs = _sections(12)
+    small = refs[1]
+    lab = small.obs["label"].astype(object).to_numpy()
+    first = [int(np.flatnonzero(lab == r)[0]) for r in ("region 0", "region 1", "region 2")]
+    lab[np.setdiff1d(np.arange(small.n_obs), first)] = None  # one labelled spot per region
+    small.obs["label"] = pd.Categorical(lab)
+    monkeypatch.setattr(ref_mod, "MAX_FIT_SPOTS", 100)
+    monkeypatch.setattr(ref_mod, "MIN_FIT_SPOTS", 20)
+    rows = ref_mod._fit_rows([reference_labels(r)[0] for r in refs], 0)
+    assert [len(r) for r in rows] == [50, 50] and set(first) <= set(rows[1].tolist())
+    pred = predict_regions(target, refs)
+    assert sum(pred.n_reference_spots.values()) == 53
+
+
+def test_duplicate_entries_in_the_counts_change_nothing():
+    """A CSR matrix may store one count in two entries; the per-entry log must see their sum."""
+    import scipy.sparse as sp
+
+    target, refs = _sections(10)
+    whole = predict_regions(target, refs)
+    x = sp.csr_matrix(target.X)
+    half = np.floor(x.data / 2)
+    rows = np.repeat(np.arange(x.shape[0]), np.diff(x.indptr))
+    order = np.lexsort((np.tile([0, 1], len(rows)), np.repeat(rows, 2)))  # each count split in two entries, row-sorted
+    data = np.ravel(np.column_stack([half, x.data - half]))[order]
+    cols = np.repeat(x.indices, 2)[order]
+    dup = sp.csr_matrix((data, cols, 2 * x.indptr), shape=x.shape)
+    assert not dup.has_canonical_format and dup.nnz == 2 * x.nnz
+    target.X = dup
+    assert np.allclose(predict_regions(target, refs).probabilities, whole.probabilities, atol=1e-8)
+
+
+def test_spots_by_hand_keep_the_name_of_a_clustered_region():
+    """Spots assigned by hand into a region the user named keep that region and name; its other spots are named."""
+    adata = annotated_section(n_side=10)
+    truth = adata.obs["label"].astype(str).to_numpy()
+    st = ReviewState(adata)
+    st.rename("0", "tumour")
+    spots = np.flatnonzero(st.codes() == 0)[:4]
+    st.assign(spots, "0")
+    st.name_from_reference(truth)
+    names = adata.obs["senca_region"].astype(str).to_numpy()
+    assert (names[spots] == "tumour").all() and st.legend().set_index("name").loc["tumour", "n_spots"] == 4
+
+
+def test_a_partly_reviewed_reference_falls_back_to_its_labels():
+    r = synthetic_section(n_side=8, n_genes=40, with_image=False, seed=1)
+    r.obs["senca_region"] = np.where(np.arange(r.n_obs) < 20, "tumour", "cluster 1")  # one region named
+    assert reference_labels(r)[1] == "label"
+
+
+def test_a_new_run_forgets_the_review_of_the_previous_clustering():
+    from napari_senca.pipeline import SencaResult, annotate
+
+    adata = annotated_section(n_side=8)
+    st = ReviewState(adata)
+    st.rename("0", "tumour")
+    st.assign([0, 1], "1")
+    assert "senca_review" in adata.uns and "senca_manual" in adata.obs
+    from napari_senca.config import SencaConfig
+
+    result = SencaResult(embedding=np.asarray(adata.obsm["X_senca"]), labels=np.arange(adata.n_obs) % 2,
+                         linkage=None, n_clusters=2, genes=list(adata.var_names), history=[], config=SencaConfig(),
+                         device="cpu", rna_only=True, image_weights_used="none", timings={})
+    annotate(adata, result)
+    assert "senca_review" not in adata.uns and "senca_manual" not in adata.obs and "senca_region" not in adata.obs
+    assert ReviewState(adata).names == {"0": "cluster 0", "1": "cluster 1"}

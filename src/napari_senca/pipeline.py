@@ -433,7 +433,14 @@ def run_senca(
 
 
 def annotate(adata: AnnData, result: SencaResult, key: str = CLUSTER_KEY) -> AnnData:
-    """Store a result: ``obs[key]`` (categorical), ``obsm["X_senca"]``, ``uns["senca"]``."""
+    """Store a result: ``obs[key]`` (categorical), ``obsm["X_senca"]``, ``uns["senca"]``.
+
+    A review stored for an earlier clustering (names, colours, hand flags, edit log: a reviewed ``.h5ad``
+    run again) is dropped: it belonged to the old regions (:func:`napari_senca.review.persist.clear_review`).
+    """
+    from .review.persist import clear_review
+
+    clear_review(adata, key)
     adata.obs[key] = as_categorical(result.labels)
     adata.obsm[EMBED_KEY] = result.embedding.astype(np.float32)
     adata.uns[UNS_KEY] = {

@@ -52,8 +52,10 @@ __all__ = ["ReferencePrediction", "predict_regions", "reference_labels", "shared
 #: genes chosen on the references, and principal components the classifier reads
 N_HVG = 2000
 N_PCS = 50
-#: at most this many reference spots fit the components (a random, seeded subset above)
+#: at most this many reference spots fit the components (a random, seeded subset above), and at least
+#: this many of each reference (or all it has)
 MAX_FIT_SPOTS = 50_000
+MIN_FIT_SPOTS = 500
 #: rows per block when a section's genes are scaled and projected (16,384 x 2,000 float64: 262 MB)
 BLOCK = 16_384
 #: ``obs`` columns looked for, in order, when no key is given
@@ -91,8 +93,9 @@ def _source(adata: AnnData) -> str | None:
 def reference_labels(adata: AnnData, key: str | None = None) -> tuple[np.ndarray, str]:
     """``(labels, key)``: the reference's region per spot (``None`` where unlabelled) and the column read.
 
-    Without ``key``: ``obs["senca_region"]`` when some region there was named
-    in the Review (not the default ``cluster N``), else ``obs["label"]``.
+    Without ``key``: ``obs["senca_region"]`` when at least two regions there
+    were named in the Review (not the default ``cluster N``, which counts as
+    unlabelled), else ``obs["label"]``.
 
     Raises
     ------
@@ -101,7 +104,7 @@ def reference_labels(adata: AnnData, key: str | None = None) -> tuple[np.ndarray
     """
     if key is None:
         for k in AUTO_KEYS:
-            if k in adata.obs and not _only_default_names(adata.obs[k]):
+            if k in adata.obs and _named_regions(adata.obs[k], review=k == AUTO_KEYS[0]) >= 2:
                 key = k
                 break
         else:
@@ -118,19 +121,24 @@ def reference_labels(adata: AnnData, key: str | None = None) -> tuple[np.ndarray
     return labels, key
 
 
-def _only_default_names(col: pd.Series) -> bool:
-    return all(_DEFAULT.fullmatch(str(v)) for v in pd.unique(col.dropna().astype(str)))
+def _named_regions(col: pd.Series, review: bool) -> int:
+    """How many regions ``col`` names (the Review's default ``cluster N`` names nothing where ``review``)."""
+    vals = {clean_label(v) for v in pd.unique(col.dropna().astype(object))} - {None}
+    return len([v for v in vals if not (review and _DEFAULT.fullmatch(str(v)))])
 
 
-def _lognorm_blocks(adata: AnnData, genes: np.ndarray, cols: np.ndarray):
+def _lognorm_blocks(adata: AnnData, genes: np.ndarray, cols: np.ndarray, rows: np.ndarray | None = None):
     """Step 1 per block of :data:`BLOCK` rows: ``(start, CSR float64 block)`` of the ``cols`` of ``genes``,
-    normalised over all of ``genes`` (as given when the section is pre-normalised). No copy of the whole section."""
+    normalised over all of ``genes`` (as given when the section is pre-normalised); only ``rows`` when given.
+    No copy of the whole section."""
     idx = adata.var_names.get_indexer(genes)
     normalized = bool((adata.uns.get("senca_input", {}) or {}).get("normalized", False))
-    for b in range(0, adata.n_obs, BLOCK):
-        xb = adata.X[b : b + BLOCK]
+    n = adata.n_obs if rows is None else len(rows)
+    for b in range(0, n, BLOCK):
+        xb = adata.X[b : b + BLOCK] if rows is None else adata.X[rows[b : b + BLOCK]]
         xb = xb if sp.issparse(xb) else sp.csr_matrix(np.asarray(xb))
         x = sp.csr_matrix(xb[:, idx[cols]], dtype=np.float64)
+        x.sum_duplicates()  # log1p and the squares below are taken per stored entry
         if not normalized:
             lib = np.asarray(xb[:, idx].sum(1), dtype=np.float64).ravel()
             x.data *= np.repeat(1e4 / np.maximum(lib, 1), np.diff(x.indptr))
@@ -150,8 +158,8 @@ def _hvgs(references: Sequence[AnnData], genes: np.ndarray, rows: list[np.ndarra
     keep = np.flatnonzero(np.asarray(total, float) >= 10)
     if len(keep) < 2:
         raise ConfigError("fewer than 2 shared genes have 10 counts over the annotated sections")
-    parts = [sp.vstack([x for _, x in _lognorm_blocks(r[idx], genes, keep)], format="csr")
-             for r, idx in zip(references, rows, strict=True)]
+    parts = [sp.vstack([x for _, x in _lognorm_blocks(r, genes, keep, idx)], format="csr")
+             for r, idx in zip(references, rows, strict=True) if len(idx) >= 2]  # scanpy needs 2 spots a batch
     batch = np.repeat(np.arange(len(parts)).astype(str), [p.shape[0] for p in parts])
     pooled = AnnData(sp.vstack(parts, format="csr"),
                      obs=pd.DataFrame({"reference": batch}, index=np.arange(len(batch)).astype(str)))
@@ -280,20 +288,27 @@ def shared_genes(adata: AnnData, references: Sequence[AnnData]) -> np.ndarray:
 
 
 def _fit_rows(labels: list[np.ndarray], seed: int) -> list[np.ndarray]:
-    """Per reference, the spots that fit the components and the classifier: at most :data:`MAX_FIT_SPOTS`,
-    labelled spots first (a random subset of them above the limit), then unlabelled ones at random."""
+    """Per reference, its spots that fit the components and the classifier (sorted).
+
+    About :data:`MAX_FIT_SPOTS` over all references: each reference gets a share in proportion to its
+    spots (at least :data:`MIN_FIT_SPOTS`, or all it has), labelled spots first (a random subset of them
+    above its share), then unlabelled ones at random.
+    """
     rng = np.random.default_rng(seed)
-    offsets = np.cumsum([0] + [len(lab) for lab in labels])
-    has = np.concatenate([np.array([v is not None for v in lab], dtype=bool) for lab in labels])
-    lab_idx, unl_idx = np.flatnonzero(has), np.flatnonzero(~has)
-    if len(has) <= MAX_FIT_SPOTS:
-        rows = np.arange(len(has))
-    elif len(lab_idx) >= MAX_FIT_SPOTS:
-        rows = rng.choice(lab_idx, MAX_FIT_SPOTS, replace=False)
-    else:
-        rows = np.concatenate([lab_idx, rng.choice(unl_idx, MAX_FIT_SPOTS - len(lab_idx), replace=False)])
-    rows = np.sort(rows)
-    return [rows[(rows >= a) & (rows < b)] - a for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+    sizes = np.array([len(lab) for lab in labels])
+    if sizes.sum() <= MAX_FIT_SPOTS:
+        return [np.arange(n) for n in sizes]
+    out = []
+    for lab, n in zip(labels, sizes, strict=True):
+        share = min(n, max(MIN_FIT_SPOTS, int(MAX_FIT_SPOTS * n / sizes.sum())))
+        has = np.array([v is not None for v in lab], dtype=bool)
+        lab_idx, unl_idx = np.flatnonzero(has), np.flatnonzero(~has)
+        if len(lab_idx) >= share:
+            rows = rng.choice(lab_idx, share, replace=False)
+        else:
+            rows = np.concatenate([lab_idx, rng.choice(unl_idx, share - len(lab_idx), replace=False)])
+        out.append(np.sort(rows))
+    return out
 
 
 def name_clusters(clusters: np.ndarray, predicted: np.ndarray) -> dict[int, str]:

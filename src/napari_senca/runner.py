@@ -298,33 +298,24 @@ def process_section(
     column ``reference_key``), before anything is written.
     """
     from . import pipeline
-    from .review.persist import clear_review
-    from .section import CLUSTER_KEY
 
     t0 = time.perf_counter()
     result = pipeline.run_senca(adata, cfg, progress)
-    pipeline.annotate(adata, result)
-    clear_review(adata, CLUSTER_KEY)  # names and hand flags of an earlier clustering (a reviewed .h5ad) go
+    pipeline.annotate(adata, result)  # also drops the review of an earlier clustering (a reviewed .h5ad)
     named, problem = _name_after(adata, references, reference_key, result.timings) if references else (None, None)
     train_total = time.perf_counter() - t0
-    rep = finish_section(adata, result, cfg, out, inputs, overwrite=overwrite, request=request, warn=warn,
-                         train_total=train_total, spatialdata=spatialdata, named=named is not None)  # fmt: skip
-    rep.named = named
-    if problem:
-        rep.warnings.append(problem)
-        if warn is not None:
-            warn(problem)
-    return rep
+    return finish_section(adata, result, cfg, out, inputs, overwrite=overwrite, request=request, warn=warn,
+                          train_total=train_total, spatialdata=spatialdata, named=named,
+                          naming_problem=problem)  # fmt: skip
 
 
 def _name_after(adata: AnnData, references: list[AnnData], key: str | None,
                 timings: dict[str, float]) -> tuple[str | None, str | None]:
     """Name the regions after annotated sections: ``(what was done, None)``, or ``(None, why not)``.
 
-    A naming that cannot be done (one name for every cluster) leaves the model's regions, with a
-    warning, rather than losing the run.
+    A naming that cannot be done (one name for every cluster, references that do not fit) leaves the
+    model's regions, with a warning, rather than losing the run.
     """
-    from .errors import ConfigError
     from .review import ReviewState
     from .review.naming import reference_naming
 
@@ -332,7 +323,7 @@ def _name_after(adata: AnnData, references: list[AnnData], key: str | None,
     t0 = time.perf_counter()
     try:
         what = st.name_from_reference(*reference_naming(adata, references, st.reference_cut(), key))
-    except ConfigError as exc:
+    except (ValueError, MemoryError) as exc:  # ConfigError and DataError are ValueErrors
         return None, f"regions not named after the annotated sections: {exc}; the model's regions are written"
     timings["name_from_reference"] = time.perf_counter() - t0
     return what, None
@@ -350,11 +341,13 @@ def finish_section(
     warn: Callable[[str], None] | None = None,
     train_total: float = 0.0,
     spatialdata: bool = False,
-    named: bool = False,
+    named: str | None = None,
+    naming_problem: str | None = None,
 ) -> SectionReport:
     """Rank marker genes, score against the labels and write the output folder of an annotated section.
 
-    ``named``: the regions were named (after annotated sections); ``clusters.csv`` gets their names.
+    ``named``: what naming the regions after annotated sections did (``clusters.csv`` then gets their
+    names); ``naming_problem``: why it could not (a warning). Both go into the report written.
 
     ``adata`` carries ``result`` already (:func:`~napari_senca.pipeline.annotate`,
     or its part of a joint run, :func:`napari_senca.joint.split`).
@@ -364,7 +357,12 @@ def finish_section(
     from .markers import rank_markers
     from .section import CLUSTER_KEY, LABEL_KEY, get_image
 
-    rep = SectionReport(out=str(out), spots=int(adata.n_obs), genes=int(adata.n_vars), regions=int(cfg.n_clusters or 0))
+    rep = SectionReport(out=str(out), spots=int(adata.n_obs), genes=int(adata.n_vars), regions=int(cfg.n_clusters or 0),
+                        named=named)
+    if naming_problem:
+        rep.warnings.append(naming_problem)
+        if warn is not None:
+            warn(naming_problem)
     rep.image = get_image(adata) is not None and bool(cfg.use_image)
     t1 = time.perf_counter()
     rep.timings.update({k: float(v) for k, v in (getattr(result, "timings", None) or {}).items() if k != "total"})
@@ -384,6 +382,8 @@ def finish_section(
     rep.timings["markers"] = t2 - t1
     sizes = adata.obs[CLUSTER_KEY].value_counts().sort_index()
     rep.region_sizes = {str(c): int(n) for c, n in sizes.items()}
+    if named:
+        rep.regions = int((sizes > 0).sum())  # the named regions, fewer than the clusters cut
     rep.ari = adjusted_rand(adata, CLUSTER_KEY)
     if rep.ari is not None:
         rep.n_labelled = int(adata.obs[LABEL_KEY].notna().sum())
@@ -391,7 +391,7 @@ def finish_section(
     rep.cpu_threads = result.cpu_threads
     rep.image_weights = str(result.image_weights_used)
     write_section_output(adata, markers, out, inputs, cfg, overwrite, request, dataclasses.asdict(rep), spatialdata,
-                         named)
+                         named is not None)
     rep.timings["write"] = time.perf_counter() - t2
     return rep
 

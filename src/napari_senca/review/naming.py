@@ -8,8 +8,8 @@ thread by the widget), and clusters given one name become one region.
 
 HER2ST, the other seven sections as the reference: 0.360 mean ARI against
 0.298 for the model's k-means (nine held-out seeds; docs/benchmarks.md,
-"Twenty-second session"). With one reference section the names collapse to one
-or two regions (0.045), so a single name for every cluster is refused.
+"Twenty-second session"). With one reference section the names often collapse
+(0.045; one name for every cluster in half the cases), so that result is refused.
 """
 
 from __future__ import annotations
@@ -106,10 +106,11 @@ class NamingMixin:
             The stored embedding cut into :meth:`reference_cut` clusters, when already
             computed (:func:`napari_senca.cluster.recluster_labels` in a worker thread).
 
-        Spots assigned by hand keep their region (and its name); a region of
-        theirs named as the reference names one joins it. The other regions are
-        replaced: a reference name keeps the id (and colour) of the region that
-        already has that name, else of the region it overlaps most, else a new id.
+        Spots assigned by hand keep their region and its name (the region's other
+        spots are named like the rest); a region named as the reference names one
+        joins it. The other regions are replaced: a reference name keeps the id
+        (and colour) of the region that already has that name, else of the
+        region it overlaps most among those without spots by hand, else a new id.
         One edit: undo takes it back.
 
         Returns
@@ -165,16 +166,16 @@ class NamingMixin:
     def _reference_ids(self, named: np.ndarray, codes: np.ndarray, cats: list[str]) -> dict[str, str]:
         """The region id each reference name takes: the region already so named, else the one it overlaps most.
 
-        Overlap is counted on spots not assigned by hand, and regions of spots by hand only are not taken
-        (their spots keep them); names left over get new ids.
+        Overlap is counted on spots not assigned by hand, and regions holding spots by hand are not taken
+        (those spots keep them, with their names); names left over get new ids.
         """
         from .matching import match_clusters
 
-        hand_only = {c for i, c in enumerate(cats) if (codes == i).any() and self.manual[codes == i].all()}
+        hand = {cats[i] for i in np.unique(codes[self.manual & (codes >= 0)])}
         by_name = {self.names.get(c, _default_name(c)): c for c in cats}
         wanted = [str(n) for n in pd.unique(named)]
         ids = {n: by_name[n] for n in wanted if n in by_name}
-        free = [c for c in cats if c not in hand_only and c not in ids.values()]
+        free = [c for c in cats if c not in hand and c not in ids.values()]
         rest = [n for n in wanted if n not in ids]
         old = np.asarray(cats + [""], dtype=object)[codes]  # "" for spots of no region
         sel = ~self.manual & (codes >= 0) & np.isin(named, rest) & np.isin(old, free)
