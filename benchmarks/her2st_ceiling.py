@@ -292,6 +292,13 @@ def unsupervised(adata: AnnData, k: int, seeds: list[int]) -> tuple[dict[str, li
     return {"smoothed PCA + k-means (pca_nbr_kmeans)": baseline, "senca default": [r.labels for r in runs]}, runs
 
 
+def unsupervised_aris(labels: dict[str, list[np.ndarray]], y: np.ndarray, lab: np.ndarray) -> dict[str, list[float]]:
+    """The ARI of every seed of :func:`unsupervised`'s labels on the labelled spots, per method."""
+    from sklearn.metrics import adjusted_rand_score
+
+    return {name: [adjusted_rand_score(y, np.asarray(lb)[lab]) for lb in per_seed] for name, per_seed in labels.items()}
+
+
 def run_section(path: str, seeds: list[int]) -> list[dict]:
     """Every ceiling, geometry and unsupervised row of one section.
 
@@ -337,8 +344,7 @@ def run_section(path: str, seeds: list[int]) -> list[dict]:
         rows.append(dict(kind="by hand", representation=rep,
                          scheme=f"{n} {how} spots per region, the rest by nearest mean, {span}",
                          ari=float(np.median(aris)), per_seed=aris))
-    for name, per_seed in labels.items():
-        aris = [adjusted_rand_score(y, np.asarray(lb)[lab]) for lb in per_seed]
+    for name, aris in unsupervised_aris(labels, y, lab).items():
         rows.append(dict(kind="unsupervised", representation=name, scheme=span, ari=float(np.median(aris)),
                          per_seed=aris))
     return rows

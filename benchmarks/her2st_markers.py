@@ -43,7 +43,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from her2st import baseline_features  # noqa: E402
-from her2st_ceiling import BASELINE, MODEL, read_labelled, run_over_sections, unsupervised  # noqa: E402
+from her2st_ceiling import (  # noqa: E402
+    BASELINE,
+    MODEL,
+    read_labelled,
+    run_over_sections,
+    unsupervised,
+    unsupervised_aris,
+)
 
 SEEDS = (5, 10, 20)
 PRIMARY = 10
@@ -113,8 +120,8 @@ def run_section(path: str, seeds: list[int]) -> list[dict]:
                                                                  s, names)[lab])
                         for r, seed in zip(reps, seeds, strict=True)]
                 add("markers", rep, f"{which}, k + {EXTRA} clusters named by markers, {span}", aris)
-    for name, per_seed in labels.items():
-        add("unsupervised", name, span, [adjusted_rand_score(y, np.asarray(lb)[lab]) for lb in per_seed])
+    for name, aris in unsupervised_aris(labels, y, lab).items():
+        add("unsupervised", name, span, aris)
     return rows
 
 

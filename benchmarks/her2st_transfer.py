@@ -85,7 +85,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from her2st import SECTIONS, baseline_features, shared_data  # noqa: E402
-from her2st_ceiling import BASELINE, MODEL, read_labelled, run_over_sections, unsupervised  # noqa: E402
+from her2st_ceiling import (  # noqa: E402
+    BASELINE,
+    MODEL,
+    read_labelled,
+    run_over_sections,
+    unsupervised,
+    unsupervised_aris,
+)
 
 EXTRA = 3
 N_SEEDS = 10
@@ -167,8 +174,8 @@ def run_section(path: str, seeds: list[int]) -> list[dict]:
         [adjusted_rand_score(y, named_by_vote(c, unrestricted)[lab]) for c in model_clusters])
     per_pair = [adjusted_rand_score(y, named_by_vote(c, p)[lab]) for c in model_clusters for p in single_pred.values()]
     add("transfer", MODEL, f"k + {EXTRA} clusters named by one other section, median of 7 x seeds, {span}", per_pair)
-    for name, per_seed in labels.items():
-        add("unsupervised", name, span, [adjusted_rand_score(y, np.asarray(lb)[lab]) for lb in per_seed])
+    for name, aris in unsupervised_aris(labels, y, lab).items():
+        add("unsupervised", name, span, aris)
     return rows
 
 
