@@ -284,7 +284,7 @@ def process_section(
     progress: Callable[[Any], None] | None = None,
     warn: Callable[[str], None] | None = None,
     spatialdata: bool = False,
-    references: list[AnnData] | None = None,
+    references: list[AnnData | str | PathLike] | None = None,
     reference_key: str | None = None,
 ) -> SectionReport:
     """Train on a read section (``cfg.n_clusters`` set) and write its output folder ``out``.
@@ -293,7 +293,7 @@ def process_section(
     ``progress`` receives every :class:`~napari_senca.progress.Progress`,
     ``warn`` one-line warnings (e.g. no marker genes); ``spatialdata`` also
     writes ``annotated.zarr`` (see :func:`write_section_output`). ``references``:
-    annotated sections the regions are named after
+    annotated sections (or their paths, read after training) the regions are named after
     (:meth:`~napari_senca.review.ReviewState.name_from_reference`; their ``obs``
     column ``reference_key``), before anything is written.
     """
@@ -309,7 +309,7 @@ def process_section(
                           naming_problem=problem)  # fmt: skip
 
 
-def _name_after(adata: AnnData, references: list[AnnData], key: str | None,
+def _name_after(adata: AnnData, references: list[AnnData | str | PathLike], key: str | None,
                 timings: dict[str, float]) -> tuple[str | None, str | None]:
     """Name the regions after annotated sections: ``(what was done, None)``, or ``(None, why not)``.
 
@@ -323,7 +323,7 @@ def _name_after(adata: AnnData, references: list[AnnData], key: str | None,
     t0 = time.perf_counter()
     try:
         what = st.name_from_reference(*reference_naming(adata, references, st.reference_cut(), key))
-    except (ValueError, MemoryError) as exc:  # ConfigError and DataError are ValueErrors
+    except (ValueError, OSError, MemoryError) as exc:  # ConfigError and DataError are ValueErrors
         return None, f"regions not named after the annotated sections: {exc}; the model's regions are written"
     timings["name_from_reference"] = time.perf_counter() - t0
     return what, None

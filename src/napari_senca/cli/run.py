@@ -161,6 +161,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from ..reference import shared_genes
 
         shared_genes(adata, references)  # before training, not after
+        references = list(args.name_from)  # read again after training: not held in memory while it runs
     cfg, why = runner.resolve_n_clusters(adata, cfg)
     from ..section import get_image
 
