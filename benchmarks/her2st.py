@@ -121,12 +121,9 @@ def _child(task: dict, queue: mp.Queue) -> None:
 
 def neighbour_mean(adata):
     """``(n, n)`` sparse operator: each spot's row averages it and its neighbours on the k = 4 graph."""
-    import scipy.sparse as sp
+    from napari_senca.graph import neighbour_mean_operator
 
-    from napari_senca.graph import build_graph
-
-    a = build_graph(adata.obsm["spatial"], 4).adjacency + sp.identity(adata.n_obs)
-    return sp.diags(1.0 / np.asarray(a.sum(1)).ravel()) @ a
+    return neighbour_mean_operator(adata.obsm["spatial"], 4)
 
 
 def baseline_features(adata, seed: int, smooth: bool = True) -> np.ndarray:

@@ -134,7 +134,9 @@ def marker_scores(adata: AnnData, panel: dict[str, list[str]], neighbours: sp.sp
         cols[region] = np.mean([cache[g] for g in have], axis=0)
     scores = np.column_stack(list(cols.values()))
     if neighbours is None:
-        neighbours = _spot_and_neighbours(adata)
+        from napari_senca.graph import neighbour_mean_operator
+
+        neighbours = neighbour_mean_operator(adata.obsm["spatial"], 4)
     return pd.DataFrame(np.asarray(neighbours @ scores), index=adata.obs_names, columns=list(cols))
 
 
@@ -159,10 +161,3 @@ def seed_spots(scores: pd.DataFrame, n: int = SEEDS_PER_REGION) -> np.ndarray:
 def _has(adata: AnnData, gene: str) -> bool:
     return gene in adata.var_names or gene.lower() in set(adata.var_names.str.lower())
 
-
-def _spot_and_neighbours(adata: AnnData) -> sp.csr_matrix:
-    """Each spot's row averages it and its neighbours on the k = 4 spot graph."""
-    from napari_senca.graph import build_graph
-
-    a = build_graph(np.asarray(adata.obsm["spatial"], float), 4).adjacency + sp.identity(adata.n_obs)
-    return sp.csr_matrix(sp.diags(1.0 / np.asarray(a.sum(1)).ravel()) @ a)

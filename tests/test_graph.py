@@ -205,3 +205,14 @@ def test_neighbour_index_on_a_grid() -> None:
     centre = 12  # (2, 2) on a 5 x 5 grid
     assert index[centre, 0] == centre
     assert set(index[centre][mask[centre]][1:].tolist()) == {7, 11, 13, 17}
+
+
+def test_neighbour_mean_operator_averages_each_spot_and_its_neighbours():
+    from napari_senca.graph import build_graph, neighbour_mean_operator
+
+    xy = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [10.0, 0.0]])
+    op = neighbour_mean_operator(xy, 1)
+    adj = build_graph(xy, 1).adjacency.toarray() + np.eye(4)
+    assert np.allclose(op.toarray(), adj / adj.sum(1, keepdims=True))
+    assert np.allclose(op @ np.full(4, 7.0), 7.0) and (op.diagonal() > 0).all()  # a mean, the spot itself included
+    assert op[3, 2] > 0 and op[2, 3] > 0  # the far spot's one neighbour, and the graph is symmetric

@@ -16,7 +16,7 @@ from sklearn.neighbors import BallTree
 
 from .errors import ConfigError
 
-__all__ = ["SpatialGraph", "build_graph", "normalized_adjacency", "neighbour_index"]
+__all__ = ["SpatialGraph", "build_graph", "normalized_adjacency", "neighbour_mean_operator", "neighbour_index"]
 
 
 @dataclass
@@ -85,6 +85,12 @@ def normalized_adjacency(graph: SpatialGraph, self_loops: bool = True) -> sp.csr
     deg = np.asarray(a.sum(1)).ravel()
     d = sp.diags(1.0 / np.sqrt(np.maximum(deg, 1e-12)))
     return (d @ a @ d).astype(np.float32).tocsr()
+
+
+def neighbour_mean_operator(xy: np.ndarray, n_neighbors: int = 4) -> sp.csr_matrix:
+    """``(n, n)`` row-stochastic operator: each spot's row averages it and its neighbours, equal weights."""
+    a = build_graph(np.asarray(xy, float), n_neighbors).adjacency + sp.identity(len(xy))
+    return sp.csr_matrix(sp.diags(1.0 / np.asarray(a.sum(1)).ravel()) @ a)
 
 
 def neighbour_index(graph: SpatialGraph) -> tuple[np.ndarray, np.ndarray]:

@@ -44,6 +44,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .errors import ConfigError, DataError
+from .graph import neighbour_mean_operator
 from .section import LABEL_KEY, clean_label
 
 __all__ = ["ReferencePrediction", "predict_regions", "reference_labels", "shared_genes", "name_clusters", "N_HVG",
@@ -184,14 +185,6 @@ def _scaled_blocks(adata: AnnData, genes: np.ndarray, cols: np.ndarray):
         yield b, np.clip((x.toarray() - mean) / sd, -10, 10)
 
 
-def _neighbour_mean(adata: AnnData, n_neighbors: int) -> sp.csr_matrix:
-    """Step 4's operator: each row averages a spot and its neighbours."""
-    from .graph import build_graph
-
-    a = build_graph(np.asarray(adata.obsm["spatial"], float), n_neighbors).adjacency + sp.identity(adata.n_obs)
-    return sp.csr_matrix(sp.diags(1.0 / np.asarray(a.sum(1)).ravel()) @ a)
-
-
 def _averaged(adata: AnnData, genes: np.ndarray, cols: np.ndarray, avg: sp.csr_matrix,
               rows: np.ndarray | None = None, project: np.ndarray | None = None) -> np.ndarray:
     """``avg[rows] @ scaled(section) [@ project]`` (steps 1-4), one block of rows at a time."""
@@ -249,7 +242,7 @@ def predict_regions(adata: AnnData, references: Sequence[AnnData], key: str | No
     genes = shared_genes(adata, references)
     fit = _fit_rows(labels, seed)
     hvg = _hvgs(references, genes, fit)
-    avgs = [_neighbour_mean(s, n_neighbors) for s in (adata, *references)]
+    avgs = [neighbour_mean_operator(s.obsm["spatial"], n_neighbors) for s in (adata, *references)]  # step 4
     ref_feats = np.vstack([_averaged(r, genes, hvg, a, rows) for r, a, rows in zip(references, avgs[1:], fit,
                                                                                  strict=True)])
     pca = PCA(min(N_PCS, len(hvg), len(ref_feats)), random_state=0)
