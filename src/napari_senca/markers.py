@@ -15,7 +15,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .errors import ConfigError
-from .section import CLUSTER_KEY
+from .section import CLUSTER_KEY, is_normalized
 from .threads import keep_torch_threads
 
 __all__ = ["rank_markers", "MARKER_COLUMNS"]
@@ -66,7 +66,7 @@ def rank_markers(
     keep_spots = groups.isin(usable).to_numpy()
     X = adata.X[keep_spots]
     X = sp.csr_matrix(X, dtype=np.float32) if sp.issparse(X) else sp.csr_matrix(np.asarray(X, np.float32))
-    normalized = bool((adata.uns.get("senca_input", {}) or {}).get("normalized", False))
+    normalized = is_normalized(adata)
     totals = np.asarray(X.sum(0)).ravel()
     # pre-normalised input (read with normalized=True) is tested as given
     gene_ok = totals > 0 if normalized else totals >= min_gene_counts

@@ -21,7 +21,7 @@ from anndata import AnnData
 from PIL import Image
 
 from .errors import DataError
-from .section import get_image, spot_spacing
+from .section import get_image, source_path, spot_spacing
 
 __all__ = [
     "patch_radius_px",
@@ -86,7 +86,7 @@ def patch_radius_px(adata: AnnData, radius_spacings: float = 3.0) -> float:
     """Patch radius in image pixels of the section's H&E."""
     img = get_image(adata)
     if img is None:
-        raise DataError(_src(adata), "the section has no H&E image")
+        raise DataError(source_path(adata), "the section has no H&E image")
     return float(radius_spacings * spot_spacing(adata) * img[1])
 
 
@@ -101,7 +101,7 @@ def iter_patches(
     """
     levels = image_levels(adata)
     if not levels:
-        raise DataError(_src(adata), "the section has no H&E image")
+        raise DataError(source_path(adata), "the section has no H&E image")
     radius_full = radius_spacings * spot_spacing(adata)
     image, scalef = choose_level(levels, radius_full, size)
     if hasattr(image, "compute"):
@@ -173,6 +173,3 @@ def extract_patches(adata: AnnData, radius_spacings: float = 3.0, size: int = 22
     batches = list(iter_patches(adata, radius_spacings, size))
     return np.concatenate(batches, axis=0)
 
-
-def _src(adata: AnnData) -> str | None:
-    return adata.uns.get("senca_input", {}).get("path") or None

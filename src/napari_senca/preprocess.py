@@ -23,6 +23,7 @@ from anndata import AnnData
 
 from .config import SencaConfig
 from .errors import DataError
+from .section import is_normalized, source_path
 from .threads import keep_torch_threads
 
 __all__ = ["Expression", "preprocess_expression"]
@@ -72,9 +73,7 @@ def preprocess_expression(adata: AnnData, config: SencaConfig | None = None) -> 
     import scanpy as sc
 
     cfg = config or SencaConfig()
-    info = adata.uns.get("senca_input", {}) or {}
-    src = info.get("path") or None
-    normalized = bool(info.get("normalized", False))
+    src, normalized = source_path(adata), is_normalized(adata)
     X = adata.X
     X = sp.csr_matrix(X, dtype=np.float32) if sp.issparse(X) else sp.csr_matrix(np.asarray(X, np.float32))
     if X.nnz and not np.isfinite(X.data).all():

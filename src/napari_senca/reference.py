@@ -45,7 +45,7 @@ from anndata import AnnData
 
 from .errors import ConfigError, DataError
 from .graph import neighbour_mean_operator
-from .section import LABEL_KEY, clean_label
+from .section import LABEL_KEY, clean_label, is_normalized, source_path
 
 __all__ = ["ReferencePrediction", "predict_regions", "reference_labels", "shared_genes", "name_clusters", "N_HVG",
            "N_PCS"]
@@ -87,10 +87,6 @@ class ReferencePrediction:
     n_reference_spots: dict[str, int]
 
 
-def _source(adata: AnnData) -> str | None:
-    return (adata.uns.get("senca_input", {}) or {}).get("path") or None
-
-
 def reference_labels(adata: AnnData, key: str | None = None) -> tuple[np.ndarray, str]:
     """``(labels, key)``: the reference's region per spot (``None`` where unlabelled) and the column read.
 
@@ -110,15 +106,15 @@ def reference_labels(adata: AnnData, key: str | None = None) -> tuple[np.ndarray
                 break
         else:
             cats = [c for c in adata.obs.columns if isinstance(adata.obs[c].dtype, pd.CategoricalDtype)]
-            raise DataError(_source(adata), "no region names to learn from: no named 'senca_region' (Review) or "
+            raise DataError(source_path(adata), "no region names to learn from: no named 'senca_region' (Review) or "
                                             f"'label' column; name one of {cats or 'its obs columns'}")
     if key not in adata.obs:
-        raise DataError(_source(adata), f"no obs column {key!r} to read the regions from")
+        raise DataError(source_path(adata), f"no obs column {key!r} to read the regions from")
     labels = np.array([clean_label(v) for v in adata.obs[key].astype(object)], dtype=object)
     if key == AUTO_KEYS[0]:  # the Review's default names ("cluster 3") name nothing
         labels[np.array([v is not None and _DEFAULT.fullmatch(v) is not None for v in labels], dtype=bool)] = None
     if len({v for v in labels if v is not None}) < 2:
-        raise DataError(_source(adata), f"obs[{key!r}] names fewer than two regions")
+        raise DataError(source_path(adata), f"obs[{key!r}] names fewer than two regions")
     return labels, key
 
 
@@ -133,7 +129,7 @@ def _lognorm_blocks(adata: AnnData, genes: np.ndarray, cols: np.ndarray, rows: n
     normalised over all of ``genes`` (as given when the section is pre-normalised); only ``rows`` when given.
     No copy of the whole section."""
     idx = adata.var_names.get_indexer(genes)
-    normalized = bool((adata.uns.get("senca_input", {}) or {}).get("normalized", False))
+    normalized = is_normalized(adata)
     n = adata.n_obs if rows is None else len(rows)
     for b in range(0, n, BLOCK):
         xb = adata.X[b : b + BLOCK] if rows is None else adata.X[rows[b : b + BLOCK]]
@@ -232,7 +228,7 @@ def predict_regions(adata: AnnData, references: Sequence[AnnData], key: str | No
         raise ConfigError("no reference section to learn the regions from")
     for s in (adata, *references):
         if "spatial" not in s.obsm:
-            raise DataError(_source(s), 'no spot positions (obsm["spatial"])')
+            raise DataError(source_path(s), 'no spot positions (obsm["spatial"])')
     labels = [reference_labels(r, key)[0] for r in references]
     named = sorted({v for lab in labels for v in lab if v is not None})
     missing = sorted(set(regions or ()) - set(named))

@@ -37,6 +37,8 @@ __all__ = [
     "UNS_KEY",
     "REFERENCE_KEY",
     "make_section",
+    "source_path",
+    "is_normalized",
     "library_id",
     "get_image",
     "get_image_levels",
@@ -323,6 +325,16 @@ def _median_nn(xy: np.ndarray) -> float:
 
     d, _ = cKDTree(xy).query(xy, k=2)
     return float(np.median(d[:, 1]))
+
+
+def source_path(adata: AnnData) -> str | None:
+    """The file or folder the section was read from (``uns["senca_input"]["path"]``), for error messages."""
+    return (adata.uns.get("senca_input") or {}).get("path") or None
+
+
+def is_normalized(adata: AnnData) -> bool:
+    """True when ``X`` holds pre-normalised values (read with ``normalized=True``), not counts."""
+    return bool((adata.uns.get("senca_input") or {}).get("normalized", False))
 
 
 def library_id(adata: AnnData) -> str | None:
