@@ -97,6 +97,10 @@ class ReviewActionsMixin:
             notify_info(f"re-clustering into {k} regions dropped: the section changed meanwhile")
             return
         st.set_n_clusters(k, keep_manual=keep_manual, labels=labels, confidence=confidence)
+        self._apply_to(layer, st)
+
+    def _apply_to(self, layer: Any, st: Any) -> None:
+        """Write a worker's result back to the layer it was computed for (redrawn when it is the one shown)."""
         if self.layer.value is layer:
             self._apply(st)
         else:
@@ -238,18 +242,14 @@ class ReviewActionsMixin:
             notify_info("naming from the reference dropped: the section changed meanwhile")
             return
         what = st.name_from_reference(predicted, labels)
-        if self.layer.value is layer:
-            self._apply(st)
-        else:
-            st.apply_to_layer(layer)
+        self._apply_to(layer, st)
         few = "; from one annotated section the names are often wrong: check them, or add sections" if n_refs < 2 else ""
         notify_info(what + few)
 
     @qt_callback
     def _on_reference_finished(self) -> None:
         self.reference_worker = None
-        self.reference_btn.enabled = True
-        self.refresh()
+        self.refresh()  # enables the button again (ReviewSyncMixin._refresh)
 
     @guarded
     def select_in_shapes(self, shapes_layer: Any = None) -> list[int] | None:

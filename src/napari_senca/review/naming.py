@@ -60,15 +60,21 @@ def reference_naming(adata: AnnData, references: Sequence[str | PathLike | AnnDa
     Pure (reads the section, changes nothing), so the widget runs it in a worker thread.
     ``references`` are annotated sections or paths to them (:func:`read_references`).
     """
-    from ..cluster import recluster_labels, stored_clustering
     from ..reference import predict_regions
     from ..section import UNS_KEY
 
     refs = [r if isinstance(r, AnnData) else read_references([r], key)[0] for r in references]
     k = int((adata.uns.get(UNS_KEY, {}).get("config", {}) or {}).get("n_neighbors", 4))
     pred = predict_regions(adata, refs, key=key, n_neighbors=k)
+    return pred.names, _cut(adata, n_clusters)
+
+
+def _cut(adata: AnnData, n_clusters: int) -> np.ndarray:
+    """The section's stored embedding cut into ``n_clusters`` (its Ward tree, else k-means with its seed)."""
+    from ..cluster import recluster_labels, stored_clustering
+
     tree, emb, seed = stored_clustering(adata)
-    return pred.names, recluster_labels(tree, emb, n_clusters, seed)
+    return recluster_labels(tree, emb, n_clusters, seed)
 
 
 class NamingMixin:
@@ -81,7 +87,6 @@ class NamingMixin:
     n_spots: int
     clustering_k: int
     check_recluster: Callable[[int], int]
-    name_of: Callable[[str], str]
     _labels: Callable[[], pd.Categorical]
     _set_labels: Callable[..., None]
     memory: Any
@@ -123,14 +128,10 @@ class NamingMixin:
         ConfigError
             No stored embedding, predictions or labels that do not fit the section, or one name for every cluster.
         """
-        from ..cluster import recluster_labels, stored_clustering
         from ..reference import name_clusters
 
         predicted = np.asarray(predicted).astype(str)
-        if labels is None:
-            tree, emb, seed = stored_clustering(self.adata)
-            labels = recluster_labels(tree, emb, self.reference_cut(), seed)
-        labels = np.asarray(labels)
+        labels = np.asarray(_cut(self.adata, self.reference_cut()) if labels is None else labels)
         for what, arr in (("predicted regions", predicted), ("cluster labels", labels)):
             if arr.shape != (self.n_spots,):
                 raise ConfigError(f"{arr.shape[0] if arr.ndim else 0} {what} for a section of {self.n_spots} spots")
